@@ -1,0 +1,96 @@
+"""Cluster backends: a kind cluster kslab creates, or an existing cluster you point it at.
+
+Both give the layers above the same thing: kubeconfigs (secret), a provider, the
+address a host uses, and the console URL.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from . import kubeconfig as kc
+from . import render
+from .spec import ClusterSpec
+from .steps import ops_step
+
+TYPE_PREFIX = "kslab:lab"
+
+
+@dataclass
+class KindClusterArgs:
+    spec: ClusterSpec
+    kind_wait: str
+    preflight: pulumi.Resource | None
+
+
+@dataclass
+class ExistingClusterArgs:
+    spec: ClusterSpec
+    kubeconfig: pulumi.Output[str]  # already a secret
+
+
+class _ClusterBase(pulumi.ComponentResource):
+    spec: ClusterSpec
+    kubeconfig: pulumi.Output[str]
+    internal_kubeconfig: pulumi.Output[str]
+    address: pulumi.Output[str]
+    console_url: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def _finish(self, name: str) -> None:
+        self.provider = k8s.Provider(
+            f"{name}-k8s", kubeconfig=self.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({
+            "kubeconfig": self.kubeconfig,
+            "internalKubeconfig": self.internal_kubeconfig,
+            "address": self.address,
+            "consoleUrl": self.console_url,
+        })
+
+
+class KindCluster(_ClusterBase):
+    """`kind create cluster` with our rendered config; `kind delete cluster` on destroy."""
+
+    def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{TYPE_PREFIX}:KindCluster", name, None, opts)
+        spec = self.spec = args.spec
+        config_yaml = render.kind_config_yaml(spec)
+        self.create = ops_step(
+            f"{name}-kind", "kind-create",
+            {"KSLAB_CLUSTER": spec.name, "KSLAB_NODE_IMAGE": spec.node_image,
+             "KSLAB_KIND_CONFIG": config_yaml, "KSLAB_KIND_WAIT": args.kind_wait},
+            pulumi.ResourceOptions(parent=self, depends_on=[args.preflight] if args.preflight else None,
+                                   delete_before_replace=True),
+            delete_step="kind-delete", secret_stdout=True,
+            # A kind cluster cannot be changed in place: a new config means a new cluster.
+            triggers=[spec.name, render.spec_fingerprint(render.kind_config(spec))],
+        )
+        result = self.create.stdout.apply(json.loads)
+        self.kubeconfig = pulumi.Output.secret(result.apply(lambda r: r["kubeconfig"]))
+        self.internal_kubeconfig = pulumi.Output.secret(result.apply(lambda r: r["internalKubeconfig"]))
+        self.address = pulumi.Output.unsecret(result.apply(lambda r: r["containerIp"]))
+        self.console_url = pulumi.Output.from_input(f"http://127.0.0.1:{spec.console_host_port}")
+        self._finish(name)
+
+
+class ExistingCluster(_ClusterBase):
+    """A cluster the user already has; kslab never creates or deletes it."""
+
+    def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{TYPE_PREFIX}:ExistingCluster", name, None, opts)
+        spec = self.spec = args.spec
+        self.kubeconfig = pulumi.Output.secret(args.kubeconfig)
+        if spec.internal_server:
+            internal = args.kubeconfig.apply(lambda text: kc.rewrite_server(text, spec.internal_server))
+        else:
+            internal = args.kubeconfig
+        self.internal_kubeconfig = pulumi.Output.secret(internal)
+        server = pulumi.Output.unsecret(internal.apply(kc.server_of))
+        self.address = server.apply(kc.server_host)
+        self.console_url = (pulumi.Output.from_input(spec.console_url) if spec.console_url
+                            else self.address.apply(lambda h: f"http://{h}:{spec.console_port}"))
+        self._finish(name)

@@ -1,0 +1,65 @@
+"""Joining a member to a host: checks, the `Cluster` object, Ready, and a bounded unjoin."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from . import render
+from .clusters import TYPE_PREFIX, _ClusterBase
+from .kubesphere import KubeSphereInstall
+from .steps import ops_step
+
+
+@dataclass
+class KubeFedJoinArgs:
+    host: _ClusterBase
+    member: _ClusterBase
+    host_install: KubeSphereInstall
+    member_install: KubeSphereInstall
+    timeout_seconds: int
+    unjoin_timeout_seconds: int
+
+
+class KubeFedJoin(pulumi.ComponentResource):
+    """Creating `Cluster` directly skips the console's validation API, so the join runs the
+    same checks first (role, jwtSecret, TLS, reachable server). On destroy the `Cluster` is
+    deleted and its finalizer awaited, with a bound, before either cluster goes away."""
+
+    def __init__(self, name: str, args: KubeFedJoinArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{TYPE_PREFIX}:KubeFedJoin", name, None, opts)
+        member, host = args.member.spec, args.host.spec
+        env = {
+            "KSLAB_MEMBER": member.name, "KSLAB_HOST": host.name,
+            "KSLAB_HOST_KUBECONFIG": args.host.kubeconfig,
+            "KSLAB_MEMBER_KUBECONFIG": args.member.kubeconfig,
+            "KSLAB_JOIN_KUBECONFIG": args.member.internal_kubeconfig,
+            "KSLAB_ALLOW_LOOPBACK": "true" if member.allow_loopback_join else "false",
+        }
+        self.check = ops_step(
+            f"{name}-check", "join-check", env,
+            pulumi.ResourceOptions(parent=self, depends_on=[args.host_install, args.member_install]))
+        provider_name = "kind" if member.is_kind else "existing"
+        cluster_obj = args.member.internal_kubeconfig.apply(
+            lambda text: render.member_cluster_object(member.name, text, provider_name))
+        self.cluster = k8s.apiextensions.CustomResource(
+            f"{name}-cluster",
+            api_version=render.CLUSTER_API_VERSION, kind=render.CLUSTER_KIND,
+            metadata=render.member_cluster_object(member.name, "", provider_name)["metadata"],
+            spec=pulumi.Output.secret(cluster_obj.apply(lambda o: o["spec"])),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.host.provider, depends_on=[self.check]),
+        )
+        ready_env = {**env, "KSLAB_TIMEOUT": str(args.timeout_seconds)}
+        # delete=unjoin runs before the Cluster resource's own delete, so destroy waits here
+        # (bounded) for the finalizer while both clusters still exist.
+        self.ready = ops_step(
+            f"{name}-ready", "wait-join",
+            {**ready_env, "KSLAB_UNJOIN_TIMEOUT": str(args.unjoin_timeout_seconds)},
+            pulumi.ResourceOptions(parent=self, depends_on=[self.cluster]),
+            delete_step="unjoin",
+        )
+        self.host_name, self.member_name = host.name, member.name
+        self.state = self.ready.stdout.apply(lambda out: json.loads(out)["state"])
+        self.register_outputs({"host": host.name, "member": member.name, "state": self.state})

@@ -1,0 +1,95 @@
+"""KubeSphere 3.x on one cluster: the multicluster role, and the ks-installer install."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from . import render
+from .clusters import TYPE_PREFIX
+from .spec import ClusterSpec
+from .steps import apply_object, ops_step
+
+
+@dataclass
+class MulticlusterRoleArgs:
+    spec: ClusterSpec
+    kubeconfig: pulumi.Output[str]
+    cluster: pulumi.Resource
+
+
+class MulticlusterRole(pulumi.ComponentResource):
+    """The cc's `spec.multicluster` (role, hostClusterName) and the guard that keeps it honest.
+
+    ks-installer never undoes a role, so a role change on a cluster that already has one is
+    refused at apply time, before the cc is touched, with the way to rebuild deliberately.
+    """
+
+    def __init__(self, name: str, args: MulticlusterRoleArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{TYPE_PREFIX}:MulticlusterRole", name, None, opts)
+        spec = args.spec
+        self.role = spec.role
+        self.host_cluster_name = spec.host_cluster_name
+        self.multicluster = render.multicluster_spec(spec)
+        self.guard = ops_step(
+            f"{name}-guard", "role-guard",
+            {"KSLAB_CLUSTER": spec.name, "KSLAB_ROLE": spec.role, "KSLAB_KUBECONFIG": args.kubeconfig},
+            pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
+            triggers=[spec.role],  # a new role re-runs the guard (replacement), so it is checked
+        )
+        self.register_outputs({"role": spec.role, "hostClusterName": spec.host_cluster_name or ""})
+
+
+@dataclass
+class KubeSphereInstallArgs:
+    spec: ClusterSpec
+    provider: k8s.Provider
+    kubeconfig: pulumi.Output[str]
+    cluster: pulumi.Resource
+    role: MulticlusterRole
+    # "" lets the installer choose a random secret (a host in copy mode).
+    jwt_secret: pulumi.Input[str]
+    registry: str
+    timeout_seconds: int
+
+
+class KubeSphereInstall(pulumi.ComponentResource):
+    """ks-installer objects + the `ks-installer` cc, then a wait on the cc's real status."""
+
+    def __init__(self, name: str, args: KubeSphereInstallArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{TYPE_PREFIX}:KubeSphereInstall", name, None, opts)
+        spec = args.spec
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.cluster])
+        self.objects = {}
+        for obj in render.installer_objects(spec.kubesphere_version, args.registry):
+            prior = list(self.objects.values())[:2]  # CRD and namespace first
+            self.objects[obj["kind"]] = apply_object(
+                f"{name}-{obj['kind'].lower()}", obj,
+                pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=prior)))
+
+        cc = render.cluster_configuration(spec, "", args.registry)
+        jwt = pulumi.Output.from_input(args.jwt_secret)
+        cc_spec = jwt.apply(lambda secret: {**cc["spec"], "authentication": {"jwtSecret": secret}})
+        self.cluster_configuration = k8s.apiextensions.CustomResource(
+            f"{name}-cc",
+            api_version=cc["apiVersion"], kind=cc["kind"], metadata=cc["metadata"],
+            spec=pulumi.Output.secret(cc_spec),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                depends_on=[self.objects["CustomResourceDefinition"], self.objects["Namespace"], args.role.guard])),
+        )
+        env = {"KSLAB_CLUSTER": spec.name, "KSLAB_ROLE": spec.role, "KSLAB_KUBECONFIG": args.kubeconfig,
+               "KSLAB_TIMEOUT": str(args.timeout_seconds)}
+        # Any spec change makes the installer re-run its playbooks, so the wait runs again.
+        fingerprint = jwt.apply(lambda secret: render.spec_fingerprint({**cc, "jwt": secret}))
+        wait_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_configuration,
+                                                                    self.objects["Deployment"]])
+        self.wait = ops_step(f"{name}-wait", "wait-install", env, wait_opts, triggers=[fingerprint])
+        self.read_jwt = ops_step(f"{name}-jwt", "read-jwt", env,
+                                 pulumi.ResourceOptions(parent=self, depends_on=[self.wait]),
+                                 secret_stdout=True, triggers=[fingerprint])
+        self.version = pulumi.Output.from_input(spec.kubesphere_version)
+        self.state = self.wait.stdout.apply(lambda out: json.loads(out)["state"])
+        self.jwt_secret = pulumi.Output.secret(self.read_jwt.stdout.apply(str.strip))
+        self.register_outputs({"version": self.version, "state": self.state, "jwtSecret": self.jwt_secret})

@@ -1,0 +1,129 @@
+"""The whole lab from a validated LabSpec: clusters, roles, installs and joins.
+
+Only real dependencies become edges: clusters and installs proceed in parallel;
+a join waits for both its installs; in jwtSecretMode 'copy' a member's install waits
+for its host's secret.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+import pulumi
+
+from . import versions
+from .clusters import TYPE_PREFIX, ExistingCluster, ExistingClusterArgs, KindCluster, KindClusterArgs, _ClusterBase
+from .join import KubeFedJoin, KubeFedJoinArgs
+from .kubesphere import KubeSphereInstall, KubeSphereInstallArgs, MulticlusterRole, MulticlusterRoleArgs
+from .spec import ClusterSpec, LabSpec
+from .steps import ops_step
+
+
+@dataclass
+class LabArgs:
+    spec: LabSpec
+    # Kubeconfig (secret) of each existing-backend cluster, resolved before anything is registered.
+    existing_kubeconfigs: dict[str, pulumi.Output[str]]
+    # A user-provided shared jwtSecret (secret config), or None to generate one once.
+    jwt_secret: pulumi.Output[str] | None = None
+
+
+class Lab(pulumi.ComponentResource):
+    def __init__(self, name: str, args: LabArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{TYPE_PREFIX}:Lab", name, None, opts)
+        spec = args.spec
+        child = pulumi.ResourceOptions(parent=self)
+        for warning in spec.warnings:
+            pulumi.log.warn(f"kslab: {warning}", resource=self)
+
+        self.preflight = None
+        kind_clusters = [c for c in spec.clusters if c.is_kind]
+        if kind_clusters:
+            plan = {
+                "node_images": [c.node_image for c in kind_clusters],
+                "memory_estimate_mib": sum(versions.cluster_memory_mib(c.kubesphere_version, c.components, True)
+                                           for c in kind_clusters),
+            }
+            self.preflight = ops_step("preflight", "preflight", {"KSLAB_PLAN": json.dumps(plan)}, child)
+
+        self.shared_jwt = None
+        if spec.jwt_secret_mode == "shared":
+            if args.jwt_secret is not None:
+                self.shared_jwt = pulumi.Output.secret(args.jwt_secret)
+            else:
+                generated = ops_step("jwt-secret", "gen-secret", {}, child, secret_stdout=True)
+                self.shared_jwt = pulumi.Output.secret(generated.stdout.apply(str.strip))
+
+        self.clusters: dict[str, _ClusterBase] = {}
+        for c in spec.clusters:
+            if c.is_kind:
+                self.clusters[c.name] = KindCluster(c.name, KindClusterArgs(c, spec.kind_wait, self.preflight), child)
+            else:
+                self.clusters[c.name] = ExistingCluster(
+                    c.name, ExistingClusterArgs(c, args.existing_kubeconfigs[c.name]), child)
+
+        self.roles = {
+            c.name: MulticlusterRole(f"{c.name}-role", MulticlusterRoleArgs(
+                c, self.clusters[c.name].kubeconfig, self.clusters[c.name]), child)
+            for c in spec.clusters
+        }
+
+        # Hosts (and standalone clusters) first, so copy mode can hand members their host's secret.
+        self.installs: dict[str, KubeSphereInstall] = {}
+        for c in sorted(spec.clusters, key=lambda c: c.role == "member"):
+            self.installs[c.name] = KubeSphereInstall(f"{c.name}-kubesphere", KubeSphereInstallArgs(
+                spec=c, provider=self.clusters[c.name].provider, kubeconfig=self.clusters[c.name].kubeconfig,
+                cluster=self.clusters[c.name], role=self.roles[c.name], jwt_secret=self._jwt_for(spec, c),
+                registry=spec.registry, timeout_seconds=spec.install_timeout_seconds), child)
+
+        self.joins = {
+            j.name: KubeFedJoin(j.name, KubeFedJoinArgs(
+                host=self.clusters[j.host], member=self.clusters[j.member],
+                host_install=self.installs[j.host], member_install=self.installs[j.member],
+                timeout_seconds=spec.join_timeout_seconds,
+                unjoin_timeout_seconds=spec.unjoin_timeout_seconds), child)
+            for j in spec.joins
+        }
+        self.register_outputs({"clusters": sorted(self.clusters), "joins": sorted(self.joins)})
+
+    def _jwt_for(self, spec: LabSpec, cluster: ClusterSpec) -> pulumi.Input[str]:
+        if self.shared_jwt is not None:
+            return self.shared_jwt
+        hosts = spec.hosts_of(cluster.name)
+        if cluster.role == "member" and hosts:
+            return self.installs[hosts[0]].jwt_secret  # copy mode: exactly one host (validated)
+        return ""
+
+    def outputs(self) -> dict:
+        """What `pulumi stack output` shows: enough to use the lab.
+
+        Secrets sit in their own outputs so the plain facts (roles, URLs, states) stay readable.
+        """
+        clusters, kubeconfigs, internal, jwts = {}, {}, {}, {}
+        for name, cluster in self.clusters.items():
+            s = cluster.spec
+            clusters[name] = {
+                "context": s.context_name,
+                "address": cluster.address,
+                "consoleUrl": cluster.console_url,
+                "role": s.role,
+                "hostClusterName": s.host_cluster_name or "",
+                "kubesphereVersion": s.kubesphere_version,
+                "kubernetesVersion": s.kubernetes_version,
+                "backend": s.backend,
+                "installState": self.installs[name].state,
+            }
+            kubeconfigs[name] = cluster.kubeconfig
+            internal[name] = cluster.internal_kubeconfig
+            jwts[name] = self.installs[name].jwt_secret
+        joins = {name: {"host": j.host_name, "member": j.member_name, "state": j.state}
+                 for name, j in self.joins.items()}
+        outputs = {
+            "clusters": clusters,
+            "joins": joins,
+            "kubeconfigs": pulumi.Output.secret(kubeconfigs),
+            "internalKubeconfigs": pulumi.Output.secret(internal),
+            "jwtSecrets": pulumi.Output.secret(jwts),
+        }
+        for name, cluster in self.clusters.items():
+            outputs[f"kubeconfig-{name}"] = cluster.kubeconfig
+        return outputs

@@ -1,0 +1,177 @@
+"""Version facts the lab depends on, in one place.
+
+Sources: ks-installer release notes and docs (support table), kind release
+notes (node images published per release). See README "Versions".
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SUPPORTED = "supported"
+EXPERIMENTAL = "experimental"  # works upstream with caveats: allowed, warned
+UNSUPPORTED = "unsupported"
+
+
+@dataclass(frozen=True)
+class KubeSphereRelease:
+    version: str
+    # Kubernetes minors that upstream supports / marks experimental or partial.
+    supported_minors: tuple[int, ...]
+    experimental_minors: tuple[int, ...]
+    # The installer pod label changed in v3.3 (app: ks-install -> ks-installer).
+    installer_pod_label: str
+    # RBAC API groups the installer needs; renamed/added between releases.
+    edge_group: str
+    has_alerting_group: bool
+    # The edge component's cc key: kubeedge (3.2) became edgeruntime (3.3+).
+    edge_component_key: str
+    # Number of FederatedTypeConfigs a host gets (informational, used in docs/tests).
+    federated_type_configs: int
+    # 3.2's join waits for an auto-created SA token secret; k8s >= 1.24 never makes it.
+    join_needs_legacy_sa_token: bool
+    # Rough memory of a default install (monitoring always on in 3.x), in MiB.
+    base_memory_mib: int
+
+
+KUBESPHERE_RELEASES: dict[str, KubeSphereRelease] = {
+    r.version: r
+    for r in (
+        KubeSphereRelease("v3.2.1", (19, 20, 21), (22,), "ks-install", "kubeedge.kubesphere.io",
+                          False, "kubeedge", 25, True, 3072),
+        KubeSphereRelease("v3.3.0", (20, 21, 22, 23), (24,), "ks-installer", "edgeruntime.kubesphere.io",
+                          False, "edgeruntime", 25, False, 3584),
+        KubeSphereRelease("v3.3.1", (20, 21, 22, 23), (24,), "ks-installer", "edgeruntime.kubesphere.io",
+                          False, "edgeruntime", 25, False, 3584),
+        KubeSphereRelease("v3.3.2", (20, 21, 22, 23), (24,), "ks-installer", "edgeruntime.kubesphere.io",
+                          False, "edgeruntime", 25, False, 3584),
+        KubeSphereRelease("v3.4.0", (21, 22, 23, 24, 25, 26), (), "ks-installer", "edgeruntime.kubesphere.io",
+                          True, "edgeruntime", 28, False, 4096),
+        KubeSphereRelease("v3.4.1", (21, 22, 23, 24, 25, 26), (), "ks-installer", "edgeruntime.kubesphere.io",
+                          True, "edgeruntime", 28, False, 4096),
+    )
+}
+
+# Extra memory (MiB) an optional component adds to a cluster, a rough lab estimate
+# (ks-installer#93: a full 3.x install wants 4-10 GB).
+COMPONENT_MEMORY_MIB: dict[str, int] = {
+    "devops": 2048,
+    "logging": 2560,
+    "alerting": 256,
+    "auditing": 512,
+    "events": 512,
+    "servicemesh": 1536,
+    "openpitrix": 256,
+    "edgeruntime": 512,
+    "networkPolicy": 64,
+    "metricsServer": 128,
+}
+# kind's own control-plane node (kubelet, etcd, apiserver...) before KubeSphere.
+KIND_NODE_MEMORY_MIB = 768
+
+# Node-image Kubernetes minors that each kind release published images for.
+# kind only guarantees images built for its own release, so a pair outside this
+# range is refused by the preflight (fix: install another kind or pick an image).
+KIND_RELEASE_NODE_MINORS: dict[str, tuple[int, int]] = {
+    "v0.11": (14, 21),
+    "v0.12": (14, 23),
+    "v0.13": (18, 24),
+    "v0.14": (18, 24),
+    "v0.15": (19, 25),
+    "v0.16": (19, 25),
+    "v0.17": (19, 26),
+    "v0.18": (21, 26),
+    "v0.19": (21, 27),
+    "v0.20": (21, 27),
+    "v0.21": (22, 28),
+    "v0.22": (23, 29),
+    "v0.23": (25, 30),
+    "v0.24": (26, 31),
+    "v0.25": (27, 32),
+    "v0.26": (27, 32),
+    "v0.27": (28, 33),
+    "v0.28": (29, 34),
+    "v0.29": (30, 34),
+    "v0.30": (30, 34),
+    "v0.31": (31, 35),
+}
+
+DEFAULT_KUBESPHERE_VERSION = "v3.4.1"
+DEFAULT_NODE_IMAGE = "kindest/node:v1.25.16"
+INSTALLER_IMAGE_REPO = "kubesphere/ks-installer"
+
+_K8S_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
+_IMAGE_TAG = re.compile(r":(v\d+\.\d+\.\d+)(?:@sha256:[0-9a-f]{64})?$")
+
+
+def parse_k8s_version(text: str) -> tuple[int, int, int] | None:
+    """'v1.25.16' -> (1, 25, 16); None when it is not a version."""
+    m = _K8S_VERSION.match(text.strip())
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def node_image_k8s_version(image: str) -> str | None:
+    """The Kubernetes version a kindest/node image tag names, e.g. 'v1.19.16'."""
+    m = _IMAGE_TAG.search(image)
+    return m.group(1) if m else None
+
+
+def image_is_pinned(image: str) -> bool:
+    """An exact vX.Y.Z tag or a sha256 digest; 'latest' or a bare repo is not."""
+    return bool(_IMAGE_TAG.search(image)) or "@sha256:" in image
+
+
+def support_level(ks_version: str, k8s_version: str) -> str:
+    release = KUBESPHERE_RELEASES.get(ks_version)
+    parsed = parse_k8s_version(k8s_version)
+    if release is None or parsed is None or parsed[0] != 1:
+        return UNSUPPORTED
+    minor = parsed[1]
+    if minor in release.supported_minors:
+        return SUPPORTED
+    if minor in release.experimental_minors:
+        return EXPERIMENTAL
+    return UNSUPPORTED
+
+
+def supported_range_text(ks_version: str) -> str:
+    release = KUBESPHERE_RELEASES[ks_version]
+    lo, hi = min(release.supported_minors), max(release.supported_minors)
+    text = f"1.{lo}-1.{hi}"
+    if release.experimental_minors:
+        text += " (experimental: " + ", ".join(f"1.{m}" for m in release.experimental_minors) + ")"
+    return text
+
+
+def kind_release_key(kind_version: str) -> str | None:
+    """'kind v0.20.0 go1.20.4 linux/amd64' or 'v0.20.0' -> 'v0.20'."""
+    m = re.search(r"v(\d+)\.(\d+)\.\d+", kind_version)
+    return f"v{m.group(1)}.{m.group(2)}" if m else None
+
+
+def kind_supports_image(kind_version: str, image: str) -> bool | None:
+    """True/False when known; None when the kind release is not in our table."""
+    key = kind_release_key(kind_version)
+    k8s = node_image_k8s_version(image)
+    if key is None or k8s is None or key not in KIND_RELEASE_NODE_MINORS:
+        return None
+    lo, hi = KIND_RELEASE_NODE_MINORS[key]
+    minor = parse_k8s_version(k8s)[1]
+    return lo <= minor <= hi
+
+
+def cluster_memory_mib(ks_version: str, components: dict[str, bool], kind_node: bool,
+                       base_override: dict[str, int] | None = None,
+                       component_override: dict[str, int] | None = None) -> int:
+    """Rough memory of one lab cluster: node + KubeSphere core + enabled components."""
+    bases = {v: r.base_memory_mib for v, r in KUBESPHERE_RELEASES.items()}
+    bases.update(base_override or {})
+    per_component = dict(COMPONENT_MEMORY_MIB)
+    per_component.update(component_override or {})
+    total = bases.get(ks_version, max(bases.values()))
+    total += sum(per_component.get(name, 0) for name, on in components.items() if on)
+    if kind_node:
+        total += KIND_NODE_MEMORY_MIB
+    return total
