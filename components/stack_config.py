@@ -6,6 +6,7 @@ import os
 
 import pulumi
 
+from . import kubeconfig as kc
 from .spec import ClusterSpec, LabConfigError, LabSpec, Problem
 
 STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "installTimeoutSeconds",
@@ -41,12 +42,19 @@ def existing_kubeconfigs(config: pulumi.Config, project_dir: str, lab: LabSpec) 
                     f"names config key kslab:{cluster.kubeconfig_secret}, which is not set",
                     f"pulumi config set --secret {cluster.kubeconfig_secret} \"$(cat kubeconfig)\"")])
             return value
+        field = f"kslab:clusters[{cluster.name}].kubeconfigPath"
         path = os.path.join(project_dir, os.path.expanduser(os.path.expandvars(cluster.kubeconfig_path)))
         try:
             with open(path) as fh:
-                return pulumi.Output.secret(fh.read())
+                text = fh.read()
         except OSError as exc:
-            raise LabConfigError([Problem(
-                f"kslab:clusters[{cluster.name}].kubeconfigPath", cluster.kubeconfig_path,
-                f"cannot be read ({exc.strerror})", "point it at the cluster's kubeconfig file")]) from None
-    return source
+            raise LabConfigError([Problem(field, cluster.kubeconfig_path, f"cannot be read ({exc.strerror})",
+                                          "point it at the cluster's kubeconfig file")]) from None
+        try:
+            kc.server_of(text)
+        except kc.KubeconfigError as exc:
+            raise LabConfigError([Problem(field, cluster.kubeconfig_path, str(exc),
+                                          "use the kubeconfig `kubectl config view --raw --minify` prints")]) from None
+        return pulumi.Output.secret(text)
+
+    return {c.name: source(c) for c in lab.clusters if not c.is_kind}

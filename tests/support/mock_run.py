@@ -8,6 +8,7 @@ they cannot drift from what the components really register.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import runpy
 from dataclasses import dataclass, field
@@ -146,11 +147,23 @@ def stack_config(stack: str) -> dict[str, str]:
     return {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (doc.get("config") or {}).items()}
 
 
+class _LogCapture(logging.Handler):
+    def __init__(self, run: Run):
+        super().__init__(logging.DEBUG)
+        self.run = run
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.run.logs.append((record.levelname, record.getMessage()))
+
+
 def run_program(config: dict[str, str], preview: bool = False, secret_keys: list[str] | None = None) -> Run:
     run = Run()
     the_mocks = LabMocks()
+    logger = logging.getLogger(f"kslab-mock-{id(run)}")
+    logger.propagate = False
+    logger.addHandler(_LogCapture(run))
     pulumi.runtime.set_mocks(the_mocks, project="kslab", stack="kslab-test", preview=preview,
-                             monitor=RecordingMonitor(the_mocks, run))
+                             monitor=RecordingMonitor(the_mocks, run), logger=logger)
     pulumi.runtime.set_all_config(config, secret_keys or [])
 
     @pulumi.runtime.test
