@@ -21,6 +21,7 @@ class KubeFedJoinArgs:
     member_install: KubeSphereInstall
     timeout_seconds: int
     unjoin_timeout_seconds: int
+    allow_multiple_hosts: bool = False
 
 
 class KubeFedJoin(pulumi.ComponentResource):
@@ -41,14 +42,15 @@ class KubeFedJoin(pulumi.ComponentResource):
         self.check = ops_step(
             f"{name}-check", "join-check", env,
             pulumi.ResourceOptions(parent=self, depends_on=[args.host_install, args.member_install]))
-        provider_name = "kind" if member.is_kind else "existing"
-        cluster_obj = args.member.internal_kubeconfig.apply(
-            lambda text: render.member_cluster_object(member.name, text, provider_name))
+        # Only the kubeconfig leaf is secret (and unknown in preview); the rest stays inspectable.
+        join_kubeconfig = pulumi.Output.secret(args.member.internal_kubeconfig.apply(render.b64))
+        obj = render.member_cluster_object(
+            member.name, host.name, join_kubeconfig, "kind" if member.is_kind else "existing",
+            allow_multiple_hosts=args.allow_multiple_hosts,
+            loopback_reason=member.loopback_reason if member.allow_loopback_join else None)
         self.cluster = k8s.apiextensions.CustomResource(
             f"{name}-cluster",
-            api_version=render.CLUSTER_API_VERSION, kind=render.CLUSTER_KIND,
-            metadata=render.member_cluster_object(member.name, "", provider_name)["metadata"],
-            spec=pulumi.Output.secret(cluster_obj.apply(lambda o: o["spec"])),
+            api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"], spec=obj["spec"],
             opts=pulumi.ResourceOptions(parent=self, provider=args.host.provider, depends_on=[self.check]),
         )
         ready_env = {**env, "KSLAB_TIMEOUT": str(args.timeout_seconds)}

@@ -51,6 +51,7 @@ class KubeSphereInstallArgs:
     role: MulticlusterRole
     # "" lets the installer choose a random secret (a host in copy mode).
     jwt_secret: pulumi.Input[str]
+    jwt_source: str
     registry: str
     timeout_seconds: int
 
@@ -69,20 +70,20 @@ class KubeSphereInstall(pulumi.ComponentResource):
                 f"{name}-{obj['kind'].lower()}", obj,
                 pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=prior)))
 
-        cc = render.cluster_configuration(spec, "", args.registry)
         jwt = pulumi.Output.from_input(args.jwt_secret)
-        cc_spec = jwt.apply(lambda secret: {**cc["spec"], "authentication": {"jwtSecret": secret}})
+        # Only the jwtSecret leaf is secret (and maybe unknown in preview): role and components stay visible.
+        cc = render.cluster_configuration(spec, pulumi.Output.secret(jwt), args.registry, args.jwt_source)
         self.cluster_configuration = k8s.apiextensions.CustomResource(
             f"{name}-cc",
-            api_version=cc["apiVersion"], kind=cc["kind"], metadata=cc["metadata"],
-            spec=pulumi.Output.secret(cc_spec),
+            api_version=cc["apiVersion"], kind=cc["kind"], metadata=cc["metadata"], spec=cc["spec"],
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
                 depends_on=[self.objects["CustomResourceDefinition"], self.objects["Namespace"], args.role.guard])),
         )
         env = {"KSLAB_CLUSTER": spec.name, "KSLAB_ROLE": spec.role, "KSLAB_KUBECONFIG": args.kubeconfig,
                "KSLAB_TIMEOUT": str(args.timeout_seconds)}
         # Any spec change makes the installer re-run its playbooks, so the wait runs again.
-        fingerprint = jwt.apply(lambda secret: render.spec_fingerprint({**cc, "jwt": secret}))
+        plain_cc = render.cluster_configuration(spec, "", args.registry, args.jwt_source)
+        fingerprint = jwt.apply(lambda secret: render.spec_fingerprint({**plain_cc, "jwt": secret}))
         wait_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_configuration,
                                                                     self.objects["Deployment"]])
         self.wait = ops_step(f"{name}-wait", "wait-install", env, wait_opts, triggers=[fingerprint])

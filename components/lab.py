@@ -73,6 +73,7 @@ class Lab(pulumi.ComponentResource):
             self.installs[c.name] = KubeSphereInstall(f"{c.name}-kubesphere", KubeSphereInstallArgs(
                 spec=c, provider=self.clusters[c.name].provider, kubeconfig=self.clusters[c.name].kubeconfig,
                 cluster=self.clusters[c.name], role=self.roles[c.name], jwt_secret=self._jwt_for(spec, c),
+                jwt_source=self._jwt_source(spec, c),
                 registry=spec.registry, timeout_seconds=spec.install_timeout_seconds), child)
 
         self.joins = {
@@ -80,7 +81,8 @@ class Lab(pulumi.ComponentResource):
                 host=self.clusters[j.host], member=self.clusters[j.member],
                 host_install=self.installs[j.host], member_install=self.installs[j.member],
                 timeout_seconds=spec.join_timeout_seconds,
-                unjoin_timeout_seconds=spec.unjoin_timeout_seconds), child)
+                unjoin_timeout_seconds=spec.unjoin_timeout_seconds,
+                allow_multiple_hosts=spec.allow_multiple_hosts), child)
             for j in spec.joins
         }
         self.register_outputs({"clusters": sorted(self.clusters), "joins": sorted(self.joins)})
@@ -92,6 +94,12 @@ class Lab(pulumi.ComponentResource):
         if cluster.role == "member" and hosts:
             return self.installs[hosts[0]].jwt_secret  # copy mode: exactly one host (validated)
         return ""
+
+    def _jwt_source(self, spec: LabSpec, cluster: ClusterSpec) -> str:
+        if self.shared_jwt is not None:
+            return "shared"
+        hosts = spec.hosts_of(cluster.name)
+        return f"copy:{hosts[0]}" if cluster.role == "member" and hosts else "installer"
 
     def outputs(self) -> dict:
         """What `pulumi stack output` shows: enough to use the lab.

@@ -23,6 +23,14 @@ CLUSTER_KIND = "Cluster"
 CLUSTER_FINALIZER = "finalizer.cluster.kubesphere.io"
 KUBESPHERE_CONFIG_MAP = "kubesphere-config"
 MANAGED_BY_LABEL = {"app.kubernetes.io/managed-by": "kslab"}
+# Facts the policy pack reads off the registered objects (see policies/).
+CLUSTER_LABEL = "kslab.io/cluster"
+HOST_LABEL = "kslab.io/host"
+MEMBER_LABEL = "kslab.io/member"
+K8S_VERSION_ANNOTATION = "kslab.io/kubernetes-version"
+JWT_SOURCE_ANNOTATION = "kslab.io/jwt-secret-source"
+MULTI_HOST_ANNOTATION = "kslab.io/allow-multiple-hosts"
+LOOPBACK_ANNOTATION = "kslab.io/loopback-join-reason"
 
 
 def kind_config(cluster: ClusterSpec) -> dict:
@@ -170,8 +178,12 @@ def _component_spec(cluster: ClusterSpec) -> dict:
     }
 
 
-def cluster_configuration(cluster: ClusterSpec, jwt_secret: str, registry: str = "") -> dict:
-    """The `ks-installer` ClusterConfiguration. `jwt_secret` "" lets the installer pick a random one."""
+def cluster_configuration(cluster: ClusterSpec, jwt_secret, registry: str = "", jwt_source: str = "") -> dict:
+    """The `ks-installer` ClusterConfiguration. `jwt_secret` "" lets the installer pick a random one.
+
+    `jwt_source` records where the secret comes from ("shared", "copy:<host>", "installer"), so
+    equality between a member and its host can be shown before the values are known.
+    """
     spec = {
         "persistence": {"storageClass": ""},
         "authentication": {"jwtSecret": jwt_secret},
@@ -184,7 +196,10 @@ def cluster_configuration(cluster: ClusterSpec, jwt_secret: str, registry: str =
     return {
         "apiVersion": CC_API_VERSION, "kind": CC_KIND,
         "metadata": {"name": CC_NAME, "namespace": KS_NAMESPACE,
-                     "labels": {"version": cluster.kubesphere_version, **MANAGED_BY_LABEL}},
+                     "labels": {"version": cluster.kubesphere_version, CLUSTER_LABEL: cluster.name,
+                                **MANAGED_BY_LABEL},
+                     "annotations": {K8S_VERSION_ANNOTATION: cluster.kubernetes_version,
+                                     JWT_SOURCE_ANNOTATION: jwt_source}},
         "spec": spec,
     }
 
@@ -194,23 +209,32 @@ def spec_fingerprint(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def member_cluster_object(member: str, join_kubeconfig: str, provider: str) -> dict:
+def member_cluster_object(member: str, host: str, join_kubeconfig_b64, provider: str,
+                          allow_multiple_hosts: bool = False, loopback_reason: str | None = None) -> dict:
     """The `Cluster` a host needs to join a member directly through kubefed."""
+    annotations = {"pulumi.com/skipAwait": "true"}  # kslab waits for Ready itself, with a clearer message
+    if allow_multiple_hosts:
+        annotations[MULTI_HOST_ANNOTATION] = "true"
+    if loopback_reason:
+        annotations[LOOPBACK_ANNOTATION] = loopback_reason
     return {
         "apiVersion": CLUSTER_API_VERSION, "kind": CLUSTER_KIND,
-        "metadata": {"name": member, "labels": dict(MANAGED_BY_LABEL),
-                     # kslab waits for Ready itself, with a clearer message and its own timeout.
-                     "annotations": {"pulumi.com/skipAwait": "true"}},
+        "metadata": {"name": member, "labels": {**MANAGED_BY_LABEL, HOST_LABEL: host, MEMBER_LABEL: member},
+                     "annotations": annotations},
         "spec": {
             "provider": provider,
             "enable": True,
             "joinFederation": True,
             "connection": {
                 "type": "direct",
-                "kubeconfig": base64.b64encode(join_kubeconfig.encode()).decode(),
+                "kubeconfig": join_kubeconfig_b64,
             },
         },
     }
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def jwt_secret_from_kubesphere_yaml(text: str) -> str | None:

@@ -62,9 +62,11 @@ def test_registry_override():
 
 def test_cluster_configuration_role_components_jwt():
     c = lab(components={"devops": True}, hostClusterName="east").clusters[0]
-    cc = render.cluster_configuration(c, "s3cret")
-    assert cc["metadata"] == {"name": "ks-installer", "namespace": "kubesphere-system",
-                              "labels": {"version": "v3.4.1", "app.kubernetes.io/managed-by": "kslab"}}
+    cc = render.cluster_configuration(c, "s3cret", jwt_source="shared")
+    meta = cc["metadata"]
+    assert (meta["name"], meta["namespace"]) == ("ks-installer", "kubesphere-system")
+    assert meta["labels"]["version"] == "v3.4.1" and meta["labels"]["kslab.io/cluster"] == "host"
+    assert meta["annotations"] == {"kslab.io/kubernetes-version": "v1.25.16", "kslab.io/jwt-secret-source": "shared"}
     spec = cc["spec"]
     assert spec["multicluster"] == {"clusterRole": "host", "hostClusterName": "east"}
     assert spec["authentication"]["jwtSecret"] == "s3cret"
@@ -82,9 +84,14 @@ def test_member_has_no_host_cluster_name_and_32_uses_kubeedge():
 
 def test_member_cluster_object():
     text = fake_kubeconfig("member", "https://172.18.0.3:6443")
-    obj = render.member_cluster_object("member", text, "kind")
+    obj = render.member_cluster_object("member", "host", render.b64(text), "kind")
     assert obj["apiVersion"] == "cluster.kubesphere.io/v1alpha1" and obj["kind"] == "Cluster"
     assert obj["metadata"]["name"] == "member"
+    assert obj["metadata"]["labels"]["kslab.io/host"] == "host"
+    assert "kslab.io/allow-multiple-hosts" not in obj["metadata"]["annotations"]
+    opted = render.member_cluster_object("m", "h", "", "kind", allow_multiple_hosts=True, loopback_reason="why")
+    assert opted["metadata"]["annotations"]["kslab.io/allow-multiple-hosts"] == "true"
+    assert opted["metadata"]["annotations"]["kslab.io/loopback-join-reason"] == "why"
     spec = obj["spec"]
     assert spec["joinFederation"] is True and spec["enable"] is True and spec["provider"] == "kind"
     assert spec["connection"]["type"] == "direct"
