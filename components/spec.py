@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import versions
@@ -42,6 +42,9 @@ class Problem:
     value: Any
     message: str
     fix: str
+    # The policy-pack policy that guards the same trap; such problems become warnings in
+    # validationMode 'warn' (the pack then judges). Structural problems have none and always fail.
+    policy: str | None = None
 
     def __str__(self) -> str:
         return f"{self.field} = {self.value!r}: {self.message}. Fix: {self.fix}"
@@ -182,7 +185,7 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
     role = raw.get("role", "none")
     if role not in ROLES:
         problems.append(Problem(f"{path}.role", role, "is not a KubeSphere cluster role",
-                                "use one of none, host, member"))
+                                "use one of none, host, member", "kslab-invalid-role"))
     backend = raw.get("backend", "kind")
     if backend not in BACKENDS:
         problems.append(Problem(f"{path}.backend", backend, "is not a known backend",
@@ -253,7 +256,7 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
                 f"{path}.{field_name}", node_image or k8s_version,
                 f"Kubernetes {k8s_version} is not supported by KubeSphere {ks_version} "
                 f"(supported: {versions.supported_range_text(ks_version)})",
-                "pick a Kubernetes version in that range, or another kubesphereVersion"))
+                "pick a Kubernetes version in that range, or another kubesphereVersion", "kslab-unsupported-versions"))
 
     components_raw = raw.get("components", {}) or {}
     components: dict[str, bool] = {}
@@ -292,7 +295,8 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
     if kubeconfig_path is not None and not isinstance(kubeconfig_path, str):
         problems.append(Problem(f"{path}.kubeconfigPath", kubeconfig_path, "must be a file path", "quote the path"))
 
-    if name is None or role not in ROLES or backend not in BACKENDS or ks_version not in versions.KUBESPHERE_RELEASES:
+    if name is None or not isinstance(role, str) or backend not in BACKENDS \
+            or ks_version not in versions.KUBESPHERE_RELEASES:
         return None
     return ClusterSpec(
         name=name, role=role, backend=backend, kubesphere_version=ks_version,
@@ -347,7 +351,7 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
         if c.console_host_port in ports:
             problems.append(Problem(f"kslab:clusters[{c.name}].consoleHostPort", c.console_host_port,
                                     f"is also the console host port of cluster '{ports[c.console_host_port]}'",
-                                    "give each kind cluster its own consoleHostPort"))
+                                    "give each kind cluster its own consoleHostPort", "kslab-duplicate-port-or-name"))
         ports.setdefault(c.console_host_port, c.name)
 
     subnets: list[tuple[str, str, ipaddress._BaseNetwork]] = []
@@ -369,7 +373,8 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
                 problems.append(Problem(f"kslab:clusters[{c.name}].hostClusterName", c.host_cluster_name,
                                         f"is also the hostClusterName of '{hosts_by_hcn[c.host_cluster_name]}': "
                                         "two hosts would both call themselves the same",
-                                        "set a distinct hostClusterName per host (defaults to the cluster name)"))
+                                        "set a distinct hostClusterName per host (defaults to the cluster name)",
+                                        "kslab-duplicate-host-cluster-name"))
             hosts_by_hcn.setdefault(c.host_cluster_name, c.name)
 
     by_name = {c.name: c for c in clusters}
@@ -396,8 +401,8 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
             elif by_name[target].role != wanted:
                 problems.append(Problem(f"{path}.{side}", target,
                                         f"has role '{by_name[target].role}', but a join's {side} must have role "
-                                        f"'{wanted}'", f"set role: {wanted} on cluster '{target}'"))
-                ok = False
+                                        f"'{wanted}'", f"set role: {wanted} on cluster '{target}'",
+                                        "kslab-invalid-role"))
         if ok and item["member"] == item["host"]:
             problems.append(Problem(path, item, "joins a cluster to itself", "join a member to a different host"))
             ok = False
@@ -423,7 +428,7 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
                                     f"member '{member}' is joined to {len(hosts)} hosts; one member belongs to one "
                                     "host upstream (kubesphere#6466)",
                                     "join it to one host, or set kslab:allowMultipleHosts: true to run the "
-                                    "dual-host experiment knowingly"))
+                                    "dual-host experiment knowingly", "kslab-member-multiple-hosts"))
         else:
             warnings.append(
                 f"EXPERIMENT: member '{member}' is joined to {len(hosts)} hosts ({', '.join(hosts)}). Unsupported "
@@ -433,7 +438,8 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
         if jwt_mode == "copy":
             problems.append(Problem("kslab:jwtSecretMode", jwt_mode,
                                     f"cannot copy one host's jwtSecret when member '{member}' has several hosts",
-                                    "use jwtSecretMode: shared so every cluster gets the same secret"))
+                                    "use jwtSecretMode: shared so every cluster gets the same secret",
+                                    "kslab-jwt-secret-mismatch"))
 
     for c in clusters:
         if c.role == "member" and c.name not in members:
@@ -466,6 +472,15 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
                                        300, 5, 3600),
         kind_wait=kind_wait, registry=registry, warnings=tuple(warnings),
     )
+    mode = raw.get("validationMode", "strict")
+    if mode not in ("strict", "warn"):
+        problems.append(Problem("kslab:validationMode", mode, "is not a validation mode",
+                                "use strict (default) or warn (policy-guarded problems become warnings)"))
+    if mode == "warn":
+        soft = [p for p in problems if p.policy]
+        problems = [p for p in problems if not p.policy]
+        lab = replace(lab, warnings=lab.warnings + tuple(
+            f"validationMode warn: {p} (left to policy {p.policy})" for p in soft))
     if problems:
         raise LabConfigError(problems)
     return lab

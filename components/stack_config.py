@@ -11,7 +11,7 @@ from .spec import ClusterSpec, LabConfigError, LabSpec, Problem
 
 STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "installTimeoutSeconds",
                    "joinTimeoutSeconds", "unjoinTimeoutSeconds")
-STRING_KEYS = ("jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait")
+STRING_KEYS = ("validationMode", "jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait")
 
 
 def read_raw(config: pulumi.Config) -> dict:

@@ -38,22 +38,23 @@ KUBESPHERE_RELEASES: dict[str, KubeSphereRelease] = {
     r.version: r
     for r in (
         KubeSphereRelease("v3.2.1", (19, 20, 21), (22,), "ks-install", "kubeedge.kubesphere.io",
-                          False, "kubeedge", 25, True, 3072),
+                          False, "kubeedge", 25, True, 2560),
         KubeSphereRelease("v3.3.0", (20, 21, 22, 23), (24,), "ks-installer", "edgeruntime.kubesphere.io",
-                          False, "edgeruntime", 25, False, 3584),
+                          False, "edgeruntime", 25, False, 2816),
         KubeSphereRelease("v3.3.1", (20, 21, 22, 23), (24,), "ks-installer", "edgeruntime.kubesphere.io",
-                          False, "edgeruntime", 25, False, 3584),
+                          False, "edgeruntime", 25, False, 2816),
         KubeSphereRelease("v3.3.2", (20, 21, 22, 23), (24,), "ks-installer", "edgeruntime.kubesphere.io",
-                          False, "edgeruntime", 25, False, 3584),
+                          False, "edgeruntime", 25, False, 2816),
         KubeSphereRelease("v3.4.0", (21, 22, 23, 24, 25, 26), (), "ks-installer", "edgeruntime.kubesphere.io",
-                          True, "edgeruntime", 28, False, 4096),
+                          True, "edgeruntime", 28, False, 3072),
         KubeSphereRelease("v3.4.1", (21, 22, 23, 24, 25, 26), (), "ks-installer", "edgeruntime.kubesphere.io",
-                          True, "edgeruntime", 28, False, 4096),
+                          True, "edgeruntime", 28, False, 3072),
     )
 }
 
 # Extra memory (MiB) an optional component adds to a cluster, a rough lab estimate
-# (ks-installer#93: a full 3.x install wants 4-10 GB).
+# (ks-installer#93: a full 3.x install wants 4-10 GB; the seed notes ran two minimal
+# 3.2.1 clusters on a 4-core/8 GB laptop, which the base figures above respect).
 COMPONENT_MEMORY_MIB: dict[str, int] = {
     "devops": 2048,
     "logging": 2560,
@@ -67,7 +68,7 @@ COMPONENT_MEMORY_MIB: dict[str, int] = {
     "metricsServer": 128,
 }
 # kind's own control-plane node (kubelet, etcd, apiserver...) before KubeSphere.
-KIND_NODE_MEMORY_MIB = 768
+KIND_NODE_MEMORY_MIB = 512
 
 # Node-image Kubernetes minors that each kind release published images for.
 # kind only guarantees images built for its own release, so a pair outside this

@@ -236,3 +236,23 @@ def test_error_message_lists_all_problems():
         parse_lab(raw)
     text = str(info.value)
     assert "nothing was created" in text and "boss" in text and "Member" in text
+
+
+def test_warn_mode_downgrades_only_policy_guarded_problems():
+    raw = base()
+    raw["validationMode"] = "warn"
+    raw["clusters"][1]["consoleHostPort"] = 30880   # guarded by kslab-duplicate-port-or-name
+    raw["clusters"][0]["role"] = "boss"             # guarded by kslab-invalid-role (join role too)
+    lab = parse_lab(raw)
+    assert lab.cluster("host").role == "boss" and len(lab.joins) == 1
+    assert any("left to policy kslab-duplicate-port-or-name" in w for w in lab.warnings)
+    raw["clusters"][1]["name"] = "host"             # structural: resource names would collide
+    with pytest.raises(LabConfigError) as info:
+        parse_lab(raw)
+    assert [p.field for p in info.value.problems] == ["kslab:clusters[1].name"]
+
+
+def test_bad_validation_mode():
+    raw = base()
+    raw["validationMode"] = "lenient"
+    only(raw, "kslab:validationMode", "not a validation mode")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,6 +37,7 @@ class Registration:
     provider: str
     additional_secret_outputs: list[str]
     delete_before_replace: bool
+    raw_props: dict  # the request's properties in wire (JSON) form, secret and unknown markers kept
 
 
 @dataclass
@@ -96,16 +98,22 @@ class RecordingMonitor(mocks.MockMonitor):
                 inputs=inputs, secret_inputs=secret, custom=request.custom, provider=request.provider,
                 additional_secret_outputs=list(request.additionalSecretOutputs),
                 delete_before_replace=request.deleteBeforeReplace,
+                raw_props=json_format.MessageToDict(request.object),
             ))
         return response
 
 
 class LabMocks(pulumi.runtime.Mocks):
-    """Fills in what apply-time steps would print, so outputs resolve like after an `up`."""
+    """Fills in what apply-time steps would print, so outputs resolve like after an `up`.
+    In preview mode commands print nothing (they never run in preview), so those outputs stay unknown."""
+
+    def __init__(self, preview: bool = False):
+        super().__init__()
+        self.preview = preview
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
-        if args.typ == "command:local:Command":
+        if args.typ == "command:local:Command" and not self.preview:
             create = args.inputs.get("create", "")
             env = args.inputs.get("environment", {})
             name = env.get("KSLAB_CLUSTER", "x")
@@ -158,7 +166,7 @@ class _LogCapture(logging.Handler):
 
 def run_program(config: dict[str, str], preview: bool = False, secret_keys: list[str] | None = None) -> Run:
     run = Run()
-    the_mocks = LabMocks()
+    the_mocks = LabMocks(preview)
     logger = logging.getLogger(f"kslab-mock-{id(run)}")
     logger.propagate = False
     logger.addHandler(_LogCapture(run))

@@ -1,0 +1,348 @@
+"""The kslab policies: the lab's known traps, checked on what the components register.
+
+Each policy reports which resource/field is wrong and how to fix it. Where a value is
+unknown during preview, the policy says so (pulumi-policy shows it as an advisory
+"can't run ... during preview") instead of passing silently; `pulumi up` checks again with
+the real values before the resource is created.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter, defaultdict
+
+from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ReportViolation, ResourceValidationArgs,
+                           ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy)
+from pulumi_policy.proxy import UnknownValueError
+
+from .facts import (CC_TYPE, COMMAND_TYPE, DEPLOYMENT_TYPE, JOIN_TYPE, K8S_PROVIDER_TYPE, UNKNOWN_STRING, LabView,
+                    Res, decode_kubeconfig, dig, is_secret, is_unknown, secret_paths)
+
+# The version and kubeconfig facts are the program's own (one source of truth).
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+from components import kubeconfig as kc  # noqa: E402
+from components import versions  # noqa: E402
+
+ROLES = ("none", "host", "member")
+MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
+
+
+def _unknown(fields: list[str]) -> None:
+    """Say which values could not be checked in preview (shown by the CLI as an advisory)."""
+    if fields:
+        more = f" (and {len(fields) - 1} more)" if len(fields) > 1 else ""
+        raise UnknownValueError(UNKNOWN_STRING, [fields[0] + more])
+
+
+def _config(args, defaults: dict) -> dict:
+    cfg = dict(defaults)
+    cfg.update({k: v for k, v in (args.get_config() or {}).items() if k != "enforcementLevel"})
+    return cfg
+
+
+# 1 ------------------------------------------------------------------------------------------
+def _jwt_mismatch(args: StackValidationArgs, report: ReportViolation):
+    lab = LabView.of(args.resources)
+    for j in lab.joins:
+        host, member = lab.clusters.get(j.host), lab.clusters.get(j.member)
+        if not host or not member:
+            continue  # a join to a cluster without KubeSphere is policy 2's finding
+        # Equal by construction: the member gets the host's own secret, or both the stack's shared one.
+        if member.jwt_source == f"copy:{host.name}" or member.jwt_source == host.jwt_source == "shared":
+            if is_unknown(member.jwt) or is_unknown(host.jwt) or str(member.jwt) == str(host.jwt) \
+                    or member.jwt_source.startswith("copy:"):
+                continue
+        if is_unknown(member.jwt) or is_unknown(host.jwt):
+            report(f"member '{member.name}' jwtSecret cannot be shown equal to host '{host.name}''s (source "
+                   f"{member.jwt_source or 'unknown'} vs {host.jwt_source or 'unknown'}): tokens the host issues "
+                   "would fail on the member. Fix: kslab:jwtSecretMode shared (or copy with a single host).",
+                   member.urn)
+        elif not str(member.jwt) or str(member.jwt) != str(host.jwt):
+            report(f"member '{member.name}' jwtSecret {'is empty (random)' if not str(member.jwt) else 'differs'} "
+                   f"and cannot be shown equal to host '{host.name}''s: tokens the host issues would fail on the "
+                   "member. Fix: kslab:jwtSecretMode shared (or copy), never a per-cluster secret.", member.urn)
+
+
+# 2 ------------------------------------------------------------------------------------------
+def _roles(args: StackValidationArgs, report: ReportViolation):
+    lab = LabView.of(args.resources)
+    for c in lab.clusters.values():
+        if c.role not in ROLES:
+            report(f"cluster '{c.name}': spec.multicluster.clusterRole {c.role!r} is not one of none/host/member. "
+                   "Fix: set role to none, host or member.", c.urn)
+    for j in lab.joins:
+        for side, wanted in ((j.host, "host"), (j.member, "member")):
+            c = lab.clusters.get(side)
+            if c is None:
+                report(f"join '{j.name}': {wanted} '{side}' has no KubeSphere ClusterConfiguration in this stack. "
+                       "Fix: join clusters of this stack only.", j.urn)
+            elif c.role != wanted:
+                report(f"join '{j.name}': {wanted} '{side}' has role {c.role!r}, not '{wanted}'. "
+                       f"Fix: set role: {wanted} on '{side}' (before its first install: roles are not undone).", j.urn)
+
+
+# 3, 4 ----------------------------------------------------------------------------------------
+def _join_kubeconfig(args: ResourceValidationArgs):
+    if args.resource_type != JOIN_TYPE:
+        return None, None
+    r = Res.of(args)
+    value = dig(r.props, "spec", "connection", "kubeconfig")
+    if is_unknown(value):
+        _unknown([f"{r.name}.spec.connection.kubeconfig"])
+    return r, decode_kubeconfig(value)
+
+
+def _insecure_tls(args: ResourceValidationArgs, report: ReportViolation):
+    r, text = _join_kubeconfig(args)
+    if r is None:
+        return
+    if text is None:
+        report(f"join '{r.name}': spec.connection.kubeconfig is not base64 kubeconfig. Fix: let kslab render it.")
+        return
+    problems = [p for p in kc.join_problems(text, allow_loopback=True) if "insecure-skip-tls-verify" in p]
+    for p in problems:
+        report(f"join '{r.name}': {p}.")
+
+
+def _loopback(args: ResourceValidationArgs, report: ReportViolation):
+    r, text = _join_kubeconfig(args)
+    if r is None or text is None:
+        return
+    cfg = _config(args, {"allowLoopbackWithReason": False})
+    reason = dig(r.props, "metadata", "annotations", "kslab.io/loopback-join-reason")
+    allowed = bool(cfg["allowLoopbackWithReason"]) and bool(reason)
+    for p in kc.join_problems(text, allow_loopback=allowed):
+        if "loopback" in p:
+            report(f"join '{r.name}': {p}.")
+
+
+# 5 ------------------------------------------------------------------------------------------
+def _versions(args: StackValidationArgs, report: ReportViolation):
+    lab = LabView.of(args.resources)
+    for c in lab.clusters.values():
+        k8s = lab.kubernetes_version(c.name)
+        level = versions.support_level(c.kubesphere_version, k8s)
+        if level == versions.UNSUPPORTED:
+            supported = (versions.supported_range_text(c.kubesphere_version)
+                         if c.kubesphere_version in versions.KUBESPHERE_RELEASES else "unknown release")
+            report(f"cluster '{c.name}': KubeSphere {c.kubesphere_version or '?'} on Kubernetes {k8s or '?'} is "
+                   f"outside the supported range ({supported}). Fix: change nodeImage/kubernetesVersion or "
+                   "kubesphereVersion (see README, Versions).", c.urn)
+    for j in lab.joins:
+        for side in (j.host, j.member):
+            c = lab.clusters.get(side)
+            release = versions.KUBESPHERE_RELEASES.get(c.kubesphere_version) if c else None
+            parsed = versions.parse_k8s_version(lab.kubernetes_version(side)) if c else None
+            if release and release.join_needs_legacy_sa_token and parsed and parsed[1] >= 24:
+                report(f"join '{j.name}': KubeSphere {c.kubesphere_version} on '{side}' waits for an auto-created "
+                       f"ServiceAccount token secret that Kubernetes {lab.kubernetes_version(side)} never makes, so "
+                       "the join hangs. Fix: KubeSphere >= v3.3.0 or Kubernetes < 1.24.", j.urn)
+
+
+# 6 ------------------------------------------------------------------------------------------
+def _ports_and_names(args: StackValidationArgs, report: ReportViolation):
+    lab = LabView.of(args.resources)
+    owners = defaultdict(list)
+    for node in lab.kind_nodes.values():
+        for port in node.host_ports:
+            owners[port].append(node)
+    for port, nodes in sorted(owners.items()):
+        if len(nodes) > 1:
+            report(f"host port {port} is mapped by kind clusters {', '.join(n.name for n in nodes)}: only the first "
+                   "can start. Fix: give each cluster its own consoleHostPort.", nodes[1].urn)
+    # Count the raw resources: the view keys clusters by name and would hide a duplicate.
+    kind_names = Counter(str(r.props["environment"].get("KSLAB_CLUSTER")) for r in lab.resources
+                         if r.type == COMMAND_TYPE and isinstance(r.props.get("environment"), dict)
+                         and "KSLAB_KIND_CONFIG" in r.props["environment"])
+    cc_names = Counter(str(dig(r.props, "metadata", "labels", "kslab.io/cluster"))
+                       for r in lab.resources if r.type == CC_TYPE)
+    for name in sorted(set(kind_names) | set(cc_names)):
+        count = max(kind_names[name], cc_names[name])
+        if count > 1:
+            report(f"cluster name '{name}' is used {count} times. Fix: give every cluster its own name.")
+
+
+# 7 ------------------------------------------------------------------------------------------
+SECRET_ENV = ("KUBECONFIG", "JWT", "TOKEN")
+SECRET_STDOUT_STEPS = ("kind-create", "read-jwt", "gen-secret")
+
+
+def _looks_secret(text: str) -> bool:
+    return any(marker in text for marker in ("client-key-data", "BEGIN RSA PRIVATE KEY", "BEGIN EC PRIVATE KEY",
+                                             "BEGIN PRIVATE KEY", "\ntoken:", "    token: "))
+
+
+def _plaintext_secrets(args: ResourceValidationArgs, report: ReportViolation):
+    r = Res.of(args)
+    found: list[str] = []
+    unknown: list[str] = []
+    if r.type == CC_TYPE:
+        jwt = dig(r.props, "spec", "authentication", "jwtSecret", default="")
+        if str(jwt) and not is_secret(jwt) and not is_unknown(jwt):
+            found.append("spec.authentication.jwtSecret")
+    if r.type == JOIN_TYPE:
+        value = dig(r.props, "spec", "connection", "kubeconfig")
+        if value is not None and not is_secret(value):
+            (unknown if is_unknown(value) else found).append("spec.connection.kubeconfig")
+    if r.type == K8S_PROVIDER_TYPE:
+        value = r.props.get("kubeconfig")
+        if value is not None and not is_secret(value) and not is_unknown(value):
+            found.append("kubeconfig")
+    if r.type == COMMAND_TYPE:
+        env = r.props.get("environment") or {}
+        for key, value in (env.items() if isinstance(env, dict) else []):
+            if any(word in key for word in SECRET_ENV) and not is_secret(value) and not is_secret(env):
+                (unknown if is_unknown(value) else found).append(f"environment.{key}")
+        create = str(r.props.get("create", ""))
+        if create.endswith(SECRET_STDOUT_STEPS) and "stdout" not in r.additional_secret_outputs:
+            found.append("stdout (not in additionalSecretOutputs)")
+    for path, value, secret in secret_paths(r.props):
+        if not secret and not is_unknown(value) and _looks_secret(value) and path not in found:
+            found.append(path)
+    if found:
+        report(f"'{r.name}' ({r.type}) holds credentials in plaintext: {', '.join(found)}. They would be stored "
+               "unencrypted in the state. Fix: pass them as Pulumi secrets (pulumi.Output.secret / "
+               "`pulumi config set --secret`).")
+    _unknown([f"{r.name}.{u}" for u in unknown])
+
+
+# 8 ------------------------------------------------------------------------------------------
+def _hosts_per_member(lab: LabView) -> dict[str, list]:
+    per = defaultdict(list)
+    for j in lab.joins:
+        per[j.member].append(j)
+    return {m: js for m, js in per.items() if len(js) > 1}
+
+
+def _multi_host(args: StackValidationArgs, report: ReportViolation):
+    for member, joins in _hosts_per_member(LabView.of(args.resources)).items():
+        if not all(j.allow_multiple_hosts for j in joins):
+            report(f"member '{member}' is joined to {len(joins)} hosts ({', '.join(j.host for j in joins)}); "
+                   "one member belongs to one host (kubesphere#6466, kubefed#749). Fix: join it to one host, or "
+                   "set kslab:allowMultipleHosts: true to run the experiment knowingly.", joins[1].urn)
+
+
+def _dual_host_experiment(args: StackValidationArgs, report: ReportViolation):
+    for member, joins in _hosts_per_member(LabView.of(args.resources)).items():
+        if all(j.allow_multiple_hosts for j in joins):
+            report(f"EXPERIMENT: member '{member}' is managed by {', '.join(j.host for j in joins)} (opted in). "
+                   "Expect: same-named users/roles created on both hosts flap forever on the member; deleting on one "
+                   "host leaves an undeletable Federated object that reappears; both hosts share ServiceAccount "
+                   f"'{member}-kubesphere', so one host's unjoin removes the other's credentials. Avoid same-named "
+                   "resources across hosts.", joins[0].urn)
+
+
+# 9 ------------------------------------------------------------------------------------------
+def _host_cluster_names(args: StackValidationArgs, report: ReportViolation):
+    lab = LabView.of(args.resources)
+    seen: dict[str, str] = {}
+    for c in sorted(lab.clusters.values(), key=lambda c: c.name):
+        if c.role != "host":
+            continue
+        hcn = c.host_cluster_name or "host"  # the installer's default name for a host
+        if hcn in seen:
+            report(f"hosts '{seen[hcn]}' and '{c.name}' both set hostClusterName '{hcn}': both would call "
+                   "themselves the same in federation. Fix: set a distinct hostClusterName per host.", c.urn)
+        seen.setdefault(hcn, c.name)
+
+
+# 10 -----------------------------------------------------------------------------------------
+MEMORY_DEFAULTS = {"budgetMib": 8192, "perClusterMib": {}, "componentMib": {}}
+
+
+def _memory(args: StackValidationArgs, report: ReportViolation):
+    cfg = _config(args, MEMORY_DEFAULTS)
+    lab = LabView.of(args.resources)
+    parts = {c.name: versions.cluster_memory_mib(c.kubesphere_version, c.components, c.name in lab.kind_nodes,
+                                                 cfg.get("perClusterMib") or {}, cfg.get("componentMib") or {})
+             for c in lab.clusters.values()}
+    total = sum(parts.values())
+    if total > int(cfg["budgetMib"]):
+        detail = ", ".join(f"{n} ~{m} MiB" for n, m in sorted(parts.items()))
+        report(f"the lab needs about {total} MiB ({detail}), over the {cfg['budgetMib']} MiB budget (a 4-core/8 GB "
+               "laptop by default): installs may be OOM-killed. Fix: fewer clusters or components, or raise "
+               "kslab-memory-budget.budgetMib in the policy config if the machine is bigger.")
+
+
+# 11 -----------------------------------------------------------------------------------------
+def _unpinned(args: ResourceValidationArgs, report: ReportViolation):
+    r = Res.of(args)
+    if r.type == COMMAND_TYPE:
+        env = r.props.get("environment") or {}
+        image = env.get("KSLAB_NODE_IMAGE") if isinstance(env, dict) else None
+        if isinstance(image, str) and not is_unknown(image) and not versions.image_is_pinned(image):
+            report(f"'{r.name}': node image {image!r} has no exact vX.Y.Z tag or digest, so the cluster's "
+                   "Kubernetes version can change under you. Fix: pin e.g. kindest/node:v1.25.16.")
+    if r.type == DEPLOYMENT_TYPE:
+        for c in dig(r.props, "spec", "template", "spec", "containers", default=[]) or []:
+            image = str(c.get("image", ""))
+            if "ks-installer" in image and not (versions.parse_k8s_version(image.rsplit(":", 1)[-1])
+                                                or "@sha256:" in image):
+                report(f"'{r.name}': installer image {image!r} is not pinned to a release. Fix: use a "
+                       "kubesphereVersion such as v3.4.1.")
+
+
+# 12 -----------------------------------------------------------------------------------------
+def _inotify(args: StackValidationArgs, report: ReportViolation):
+    cfg = _config(args, {"maxClustersWithoutNote": 2})
+    lab = LabView.of(args.resources)
+    if len(lab.kind_nodes) > int(cfg["maxClustersWithoutNote"]):
+        report(f"{len(lab.kind_nodes)} kind clusters on one machine: raise inotify limits first or the later "
+               "clusters fail to start (kind known issues): sudo sysctl -w fs.inotify.max_user_watches=524288 "
+               "fs.inotify.max_user_instances=512. kslab's preflight checks this before creating clusters.")
+
+
+def _schema(properties: dict) -> PolicyConfigSchema:
+    return PolicyConfigSchema(properties=properties)
+
+
+POLICIES = [
+    StackValidationPolicy(
+        name="kslab-jwt-secret-mismatch", enforcement_level=MANDATORY, validate=_jwt_mismatch,
+        description="A member's jwtSecret must equal its host's (seed notes; the console's validation API)."),
+    StackValidationPolicy(
+        name="kslab-invalid-role", enforcement_level=MANDATORY, validate=_roles,
+        description="Roles are none/host/member; a join's host is a host and its member a member."),
+    ResourceValidationPolicy(
+        name="kslab-join-insecure-tls", enforcement_level=MANDATORY, validate=_insecure_tls,
+        description="A join kubeconfig with insecure-skip-tls-verify panics kubefed (kubesphere#4891, kubefed#1504)."),
+    ResourceValidationPolicy(
+        name="kslab-join-loopback-server", enforcement_level=MANDATORY, validate=_loopback,
+        description="A join kubeconfig must not point at a loopback address the host cannot reach.",
+        config_schema=_schema({"allowLoopbackWithReason": {"type": "boolean", "default": False}})),
+    StackValidationPolicy(
+        name="kslab-unsupported-versions", enforcement_level=MANDATORY, validate=_versions,
+        description="KubeSphere and Kubernetes versions must be a supported pair; 3.2.x cannot join on k8s >= 1.24."),
+    StackValidationPolicy(
+        name="kslab-duplicate-port-or-name", enforcement_level=MANDATORY, validate=_ports_and_names,
+        description="Clusters need distinct console host ports and distinct names."),
+    ResourceValidationPolicy(
+        name="kslab-plaintext-secret", enforcement_level=MANDATORY, validate=_plaintext_secrets,
+        description="Kubeconfigs, tokens and jwtSecrets must be Pulumi secrets, never plaintext in state."),
+    StackValidationPolicy(
+        name="kslab-member-multiple-hosts", enforcement_level=MANDATORY, validate=_multi_host,
+        description="A member joined to several hosts needs the explicit dual-host opt-in (kubesphere#6466)."),
+    StackValidationPolicy(
+        name="kslab-dual-host-experiment", enforcement_level=ADVISORY, validate=_dual_host_experiment,
+        description="An opted-in dual-host lab: the flapping risks, spelled out."),
+    StackValidationPolicy(
+        name="kslab-duplicate-host-cluster-name", enforcement_level=MANDATORY, validate=_host_cluster_names,
+        description="Two hosts must not share a hostClusterName."),
+    StackValidationPolicy(
+        name="kslab-memory-budget", enforcement_level=ADVISORY, validate=_memory,
+        description="The lab's estimated memory against a budget (default: a 4-core/8 GB laptop).",
+        config_schema=_schema({"budgetMib": {"type": "integer", "default": 8192},
+                               "perClusterMib": {"type": "object"}, "componentMib": {"type": "object"}})),
+    ResourceValidationPolicy(
+        name="kslab-unpinned-versions", enforcement_level=ADVISORY, validate=_unpinned,
+        description="Node images and the installer should be pinned to exact versions."),
+    StackValidationPolicy(
+        name="kslab-inotify-note", enforcement_level=ADVISORY, validate=_inotify,
+        description="More than two kind clusters need higher inotify limits.",
+        config_schema=_schema({"maxClustersWithoutNote": {"type": "integer", "default": 2}})),
+]
+
+POLICY_NAMES = [p.name for p in POLICIES]
+MANDATORY_POLICIES = [p.name for p in POLICIES if p.enforcement_level == MANDATORY]
