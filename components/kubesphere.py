@@ -80,7 +80,8 @@ class KubeSphereInstall(pulumi.ComponentResource):
                 depends_on=[self.objects["CustomResourceDefinition"], self.objects["Namespace"], args.role.guard])),
         )
         env = {"KSLAB_CLUSTER": spec.name, "KSLAB_ROLE": spec.role, "KSLAB_KUBECONFIG": args.kubeconfig,
-               "KSLAB_TIMEOUT": str(args.timeout_seconds)}
+               "KSLAB_TIMEOUT": str(args.timeout_seconds),
+               "KSLAB_COMPONENTS": ",".join(render.component_status_keys(spec))}
         # Any spec change makes the installer re-run its playbooks, so the wait runs again.
         plain_cc = render.cluster_configuration(spec, "", args.registry, args.jwt_source)
         fingerprint = jwt.apply(lambda secret: render.spec_fingerprint({**plain_cc, "jwt": secret}))

@@ -247,16 +247,25 @@ def jwt_secret_from_kubesphere_yaml(text: str) -> str | None:
     return str(value) if value else None
 
 
-def install_state(status: dict | None, role: str) -> tuple[bool, str]:
-    """(done, summary) from a cc status: core enabled, plus multicluster enabled for a host."""
+def component_status_keys(cluster: ClusterSpec) -> list[str]:
+    """cc status keys of the enabled components whose `status.<key>.status` the installer sets."""
+    edge = versions.KUBESPHERE_RELEASES[cluster.kubesphere_version].edge_component_key
+    keys = {"devops": "devops", "logging": "logging", "alerting": "alerting", "auditing": "auditing",
+            "events": "events", "servicemesh": "servicemesh", "openpitrix": "openpitrix", "edgeruntime": edge}
+    return [keys[name] for name, on in sorted(cluster.components.items()) if on and name in keys]
+
+
+def install_state(status: dict | None, role: str, components: list[str] = ()) -> tuple[bool, str]:
+    """(done, summary) from a cc status: core enabled, multicluster enabled for a host, and each
+    enabled component's own status (an installer re-run after a spec change ends with those)."""
     status = status or {}
     core = (status.get("core") or {}).get("status")
     parts = [f"core={core or 'pending'}"]
     done = core == "enabled"
-    if role == "host":
-        mc = (status.get("multicluster") or {}).get("status")
-        parts.append(f"multicluster={mc or 'pending'}")
-        done = done and mc == "enabled"
+    for key in (["multicluster"] if role == "host" else []) + list(components):
+        state = (status.get(key) or {}).get("status")
+        parts.append(f"{key}={state or 'pending'}")
+        done = done and state == "enabled"
     failed = sorted(k for k, v in status.items() if isinstance(v, dict) and v.get("status") == "failed")
     if failed:
         parts.append("failed=" + ",".join(failed))

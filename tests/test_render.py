@@ -140,3 +140,14 @@ def test_condition_state():
     ready, summary = render.condition_state([{"type": "Ready", "status": "False", "message": "member down"}])
     assert not ready and "member down" in summary
     assert render.condition_state([{"type": "Ready", "status": "True"}])[0]
+
+
+def test_install_waits_for_enabled_components():
+    c = lab(components={"devops": True, "metricsServer": True}).clusters[0]
+    keys = render.component_status_keys(c)
+    assert keys == ["devops"]
+    status = {"core": {"status": "enabled"}, "multicluster": {"status": "enabled"}}
+    done, summary = render.install_state(status, "host", keys)
+    assert not done and "devops=pending" in summary
+    status["devops"] = {"status": "enabled"}
+    assert render.install_state(status, "host", keys)[0]

@@ -139,6 +139,7 @@ def step_role_guard() -> None:
 
 def step_wait_install() -> None:
     name, role = env("KSLAB_CLUSTER"), env("KSLAB_ROLE")
+    components = [c for c in env("KSLAB_COMPONENTS", "").split(",") if c]
     timeout, poll, progress = _timing()
     kube = _kube("KSLAB_KUBECONFIG", f"cluster '{name}'")
     start = last = time.monotonic()
@@ -147,7 +148,7 @@ def step_wait_install() -> None:
     while True:
         try:
             cc = kube.cluster_configuration()
-            done, summary = render.install_state((cc or {}).get("status"), role)
+            done, summary = render.install_state((cc or {}).get("status"), role, components)
         except Exception as exc:  # keep waiting through restarts of the API server
             done, summary = False, str(exc)
         if done:

@@ -1,0 +1,108 @@
+"""Driving the real Pulumi CLI in tests: a throwaway copy of the project, a local file
+backend, a passphrase, and no plugin downloads (a missing plugin fails loudly)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support.mock_run import ROOT
+
+PASSPHRASE = "kslab-test-passphrase"
+PROJECT_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "stacks", "policies", "requirements.txt")
+
+
+def require_pulumi() -> str:
+    """The engine must be there: `make test` builds it. Never a silent skip."""
+    path = shutil.which("pulumi")
+    if path is None:
+        pytest.fail("the Pulumi CLI is not on PATH: run the tests through `make test`, which builds the engine "
+                    "(tools/engine/build.sh) and puts it on PATH", pytrace=False)
+    return path
+
+
+@dataclass
+class Project:
+    dir: str
+    state: str
+    env: dict
+
+    def pulumi(self, *args: str, timeout: float = 600, check: bool = False, extra_env: dict | None = None,
+               input: str | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["pulumi", *args], cwd=self.dir, env={**self.env, **(extra_env or {})},
+                              capture_output=True, text=True, timeout=timeout, input=input)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                                 f"{proc.stderr[-4000:]}")
+        return proc
+
+    def init(self, stack: str) -> None:
+        self.pulumi("stack", "select", stack, "--create", check=True)
+
+    def add_stack_file(self, path: str, stack: str) -> None:
+        shutil.copy(path, os.path.join(self.dir, "stacks", f"Pulumi.{stack}.yaml"))
+
+    def preview_json(self, stack: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict | None]:
+        proc = self.pulumi("preview", "--stack", stack, "--json", "--policy-pack", "policies", *extra)
+        try:
+            return proc, json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            return proc, None
+
+    def export(self, stack: str) -> dict:
+        return json.loads(self.pulumi("stack", "export", "--stack", stack, check=True).stdout)
+
+
+def make_project(tmp_path, extra_env: dict | None = None) -> Project:
+    require_pulumi()
+    project = tmp_path / "kslab"
+    project.mkdir()
+    for item in PROJECT_ITEMS:
+        src = os.path.join(ROOT, item)
+        if os.path.isdir(src):
+            shutil.copytree(src, project / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, project / item)
+    # Reuse the project's virtualenv (the program and the pack both name it relative to themselves).
+    os.symlink(os.path.join(ROOT, "venv"), project / "venv")
+    (project / "tests").mkdir()
+    shutil.copytree(os.path.join(ROOT, "tests", "stacks"), project / "tests" / "stacks")
+    state = tmp_path / "state"
+    state.mkdir()
+    home = tmp_path / "pulumi-home"
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_HOME": os.environ.get("KSLAB_PULUMI_HOME", str(home)),
+        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+        "NO_COLOR": "1",
+        **(extra_env or {}),
+    }
+    return Project(dir=str(project), state=str(state), env=env)
+
+
+def planned_resources(preview: dict) -> set[tuple[str, str, str]]:
+    """(type, name, parent name) of every planned resource, from `pulumi preview --json`."""
+    steps = preview.get("steps") or []
+    states = {}
+    for step in steps:
+        new = step.get("newState") or {}
+        urn = step.get("urn") or new.get("urn")
+        states[urn] = new
+    names = {urn: urn.split("::")[-1] for urn in states}
+    out = set()
+    for urn, new in states.items():
+        type_ = new.get("type") or urn.split("::")[-2].split("$")[-1]
+        if type_ == "pulumi:pulumi:Stack":
+            continue
+        parent = new.get("parent") or ""
+        is_stack = parent.count("::") >= 3 and parent.split("::")[-2] == "pulumi:pulumi:Stack"
+        out.add((type_, names[urn], "" if not parent or is_stack else parent.split("::")[-1]))
+    return out

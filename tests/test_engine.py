@@ -1,0 +1,92 @@
+"""The real Pulumi engine: Pulumi.yaml, stack files, the program and the policy pack as the CLI
+sees them. Needs the engine `make test` builds; fails (never skips) without it."""
+import glob
+import json
+import os
+
+import pytest
+
+from tests.support.engine import make_project, planned_resources
+from tests.support.expected import expected_resources
+from tests.support.mock_run import ROOT, STACKS_DIR, stack_config
+from tests.test_stacks_mock import spec_of
+
+pytestmark = pytest.mark.engine
+SHIPPED = sorted(os.path.basename(p)[len("Pulumi."):-len(".yaml")]
+                 for p in glob.glob(os.path.join(STACKS_DIR, "Pulumi.*.yaml")))
+MANDATORY = ["kslab-jwt-secret-mismatch", "kslab-invalid-role", "kslab-join-insecure-tls",
+             "kslab-join-loopback-server", "kslab-unsupported-versions", "kslab-duplicate-port-or-name",
+             "kslab-member-multiple-hosts", "kslab-duplicate-host-cluster-name"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("engine"))
+
+
+@pytest.mark.parametrize("stack", SHIPPED)
+def test_preview_shipped_stack_with_policy_pack(project, stack):
+    project.init(stack)
+    proc, preview = project.preview_json(stack)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert preview is not None
+    expected = expected_resources(spec_of(stack_config(stack)))
+    assert planned_resources(preview) == expected
+    # The policy pack really ran: the dual-host experiment is reported, the others are clean.
+    diagnostics = json.dumps(preview.get("diagnostics") or []) + proc.stderr
+    if stack == "dual-host":
+        assert "kslab-dual-host-experiment" in diagnostics + proc.stdout
+    for name in MANDATORY:
+        assert f"{name}" not in json.dumps(preview.get("policyViolations") or []) or stack == "dual-host"
+
+
+def test_broken_stack_fails_on_mandatory_policies(project):
+    project.add_stack_file(os.path.join(ROOT, "tests", "stacks", "Pulumi.broken.yaml"), "broken")
+    project.init("broken")
+    proc = project.pulumi("preview", "--stack", "broken", "--policy-pack", "policies")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    missing = [name for name in MANDATORY if name not in out]
+    assert not missing, f"mandatory policies not reported: {missing}\n{out[-4000:]}"
+    assert "mandatory" in out
+
+
+def test_config_error_is_clear_and_creates_nothing(project, tmp_path):
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text("config:\n  kslab:clusters:\n    - name: Host_1\n      role: master\n")
+    project.add_stack_file(str(bad), "bad")
+    project.init("bad")
+    proc = project.pulumi("up", "--yes", "--stack", "bad", timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "kslab:clusters[0].name = 'Host_1'" in out and "kslab:clusters[0].role = 'master'" in out
+    assert "nothing was created" in out and "Traceback" not in out
+    resources = project.export("bad").get("deployment", {}).get("resources") or []
+    assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []
+
+
+def test_up_of_kind_stack_stops_at_preflight_without_docker(project):
+    if os.system("docker info >/dev/null 2>&1") == 0:
+        pytest.fail("this test describes a machine without a Docker engine; this one has one")
+    project.init("standalone")
+    proc = project.pulumi("up", "--yes", "--stack", "standalone", "--policy-pack", "policies", timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "preflight failed, no cluster was created" in out and "Docker engine not reachable" in out
+    resources = project.export("standalone")["deployment"].get("resources") or []
+    assert not [r for r in resources if r["type"] == "command:local:Command" and r["urn"].endswith("lab-kind")]
+
+
+def test_stack_config_lives_in_stacks_dir(project):
+    project.init("host-member")
+    get = project.pulumi("config", "get", "kslab:jwtSecretMode", "--stack", "host-member", check=True)
+    assert get.stdout.strip() == "shared"
+    project.pulumi("config", "set", "kslab:installTimeoutSeconds", "900", "--stack", "host-member", check=True)
+    with open(os.path.join(project.dir, "stacks", "Pulumi.host-member.yaml")) as fh:
+        assert "kslab:installTimeoutSeconds: \"900\"" in fh.read()
+    project.pulumi("config", "set", "--secret", "kslab:jwtSecret", "s3cr3t-value-for-test", "--stack", "host-member",
+                   check=True)
+    with open(os.path.join(project.dir, "stacks", "Pulumi.host-member.yaml")) as fh:
+        text = fh.read()
+    assert "s3cr3t-value-for-test" not in text and "secure:" in text
+    assert not os.path.exists(os.path.join(project.dir, "Pulumi.host-member.yaml"))

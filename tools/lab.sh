@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Run a Pulumi command on a kslab stack with the project's defaults:
+#   tools/lab.sh <preview|up|destroy|refresh|output> <stack> [extra pulumi args]
+# - state: a local file backend under .kslab/state (PULUMI_BACKEND_URL overrides it);
+# - secrets: passphrase from PULUMI_CONFIG_PASSPHRASE, else the file .kslab/passphrase
+#   (created once, mode 600: keep it, the state's secrets cannot be read without it);
+# - the pulumi CLI from PATH, else the engine kslab builds (tools/engine/build.sh);
+# - the policy pack is always applied to preview/up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output> <stack>}
+stack=${2:?usage: tools/lab.sh <action> <stack>}
+shift 2
+[[ -f "stacks/Pulumi.${stack}.yaml" ]] || { echo "kslab: no stack file stacks/Pulumi.${stack}.yaml" >&2; exit 2; }
+
+mkdir -p .kslab/state
+export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.kslab/state}
+if [[ -z "${PULUMI_CONFIG_PASSPHRASE:-}" && -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]]; then
+  if [[ ! -s .kslab/passphrase ]]; then
+    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > .kslab/passphrase)
+    echo "kslab: created .kslab/passphrase (keep it: it encrypts this lab's secrets)" >&2
+  fi
+  export PULUMI_CONFIG_PASSPHRASE_FILE=$PWD/.kslab/passphrase
+fi
+if ! command -v pulumi >/dev/null 2>&1; then
+  eval "$(tools/engine/build.sh)"
+fi
+export PULUMI_SKIP_UPDATE_CHECK=true
+
+pulumi stack select "$stack" --create >/dev/null
+case "$action" in
+  preview|up) exec pulumi "$action" --stack "$stack" --policy-pack policies "$@" ;;
+  destroy|refresh) exec pulumi "$action" --stack "$stack" "$@" ;;
+  output) exec pulumi stack output --stack "$stack" "$@" ;;
+  *) echo "kslab: unknown action $action" >&2; exit 2 ;;
+esac
