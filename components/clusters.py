@@ -43,6 +43,9 @@ class _ClusterBase(pulumi.ComponentResource):
     def _finish(self, name: str) -> None:
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=self.kubeconfig,
+            # The lab owns these objects: adopt them after an interrupted run or a hand install,
+            # and let destroy/refresh forget the objects of a cluster that is already gone.
+            upsert_existing_objects=True, delete_unreachable=True,
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({
             "kubeconfig": self.kubeconfig,

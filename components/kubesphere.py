@@ -82,9 +82,12 @@ class KubeSphereInstall(pulumi.ComponentResource):
         env = {"KSLAB_CLUSTER": spec.name, "KSLAB_ROLE": spec.role, "KSLAB_KUBECONFIG": args.kubeconfig,
                "KSLAB_TIMEOUT": str(args.timeout_seconds),
                "KSLAB_COMPONENTS": ",".join(render.component_status_keys(spec))}
-        # Any spec change makes the installer re-run its playbooks, so the wait runs again.
+        # Any spec change makes the installer re-run its playbooks, so the wait runs again; so does
+        # a cc recreated out of band (new uid), e.g. on a cluster rebuilt behind the lab's back.
         plain_cc = render.cluster_configuration(spec, "", args.registry, args.jwt_source)
-        fingerprint = jwt.apply(lambda secret: render.spec_fingerprint({**plain_cc, "jwt": secret}))
+        cc_uid = self.cluster_configuration.metadata.apply(lambda m: (m or {}).get("uid", ""))
+        fingerprint = pulumi.Output.all(jwt, cc_uid).apply(
+            lambda v: render.spec_fingerprint({**plain_cc, "jwt": v[0], "uid": v[1]}))
         wait_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_configuration,
                                                                     self.objects["Deployment"]])
         self.wait = ops_step(f"{name}-wait", "wait-install", env, wait_opts, triggers=[fingerprint])
