@@ -1,0 +1,245 @@
+"""`pulumi up` / `pulumi destroy` end to end on live API servers.
+
+What is real: the Pulumi engine and providers, kube-apiserver + etcd per cluster (CA-verified
+kubeconfigs), every object the lab applies, and every check the lab's steps make against them.
+What is played (tests/harness/operator.py): ks-installer and ks-controller-manager, i.e. the cc
+status, the kubesphere-config map and the Cluster conditions/finalizer; and the namespace controller.
+"""
+import base64
+import json
+import re
+import time
+
+import pytest
+import yaml
+
+from tests.support.live import LiveLab
+
+pytestmark = [pytest.mark.engine, pytest.mark.live]
+
+
+def _out(proc):
+    return proc.stdout + proc.stderr
+
+
+def _assert_ok(proc, what):
+    assert proc.returncode == 0, f"{what} failed:\n{_out(proc)[-6000:]}"
+
+
+def _jwt(lab, name):
+    cm = lab.core(name).read_namespaced_config_map("kubesphere-config", "kubesphere-system")
+    return yaml.safe_load(cm.data["kubesphere.yaml"])["authentication"]["jwtSecret"]
+
+
+def _check_lab(lab):
+    """Every object the plan promised, in the right API server, with the right content."""
+    cfg = lab.config
+    clusters = {c["name"]: c for c in cfg["kslab:clusters"]}
+    jwts = set()
+    for name, c in clusters.items():
+        cc = lab.cc(name)
+        assert cc is not None, f"no cc on {name}"
+        mc = cc["spec"]["multicluster"]
+        assert mc["clusterRole"] == c["role"]
+        assert mc.get("hostClusterName") == c.get("hostClusterName")
+        assert cc["status"]["core"]["status"] == "enabled"
+        deploy = __import__("kubernetes").client.AppsV1Api(lab.api(name)).read_namespaced_deployment(
+            "ks-installer", "kubesphere-system")
+        assert deploy.spec.template.spec.containers[0].image == "kubesphere/ks-installer:v3.4.1"
+        jwts.add(cc["spec"]["authentication"]["jwtSecret"])
+        assert _jwt(lab, name) == cc["spec"]["authentication"]["jwtSecret"]
+    assert len(jwts) == 1 and len(next(iter(jwts))) == 32, "one shared 32-character jwtSecret"
+    for join in cfg.get("kslab:joins") or []:
+        objs = {o["metadata"]["name"]: o for o in lab.member_clusters(join["host"])}
+        obj = objs[join["member"]]
+        assert obj["spec"]["joinFederation"] is True and obj["spec"]["connection"]["type"] == "direct"
+        kubeconfig = base64.b64decode(obj["spec"]["connection"]["kubeconfig"]).decode()
+        assert kubeconfig == lab.clusters[join["member"]].kubeconfig_path.read_text() or \
+            yaml.safe_load(kubeconfig)["clusters"][0]["cluster"]["server"] == lab.clusters[join["member"]].server
+        assert "insecure-skip-tls-verify" not in kubeconfig
+        assert {c["type"]: c["status"] for c in obj["status"]["conditions"]}["Ready"] == "True"
+    # joins live only on hosts
+    for name, c in clusters.items():
+        if c["role"] != "host":
+            assert lab.member_clusters(name) == []
+
+
+def _secrets_of(lab):
+    values = set()
+    for name, cluster in lab.clusters.items():
+        text = cluster.kubeconfig_path.read_text()
+        doc = yaml.safe_load(text)
+        values.add(doc["users"][0]["user"]["client-key-data"])
+        values.add(doc["users"][0]["user"]["client-certificate-data"][:60])
+        try:
+            values.add(_jwt(lab, name))
+        except Exception:
+            pass
+    return {v for v in values if v}
+
+
+def _assert_no_secret_leak(lab, *texts):
+    secrets = _secrets_of(lab)
+    state = lab.state_text()
+    for s in secrets:
+        assert s not in state, "a kubeconfig key or jwtSecret is in the state in plaintext"
+        for t in texts:
+            assert s not in t, "a kubeconfig key or jwtSecret reached the CLI output"
+
+
+@pytest.fixture
+def live(tmp_path, request):
+    lab = LiveLab(tmp_path, request.param)
+    yield lab
+    lab.close()
+
+
+@pytest.mark.parametrize("live", ["live-standalone", "live-host-member", "live-dual-host"], indirect=True)
+def test_lifecycle(live):
+    lab = live
+    first = lab.up()
+    _assert_ok(first, "first up")
+    _check_lab(lab)
+    assert "clusters/ks-installer" not in _out(first)
+
+    # the outputs are enough to use the lab
+    outputs = json.loads(lab.pulumi("stack", "output", "--json", check=True).stdout)
+    for name in lab.names:
+        assert outputs["clusters"][name]["installState"] == "enabled"
+        assert outputs[f"kubeconfig-{name}"] == "[secret]"
+    for join in lab.config.get("kslab:joins") or []:
+        assert outputs["joins"][f"{join['member']}-to-{join['host']}"]["state"] == "Ready"
+    shown = json.loads(lab.pulumi("stack", "output", "--json", "--show-secrets", check=True).stdout)
+    assert shown[f"kubeconfig-{lab.names[0]}"] == lab.clusters[lab.names[0]].kubeconfig_path.read_text()
+
+    # a second up changes nothing and runs no step
+    installs_before = {n: lab.operator.installs(n) for n in lab.names}
+    again = lab.pulumi("up", "--yes", "--expect-no-changes", "--policy-pack", "policies",
+                       "--policy-pack-config", "tests/stacks/policy-config.live.json")
+    _assert_ok(again, "second up")
+    assert "[kslab]" not in _out(again), "no lab step may run on a no-change up"
+    assert {n: lab.operator.installs(n) for n in lab.names} == installs_before
+
+    # destroy: joins first, nothing left, empty state
+    events = lab.project.dir + "/destroy-events.json"
+    gone = lab.destroy("--event-log", events)
+    _assert_ok(gone, "destroy")
+    for name in lab.names:
+        assert lab.lab_objects(name) == [], f"left on {name}: {lab.lab_objects(name)}"
+    resources = lab.project.export(lab.stack)["deployment"].get("resources") or []
+    assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []
+    order = []
+    with open(events) as fh:
+        for line in fh:
+            ev = json.loads(line)
+            out = ev.get("resOutputsEvent") or {}
+            meta = out.get("metadata") or {}
+            if meta.get("op") == "delete":
+                order.append(meta["urn"].split("::")[-1])
+    for join in lab.config.get("kslab:joins") or []:
+        jname = f"{join['member']}-to-{join['host']}"
+        unjoin = order.index(f"{jname}-ready")
+        for side in (join["member"], join["host"]):
+            assert unjoin < order.index(f"{side}-kubesphere-cc"), order
+            assert unjoin < order.index(f"{side}-kubesphere-namespace"), order
+    _assert_no_secret_leak(lab, _out(first), _out(again), _out(gone))
+
+
+@pytest.mark.parametrize("live", ["live-host-member"], indirect=True)
+def test_component_change_updates_only_that_cluster(live):
+    lab = live
+    _assert_ok(lab.up(), "up")
+    host_rv = lab.cc("host")["metadata"]["resourceVersion"]
+    clusters = lab.config["kslab:clusters"]
+    clusters[1]["components"] = {"devops": True}
+    lab.set_config("kslab:clusters", clusters)
+    preview = lab.project.preview_json(lab.stack, "--policy-pack-config", "tests/stacks/policy-config.live.json")
+    changed = {s["urn"].split("::")[-1] for s in preview[1]["steps"] if s["op"] not in ("same",)}
+    assert changed and all(n.startswith("member-") for n in changed), changed
+    result = lab.up()
+    _assert_ok(result, "up after component change")
+    member = lab.cc("member")
+    assert member["spec"]["devops"]["enabled"] is True and member["status"]["devops"]["status"] == "enabled"
+    assert lab.cc("host")["metadata"]["resourceVersion"] == host_rv
+    assert lab.cc("host")["spec"]["devops"]["enabled"] is False
+    _assert_ok(lab.destroy(), "destroy")
+
+
+@pytest.mark.parametrize("live", ["live-host-member"], indirect=True)
+def test_faults(live):
+    lab = live
+    # 1. member API server down before the join: the join fails naming the member, within its bound
+    joins = lab.config["kslab:joins"]
+    lab.set_config("kslab:joins", [])
+    _assert_ok(lab.up(), "up without joins")
+    lab.clusters["member"].stop_apiserver()
+    lab.set_config("kslab:joins", joins)
+    start = time.monotonic()
+    failed = lab.up(timeout=300)
+    elapsed = time.monotonic() - start
+    assert failed.returncode != 0
+    assert "member 'member'" in _out(failed) and "unreachable" in _out(failed), _out(failed)[-3000:]
+    assert elapsed < 120, f"the failing join took {elapsed:.0f}s"
+    assert lab.member_clusters("host") == [], "the Cluster object must not be created before the checks pass"
+    lab.clusters["member"].start_apiserver()
+    _assert_ok(lab.up(), "up after the member came back")
+    _check_lab(lab)
+
+    # 2. jwtSecret mismatch: the join refuses before creating the Cluster object
+    lab.set_config("kslab:joins", [])
+    _assert_ok(lab.up(), "unjoin")
+    assert lab.member_clusters("host") == []
+    cm = lab.core("member").read_namespaced_config_map("kubesphere-config", "kubesphere-system")
+    doc = yaml.safe_load(cm.data["kubesphere.yaml"])
+    doc["authentication"]["jwtSecret"] = "tampered-on-the-member-000000000"
+    cm.data["kubesphere.yaml"] = yaml.safe_dump(doc)
+    lab.core("member").replace_namespaced_config_map("kubesphere-config", "kubesphere-system", cm)
+    lab.set_config("kslab:joins", joins)
+    refused = lab.up()
+    assert refused.returncode != 0 and "jwtSecret differs" in _out(refused), _out(refused)[-3000:]
+    assert lab.member_clusters("host") == []
+    assert "tampered-on-the-member" not in _out(refused)
+    _assert_ok(lab.destroy(), "destroy")
+
+
+@pytest.mark.parametrize("live", ["live-standalone"], indirect=True)
+def test_killed_up_then_converges(live):
+    import os
+    import signal
+    import subprocess
+    lab = live
+    proc = subprocess.Popen(
+        ["pulumi", "up", "--yes", "--skip-preview", "--stack", lab.stack, "--policy-pack", "policies",
+         "--policy-pack-config", "tests/stacks/policy-config.live.json"],
+        cwd=lab.project.dir, env={**lab.project.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while lab.cc("lab") is None and time.monotonic() < deadline:  # kill once objects are being created
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert lab.cc("lab") is not None
+    # Pulumi's documented way: the next run reports pending operations; refresh clears them.
+    refresh = lab.pulumi("refresh", "--yes", "--clear-pending-creates", "--skip-preview", timeout=300)
+    _assert_ok(refresh, "refresh after kill")
+    _assert_ok(lab.up(), "up after kill")
+    _check_lab(lab)
+    _assert_ok(lab.destroy(), "destroy")
+
+
+@pytest.mark.parametrize("live", ["live-standalone"], indirect=True)
+def test_cluster_rebuilt_out_of_band(live):
+    lab = live
+    _assert_ok(lab.up(), "up")
+    # The cluster loses everything behind the lab's back (a new, empty cluster at the same address).
+    for plural, name in (("clusterconfigurations", "ks-installer"),):
+        lab.custom("lab").delete_namespaced_custom_object("installer.kubesphere.io", "v1alpha1",
+                                                         "kubesphere-system", plural, name)
+    client = __import__("kubernetes").client
+    client.AppsV1Api(lab.api("lab")).delete_namespaced_deployment("ks-installer", "kubesphere-system")
+    refresh = lab.pulumi("refresh", "--yes", "--skip-preview", timeout=300)
+    _assert_ok(refresh, "refresh")
+    assert re.search(r"deleted", _out(refresh)), _out(refresh)[-2000:]
+    _assert_ok(lab.up(), "up recreates")
+    _check_lab(lab)
+    _assert_ok(lab.destroy(), "destroy")
