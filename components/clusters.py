@@ -43,9 +43,10 @@ class _ClusterBase(pulumi.ComponentResource):
     def _finish(self, name: str) -> None:
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=self.kubeconfig,
-            # The lab owns these objects: adopt them after an interrupted run or a hand install,
-            # and let destroy/refresh forget the objects of a cluster that is already gone.
-            upsert_existing_objects=True, delete_unreachable=True,
+            # Let destroy/refresh forget the objects of a cluster that is already gone. (Objects left
+            # by an interrupted run or a hand install are adopted: pulumi-kubernetes 4.25 creates
+            # with server-side apply, which upserts.)
+            delete_unreachable=True,
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({
             "kubeconfig": self.kubeconfig,
@@ -66,9 +67,8 @@ class KindCluster(_ClusterBase):
             f"{name}-kind", "kind-create",
             {"KSLAB_CLUSTER": spec.name, "KSLAB_NODE_IMAGE": spec.node_image,
              "KSLAB_KIND_CONFIG": config_yaml, "KSLAB_KIND_WAIT": args.kind_wait},
-            pulumi.ResourceOptions(parent=self, depends_on=[args.preflight] if args.preflight else None,
-                                   delete_before_replace=True),
-            delete_step="kind-delete", secret_stdout=True,
+            pulumi.ResourceOptions(parent=self, depends_on=[args.preflight] if args.preflight else None),
+            delete_step="kind-delete", secret_stdout=True, delete_before_replace=True,
             # A kind cluster cannot be changed in place: a new config means a new cluster.
             triggers=[spec.name, render.spec_fingerprint(render.kind_config(spec))],
         )

@@ -1,23 +1,87 @@
-"""Wiring shared by the components: apply-time steps as command resources, and typed
-Kubernetes resources from rendered objects."""
+"""Wiring shared by the components: apply-time steps as resources, and typed Kubernetes
+resources from rendered objects.
+
+A step is a resource whose create (and update) runs `python -m components.ops <step>` and
+whose delete runs its delete step. It is a Pulumi dynamic resource rather than a
+pulumi-command `local.Command`: the dynamic provider ships inside the Pulumi Python SDK, so
+it needs no extra plugin (the command provider cannot be built from published Go modules),
+and it lets kslab decide precisely what replaces a step (its `triggers`) and what re-runs it.
+"""
 from __future__ import annotations
 
 import os
-import shlex
+import subprocess
 import sys
+import threading
+import uuid
 from typing import Mapping, Sequence
 
 import pulumi
-import pulumi_command as command
+import pulumi.dynamic as dynamic
 import pulumi_kubernetes as k8s
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The program's own interpreter has every library the steps import.
 PYTHON = sys.executable
+STEP_TYPE = "pulumi-python:dynamic:Resource"
+# Inputs whose change re-runs the step in place; a change of `triggers` replaces it.
+_RERUN_KEYS = ("step", "environment", "delete_step")
 
 
-def step_command(step: str) -> str:
-    return f"{shlex.quote(PYTHON)} -m components.ops {shlex.quote(step)}"
+class StepError(Exception):
+    pass
+
+
+def run_step(props: dict, step_key: str = "step") -> str:
+    """Run one step; its stderr (progress) passes through, its stdout is the step's result."""
+    step = props.get(step_key)
+    env = {**os.environ, **{k: str(v) for k, v in (props.get("environment") or {}).items()}}
+    proc = subprocess.Popen([props.get("python") or PYTHON, "-m", "components.ops", step], cwd=props.get("dir"),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    progress: list[str] = []
+
+    def relay() -> None:  # progress lines as they come, for long waits
+        for line in proc.stderr:
+            progress.append(line.rstrip("\n"))
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    stdout = proc.stdout.read()
+    proc.wait()
+    reader.join(timeout=10)
+    if proc.returncode != 0:
+        # The step's own message (stderr) names what failed and the fix; stdout may hold secrets.
+        reason = "\n".join(line for line in progress if not line.startswith("[kslab] ") or "ERROR" in line
+                           or line.startswith("  - "))
+        raise StepError(reason or f"step {step} failed with exit status {proc.returncode}")
+    return stdout
+
+
+class StepProvider(dynamic.ResourceProvider):
+    def create(self, props):
+        return dynamic.CreateResult(id_=uuid.uuid4().hex, outs={**props, "stdout": run_step(props)})
+
+    def diff(self, _id, olds, news):
+        replaces = ["triggers"] if (olds.get("triggers") or []) != (news.get("triggers") or []) else []
+        changed = [k for k in _RERUN_KEYS if olds.get(k) != news.get(k)]
+        return dynamic.DiffResult(changes=bool(replaces or changed), replaces=replaces,
+                                  delete_before_replace=bool(news.get("delete_before_replace")))
+
+    def update(self, _id, olds, news):
+        return dynamic.UpdateResult(outs={**news, "stdout": run_step(news)})
+
+    def delete(self, _id, props):
+        if props.get("delete_step"):
+            run_step(props, "delete_step")
+
+
+class LabStep(dynamic.Resource):
+    stdout: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: pulumi.ResourceOptions):
+        super().__init__(StepProvider(), name, {**props, "stdout": None}, opts)
 
 
 def ops_step(
@@ -29,23 +93,22 @@ def ops_step(
     delete_step: str | None = None,
     secret_stdout: bool = False,
     triggers: Sequence[pulumi.Input] | None = None,
-) -> command.local.Command:
-    """A local command running `python -m components.ops <step>` at apply time (never in preview).
-
-    Only stderr (progress) is logged; stdout carries the step's result and is kept as
-    a secret when it holds one.
-    """
-    secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["stdout"]) if secret_stdout else None
-    return command.local.Command(
-        name,
-        create=step_command(step),
-        delete=step_command(delete_step) if delete_step else None,
-        dir=PROJECT_DIR,
-        environment=dict(environment),
-        triggers=list(triggers) if triggers is not None else None,
-        logging=command.local.Logging.STDERR,
-        opts=pulumi.ResourceOptions.merge(opts, secret_opts),
-    )
+    delete_before_replace: bool = False,
+) -> LabStep:
+    """A step run at apply time (never in preview). Its environment is kept secret in the state
+    (it carries kubeconfigs), and its stdout too when it holds a secret."""
+    secret_outputs = ["environment"] + (["stdout"] if secret_stdout else [])
+    props = {
+        "step": step,
+        "delete_step": delete_step,
+        "environment": dict(environment),
+        "triggers": list(triggers) if triggers is not None else [],
+        "dir": PROJECT_DIR,
+        "python": PYTHON,
+        "delete_before_replace": delete_before_replace,
+    }
+    return LabStep(name, props, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+        additional_secret_outputs=secret_outputs, delete_before_replace=delete_before_replace or None)))
 
 
 _TYPED = {

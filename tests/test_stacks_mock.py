@@ -49,9 +49,10 @@ def test_kind_cluster_inputs(stack):
         env = cmd.inputs["environment"]
         assert env["KSLAB_NODE_IMAGE"] == c.node_image and env["KSLAB_CLUSTER"] == c.name
         assert f"hostPort: {c.console_host_port}" in env["KSLAB_KIND_CONFIG"]
-        assert cmd.inputs["create"].endswith("kind-create") and cmd.inputs["delete"].endswith("kind-delete")
+        assert cmd.inputs["step"] == "kind-create" and cmd.inputs["delete_step"] == "kind-delete"
         assert "stdout" in cmd.additional_secret_outputs, "kind's kubeconfig output must be secret"
-        assert cmd.delete_before_replace, "a kind cluster name cannot exist twice"
+        assert "environment" in cmd.additional_secret_outputs
+        assert cmd.delete_before_replace and cmd.inputs["delete_before_replace"], "a kind name cannot exist twice"
         assert run.all_dependencies(cmd) == {run.named("preflight").urn}
 
 
@@ -101,7 +102,7 @@ def test_joins_target_host_and_depend_on_both_installs(stack):
         assert check.inputs["environment"]["KSLAB_HOST"] == j.host
         assert "172.18.0.10:6443" in check.inputs["environment"]["KSLAB_JOIN_KUBECONFIG"]
         ready = run.named(f"{j.name}-ready")
-        assert ready.inputs["delete"].endswith("unjoin") and obj.urn in run.all_dependencies(ready)
+        assert ready.inputs["delete_step"] == "unjoin" and obj.urn in run.all_dependencies(ready)
 
 
 def test_independent_clusters_do_not_depend_on_each_other(stack):

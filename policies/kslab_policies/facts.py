@@ -22,7 +22,8 @@ UNKNOWNS = {
 
 CC_TYPE = "kubernetes:installer.kubesphere.io/v1alpha1:ClusterConfiguration"
 JOIN_TYPE = "kubernetes:cluster.kubesphere.io/v1alpha1:Cluster"
-COMMAND_TYPE = "command:local:Command"
+# kslab's apply-time steps (components/steps.py) are dynamic resources with a `step` input.
+STEP_TYPE = "pulumi-python:dynamic:Resource"
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 K8S_PROVIDER_TYPE = "pulumi:providers:kubernetes"
 
@@ -242,7 +243,7 @@ class LabView:
                 clusters[c.name] = c
         kind_nodes = {}
         for r in res:
-            if r.type == COMMAND_TYPE:
+            if r.type == STEP_TYPE:
                 node = kind_node_of(r)
                 if node:
                     kind_nodes[node.name] = node

@@ -15,7 +15,7 @@ from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ReportViolation
                            ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy)
 from pulumi_policy.proxy import UnknownValueError
 
-from .facts import (CC_TYPE, COMMAND_TYPE, DEPLOYMENT_TYPE, JOIN_TYPE, K8S_PROVIDER_TYPE, UNKNOWN_STRING, LabView,
+from .facts import (CC_TYPE, STEP_TYPE, DEPLOYMENT_TYPE, JOIN_TYPE, K8S_PROVIDER_TYPE, UNKNOWN_STRING, LabView,
                     Res, decode_kubeconfig, dig, is_secret, is_unknown, secret_paths)
 
 # The version and kubeconfig facts are the program's own (one source of truth).
@@ -154,7 +154,7 @@ def _ports_and_names(args: StackValidationArgs, report: ReportViolation):
                    "can start. Fix: give each cluster its own consoleHostPort.", nodes[1].urn)
     # Count the raw resources: the view keys clusters by name and would hide a duplicate.
     kind_names = Counter(str(r.props["environment"].get("KSLAB_CLUSTER")) for r in lab.resources
-                         if r.type == COMMAND_TYPE and isinstance(r.props.get("environment"), dict)
+                         if r.type == STEP_TYPE and isinstance(r.props.get("environment"), dict)
                          and "KSLAB_KIND_CONFIG" in r.props["environment"])
     cc_names = Counter(str(dig(r.props, "metadata", "labels", "kslab.io/cluster"))
                        for r in lab.resources if r.type == CC_TYPE)
@@ -190,14 +190,16 @@ def _plaintext_secrets(args: ResourceValidationArgs, report: ReportViolation):
         value = r.props.get("kubeconfig")
         if value is not None and not is_secret(value) and not is_unknown(value):
             found.append("kubeconfig")
-    if r.type == COMMAND_TYPE:
+    if r.type == STEP_TYPE:
         env = r.props.get("environment") or {}
         for key, value in (env.items() if isinstance(env, dict) else []):
             if any(word in key for word in SECRET_ENV) and not is_secret(value) and not is_secret(env):
                 (unknown if is_unknown(value) else found).append(f"environment.{key}")
-        create = str(r.props.get("create", ""))
-        if create.endswith(SECRET_STDOUT_STEPS) and "stdout" not in r.additional_secret_outputs:
+        if str(r.props.get("step", "")) in SECRET_STDOUT_STEPS and "stdout" not in r.additional_secret_outputs:
             found.append("stdout (not in additionalSecretOutputs)")
+        if env and "environment" not in r.additional_secret_outputs and any(
+                any(word in key for word in SECRET_ENV) for key in env):
+            found.append("environment output (not in additionalSecretOutputs)")
     for path, value, secret in secret_paths(r.props):
         if not secret and not is_unknown(value) and _looks_secret(value) and path not in found:
             found.append(path)
@@ -269,7 +271,7 @@ def _memory(args: StackValidationArgs, report: ReportViolation):
 # 11 -----------------------------------------------------------------------------------------
 def _unpinned(args: ResourceValidationArgs, report: ReportViolation):
     r = Res.of(args)
-    if r.type == COMMAND_TYPE:
+    if r.type == STEP_TYPE:
         env = r.props.get("environment") or {}
         image = env.get("KSLAB_NODE_IMAGE") if isinstance(env, dict) else None
         if isinstance(image, str) and not is_unknown(image) and not versions.image_is_pinned(image):

@@ -10,14 +10,16 @@ kubelet, scheduler or controller-manager. See tools/kube/README.md for what that
         c.request("GET", "/version")
 
 Every process writes its log to ``<workdir>/<program>.log`` and is recorded in ``<workdir>/pids``
-(``<program> <pid> <start-time>`` per line), so that ``kill_recorded(workdir)`` -- or
-``python tests/harness/live_cluster.py down <workdir>`` -- can clean up after a crashed test run.
+(``<program> <pid> <start-time>`` per line), so that ``kill_recorded(workdir)`` -- or, from the
+repository root, ``python -m tests.harness.live_cluster down <workdir>`` -- can clean up after a
+crashed test run. ``python -m tests.harness.live_cluster up <name> <workdir>`` starts one and leaves it.
 
 Only loopback addresses (127.0.0.0/8) are accepted; nothing listens elsewhere.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import datetime as _dt
 import ipaddress
@@ -57,6 +59,8 @@ REQUIRED_BINARIES = (ETCD, APISERVER)
 
 SERVICE_CIDR = "10.96.0.0/12"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+BOOTSTRAP_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
 
 # Admission plugins that cannot work without controllers: ServiceAccount admission rejects every Pod
 # whose service account (normally made by kube-controller-manager) does not exist.
@@ -274,11 +278,13 @@ def _terminate_pid(pid: int, start_time: Optional[str], timeout: float, popen=No
             popen.wait(10)
         return
     if not _alive(pid, start_time):
+        _reap(pid)
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid, start_time):
+            _reap(pid)
             return
         time.sleep(0.05)
     if _alive(pid, start_time):
@@ -286,6 +292,24 @@ def _terminate_pid(pid: int, start_time: Optional[str], timeout: float, popen=No
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _alive(pid, start_time):
             time.sleep(0.05)
+    _reap(pid)
+
+
+def _reap(pid: int, timeout: float = 5.0) -> None:
+    """Collect the exit status if `pid` is our own (detached) child, so no zombie is left.
+
+    A dying multi-threaded process can show state Z for its main thread before the last thread has
+    gone; it is only reapable after that, hence the short loop.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return  # not our child (or already reaped): its parent, or init, reaps it
+        if done or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
 
 
 def _read_pidfile(workdir: Path) -> List[Tuple[str, int, Optional[str]]]:
@@ -322,6 +346,20 @@ def kill_recorded(workdir: PathLike, timeout: float = 10.0) -> List[str]:
     except FileNotFoundError:
         pass
     return stopped
+
+
+# Clusters with running processes; stopped at interpreter exit unless detach()ed, so an aborted test
+# session does not leave servers behind (a SIGKILLed one still can: see kill_recorded).
+_RUNNING: "set[LiveCluster]" = set()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    for c in list(_RUNNING):
+        try:
+            c.stop()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -450,6 +488,7 @@ class LiveCluster:
         self.port = _free_port(self.address)
         self._write_pki()
         self._ssl_ctx = None
+        _RUNNING.add(self)
         try:
             self._start_etcd()
             self._wait_etcd_healthy(time.monotonic() + self.ready_timeout)
@@ -469,6 +508,18 @@ class LiveCluster:
             if proc is not None:
                 _terminate_pid(proc.pid, None, self.stop_timeout, popen=proc)
         self._write_pidfile()
+        _RUNNING.discard(self)
+
+    def detach(self) -> Dict[str, int]:
+        """Forget the processes and leave them running (they stay recorded in ``<workdir>/pids``).
+
+        For handing a cluster to another process; stop it later with ``kill_recorded(workdir)``.
+        Returns the pids that were left running.
+        """
+        pids = self.pids
+        self._procs.clear()
+        _RUNNING.discard(self)
+        return pids
 
     def stop_apiserver(self) -> None:
         """Stop only kube-apiserver (the cluster becomes unreachable); etcd keeps the data."""
@@ -724,14 +775,20 @@ class LiveCluster:
             time.sleep(0.1)
 
     def _wait_apiserver_ready(self, deadline: float) -> None:
+        # /readyz turns 200 before the bootstrap controller has created the system namespaces
+        # ("default" comes last), so wait for those too: a test's first write often goes there.
+        probes = ["/readyz"] + [f"/api/v1/namespaces/{ns}" for ns in BOOTSTRAP_NAMESPACES]
         last = "no answer"
         while True:
             self._check_running(ETCD, APISERVER)
             try:
-                status, body = self.request("GET", "/readyz", timeout=5)
-                if status == 200:
+                for path in probes:
+                    status, body = self.request("GET", path, timeout=5)
+                    if status != 200:
+                        last = f"GET {path}: HTTP {status}: {str(body)[-300:]}"
+                        break
+                else:
                     return
-                last = f"HTTP {status}: {str(body)[-300:]}"
             except (OSError, ssl.SSLError) as e:
                 last = repr(e)
             if time.monotonic() > deadline:
@@ -789,7 +846,7 @@ def _main(argv: Optional[List[str]] = None) -> int:
     if args.cmd == "up":
         bin_dir = Path(args.bin_dir) if args.bin_dir else find_bin_dir()
         c = LiveCluster(args.name, args.workdir, bin_dir, args.address).start()
-        c._procs.clear()  # hand the processes over to the pid file; `down` stops them
+        c.detach()  # leave the processes running; `down` stops them through <workdir>/pids
         print(f"server {c.server} ready in {c.startup_seconds:.1f} s", file=__import__("sys").stderr)
         print(c.kubeconfig_path)
         return 0

@@ -5,7 +5,6 @@ Run: python -m pytest -m live tests/harness
 """
 
 import base64
-import shutil
 import subprocess
 import threading
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from live_cluster import LiveCluster, LiveClusterError, _alive, find_bin_dir, kill_recorded
+from tests.harness.live_cluster import LiveCluster, LiveClusterError, _alive, find_bin_dir, kill_recorded
 
 pytestmark = pytest.mark.live
 
@@ -191,12 +190,14 @@ def test_apiserver_stop_and_restart_on_same_port(bin_dir, tmp_path):
 
 def test_kill_recorded_cleans_up_after_a_lost_harness(bin_dir, tmp_path):
     c = LiveCluster("delta", tmp_path / "delta", bin_dir).start()
-    pids = list(c.pids.values())
-    c._procs.clear()  # simulate a test process that died without stop()
+    pids = list(c.detach().values())  # as if the test process had died without stop()
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
     stopped = kill_recorded(c.workdir)
     assert len(stopped) == 2
     for pid in pids:
         assert not _alive(pid)
+        assert not Path(f"/proc/{pid}").exists(), f"{pid} left as a zombie"  # our child: reaped
+    assert not (c.workdir / "pids").exists()
 
 
 def test_find_bin_dir_reports_missing_binaries(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from components.spec import LabSpec
 
-CMD = "command:local:Command"
+CMD = "pulumi-python:dynamic:Resource"
 INSTALLER_TYPES = {
     "customresourcedefinition": "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
     "namespace": "kubernetes:core/v1:Namespace",

@@ -18,6 +18,8 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc
 
+from components.steps import STEP_TYPE
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAIN = os.path.join(ROOT, "__main__.py")
 STACKS_DIR = os.path.join(ROOT, "stacks")
@@ -113,8 +115,8 @@ class LabMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
-        if args.typ == "command:local:Command" and not self.preview:
-            create = args.inputs.get("create", "")
+        if args.typ == STEP_TYPE and not self.preview:
+            create = args.inputs.get("step", "")
             env = args.inputs.get("environment", {})
             name = env.get("KSLAB_CLUSTER", "x")
             if create.endswith("kind-create"):

@@ -33,7 +33,7 @@ RECIPE=1
 CLI_MOD=github.com/pulumi/pulumi/pkg/v3
 SDK_MOD=github.com/pulumi/pulumi/sdk/v3
 K8S_MOD=github.com/pulumi/pulumi-kubernetes/provider/v4
-PROGRAMS=(pulumi pulumi-language-python pulumi-language-python-exec
+PROGRAMS=(pulumi pulumi-language-python pulumi-language-python-host pulumi-language-python-exec
           pulumi-resource-pulumi-python pulumi-resource-kubernetes)
 
 log() { printf '[engine] %s\n' "$*" >&2; }
@@ -43,7 +43,7 @@ command -v go >/dev/null 2>&1 || die "go is not installed (need Go >= 1.26.6)"
 
 # The key encodes the versions plus a digest of the wrapper modules and this
 # recipe, so any change to what gets built lands in a new directory.
-digest=$(cat "$HERE"/cli/go.mod "$HERE"/cli/go.sum "$HERE"/python/go.mod "$HERE"/python/go.sum \
+digest=$(cat "$HERE"/pulumi-language-python.sh "$HERE"/cli/go.mod "$HERE"/cli/go.sum "$HERE"/python/go.mod "$HERE"/python/go.sum \
              "$HERE"/kubernetes/go.mod "$HERE"/kubernetes/go.sum \
          | { cat; echo "recipe=$RECIPE"; } | sha256sum | cut -c1-10)
 KEY="pulumi-${PULUMI_VERSION}_pyhost-${PYHOST_VERSION}_k8s-${K8S_VERSION}-${K8S_PSEUDO##*-}_${digest}"
@@ -118,8 +118,11 @@ run pulumi bash -c 'cd "$1/cli" && "${@:4}" -tags osusergo,grpcnotrace \
 (cd "$HERE/python" && go mod download) || die "go mod download failed for tools/engine/python"
 run pulumi-language-python bash -c 'cd "$1/python" && "${@:4}" \
     -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$2" \
-    -o "$3/bin/pulumi-language-python" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python' \
+    -o "$3/bin/pulumi-language-python-host" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python' \
     _ "$HERE" "$PYHOST_VERSION" "$TMP" "${BUILD[@]}"
+# The engine starts `pulumi-language-python`; our launcher turns the Pulumi.yaml
+# virtualenv option into the flags this host expects.
+install -m 0755 "$HERE/pulumi-language-python.sh" "$TMP/bin/pulumi-language-python"
 # The scripts come from the sdk/v3 release that matches the CLI (and, as closely
 # as the proxy allows, the Python SDK): the exec shim the host runs, and the
 # shim the engine starts for Python dynamic providers.
@@ -159,12 +162,14 @@ got=$("$TMP/bin/pulumi" version 2>/dev/null) || die "built pulumi does not run"
 rm -rf "$TMP/src"
 cat >"$TMP/VERSIONS" <<EOF
 pulumi                      v$PULUMI_VERSION ($CLI_MOD, tags osusergo,grpcnotrace)
-pulumi-language-python      v$PYHOST_VERSION ($SDK_MOD/python/cmd/pulumi-language-python)
+pulumi-language-python      launcher script from tools/engine/pulumi-language-python.sh
+pulumi-language-python-host v$PYHOST_VERSION ($SDK_MOD@v$PYHOST_VERSION/python/cmd/pulumi-language-python)
 pulumi-language-python-exec from $SDK_MOD@v$PULUMI_VERSION
 pulumi-resource-pulumi-python from $SDK_MOD@v$PULUMI_VERSION
 pulumi-resource-kubernetes  $K8S_VERSION ($K8S_MOD@$K8S_PSEUDO)
 go                          $(go env GOVERSION)
 EOF
+chmod 0755 "$TMP"
 date -u +%Y-%m-%dT%H:%M:%SZ >"$TMP/.complete"
 # Atomic publish: the directory appears complete (stamp included) or not at all.
 [[ -e $DEST ]] && { chmod -R u+w "$DEST"; rm -rf "$DEST"; }
