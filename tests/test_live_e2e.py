@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from tests.support.engine import policy_pack
 from tests.support.live import LiveLab
 
 pytestmark = [pytest.mark.engine, pytest.mark.live]
@@ -114,7 +115,7 @@ def test_lifecycle(live):
 
     # a second up changes nothing and runs no step
     installs_before = {n: lab.operator.installs(n) for n in lab.names}
-    again = lab.pulumi("up", "--yes", "--expect-no-changes", "--policy-pack", "policies",
+    again = lab.pulumi("up", "--yes", "--expect-no-changes", "--policy-pack", policy_pack(),
                        "--policy-pack-config", "tests/stacks/policy-config.live.json")
     _assert_ok(again, "second up")
     assert "[kslab]" not in _out(again), "no lab step may run on a no-change up"
@@ -209,7 +210,7 @@ def test_killed_up_then_converges(live):
     import subprocess
     lab = live
     proc = subprocess.Popen(
-        ["pulumi", "up", "--yes", "--skip-preview", "--stack", lab.stack, "--policy-pack", "policies",
+        ["pulumi", "up", "--yes", "--skip-preview", "--stack", lab.stack, "--policy-pack", policy_pack(),
          "--policy-pack-config", "tests/stacks/policy-config.live.json"],
         cwd=lab.project.dir, env={**lab.project.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True)

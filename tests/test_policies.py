@@ -19,7 +19,7 @@ def runs():
 
 
 def test_every_policy_has_name_description_level():
-    assert len({p.name for p in POLICIES}) == len(POLICIES) == 13
+    assert len({p.name for p in POLICIES}) == len(POLICIES) == 14
     for p in POLICIES:
         assert p.name.startswith("kslab-") and p.description and p.enforcement_level is not None
 
@@ -54,6 +54,12 @@ def test_broken_stack_trips_every_mandatory_policy_it_can():
     assert "loopback" in v.messages("kslab-join-loopback-server")
     assert "insecure-skip-tls-verify" in v.messages("kslab-join-insecure-tls")
     assert "6466" in v.messages("kslab-member-multiple-hosts")
+
+
+def test_stack_policies_use_registered_inputs_when_outputs_are_empty(runs):
+    assert not run_policies(runs["host-member"], empty_stack_props=True).violations
+    v = run_policies(run_program(stack_config(BROKEN)), empty_stack_props=True)
+    assert MANDATORY - {"kslab-plaintext-secret"} <= v.mandatory
 
 
 def test_broken_stack_is_refused_by_the_program_in_strict_mode():

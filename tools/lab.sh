@@ -26,10 +26,15 @@ if ! command -v pulumi >/dev/null 2>&1; then
   eval "$(tools/engine/build.sh)"
 fi
 export PULUMI_SKIP_UPDATE_CHECK=true
+pack=policies
+case "$(command -v pulumi)" in
+  # kslab's own engine build: its Python language host predates running packs itself.
+  */kslab/engine/pulumi-*) pack=policies/analyzer; export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true ;;
+esac
 
 pulumi stack select "$stack" --create >/dev/null
 case "$action" in
-  preview|up) exec pulumi "$action" --stack "$stack" --policy-pack policies "$@" ;;
+  preview|up) exec pulumi "$action" --stack "$stack" --policy-pack "$pack" "$@" ;;
   destroy|refresh) exec pulumi "$action" --stack "$stack" "$@" ;;
   output) exec pulumi stack output --stack "$stack" "$@" ;;
   *) echo "kslab: unknown action $action" >&2; exit 2 ;;

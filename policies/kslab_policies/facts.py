@@ -226,6 +226,18 @@ def join_of(r: Res) -> Join:
                 loopback_reason=ann.get("kslab.io/loopback-join-reason"))
 
 
+# What the program registered, per URN, as the per-resource analysis saw it (the inputs). The
+# engine hands stack validations each resource's provider outputs instead, and those are empty for
+# Kubernetes objects whose cluster does not exist yet (every kind stack in preview). The engine calls
+# the per-resource analysis for every resource before the stack analysis, in the same process.
+REGISTERED: dict[str, Res] = {}
+
+
+def record(args: Any) -> None:
+    r = Res.of(args)
+    REGISTERED[r.urn] = r
+
+
 @dataclass
 class LabView:
     clusters: dict[str, Cluster]
@@ -235,7 +247,8 @@ class LabView:
 
     @classmethod
     def of(cls, resources: Iterable[Any]) -> "LabView":
-        res = [r if isinstance(r, Res) else Res.of(r) for r in resources]
+        res = [r if isinstance(r, Res) else REGISTERED.get(getattr(r, "urn", ""), None) or Res.of(r)
+               for r in resources]
         clusters = {}
         for r in res:
             if r.type == CC_TYPE:

@@ -15,7 +15,7 @@ from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ReportViolation
                            ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy)
 from pulumi_policy.proxy import UnknownValueError
 
-from .facts import (CC_TYPE, STEP_TYPE, DEPLOYMENT_TYPE, JOIN_TYPE, K8S_PROVIDER_TYPE, UNKNOWN_STRING, LabView,
+from .facts import (CC_TYPE, record, STEP_TYPE, DEPLOYMENT_TYPE, JOIN_TYPE, K8S_PROVIDER_TYPE, UNKNOWN_STRING, LabView,
                     Res, decode_kubeconfig, dig, is_secret, is_unknown, secret_paths)
 
 # The version and kubeconfig facts are the program's own (one source of truth).
@@ -260,10 +260,10 @@ def _memory(args: StackValidationArgs, report: ReportViolation):
     parts = {c.name: versions.cluster_memory_mib(c.kubesphere_version, c.components, c.name in lab.kind_nodes,
                                                  cfg.get("perClusterMib") or {}, cfg.get("componentMib") or {})
              for c in lab.clusters.values()}
-    total = sum(parts.values())
-    if total > int(cfg["budgetMib"]):
+    total, budget = sum(parts.values()), int(cfg["budgetMib"])
+    if total > budget:
         detail = ", ".join(f"{n} ~{m} MiB" for n, m in sorted(parts.items()))
-        report(f"the lab needs about {total} MiB ({detail}), over the {cfg['budgetMib']} MiB budget (a 4-core/8 GB "
+        report(f"the lab needs about {total} MiB ({detail}), over the {budget} MiB budget (a 4-core/8 GB "
                "laptop by default): installs may be OOM-killed. Fix: fewer clusters or components, or raise "
                "kslab-memory-budget.budgetMib in the policy config if the machine is bigger.")
 
@@ -300,7 +300,14 @@ def _schema(properties: dict) -> PolicyConfigSchema:
     return PolicyConfigSchema(properties=properties)
 
 
+def _collect(args: ResourceValidationArgs, report: ReportViolation):
+    record(args)
+
+
 POLICIES = [
+    ResourceValidationPolicy(
+        name="kslab-registered-inputs", enforcement_level=ADVISORY, validate=_collect,
+        description="Never reports: records what the program registers, for the stack policies (see facts.py)."),
     StackValidationPolicy(
         name="kslab-jwt-secret-mismatch", enforcement_level=MANDATORY, validate=_jwt_mismatch,
         description="A member's jwtSecret must equal its host's (seed notes; the console's validation API)."),

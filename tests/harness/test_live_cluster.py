@@ -89,7 +89,7 @@ def _exercise(c: LiveCluster, size: int) -> None:
     deadline = time.monotonic() + 30
     while True:
         crd = _ok(c.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{GROUP}"))
-        conds = {x["type"]: x["status"] for x in crd.get("status", {}).get("conditions", [])}
+        conds = {x["type"]: x["status"] for x in (crd.get("status") or {}).get("conditions") or []}
         if conds.get("Established") == "True":
             break
         assert time.monotonic() < deadline, f"CRD not established: {crd.get('status')}"

@@ -16,6 +16,13 @@ PASSPHRASE = "kslab-test-passphrase"
 PROJECT_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "stacks", "policies", "requirements.txt")
 
 
+def policy_pack() -> str:
+    """`policies` for an official CLI; `policies/analyzer` for the engine tools/engine/build.sh builds,
+    whose Python language host predates running policy packs (see tools/engine/README.md)."""
+    path = shutil.which("pulumi") or ""
+    return "policies/analyzer" if "/engine/pulumi-" in path and "kslab" in path else "policies"
+
+
 def require_pulumi() -> str:
     """The engine must be there: `make test` builds it. Never a silent skip."""
     path = shutil.which("pulumi")
@@ -47,7 +54,7 @@ class Project:
         shutil.copy(path, os.path.join(self.dir, "stacks", f"Pulumi.{stack}.yaml"))
 
     def preview_json(self, stack: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict | None]:
-        proc = self.pulumi("preview", "--stack", stack, "--json", "--policy-pack", "policies", *extra)
+        proc = self.pulumi("preview", "--stack", stack, "--json", "--policy-pack", policy_pack(), *extra)
         try:
             return proc, json.loads(proc.stdout)
         except json.JSONDecodeError:

@@ -9,7 +9,7 @@ from kubernetes import client, config
 
 from tests.harness.live_cluster import LiveCluster, find_bin_dir
 from tests.harness.operator import Operator
-from tests.support.engine import make_project
+from tests.support.engine import make_project, policy_pack
 from tests.support.mock_run import ROOT
 
 POLICY_CONFIG = "tests/stacks/policy-config.live.json"
@@ -53,7 +53,7 @@ class LiveLab:
         return self.project.pulumi(*args, "--stack", self.stack, **kw)
 
     def up(self, *extra, **kw):
-        return self.pulumi("up", "--yes", "--skip-preview", "--policy-pack", "policies",
+        return self.pulumi("up", "--yes", "--skip-preview", "--policy-pack", policy_pack(),
                            "--policy-pack-config", POLICY_CONFIG, *extra, **kw)
 
     def destroy(self, *extra, **kw):

@@ -15,7 +15,7 @@ from tests.support.mock_run import ROOT, Run
 
 sys.path.insert(0, os.path.join(ROOT, "policies"))
 from kslab_policies import POLICIES  # noqa: E402
-from kslab_policies.facts import props_from_rpc  # noqa: E402
+from kslab_policies.facts import REGISTERED, props_from_rpc  # noqa: E402
 
 
 @dataclass
@@ -47,11 +47,19 @@ def policy_resources(run: Run, mutate=None) -> list[PolicyResource]:
     return out
 
 
-def run_policies(run: Run, config: dict | None = None, mutate=None) -> Verdicts:
+def run_policies(run: Run, config: dict | None = None, mutate=None, empty_stack_props: bool = False) -> Verdicts:
+    """`empty_stack_props`: hand the stack validations resources without properties, as the engine
+    does in preview for Kubernetes objects whose cluster does not exist yet."""
     config = config or {}
     resources = policy_resources(run, mutate)
+    stack_resources = [PolicyResource(r.resource_type, {}, r.urn, r.name, r.opts, None, None, [], {})
+                       for r in resources] if empty_stack_props else resources
     verdicts = Verdicts()
-    for policy in POLICIES:
+    REGISTERED.clear()
+    # As the engine does: every resource is analyzed before the stack.
+    ordered = [p for p in POLICIES if isinstance(p, ResourceValidationPolicy)] + \
+              [p for p in POLICIES if not isinstance(p, ResourceValidationPolicy)]
+    for policy in ordered:
         cfg = dict(config.get(policy.name, {}))
         level = EnforcementLevel(cfg.get("enforcementLevel", policy.enforcement_level.value))
         verdicts.levels[policy.name] = level
@@ -63,7 +71,7 @@ def run_policies(run: Run, config: dict | None = None, mutate=None) -> Verdicts:
 
         targets = ([ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts, None, cfg)
                     for r in resources] if isinstance(policy, ResourceValidationPolicy)
-                   else [StackValidationArgs(resources, cfg)])
+                   else [StackValidationArgs(stack_resources, cfg)])
         for args in targets:
             try:
                 policy.validate(args, report)
