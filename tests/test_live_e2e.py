@@ -2,7 +2,7 @@
 
 What is real: the Pulumi engine and providers, kube-apiserver + etcd per cluster (CA-verified
 kubeconfigs), every object the lab applies, and every check the lab's steps make against them.
-What is played (tests/harness/operator.py): ks-installer and ks-controller-manager, i.e. the cc
+What is played (tests/harness/ks_operators.py): ks-installer and ks-controller-manager, i.e. the cc
 status, the kubesphere-config map and the Cluster conditions/finalizer; and the namespace controller.
 """
 import base64
@@ -123,7 +123,7 @@ def test_lifecycle(live):
 
     # destroy: joins first, nothing left, empty state
     events = lab.project.dir + "/destroy-events.json"
-    gone = lab.destroy("--event-log", events)
+    gone = lab.destroy("--event-log", events, extra_env={"PULUMI_DEBUG_COMMANDS": "true"})
     _assert_ok(gone, "destroy")
     for name in lab.names:
         assert lab.lab_objects(name) == [], f"left on {name}: {lab.lab_objects(name)}"

@@ -78,14 +78,17 @@ PathLike = Union[str, os.PathLike]
 # binaries
 
 
-def find_bin_dir(build: bool = False, timeout: float = 120.0) -> Path:
+def find_bin_dir(build: bool = False, timeout: Optional[float] = None) -> Path:
     """Return the directory holding kube-apiserver and etcd built by tools/kube/build.sh.
 
     ``$KSLAB_KUBE_BIN_DIR`` overrides the lookup. Otherwise ``build.sh --check`` reports the cache
     directory if the binaries are built (it takes milliseconds and never compiles). With
-    ``build=True`` the script builds what is missing instead (a cold build takes 15-30 minutes, so
-    ``timeout`` must allow for that). Raises LiveClusterError with instructions if nothing usable exists.
+    ``build=True`` the script builds what is missing instead (a cold build takes 10-30 minutes;
+    the default ``timeout`` is then an hour). Raises LiveClusterError with instructions if nothing
+    usable exists.
     """
+    if timeout is None:
+        timeout = 3600.0 if build else 120.0
     override = os.environ.get("KSLAB_KUBE_BIN_DIR")
     if override:
         return _check_bin_dir(Path(override), "KSLAB_KUBE_BIN_DIR")

@@ -8,7 +8,7 @@ import yaml
 from kubernetes import client, config
 
 from tests.harness.live_cluster import LiveCluster, find_bin_dir
-from tests.harness.operator import Operator
+from tests.harness.ks_operators import Operator
 from tests.support.engine import make_project, policy_pack
 from tests.support.mock_run import ROOT
 

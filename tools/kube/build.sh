@@ -24,7 +24,7 @@ K8S_VERSION="v1.26.15"
 # etcd 3.5 is the line Kubernetes 1.26 is tested with; take the newest 3.5 patch release.
 ETCD_VERSION="v3.5.35"
 # Bump when the way binaries are built changes (flags, ldflags, layout): forces a rebuild.
-RECIPE="1"
+RECIPE="2"
 
 K8S_MODULE="k8s.io/kubernetes"
 ETCD_MODULE="go.etcd.io/etcd/server/v3"
@@ -235,8 +235,12 @@ if is_warm; then
 fi
 
 # ---- build -----------------------------------------------------------------------------------------
-info_field() { # <module> <version> <field> from the proxy's .info (Origin.Hash, Time)
-  (cd "$SCRATCH" && go mod download -json "$1@$2") | sed -n "s/^[[:space:]]*\"$3\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p" | head -n1
+info_field() { # <module> <version> <field>: a string field of the proxy's .info file (Time; Hash when
+               # the proxy reports the origin, which it does not for every module)
+  local info
+  info="$( (cd "$SCRATCH" && go mod download -json "$1@$2") | sed -n 's/^[[:space:]]*"Info": "\(.*\)",\{0,1\}$/\1/p' | head -n1)"
+  [[ -n "$info" && -f "$info" ]] || return 0
+  sed -n "s/.*\"$3\":\"\([^\"]*\)\".*/\1/p" "$info" | head -n1
 }
 
 K8S_COMMIT="$(info_field "$K8S_MODULE" "$K8S_VERSION" Hash)"
@@ -254,7 +258,8 @@ k8s_ldflags() {
   done
   printf '%s' "$out"
 }
-ETCD_LDFLAGS="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_COMMIT:0:8}"
+ETCD_LDFLAGS="-s -w"
+[[ -n "$ETCD_COMMIT" ]] && ETCD_LDFLAGS+=" -X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_COMMIT:0:8}"
 
 mkdir -p "$CACHE_ROOT"
 TMP_OUT="$(mktemp -d "$CACHE_ROOT/.tmp-$KEY.XXXXXX")"

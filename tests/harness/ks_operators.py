@@ -11,10 +11,11 @@ What it does, following the facts note (README "What the tests play"):
   there, and sets conditions Federated/Ready=True, or Ready=False naming the error when the member is
   unreachable. On delete it removes the ServiceAccount and the finalizer, but only when the member is
   reachable (as upstream, an unreachable member blocks deletion).
-- kube-controller-manager's namespace controller: finalizes namespaces being deleted.
+- kube-controller-manager's namespace controller: finalizes namespaces being deleted; and its garbage
+  collector: clears `foregroundDeletion` from objects being deleted (nothing here has dependents).
 
 Run in-process (`Operator(...).start()`) or as a process:
-    python -m tests.harness.operator --delay 2 host=/path/host.kubeconfig member=/path/member.kubeconfig
+    python -m tests.harness.ks_operators --delay 2 host=/path/host.kubeconfig member=/path/member.kubeconfig
 """
 from __future__ import annotations
 
@@ -233,8 +234,49 @@ class ClusterActor:
                 ns.spec.finalizers = []
                 self.core.replace_namespace_finalize(ns.metadata.name, ns, _request_timeout=5)
 
+    def collect_garbage(self) -> None:
+        """pulumi-kubernetes deletes in the foreground; with no dependents the collector just clears
+        the finalizer (JSON patch for built-in kinds, merge patch for custom objects)."""
+        apps, rbac = client.AppsV1Api(self.api), client.RbacAuthorizationV1Api(self.api)
+        typed = [
+            (apps.list_deployment_for_all_namespaces, apps.patch_namespaced_deployment, True),
+            (self.core.list_service_account_for_all_namespaces, self.core.patch_namespaced_service_account, True),
+            (self.core.list_config_map_for_all_namespaces, self.core.patch_namespaced_config_map, True),
+            (rbac.list_cluster_role, rbac.patch_cluster_role, False),
+            (rbac.list_cluster_role_binding, rbac.patch_cluster_role_binding, False),
+            (self.core.list_namespace, self.core.patch_namespace, False),
+        ]
+        for lister, patcher, namespaced in typed:
+            for obj in lister(_request_timeout=5).items:
+                fins = obj.metadata.finalizers or []
+                if obj.metadata.deletion_timestamp and "foregroundDeletion" in fins:
+                    i = fins.index("foregroundDeletion")
+                    body = [{"op": "test", "path": f"/metadata/finalizers/{i}", "value": "foregroundDeletion"},
+                            {"op": "remove", "path": f"/metadata/finalizers/{i}"}]
+                    args = (obj.metadata.name, obj.metadata.namespace) if namespaced else (obj.metadata.name,)
+                    patcher(*args, body, _request_timeout=5)
+        for group, plural in (("installer.kubesphere.io", "clusterconfigurations"),
+                              ("cluster.kubesphere.io", "clusters")):
+            try:
+                items = self.custom.list_cluster_custom_object(group, "v1alpha1", plural,
+                                                               _request_timeout=5)["items"]
+            except ApiException:
+                continue
+            for obj in items:
+                meta = obj["metadata"]
+                fins = meta.get("finalizers") or []
+                if meta.get("deletionTimestamp") and "foregroundDeletion" in fins:
+                    body = {"metadata": {"finalizers": [f for f in fins if f != "foregroundDeletion"]}}
+                    if meta.get("namespace"):
+                        self.custom.patch_namespaced_custom_object(group, "v1alpha1", meta["namespace"], plural,
+                                                                   meta["name"], body, _request_timeout=5)
+                    else:
+                        self.custom.patch_cluster_custom_object(group, "v1alpha1", plural, meta["name"], body,
+                                                                _request_timeout=5)
+
     def tick(self) -> None:
-        for step in (self.reconcile_installer, self.reconcile_clusters, self.finalize_namespaces):
+        for step in (self.reconcile_installer, self.reconcile_clusters, self.collect_garbage,
+                     self.finalize_namespaces):
             try:
                 step()
             except Exception:
