@@ -220,7 +220,11 @@ def test_killed_up_then_converges(live):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert lab.cc("lab") is not None
-    # Pulumi's documented way: the next run reports pending operations; refresh clears them.
+    # Pulumi's documented way: the killed run left its lock (`pulumi cancel` removes it) and pending
+    # operations (refresh clears them; the objects they created are adopted by the next up).
+    blocked = lab.up()
+    assert blocked.returncode != 0 and "locked" in _out(blocked)
+    _assert_ok(lab.pulumi("cancel", "--yes"), "cancel")
     refresh = lab.pulumi("refresh", "--yes", "--clear-pending-creates", "--skip-preview", timeout=300)
     _assert_ok(refresh, "refresh after kill")
     _assert_ok(lab.up(), "up after kill")
