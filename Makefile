@@ -39,6 +39,18 @@ test: venv
 	eval "$$(tools/kube/build.sh)"; \
 	$(PYTEST) -q -rs
 
+harness-up: venv
+	@test -n "$(STACK_TEST)$(filter live-%,$(STACK))" || { echo "usage: make harness-up STACK=live-host-member (a stack of tests/stacks)"; exit 2; }
+	@eval "$$(tools/kube/build.sh)"; $(VENV)/bin/python -m tests.harness.lab_harness up $(STACK)
+
+harness-down: venv
+	$(VENV)/bin/python -m tests.harness.lab_harness down
+
+bench: venv
+	$(VENV)/bin/python -m bench.bench_program
+	@set -euo pipefail; eval "$$(tools/engine/build.sh)"; eval "$$(tools/kube/build.sh)"; \
+	$(VENV)/bin/python -m bench.bench_engine; $(VENV)/bin/python -m bench.bench_live
+
 preview up destroy: venv
 	tools/lab.sh $@ $(STACK) $(ARGS)
 

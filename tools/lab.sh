@@ -11,7 +11,13 @@ cd "$(dirname "$0")/.."
 action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output> <stack>}
 stack=${2:?usage: tools/lab.sh <action> <stack>}
 shift 2
-[[ -f "stacks/Pulumi.${stack}.yaml" ]] || { echo "kslab: no stack file stacks/Pulumi.${stack}.yaml" >&2; exit 2; }
+extra=()
+if [[ ! -f "stacks/Pulumi.${stack}.yaml" ]]; then
+  # A test stack (tests/stacks, e.g. against `make harness-up`): its file and policy config.
+  [[ -f "tests/stacks/Pulumi.${stack}.yaml" ]] || { echo "kslab: no stack file stacks/Pulumi.${stack}.yaml" >&2; exit 2; }
+  extra=(--config-file "tests/stacks/Pulumi.${stack}.yaml")
+  [[ "$stack" != live-* ]] || extra+=(--policy-pack-config tests/stacks/policy-config.live.json)
+fi
 
 mkdir -p .kslab/state
 export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.kslab/state}
@@ -34,8 +40,8 @@ esac
 
 pulumi stack select "$stack" --create >/dev/null
 case "$action" in
-  preview|up) exec pulumi "$action" --stack "$stack" --policy-pack "$pack" "$@" ;;
-  destroy|refresh) exec pulumi "$action" --stack "$stack" "$@" ;;
+  preview|up) exec pulumi "$action" --stack "$stack" --policy-pack "$pack" "${extra[@]}" "$@" ;;
+  destroy|refresh) exec pulumi "$action" --stack "$stack" "${extra[@]:0:2}" "$@" ;;
   output) exec pulumi stack output --stack "$stack" "$@" ;;
   *) echo "kslab: unknown action $action" >&2; exit 2 ;;
 esac
