@@ -98,6 +98,7 @@ run() {
         die "building $name failed (full log: $logf)"
     fi
     log "built $name in $((SECONDS - start))s"
+    echo "$name=$((SECONDS - start))s" >>"$TMP/build-times"
 }
 
 moddir() { # moddir WRAPPER_DIR MODULE -> directory of MODULE in the module cache
