@@ -32,6 +32,28 @@ class StepError(Exception):
     pass
 
 
+_ENGINE = None
+
+
+def _progress(line: str) -> None:
+    """Show a step's progress line in the `pulumi up` output. The dynamic provider process is started
+    with the engine's address as its argument; without one (or if it fails) the line goes to stderr."""
+    global _ENGINE
+    try:
+        if _ENGINE is None and len(sys.argv) > 1 and ":" in sys.argv[1]:
+            import grpc
+            from pulumi.runtime.proto import engine_pb2_grpc
+            _ENGINE = engine_pb2_grpc.EngineStub(grpc.insecure_channel(sys.argv[1]))
+        if _ENGINE:
+            from pulumi.runtime.proto import engine_pb2
+            _ENGINE.Log(engine_pb2.LogRequest(severity=engine_pb2.INFO, message=line), timeout=5)
+            return
+    except Exception:
+        _ENGINE = False  # do not retry a broken channel for every line
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def run_step(props: dict, step_key: str = "step") -> str:
     """Run one step; its stderr (progress) passes through, its stdout is the step's result."""
     step = props.get(step_key)
@@ -43,8 +65,7 @@ def run_step(props: dict, step_key: str = "step") -> str:
     def relay() -> None:  # progress lines as they come, for long waits
         for line in proc.stderr:
             progress.append(line.rstrip("\n"))
-            sys.stderr.write(line)
-            sys.stderr.flush()
+            _progress(line.rstrip("\n"))
 
     reader = threading.Thread(target=relay, daemon=True)
     reader.start()

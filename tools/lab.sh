@@ -13,10 +13,14 @@ stack=${2:?usage: tools/lab.sh <action> <stack>}
 shift 2
 extra=()
 if [[ ! -f "stacks/Pulumi.${stack}.yaml" ]]; then
-  # A test stack (tests/stacks, e.g. against `make harness-up`): its file and policy config.
+  # A test stack (tests/stacks, e.g. against `make harness-up`) runs in a scratch copy of the
+  # project under .kslab/projects, so Pulumi's writes to its stack file stay out of the repository.
   [[ -f "tests/stacks/Pulumi.${stack}.yaml" ]] || { echo "kslab: no stack file stacks/Pulumi.${stack}.yaml" >&2; exit 2; }
-  extra=(--config-file "tests/stacks/Pulumi.${stack}.yaml")
-  [[ "$stack" != live-* ]] || extra+=(--policy-pack-config tests/stacks/policy-config.live.json)
+  work=.kslab/projects/$stack
+  mkdir -p "$work/stacks"
+  for item in Pulumi.yaml __main__.py components policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
+  [[ -f "$work/stacks/Pulumi.${stack}.yaml" ]] || cp "tests/stacks/Pulumi.${stack}.yaml" "$work/stacks/"
+  [[ "$stack" != live-* ]] || extra=(--policy-pack-config "$PWD/tests/stacks/policy-config.live.json")
 fi
 
 mkdir -p .kslab/state
@@ -31,6 +35,7 @@ fi
 if ! command -v pulumi >/dev/null 2>&1; then
   eval "$(tools/engine/build.sh)"
 fi
+[[ -z "${work:-}" ]] || cd "$work"
 export PULUMI_SKIP_UPDATE_CHECK=true
 pack=policies
 case "$(command -v pulumi)" in
@@ -41,7 +46,7 @@ esac
 pulumi stack select "$stack" --create >/dev/null
 case "$action" in
   preview|up) exec pulumi "$action" --stack "$stack" --policy-pack "$pack" "${extra[@]}" "$@" ;;
-  destroy|refresh) exec pulumi "$action" --stack "$stack" "${extra[@]:0:2}" "$@" ;;
+  destroy|refresh) exec pulumi "$action" --stack "$stack" "$@" ;;
   output) exec pulumi stack output --stack "$stack" "$@" ;;
   *) echo "kslab: unknown action $action" >&2; exit 2 ;;
 esac
