@@ -133,8 +133,30 @@ def step_role_guard() -> None:
         return
     fail(f"cluster '{name}' already has KubeSphere role '{current}'; the stack now asks for '{wanted}'. "
          "ks-installer never undoes a role, so kslab refuses to change it in place. Fix: keep role "
-         f"'{current}', or rebuild the cluster deliberately (kind: `pulumi up --replace` on its KindCluster "
-         "command, see README 'Changing a role').")
+         f"'{current}', or rebuild the cluster deliberately (kind: `pulumi up --replace` on its kind step, "
+         "see README 'Changing a role').")
+
+
+def _wait_for(probe, timeout: float, poll: float, progress: float, label: str):
+    """Poll `probe() -> (done, summary, value)` until done; a progress line every `progress` seconds.
+    API errors (an API server restarting) count as not done yet. Returns (value, elapsed, summary),
+    or (None, elapsed, last summary) on timeout."""
+    start = last = time.monotonic()
+    summary = "not seen yet"
+    while True:
+        try:
+            done, summary, value = probe()
+        except Exception as exc:
+            done, summary, value = False, str(exc), None
+        now = time.monotonic()
+        if done:
+            return value, now - start, summary
+        if now - start >= timeout:
+            return None, now - start, summary
+        if now - last >= progress:
+            log(f"{label}: still waiting after {now - start:.0f}s ({summary})")
+            last = now
+        time.sleep(poll)
 
 
 def step_wait_install() -> None:
@@ -142,31 +164,21 @@ def step_wait_install() -> None:
     components = [c for c in env("KSLAB_COMPONENTS", "").split(",") if c]
     timeout, poll, progress = _timing()
     kube = _kube("KSLAB_KUBECONFIG", f"cluster '{name}'")
-    start = last = time.monotonic()
-    summary = "not started"
+
+    def probe():
+        status = (kube.cluster_configuration() or {}).get("status") or {}
+        return (*render.install_state(status, role, components), status)
+
     log(f"waiting up to {timeout:.0f}s for KubeSphere on '{name}' (role {role})")
-    while True:
-        try:
-            cc = kube.cluster_configuration()
-            done, summary = render.install_state((cc or {}).get("status"), role, components)
-        except Exception as exc:  # keep waiting through restarts of the API server
-            done, summary = False, str(exc)
-        if done:
-            status = cc.get("status") or {}
-            print(json.dumps({"cluster": name, "role": role, "state": "enabled",
-                              "version": (status.get("core") or {}).get("version", ""),
-                              "enabledTime": (status.get("core") or {}).get("enabledTime", "")}))
-            log(f"KubeSphere on '{name}' is ready ({summary}) after {time.monotonic() - start:.0f}s")
-            return
-        now = time.monotonic()
-        if now - start >= timeout:
-            fail(f"KubeSphere on cluster '{name}' not ready after {timeout:.0f}s ({summary}). Check "
-                 f"`kubectl -n kubesphere-system logs deploy/ks-installer` on '{name}', or raise "
-                 "kslab:installTimeoutSeconds.")
-        if now - last >= progress:
-            log(f"'{name}': still installing after {now - start:.0f}s ({summary})")
-            last = now
-        time.sleep(poll)
+    status, elapsed, summary = _wait_for(probe, timeout, poll, progress, f"KubeSphere on '{name}'")
+    if status is None:
+        fail(f"KubeSphere on cluster '{name}' not ready after {timeout:.0f}s ({summary}). Check "
+             f"`kubectl -n kubesphere-system logs deploy/ks-installer` on '{name}', or raise "
+             "kslab:installTimeoutSeconds.")
+    core = status.get("core") or {}
+    print(json.dumps({"cluster": name, "role": role, "state": "enabled", "version": core.get("version", ""),
+                      "enabledTime": core.get("enabledTime", "")}))
+    log(f"KubeSphere on '{name}' is ready ({summary}) after {elapsed:.0f}s")
 
 
 def step_read_jwt() -> None:
@@ -208,27 +220,18 @@ def step_wait_join() -> None:
     member, host = env("KSLAB_MEMBER"), env("KSLAB_HOST")
     timeout, poll, progress = _timing()
     kube = _kube("KSLAB_HOST_KUBECONFIG", f"host '{host}'")
-    start = last = time.monotonic()
-    summary = "not seen yet"
+
+    def probe():
+        obj = kube.member_cluster(member) or {}
+        return (*render.condition_state((obj.get("status") or {}).get("conditions")), True)
+
     log(f"waiting up to {timeout:.0f}s for member '{member}' to be Ready on host '{host}'")
-    while True:
-        try:
-            obj = kube.member_cluster(member)
-            ready, summary = render.condition_state(((obj or {}).get("status") or {}).get("conditions"))
-        except Exception as exc:
-            ready, summary = False, str(exc)
-        if ready:
-            print(json.dumps({"member": member, "host": host, "state": "Ready"}))
-            log(f"member '{member}' joined host '{host}' after {time.monotonic() - start:.0f}s")
-            return
-        now = time.monotonic()
-        if now - start >= timeout:
-            fail(f"member '{member}' did not become Ready on host '{host}' within {timeout:.0f}s ({summary}). "
-                 f"Check that '{member}' is reachable from '{host}' and raise kslab:joinTimeoutSeconds if needed.")
-        if now - last >= progress:
-            log(f"member '{member}' on host '{host}': {summary}")
-            last = now
-        time.sleep(poll)
+    ready, elapsed, summary = _wait_for(probe, timeout, poll, progress, f"member '{member}' on host '{host}'")
+    if ready is None:
+        fail(f"member '{member}' did not become Ready on host '{host}' within {timeout:.0f}s ({summary}). "
+             f"Check that '{member}' is reachable from '{host}' and raise kslab:joinTimeoutSeconds if needed.")
+    print(json.dumps({"member": member, "host": host, "state": "Ready"}))
+    log(f"member '{member}' joined host '{host}' after {elapsed:.0f}s")
 
 
 def step_unjoin() -> None:
@@ -242,23 +245,18 @@ def step_unjoin() -> None:
         return
     log(f"unjoining member '{member}' from host '{host}' (waiting up to {timeout:.0f}s for its finalizer)")
     kube.delete_member_cluster(member)
-    start = last = time.monotonic()
-    while kube.member_cluster(member) is not None:
-        now = time.monotonic()
-        if now - start >= timeout:
-            if force:
-                log(f"WARNING: KSLAB_FORCE_UNJOIN set: removing the finalizer of Cluster '{member}' on '{host}'; "
-                    "kubefed objects may be left on the member")
-                kube.strip_member_cluster_finalizers(member)
-                return
-            fail(f"Cluster '{member}' on host '{host}' still has its finalizer after {timeout:.0f}s (is the member "
-                 "reachable?). Fix: bring the member back and retry, or run `KSLAB_FORCE_UNJOIN=1 pulumi destroy` "
-                 "to drop the finalizer (kubesphere#2306).")
-        if now - last >= progress:
-            log(f"still waiting for Cluster '{member}' on '{host}' to finish unjoining")
-            last = now
-        time.sleep(poll)
-    log(f"member '{member}' unjoined from '{host}'")
+    gone, _, _ = _wait_for(lambda: (kube.member_cluster(member) is None, "finalizer pending", True),
+                           timeout, poll, progress, f"unjoin of '{member}' from '{host}'")
+    if gone:
+        log(f"member '{member}' unjoined from '{host}'")
+    elif force:
+        log(f"WARNING: KSLAB_FORCE_UNJOIN set: removing the finalizer of Cluster '{member}' on '{host}'; "
+            "kubefed objects may be left on the member")
+        kube.strip_member_cluster_finalizers(member)
+    else:
+        fail(f"Cluster '{member}' on host '{host}' still has its finalizer after {timeout:.0f}s (is the member "
+             "reachable?). Fix: bring the member back and retry, or run `KSLAB_FORCE_UNJOIN=1 pulumi destroy` "
+             "to drop the finalizer (kubesphere#2306).")
 
 
 STEPS = {
