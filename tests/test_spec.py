@@ -257,3 +257,23 @@ def test_bad_validation_mode():
     raw = base()
     raw["validationMode"] = "lenient"
     only(raw, "kslab:validationMode", "not a validation mode")
+
+
+def test_pulumi_yaml_defaults_match_the_program():
+    """The typed config block in Pulumi.yaml and the program's own defaults must not drift."""
+    import os
+
+    import yaml
+
+    from tests.conftest import ROOT
+    with open(os.path.join(ROOT, "Pulumi.yaml")) as fh:
+        declared = {k: v.get("default") for k, v in yaml.safe_load(fh)["config"].items()}
+    lab = parse_lab({"clusters": [{"name": "a"}]})
+    c = lab.clusters[0]
+    assert declared == {
+        "jwtSecretMode": lab.jwt_secret_mode, "allowMultipleHosts": lab.allow_multiple_hosts,
+        "kubesphereVersion": c.kubesphere_version, "nodeImage": c.node_image, "registry": lab.registry,
+        "kindWait": lab.kind_wait, "installTimeoutSeconds": lab.install_timeout_seconds,
+        "joinTimeoutSeconds": lab.join_timeout_seconds, "unjoinTimeoutSeconds": lab.unjoin_timeout_seconds,
+        "validationMode": "strict",
+    }
