@@ -58,7 +58,9 @@ def run_step(props: dict, step_key: str = "step") -> str:
     """Run one step; its stderr (progress) passes through, its stdout is the step's result."""
     step = props.get(step_key)
     env = {**os.environ, **{k: str(v) for k, v in (props.get("environment") or {}).items()}}
-    proc = subprocess.Popen([props.get("python") or PYTHON, "-m", "components.ops", step], cwd=props.get("dir"),
+    # The provider imports this module from the current checkout, so the interpreter and the project
+    # directory are today's, not those of the run that created the step (a moved checkout still works).
+    proc = subprocess.Popen([PYTHON, "-m", "components.ops", step], cwd=PROJECT_DIR,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress: list[str] = []
 
@@ -124,8 +126,6 @@ def ops_step(
         "delete_step": delete_step,
         "environment": dict(environment),
         "triggers": list(triggers) if triggers is not None else [],
-        "dir": PROJECT_DIR,
-        "python": PYTHON,
         "delete_before_replace": delete_before_replace,
     }
     return LabStep(name, props, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
