@@ -220,6 +220,7 @@ def test_killed_up_then_converges(live):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    lab.kill_strays()  # its plugins and language host, as a crash would take them too
     assert lab.cc("lab") is not None
     # Pulumi's documented way: the killed run left its lock (`pulumi cancel` removes it) and pending
     # operations (refresh clears them; the objects they created are adopted by the next up).

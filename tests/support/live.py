@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import yaml
 from kubernetes import client, config
@@ -103,10 +104,34 @@ class LiveLab:
         left += [f"cluster/{c['metadata']['name']}" for c in self.member_clusters(name)]
         return left
 
+    def kill_strays(self) -> list[int]:
+        """Plugins and language hosts of a killed `pulumi` run live on in their own process groups;
+        stop every process still running from this lab's project copy."""
+        project = getattr(self, "project", None)
+        killed = []
+        if project is None:
+            return killed
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    cmdline = fh.read().decode(errors="replace")
+            except OSError:
+                continue
+            if project.dir in cmdline:
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                    killed.append(int(entry))
+                except ProcessLookupError:
+                    pass
+        return killed
+
     def state_text(self) -> str:
         return json.dumps(self.project.export(self.stack))
 
     def close(self) -> None:
+        self.kill_strays()
         op = getattr(self, "operator", None)
         if op:
             op.stop()
