@@ -76,8 +76,7 @@ def run_step(props: dict, step_key: str = "step") -> str:
     reader.join(timeout=10)
     if proc.returncode != 0:
         # The step's own message (stderr) names what failed and the fix; stdout may hold secrets.
-        reason = "\n".join(line for line in progress if not line.startswith("[kslab] ") or "ERROR" in line
-                           or line.startswith("  - "))
+        reason = "\n".join(line for line in progress if "ERROR" in line or not line.startswith("[kslab] "))
         raise StepError(reason or f"step {step} failed with exit status {proc.returncode}")
     return stdout
 

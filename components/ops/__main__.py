@@ -59,8 +59,8 @@ def step_preflight() -> None:
                       "docker": facts.docker_detail, "warnings": verdict.warnings}))
 
 
-def _kind(*args: str, timeout: float = 900, capture: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["kind", *args], capture_output=capture, text=True, timeout=timeout)
+def _kind(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(["kind", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def _container_ip(name: str) -> str:

@@ -62,20 +62,19 @@ class Run:
 
     def all_dependencies(self, reg: Registration) -> set[str]:
         """Transitive dependencies (explicit, through inputs, and through parents' dependencies)."""
+        by_urn = {r.urn: r for r in self.resources}
         seen: set[str] = set()
         todo = [reg.urn]
         while todo:
-            current = self.by_urn(todo.pop()) if any(r.urn == todo[-1] for r in self.resources) else None
+            current = by_urn.get(todo.pop())
             if current is None:
                 continue
-            direct = set(current.dependencies)
-            for deps in current.property_dependencies.values():
-                direct.update(deps)
+            direct = set(current.dependencies).union(*current.property_dependencies.values())
+            # A component dependency means all of its children too.
+            direct |= {r.urn for r in self.resources if r.parent in direct}
             for urn in direct - seen:
                 seen.add(urn)
                 todo.append(urn)
-                # A component dependency means all of its children.
-                todo.extend(r.urn for r in self.resources if r.parent == urn and r.urn not in seen)
         return seen
 
 
