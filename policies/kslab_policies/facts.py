@@ -263,16 +263,6 @@ class LabView:
         joins = [join_of(r) for r in res if r.type == JOIN_TYPE]
         return cls(clusters, kind_nodes, joins, res)
 
-    def kubernetes_version(self, cluster: str) -> str:
-        node = self.kind_nodes.get(cluster)
-        if node:
-            import re
-            m = re.search(r":(v\d+\.\d+\.\d+)", node.image)
-            if m:
-                return m.group(1)
-        c = self.clusters.get(cluster)
-        return c.kubernetes_version if c else ""
-
 
 def decode_kubeconfig(value: Any) -> str | None:
     try:

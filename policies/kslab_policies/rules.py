@@ -49,11 +49,13 @@ def _jwt_mismatch(args: StackValidationArgs, report: ReportViolation):
         host, member = lab.clusters.get(j.host), lab.clusters.get(j.member)
         if not host or not member:
             continue  # a join to a cluster without KubeSphere is policy 2's finding
-        # Equal by construction: the member gets the host's own secret, or both the stack's shared one.
-        if member.jwt_source == f"copy:{host.name}" or member.jwt_source == host.jwt_source == "shared":
-            if is_unknown(member.jwt) or is_unknown(host.jwt) or str(member.jwt) == str(host.jwt) \
-                    or member.jwt_source.startswith("copy:"):
-                continue
+        # Equal by construction: the member is given the host's own secret (read after the host's
+        # install), or both take the stack's one shared secret.
+        if member.jwt_source == f"copy:{host.name}":
+            continue
+        if member.jwt_source == host.jwt_source == "shared" and (
+                is_unknown(member.jwt) or is_unknown(host.jwt) or str(member.jwt) == str(host.jwt)):
+            continue
         if is_unknown(member.jwt) or is_unknown(host.jwt):
             report(f"member '{member.name}' jwtSecret cannot be shown equal to host '{host.name}''s (source "
                    f"{member.jwt_source or 'unknown'} vs {host.jwt_source or 'unknown'}): tokens the host issues "
@@ -119,10 +121,18 @@ def _loopback(args: ResourceValidationArgs, report: ReportViolation):
 
 
 # 5 ------------------------------------------------------------------------------------------
+def _k8s_version(lab: LabView, cluster: str) -> str:
+    """A kind cluster's version comes from its node image; an existing one's from the cc annotation."""
+    node = lab.kind_nodes.get(cluster)
+    from_image = versions.node_image_k8s_version(node.image) if node else None
+    c = lab.clusters.get(cluster)
+    return from_image or (c.kubernetes_version if c else "")
+
+
 def _versions(args: StackValidationArgs, report: ReportViolation):
     lab = LabView.of(args.resources)
     for c in lab.clusters.values():
-        k8s = lab.kubernetes_version(c.name)
+        k8s = _k8s_version(lab, c.name)
         level = versions.support_level(c.kubesphere_version, k8s)
         if level == versions.UNSUPPORTED:
             supported = (versions.supported_range_text(c.kubesphere_version)
@@ -134,10 +144,10 @@ def _versions(args: StackValidationArgs, report: ReportViolation):
         for side in (j.host, j.member):
             c = lab.clusters.get(side)
             release = versions.KUBESPHERE_RELEASES.get(c.kubesphere_version) if c else None
-            parsed = versions.parse_k8s_version(lab.kubernetes_version(side)) if c else None
+            parsed = versions.parse_k8s_version(_k8s_version(lab, side)) if c else None
             if release and release.join_needs_legacy_sa_token and parsed and parsed[1] >= 24:
                 report(f"join '{j.name}': KubeSphere {c.kubesphere_version} on '{side}' waits for an auto-created "
-                       f"ServiceAccount token secret that Kubernetes {lab.kubernetes_version(side)} never makes, so "
+                       f"ServiceAccount token secret that Kubernetes {_k8s_version(lab, side)} never makes, so "
                        "the join hangs. Fix: KubeSphere >= v3.3.0 or Kubernetes < 1.24.", j.urn)
 
 
