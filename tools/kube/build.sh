@@ -1,56 +1,80 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kubectl and etcd from their published Go modules into a
-# version-keyed cache outside the repository, for API-server-only test clusters.
+# Build Kubernetes programs and etcd from their published Go modules into a version-keyed cache
+# outside the repository.
 #
-#   tools/kube/build.sh            build if needed; last stdout line: export PATH="<bin>:$PATH"
-#   tools/kube/build.sh --regen    regenerate the wrapper go.mod/go.sum files from the
-#                                  pinned upstream versions, then build if needed
-#   tools/kube/build.sh --check    never build: print the export line if the binaries are
-#                                  built and current, else exit 3
+#   tools/kube/build.sh            the API-server set (kube-apiserver, etcd, kubectl) for the live tier
+#   tools/kube/build.sh --node     the node set for the kind node image (tools/kind/node-image): kubelet,
+#                                  kubeadm, kubectl, the control-plane programs, and etcd at the version
+#                                  kubeadm deploys for this Kubernetes minor
+#   tools/kube/build.sh --regen    regenerate the wrapper go.mod/go.sum files from the pinned upstream
+#                                  versions, then build if needed
+#   tools/kube/build.sh --check    never build: print the export line if the binaries are built and
+#                                  current, else exit 3
 #   eval "$(tools/kube/build.sh | tail -n1)"
 #
 # Environment:
 #   KSLAB_CACHE            cache root (default: $HOME/.cache/kslab); binaries go to
 #                          $KSLAB_CACHE/kube/<key>/bin
-#   KSLAB_KUBE_NO_KUBECTL  set to 1 to skip building kubectl
+#   KSLAB_KUBE_NO_KUBECTL  set to 1 to skip building kubectl (API-server set only)
 #
 # Progress goes to stderr; stdout carries only the final export line.
 # See tools/kube/README.md.
 set -euo pipefail
 
 # ---- pinned versions -------------------------------------------------------------------------------
-# KubeSphere 3.4.1 supports Kubernetes 1.21-1.26: take the newest 1.26 patch release.
-K8S_VERSION="v1.26.15"
+# KubeSphere 3.4.1 supports Kubernetes 1.21-1.26. v1.26.13 is the newest 1.26 patch whose every
+# staging module the kind node image needs is served by the Go module proxy: at v0.26.15 and
+# v0.26.14, k8s.io/controller-manager, k8s.io/kube-controller-manager and k8s.io/kube-proxy are not
+# (403), so kube-controller-manager and kube-proxy cannot be built at those patches. One version
+# for both sets keeps the live tier and the kind tier on the same Kubernetes.
+K8S_VERSION="v1.26.13"
 # etcd 3.5 is the line Kubernetes 1.26 is tested with; take the newest 3.5 patch release.
 ETCD_VERSION="v3.5.35"
+# The etcd kubeadm v1.26.13 deploys (cmd/kubeadm/app/constants/constants.go, SupportedEtcdVersion[26]
+# = "3.5.10-0"): the node image carries that exact version under the name kubeadm asks for.
+NODE_ETCD_VERSION="v3.5.10"
 # Bump when the way binaries are built changes (flags, ldflags, layout): forces a rebuild.
-RECIPE="2"
+RECIPE="3"
 
 K8S_MODULE="k8s.io/kubernetes"
 ETCD_MODULE="go.etcd.io/etcd/server/v3"
+K8S_PROGRAMS_ALL=(kube-apiserver kubectl kubelet kubeadm kube-controller-manager kube-scheduler kube-proxy)
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-APISERVER_WRAPPER="$HERE/kube-apiserver"
-ETCD_WRAPPER="$HERE/etcd"
-
-CACHE_ROOT="${KSLAB_CACHE:-$HOME/.cache/kslab}/kube"
-KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}"
-OUT="$CACHE_ROOT/$KEY"
-STAMP="$OUT/stamp"
+K8S_WRAPPER="$HERE/kubernetes"
 
 WITH_KUBECTL=1
 [[ "${KSLAB_KUBE_NO_KUBECTL:-0}" == "1" ]] && WITH_KUBECTL=0
 
 REGEN=0
 CHECK=0
+SET=apiserver
 for arg in "$@"; do
   case "$arg" in
     --regen) REGEN=1 ;;
     --check) CHECK=1 ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    --node) SET=node ;;
+    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     *) echo "build.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
+
+if [[ "$SET" == "node" ]]; then
+  SET_ETCD_VERSION="$NODE_ETCD_VERSION"
+  ETCD_WRAPPER="$HERE/etcd-node"
+  KEY="node-k8s-${K8S_VERSION}_etcd-${NODE_ETCD_VERSION}"
+  K8S_PROGRAMS=(kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+else
+  SET_ETCD_VERSION="$ETCD_VERSION"
+  ETCD_WRAPPER="$HERE/etcd"
+  KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}"
+  K8S_PROGRAMS=(kube-apiserver)
+  [[ "$WITH_KUBECTL" == "1" ]] && K8S_PROGRAMS+=(kubectl)
+fi
+
+CACHE_ROOT="${KSLAB_CACHE:-$HOME/.cache/kslab}/kube"
+OUT="$CACHE_ROOT/$KEY"
+STAMP="$OUT/stamp"
 
 log() { printf '[kube-build] %s\n' "$*" >&2; }
 die() { printf '[kube-build] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -58,19 +82,16 @@ die() { printf '[kube-build] ERROR: %s\n' "$*" >&2; exit 1; }
 # Uniform error for anything set -e catches that we did not anticipate.
 trap 'rc=$?; [[ $rc -ne 0 ]] && printf "[kube-build] ERROR: failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
-programs() {
-  echo etcd kube-apiserver
-  [[ "$WITH_KUBECTL" == "1" ]] && echo kubectl
-  return 0
-}
+programs() { echo etcd "${K8S_PROGRAMS[@]}"; }
 
 # The stamp records everything that determines the binaries. A build is reused only when the
 # stamp matches exactly, so editing a wrapper go.mod/go.sum or the recipe triggers a rebuild.
 expected_stamp() {
   local sums
-  sums="$(cd "$HERE" && sha256sum kube-apiserver/go.mod kube-apiserver/go.sum etcd/go.mod etcd/go.sum 2>/dev/null | awk '{print substr($1,1,16), $2}')"
+  sums="$(cd "$HERE" && sha256sum kubernetes/go.mod kubernetes/go.sum "$(basename "$ETCD_WRAPPER")/go.mod" \
+            "$(basename "$ETCD_WRAPPER")/go.sum" 2>/dev/null | awk '{print substr($1,1,16), $2}')"
   printf 'recipe=%s\nkubernetes=%s\netcd=%s\nprograms=%s\n%s\n' \
-    "$RECIPE" "$K8S_VERSION" "$ETCD_VERSION" "$(programs | tr '\n' ' ' | sed 's/ $//')" "$sums"
+    "$RECIPE" "$K8S_VERSION" "$SET_ETCD_VERSION" "$(programs)" "$sums"
 }
 
 is_warm() {
@@ -90,9 +111,11 @@ wrapper_version() { # <go.mod> <module> -> version required there (empty if none
 }
 
 wrappers_current() {
-  [[ -f "$APISERVER_WRAPPER/go.sum" && -f "$ETCD_WRAPPER/go.sum" ]] || return 1
-  [[ "$(wrapper_version "$APISERVER_WRAPPER/go.mod" "$K8S_MODULE")" == "$K8S_VERSION" ]] || return 1
-  [[ "$(wrapper_version "$ETCD_WRAPPER/go.mod" "$ETCD_MODULE")" == "$ETCD_VERSION" ]] || return 1
+  [[ -f "$K8S_WRAPPER/go.sum" && -f "$ETCD_WRAPPER/go.sum" ]] || return 1
+  [[ "$(wrapper_version "$K8S_WRAPPER/go.mod" "$K8S_MODULE")" == "$K8S_VERSION" ]] || return 1
+  [[ "$(wrapper_version "$ETCD_WRAPPER/go.mod" "$ETCD_MODULE")" == "$SET_ETCD_VERSION" ]] || return 1
+  # the Kubernetes wrapper must have been resolved for every program either set builds
+  grep -q "^// programs: ${K8S_PROGRAMS_ALL[*]}\$" "$K8S_WRAPPER/go.mod" || return 1
 }
 
 # ---- warm path: no go invocation, no lock --------------------------------------------------------
@@ -121,60 +144,10 @@ SCRATCH="$(mktemp -d "$CACHE_ROOT/.scratch.XXXXXX")"
 cleanup() { rm -rf "$SCRATCH"; [[ -n "${TMP_OUT:-}" ]] && rm -rf "$TMP_OUT"; return 0; }
 trap cleanup EXIT
 
-# Download module@version and print the path of its go.mod file in the module cache.
-upstream_gomod() {
-  local json gomod
-  json="$(cd "$SCRATCH" && go mod download -json "$1@$2")" || die "could not download $1@$2 from the Go module proxy ($(go env GOPROXY))"
-  gomod="$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' | head -n1)"
-  [[ -n "$gomod" && -f "$gomod" ]] || die "no go.mod for $1@$2 in the module cache"
-  printf '%s\n' "$gomod"
-}
+# shellcheck source=tools/lib/gowrap.sh
+source "$HERE/../lib/gowrap.sh"
 
-# Print upstream's "go" and "godebug" directives (single-line and block forms).
-go_and_godebug() {
-  awk '
-    /^go[[:space:]]/ { print; next }
-    /^godebug[[:space:]]*\(/ { inblk = 1; print; next }
-    inblk { print; if ($0 ~ /^\)/) inblk = 0; next }
-    /^godebug[[:space:]]/ { print }
-  ' "$1"
-}
-
-# Print upstream's replace directives as "old => new" pairs, one per line (block + single-line forms).
-replaces() {
-  awk '
-    /^replace[[:space:]]*\(/ { inblk = 1; next }
-    inblk && /^\)/ { inblk = 0; next }
-    inblk { sub(/\/\/.*/, ""); if (NF) print; next }
-    /^replace[[:space:]]/ { sub(/\/\/.*/, ""); sub(/^replace[[:space:]]+/, ""); print }
-  ' "$1"
-}
-
-# Version of module $2 in go.mod $1's require directives.
-required_version() {
-  awk -v m="$2" '
-    /^require[[:space:]]*\(/ { inblk = 1; next }
-    inblk && /^\)/ { inblk = 0; next }
-    inblk && $1 == m { print $2; exit }
-    /^require[[:space:]]/ && $2 == m { print $3; exit }
-  ' "$1"
-}
-
-# Write $1/go.mod, then let `go get` record every module needed to build packages $3.. in go.mod/go.sum.
-write_wrapper() {
-  local dir="$1" header="$2" body="$3"; shift 3
-  local tmpdir="$SCRATCH/wrapper-$(basename "$dir")"
-  mkdir -p "$tmpdir"
-  printf '%s\n%s' "$header" "$body" >"$tmpdir/go.mod"
-  log "resolving dependencies for $(basename "$dir") (go get $*)"
-  (cd "$tmpdir" && GOFLAGS="$GOFLAGS -mod=mod" go get "$@" >&2) || die "go get failed in the $(basename "$dir") wrapper"
-  mkdir -p "$dir"
-  cp "$tmpdir/go.mod" "$dir/go.mod.new" && cp "$tmpdir/go.sum" "$dir/go.sum.new"
-  mv -f "$dir/go.mod.new" "$dir/go.mod" && mv -f "$dir/go.sum.new" "$dir/go.sum"
-  log "wrote $dir/go.mod and go.sum"
-}
-
-gen_apiserver_wrapper() {
+gen_k8s_wrapper() {
   local gomod staging body line old new
   gomod="$(upstream_gomod "$K8S_MODULE" "$K8S_VERSION")"
   staging="v0.${K8S_VERSION#v1.}"            # v1.26.15 -> v0.26.15 (the staging modules' tags)
@@ -190,41 +163,21 @@ gen_apiserver_wrapper() {
   done < <(replaces "$gomod")
   body+=")"$'\n'
   local n; n="$(grep -c "=> .* $staging\$" <<<"$body" || true)"
-  log "kube-apiserver wrapper: $n staging replaces at $staging"
-  local pkgs=("$K8S_MODULE/cmd/kube-apiserver@$K8S_VERSION" "$K8S_MODULE/cmd/kubectl@$K8S_VERSION")
-  write_wrapper "$APISERVER_WRAPPER" \
+  log "kubernetes wrapper: $n staging replaces at $staging"
+  local pkgs=() p
+  for p in "${K8S_PROGRAMS_ALL[@]}"; do pkgs+=("$K8S_MODULE/cmd/$p@$K8S_VERSION"); done
+  write_wrapper "$K8S_WRAPPER" \
     "// Generated by tools/kube/build.sh --regen from $K8S_MODULE@$K8S_VERSION's go.mod; do not edit by hand.
-module kslab/tools/kube/kube-apiserver
+// programs: ${K8S_PROGRAMS_ALL[*]}
+module kslab/tools/kube/kubernetes
 " "$body" "${pkgs[@]}"
 }
 
-gen_etcd_wrapper() {
-  local gomod body line old new ver
-  gomod="$(upstream_gomod "$ETCD_MODULE" "$ETCD_VERSION")"
-  body="$(go_and_godebug "$gomod")"$'\n\n'"require $ETCD_MODULE $ETCD_VERSION"$'\n\n'"replace ("$'\n'
-  while IFS= read -r line; do
-    old="$(awk '{print $1}' <<<"$line")"
-    new="${line#*=> }"
-    case "$new" in
-      ./*|../*)
-        # upstream points its sibling modules at the source tree; use their published versions
-        ver="$(required_version "$gomod" "$old")"
-        [[ -n "$ver" ]] && body+=$'\t'"$old => $old $ver"$'\n'   # guards for forbidden modules are dropped
-        ;;
-      *) body+=$'\t'"$line"$'\n' ;;
-    esac
-  done < <(replaces "$gomod")
-  body+=")"$'\n'
-  write_wrapper "$ETCD_WRAPPER" \
-    "// Generated by tools/kube/build.sh --regen from $ETCD_MODULE@$ETCD_VERSION's go.mod; do not edit by hand.
-module kslab/tools/kube/etcd
-" "$body" "$ETCD_MODULE@$ETCD_VERSION"
-}
-
 if [[ "$REGEN" == "1" ]] || ! wrappers_current; then
-  log "generating wrapper modules (kubernetes $K8S_VERSION, etcd $ETCD_VERSION)"
-  gen_etcd_wrapper
-  gen_apiserver_wrapper
+  log "generating wrapper modules (kubernetes $K8S_VERSION, etcd $SET_ETCD_VERSION)"
+  gen_sibling_wrapper "$ETCD_WRAPPER" "$ETCD_MODULE" "$SET_ETCD_VERSION" "kslab/tools/kube/$(basename "$ETCD_WRAPPER")" \
+    "tools/kube/build.sh --regen"
+  gen_k8s_wrapper
 fi
 
 # Re-check under the lock: another build may have finished meanwhile.
@@ -235,17 +188,9 @@ if is_warm; then
 fi
 
 # ---- build -----------------------------------------------------------------------------------------
-info_field() { # <module> <version> <field>: a string field of the proxy's .info file (Time; Hash when
-               # the proxy reports the origin, which it does not for every module)
-  local info
-  info="$( (cd "$SCRATCH" && go mod download -json "$1@$2") | sed -n 's/^[[:space:]]*"Info": "\(.*\)",\{0,1\}$/\1/p' | head -n1)"
-  [[ -n "$info" && -f "$info" ]] || return 0
-  sed -n "s/.*\"$3\":\"\([^\"]*\)\".*/\1/p" "$info" | head -n1
-}
-
 K8S_COMMIT="$(info_field "$K8S_MODULE" "$K8S_VERSION" Hash)"
 K8S_DATE="$(info_field "$K8S_MODULE" "$K8S_VERSION" Time)"
-ETCD_COMMIT="$(info_field "$ETCD_MODULE" "$ETCD_VERSION" Hash)"
+ETCD_COMMIT="$(info_field "$ETCD_MODULE" "$SET_ETCD_VERSION" Hash)"
 K8S_MAJOR="$(sed -E 's/^v([0-9]+)\..*/\1/' <<<"$K8S_VERSION")"
 K8S_MINOR="$(sed -E 's/^v[0-9]+\.([0-9]+)\..*/\1/' <<<"$K8S_VERSION")"
 
@@ -265,29 +210,17 @@ mkdir -p "$CACHE_ROOT"
 TMP_OUT="$(mktemp -d "$CACHE_ROOT/.tmp-$KEY.XXXXXX")"
 mkdir -p "$TMP_OUT/bin"
 
-build_one() { # <name> <wrapper dir> <package> <ldflags>
-  local name="$1" dir="$2" pkg="$3" ldflags="$4" t0 t1
-  log "building $name ($pkg) ..."
-  t0=$(date +%s)
-  (cd "$dir" && go build -mod=readonly -trimpath -pgo=off -ldflags="$ldflags" -o "$TMP_OUT/bin/$name" "$pkg") \
-    || die "go build of $name failed (package $pkg, wrapper $dir)"
-  t1=$(date +%s)
-  log "built $name in $((t1 - t0)) s"
-  echo "$name=$((t1 - t0))s" >>"$TMP_OUT/build-times"
-}
-
 T_START=$(date +%s)
 build_one etcd "$ETCD_WRAPPER" "$ETCD_MODULE" "$ETCD_LDFLAGS"
-build_one kube-apiserver "$APISERVER_WRAPPER" "$K8S_MODULE/cmd/kube-apiserver" "$(k8s_ldflags)"
-if [[ "$WITH_KUBECTL" == "1" ]]; then
-  build_one kubectl "$APISERVER_WRAPPER" "$K8S_MODULE/cmd/kubectl" "$(k8s_ldflags)"
-fi
+for p in "${K8S_PROGRAMS[@]}"; do
+  build_one "$p" "$K8S_WRAPPER" "$K8S_MODULE/cmd/$p" "$(k8s_ldflags)"
+done
 
-# sanity: the version the server will report
-v="$("$TMP_OUT/bin/kube-apiserver" --version 2>&1 || true)"
-[[ "$v" == "Kubernetes $K8S_VERSION" ]] || die "built kube-apiserver reports '$v', expected 'Kubernetes $K8S_VERSION'"
+# sanity: the versions the programs will report
+v="$("$TMP_OUT/bin/${K8S_PROGRAMS[0]}" --version 2>&1 || true)"
+[[ "$v" == "Kubernetes $K8S_VERSION" ]] || die "built ${K8S_PROGRAMS[0]} reports '$v', expected 'Kubernetes $K8S_VERSION'"
 v="$("$TMP_OUT/bin/etcd" --version 2>&1 | head -n1 || true)"
-[[ "$v" == "etcd Version: ${ETCD_VERSION#v}" ]] || die "built etcd reports '$v', expected 'etcd Version: ${ETCD_VERSION#v}'"
+[[ "$v" == "etcd Version: ${SET_ETCD_VERSION#v}" ]] || die "built etcd reports '$v', expected 'etcd Version: ${SET_ETCD_VERSION#v}'"
 
 # ---- publish atomically: rename the finished tree into place, then write the stamp last ------------
 if [[ -e "$OUT" ]]; then

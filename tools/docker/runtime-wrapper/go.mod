@@ -1,0 +1,3 @@
+module kslab/tools/docker/runtime-wrapper
+
+go 1.22

@@ -1,0 +1,172 @@
+// kslab-runc: an OCI runtime wrapper that removes from every capability list the capabilities
+// this machine's capability bounding set lacks, then execs the real runc.
+//
+// Why: a privileged container asks for every capability. On a host (or a kind node) whose
+// bounding set lacks one (some VMs drop CAP_SYS_RESOURCE), runc then fails with
+// "unable to apply caps: operation not permitted". Dropping exactly what the kernel would
+// never grant makes privileged containers start and changes nothing else.
+//
+// Capabilities appear in two places runc reads: the bundle's config.json (`create`, `run`)
+// and the process JSON of `exec --process FILE`.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Linux capability numbers (include/uapi/linux/capability.h), by the names OCI specs use.
+var capNumbers = map[string]uint{
+	"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3, "CAP_FSETID": 4,
+	"CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_LINUX_IMMUTABLE": 9,
+	"CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11, "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13,
+	"CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15, "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18,
+	"CAP_SYS_PTRACE": 19, "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+	"CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27, "CAP_LEASE": 28,
+	"CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31, "CAP_MAC_OVERRIDE": 32,
+	"CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35, "CAP_BLOCK_SUSPEND": 36,
+	"CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39, "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+func boundingSet() (uint64, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), "CapBnd:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(rest), 16, 64)
+		}
+	}
+	return 0, fmt.Errorf("no CapBnd line in /proc/self/status")
+}
+
+// filterCaps removes the capabilities outside `bound` from every list of a capabilities object.
+func filterCaps(caps map[string]any, bound uint64) bool {
+	changed := false
+	for key, value := range caps {
+		list, ok := value.([]any)
+		if !ok {
+			continue
+		}
+		kept := list[:0:0]
+		for _, item := range list {
+			name, _ := item.(string)
+			if n, known := capNumbers[name]; known && bound&(1<<n) == 0 {
+				changed = true
+				continue
+			}
+			kept = append(kept, item)
+		}
+		caps[key] = kept
+	}
+	return changed
+}
+
+// rewrite applies filterCaps to the JSON file at path; `nested` selects process.capabilities
+// (a bundle's config.json) rather than capabilities (an exec process file).
+func rewrite(path string, nested bool, bound uint64) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	holder := doc
+	if nested {
+		process, ok := doc["process"].(map[string]any)
+		if !ok {
+			return nil
+		}
+		holder = process
+	}
+	caps, ok := holder["capabilities"].(map[string]any)
+	if !ok || !filterCaps(caps, bound) {
+		return nil
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, out, info.Mode().Perm())
+}
+
+// targets finds the files runc will read capabilities from in this invocation.
+func targets(args []string) (bundles []string, processFiles []string) {
+	// runc's global flags that take a separate value come before the command.
+	globalsWithValue := map[string]bool{"--root": true, "--log": true, "--log-format": true, "--criu": true,
+		"--rootless": true}
+	command := ""
+	bundle := "."
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		value := func() string {
+			if strings.Contains(a, "=") {
+				return a[strings.Index(a, "=")+1:]
+			}
+			if i+1 < len(args) {
+				i++
+				return args[i]
+			}
+			return ""
+		}
+		switch {
+		case command == "" && globalsWithValue[a]:
+			i++ // skip the global flag's value
+		case a == "--bundle" || a == "-b" || strings.HasPrefix(a, "--bundle="):
+			bundle = value()
+		case a == "--process" || a == "-p" || strings.HasPrefix(a, "--process="):
+			processFiles = append(processFiles, value())
+		case command == "" && !strings.HasPrefix(a, "-"):
+			command = a
+		}
+	}
+	if command == "create" || command == "run" {
+		bundles = append(bundles, filepath.Join(bundle, "config.json"))
+	}
+	return bundles, processFiles
+}
+
+func main() {
+	real := os.Getenv("KSLAB_REAL_RUNC")
+	if real == "" {
+		real = "/usr/sbin/runc"
+		if _, err := os.Stat(real); err != nil {
+			real = "/usr/bin/runc"
+		}
+	}
+	if bound, err := boundingSet(); err == nil {
+		bundles, processFiles := targets(os.Args[1:])
+		for _, p := range bundles {
+			if err := rewrite(p, true, bound); err != nil && !os.IsNotExist(err) {
+				fmt.Fprintf(os.Stderr, "kslab-runc: %v\n", err)
+				os.Exit(1)
+			}
+		}
+		for _, p := range processFiles {
+			if err := rewrite(p, false, bound); err != nil {
+				fmt.Fprintf(os.Stderr, "kslab-runc: %v\n", err)
+				os.Exit(1)
+			}
+		}
+	}
+	argv := append([]string{real}, os.Args[1:]...)
+	if err := syscall.Exec(real, argv, os.Environ()); err != nil {
+		fmt.Fprintf(os.Stderr, "kslab-runc: exec %s: %v\n", real, err)
+		os.Exit(127)
+	}
+}
