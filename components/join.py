@@ -38,20 +38,30 @@ class KubeFedJoin(pulumi.ComponentResource):
             "KSLAB_MEMBER_KUBECONFIG": args.member.kubeconfig,
             "KSLAB_JOIN_KUBECONFIG": args.member.internal_kubeconfig,
             "KSLAB_ALLOW_LOOPBACK": "true" if member.allow_loopback_join else "false",
+            # The console and controller that judge the join are the host's.
+            "KSLAB_KS_VERSION": host.kubesphere_version,
         }
         self.check = ops_step(
             f"{name}-check", "join-check", env,
             pulumi.ResourceOptions(parent=self, depends_on=[args.host_install, args.member_install]))
         # Only the kubeconfig leaf is secret (and unknown in preview); the rest stays inspectable.
         join_kubeconfig = pulumi.Output.secret(args.member.internal_kubeconfig.apply(render.b64))
+        # The member's identity (kube-system UID) as the check saw it: a rebuilt member changes it, so the
+        # Cluster object the check removed as stale is applied again.
+        member_uid = self.check.stdout.apply(lambda out: json.loads(out).get("memberUid", ""))
         obj = render.member_cluster_object(
             member.name, host.name, join_kubeconfig, "kind" if member.is_kind else "existing",
             allow_multiple_hosts=args.allow_multiple_hosts,
-            loopback_reason=member.loopback_reason if member.allow_loopback_join else None)
+            loopback_reason=member.loopback_reason if member.allow_loopback_join else None, member_uid=member_uid)
         self.cluster = k8s.apiextensions.CustomResource(
             f"{name}-cluster",
             api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"], spec=obj["spec"],
-            opts=pulumi.ResourceOptions(parent=self, provider=args.host.provider, depends_on=[self.check]),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.host.provider, depends_on=[self.check],
+                # A new member identity means a new Cluster object: the old one cannot be updated (v3.4.1's
+                # webhook) and the check has already removed it; same name, so delete first.
+                replace_on_changes=[f'metadata.annotations["{render.MEMBER_UID_ANNOTATION}"]'],
+                delete_before_replace=True),
         )
         ready_env = {**env, "KSLAB_TIMEOUT": str(args.timeout_seconds)}
         # delete=unjoin runs before the Cluster resource's own delete, so destroy waits here

@@ -1,7 +1,10 @@
 """Kubeconfig rewriting and the checks a host would trip over. Pure functions."""
 from __future__ import annotations
 
+import base64
 import ipaddress
+import os
+from typing import Callable
 from urllib.parse import urlsplit
 
 import yaml
@@ -89,3 +92,72 @@ def join_problems(text: str, allow_loopback: bool = False) -> list[str]:
         problems.append(f"kubeconfig server {server} is a loopback address: the host cluster cannot reach it; "
                         "use the member's container IP (https://<ip>:6443)")
     return problems
+
+
+# Credentials a kubeconfig may give by file path, and the inline key `kubectl config view --flatten`
+# puts in their place.
+_CLUSTER_FILES = {"certificate-authority": "certificate-authority-data"}
+_USER_FILES = {"client-certificate": "client-certificate-data", "client-key": "client-key-data"}
+
+
+def flatten(text: str, base_dir: str | None, read_bytes: Callable[[str], bytes], *, joinable: bool) -> str:
+    """A self-contained kubeconfig, as `kubectl config view --flatten --raw` makes it.
+
+    ks-controller-manager builds a member's connection from the kubeconfig bytes alone
+    (clientcmd.RESTConfigFromKubeConfig, kubesphere@<tag>:pkg/controller/cluster/cluster_controller.go):
+    files named in it are looked for inside its pod, where they do not exist, and the KubeFedCluster caBundle
+    is taken from certificate-authority-data only. So file credentials are inlined (relative paths resolve
+    against `base_dir`, the kubeconfig's folder, as kubectl does), and for a cluster that is joined
+    (`joinable`) an `exec` or `auth-provider` user is refused: the plugin would have to run inside
+    KubeSphere's pods, and no auth-provider is compiled into them. Raises KubeconfigError naming every problem.
+    """
+    doc = load(text)
+    problems: list[str] = []
+    changed = False
+
+    def inline(entry: dict, files: dict, what: str) -> None:
+        nonlocal changed
+        for path_key, data_key in files.items():
+            path = entry.get(path_key)
+            if not path:
+                continue
+            if base_dir is None and not os.path.isabs(str(path)):
+                problems.append(f"{what} names {path_key} {path!r}, a relative path with no kubeconfig folder to "
+                                "resolve it against; inline it (kubectl config view --flatten --raw)")
+                continue
+            full = os.path.join(base_dir or "", os.path.expanduser(str(path)))
+            try:
+                data = read_bytes(full)
+            except OSError as exc:
+                problems.append(f"{what} names {path_key} {path!r}, which cannot be read ({exc.strerror})")
+                continue
+            entry[data_key] = base64.b64encode(data).decode()
+            del entry[path_key]
+            changed = True
+
+    for item in doc.get("clusters") or []:
+        if isinstance(item, dict) and isinstance(item.get("cluster"), dict):
+            inline(item["cluster"], _CLUSTER_FILES, f"cluster {item.get('name')!r}")
+    for item in doc.get("users") or []:
+        user = item.get("user") if isinstance(item, dict) else None
+        if not isinstance(user, dict):
+            continue
+        what = f"user {item.get('name')!r}"
+        inline(user, _USER_FILES, what)
+        if user.get("tokenFile"):
+            path = os.path.join(base_dir or "", os.path.expanduser(str(user["tokenFile"])))
+            try:
+                user["token"] = read_bytes(path).decode().strip()
+                del user["tokenFile"]
+                changed = True
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(f"{what} names tokenFile {user['tokenFile']!r}, which cannot be read "
+                                f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})")
+        if joinable:
+            for plugin in ("exec", "auth-provider"):
+                if user.get(plugin):
+                    problems.append(f"{what} authenticates with `{plugin}`, which KubeSphere's controller cannot run "
+                                    "for a joined member; use a client certificate or a ServiceAccount token")
+    if problems:
+        raise KubeconfigError("; ".join(problems))
+    return yaml.safe_dump(doc, sort_keys=False) if changed else text

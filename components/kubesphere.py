@@ -71,27 +71,38 @@ class KubeSphereInstall(pulumi.ComponentResource):
                 pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=prior)))
 
         jwt = pulumi.Output.from_input(args.jwt_secret)
+        # ks-installer runs on any change of the cc's spec (its hook watches `.spec`), so the spec and the
+        # jwtSecret decide when kslab waits again; metadata changes start no run and must start no wait.
+        plain_spec = render.cluster_configuration_spec(spec, "", args.registry)
+        spec_change = jwt.apply(lambda secret: render.spec_fingerprint({"spec": plain_spec, "jwt": secret}))
+        base_env = {"KSLAB_CLUSTER": spec.name, "KSLAB_ROLE": spec.role, "KSLAB_KUBECONFIG": args.kubeconfig}
+        # Read before the cc changes: the last run's start, so the wait knows a newer run from an old one.
+        self.baseline = ops_step(f"{name}-baseline", "install-baseline", base_env,
+                                 pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
+                                 triggers=[spec_change], rerun_on_change=False)
         # Only the jwtSecret leaf is secret (and maybe unknown in preview): role and components stay visible.
         cc = render.cluster_configuration(spec, pulumi.Output.secret(jwt), args.registry, args.jwt_source)
         self.cluster_configuration = k8s.apiextensions.CustomResource(
             f"{name}-cc",
             api_version=cc["apiVersion"], kind=cc["kind"], metadata=cc["metadata"], spec=cc["spec"],
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
-                depends_on=[self.objects["CustomResourceDefinition"], self.objects["Namespace"], args.role.guard])),
+                depends_on=[self.objects["CustomResourceDefinition"], self.objects["Namespace"], args.role.guard,
+                            self.baseline])),
         )
-        env = {"KSLAB_CLUSTER": spec.name, "KSLAB_ROLE": spec.role, "KSLAB_KUBECONFIG": args.kubeconfig,
+        env = {**base_env, "KSLAB_KS_VERSION": spec.kubesphere_version,
                "KSLAB_TIMEOUT": str(args.timeout_seconds),
-               "KSLAB_COMPONENTS": ",".join(render.component_status_keys(spec))}
-        # Any spec change makes the installer re-run its playbooks, so the wait runs again; so does
-        # a cc recreated out of band (new uid), e.g. on a cluster rebuilt behind the lab's back.
-        plain_cc = render.cluster_configuration(spec, "", args.registry, args.jwt_source)
+               "KSLAB_WAIT_KEYS": ",".join(render.status_keys_to_wait(spec)),
+               "KSLAB_BASELINE": self.baseline.stdout}
+        # A cc recreated out of band (new uid, e.g. a cluster rebuilt behind the lab's back) runs the
+        # installer again, so the wait runs again too.
         cc_uid = self.cluster_configuration.metadata.apply(lambda m: (m or {}).get("uid", ""))
-        fingerprint = pulumi.Output.all(jwt, cc_uid).apply(
-            lambda v: render.spec_fingerprint({**plain_cc, "jwt": v[0], "uid": v[1]}))
+        fingerprint = pulumi.Output.all(spec_change, cc_uid).apply(
+            lambda v: render.spec_fingerprint({"change": v[0], "uid": v[1]}))
         wait_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_configuration,
                                                                     self.objects["Deployment"]])
-        self.wait = ops_step(f"{name}-wait", "wait-install", env, wait_opts, triggers=[fingerprint])
-        self.read_jwt = ops_step(f"{name}-jwt", "read-jwt", env,
+        self.wait = ops_step(f"{name}-wait", "wait-install", env, wait_opts, triggers=[fingerprint],
+                             rerun_on_change=False)
+        self.read_jwt = ops_step(f"{name}-jwt", "read-jwt", base_env,
                                  pulumi.ResourceOptions(parent=self, depends_on=[self.wait]),
                                  secret_stdout=True, triggers=[fingerprint])
         self.version = pulumi.Output.from_input(spec.kubesphere_version)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import dataclass
 
 import yaml
 
-from . import versions
+from . import cc_defaults, versions
 from .spec import ClusterSpec
 
 KS_NAMESPACE = "kubesphere-system"
@@ -31,6 +32,7 @@ K8S_VERSION_ANNOTATION = "kslab.io/kubernetes-version"
 JWT_SOURCE_ANNOTATION = "kslab.io/jwt-secret-source"
 MULTI_HOST_ANNOTATION = "kslab.io/allow-multiple-hosts"
 LOOPBACK_ANNOTATION = "kslab.io/loopback-join-reason"
+MEMBER_UID_ANNOTATION = "kslab.io/member-kube-system-uid"
 
 
 def kind_config(cluster: ClusterSpec) -> dict:
@@ -68,24 +70,6 @@ def installer_image(ks_version: str, registry: str = "") -> str:
     return f"{registry.rstrip('/')}/{repo}:{ks_version}" if registry else f"{repo}:{ks_version}"
 
 
-def _installer_api_groups(release: versions.KubeSphereRelease) -> list[str]:
-    groups = [
-        "", "apps", "extensions", "batch", "rbac.authorization.k8s.io", "apiregistration.k8s.io",
-        "apiextensions.k8s.io", "tenant.kubesphere.io", "certificates.k8s.io", "devops.kubesphere.io",
-        "monitoring.coreos.com", "logging.kubesphere.io", "jaegertracing.io", "storage.k8s.io",
-        "admissionregistration.k8s.io", "policy", "autoscaling", "networking.istio.io", "config.istio.io",
-        "iam.kubesphere.io", "notification.kubesphere.io", "auditing.kubesphere.io", "events.kubesphere.io",
-        "core.kubefed.io", "installer.kubesphere.io", "storage.kubesphere.io", "security.istio.io",
-        "monitoring.kiali.io", "kiali.io", "networking.k8s.io", "kubeedge.kubesphere.io", "types.kubefed.io",
-        "monitoring.kubesphere.io", "application.kubesphere.io", "cluster.kubesphere.io",
-    ]
-    # The edge group was renamed in v3.3; v3.4 adds the alerting group.
-    groups = [release.edge_group if g == "kubeedge.kubesphere.io" else g for g in groups]
-    if release.has_alerting_group:
-        groups.append("alerting.kubesphere.io")
-    return groups
-
-
 def installer_objects(ks_version: str, registry: str = "") -> list[dict]:
     """The ks-installer objects: CRD, namespace, RBAC and Deployment, in apply order."""
     release = versions.KUBESPHERE_RELEASES[ks_version]
@@ -114,7 +98,9 @@ def installer_objects(ks_version: str, registry: str = "") -> list[dict]:
     cluster_role = {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": "ks-installer", "labels": labels},
-        "rules": [{"apiGroups": _installer_api_groups(release), "resources": ["*"], "verbs": ["*"]}],
+        # One rule per API group, as deploy/kubesphere-installer.yaml at the tag has them.
+        "rules": [{"apiGroups": [group], "resources": ["*"], "verbs": ["*"]}
+                  for group in release.installer_api_groups],
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -140,6 +126,9 @@ def installer_objects(ks_version: str, registry: str = "") -> list[dict]:
                     "containers": [{
                         "name": "installer",
                         "image": installer_image(ks_version, registry),
+                        # Upstream says Always. kslab pins release tags, and labs often preload the
+                        # image with `kind load docker-image`, which Always would defeat (kind docs,
+                        # "Loading an image into your cluster"); with local_registry the tag resolves there.
                         "imagePullPolicy": "IfNotPresent",
                         "resources": {"requests": {"cpu": "20m", "memory": "100Mi"},
                                       "limits": {"cpu": "1", "memory": "1Gi"}},
@@ -160,11 +149,20 @@ def multicluster_spec(cluster: ClusterSpec) -> dict:
     return spec
 
 
-def _component_spec(cluster: ClusterSpec) -> dict:
+def _deep_merge(base: dict, overlay: dict) -> dict:
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _component_overlay(cluster: ClusterSpec) -> dict:
+    """kslab's component switches as cc keys of the cluster's release."""
     release = versions.KUBESPHERE_RELEASES[cluster.kubesphere_version]
     on = {name: cluster.components.get(name, False) for name in versions.COMPONENT_MEMORY_MIB}
-    edge_key = release.edge_component_key
-    return {
+    overlay = {
         "devops": {"enabled": on["devops"]},
         "logging": {"enabled": on["logging"]},
         "alerting": {"enabled": on["alerting"]},
@@ -172,10 +170,37 @@ def _component_spec(cluster: ClusterSpec) -> dict:
         "events": {"enabled": on["events"]},
         "servicemesh": {"enabled": on["servicemesh"]},
         "openpitrix": {"store": {"enabled": on["openpitrix"]}},
-        edge_key: {"enabled": on["edgeruntime"]},
         "network": {"networkpolicy": {"enabled": on["networkPolicy"]}},
         "metrics_server": {"enabled": on["metricsServer"]},
     }
+    if release.edge_component_key == "edgeruntime":
+        # v3.4.1 installs KubeEdge (and writes status.edgeruntime) only with edgeruntime.kubeedge.enabled
+        # (ks-installer@v3.4.1:roles/edgeruntime/tasks/main.yaml).
+        overlay["edgeruntime"] = {"enabled": on["edgeruntime"], "kubeedge": {"enabled": on["edgeruntime"]}}
+    else:
+        overlay["kubeedge"] = {"enabled": on["edgeruntime"]}
+    return overlay
+
+
+def cluster_configuration_spec(cluster: ClusterSpec, jwt_secret, registry: str = "") -> dict:
+    """The release's full default cc spec (cc_defaults) with kslab's values laid over it.
+
+    Every default key stays: ks-installer's playbooks get only the cc as variables, and its v3.4.1
+    migration step reads (and on a missing `terminal`, deletes and recreates the cc for) keys a partial cc
+    lacks (kubesphere/ks-installer@v3.4.1:controller/installRunner.py, generate_new_cluster_configuration).
+    """
+    spec = cc_defaults.default_spec(cluster.kubesphere_version)
+    overlay = {
+        "authentication": {"jwtSecret": jwt_secret},
+        "local_registry": registry,
+        "common": {"core": {"console": {"port": cluster.console_port}}},
+        "multicluster": multicluster_spec(cluster),
+        **_component_overlay(cluster),
+    }
+    if cluster.is_kind and "containerruntime" in spec.get("logging", {}):
+        # v3.2.1's logging collects from `docker` by default; kind nodes run containerd.
+        overlay["logging"]["containerruntime"] = "containerd"
+    return _deep_merge(spec, overlay)
 
 
 def cluster_configuration(cluster: ClusterSpec, jwt_secret, registry: str = "", jwt_source: str = "") -> dict:
@@ -184,15 +209,6 @@ def cluster_configuration(cluster: ClusterSpec, jwt_secret, registry: str = "", 
     `jwt_source` records where the secret comes from ("shared", "copy:<host>", "installer"), so
     equality between a member and its host can be shown before the values are known.
     """
-    spec = {
-        "persistence": {"storageClass": ""},
-        "authentication": {"jwtSecret": jwt_secret},
-        "local_registry": registry,
-        "common": {"core": {"console": {"enableMultiLogin": True, "port": cluster.console_port,
-                                        "type": "NodePort"}}},
-        "multicluster": multicluster_spec(cluster),
-        **_component_spec(cluster),
-    }
     return {
         "apiVersion": CC_API_VERSION, "kind": CC_KIND,
         "metadata": {"name": CC_NAME, "namespace": KS_NAMESPACE,
@@ -200,7 +216,7 @@ def cluster_configuration(cluster: ClusterSpec, jwt_secret, registry: str = "", 
                                 **MANAGED_BY_LABEL},
                      "annotations": {K8S_VERSION_ANNOTATION: cluster.kubernetes_version,
                                      JWT_SOURCE_ANNOTATION: jwt_source}},
-        "spec": spec,
+        "spec": cluster_configuration_spec(cluster, jwt_secret, registry),
     }
 
 
@@ -210,9 +226,14 @@ def spec_fingerprint(obj: dict) -> str:
 
 
 def member_cluster_object(member: str, host: str, join_kubeconfig_b64, provider: str,
-                          allow_multiple_hosts: bool = False, loopback_reason: str | None = None) -> dict:
-    """The `Cluster` a host needs to join a member directly through kubefed."""
-    annotations = {"pulumi.com/skipAwait": "true"}  # kslab waits for Ready itself, with a clearer message
+                          allow_multiple_hosts: bool = False, loopback_reason: str | None = None,
+                          member_uid="") -> dict:
+    """The `Cluster` a host needs to join a member directly through kubefed: `joinFederation`, a direct
+    connection and a self-contained kubeconfig, which is all ks-controller-manager reads (kubesphere@<tag>:
+    pkg/controller/cluster/cluster_controller.go). Never the `cluster-role.kubesphere.io/host` label: that
+    marks the host's own entry, and two of them stop the controller."""
+    annotations = {"pulumi.com/skipAwait": "true",  # kslab waits for Ready itself, with a clearer message
+                   MEMBER_UID_ANNOTATION: member_uid}
     if allow_multiple_hosts:
         annotations[MULTI_HOST_ANNOTATION] = "true"
     if loopback_reason:
@@ -247,29 +268,94 @@ def jwt_secret_from_kubesphere_yaml(text: str) -> str | None:
     return str(value) if value else None
 
 
-def component_status_keys(cluster: ClusterSpec) -> list[str]:
-    """cc status keys of the enabled components whose `status.<key>.status` the installer sets."""
-    edge = versions.KUBESPHERE_RELEASES[cluster.kubesphere_version].edge_component_key
-    keys = {"devops": "devops", "logging": "logging", "alerting": "alerting", "auditing": "auditing",
-            "events": "events", "servicemesh": "servicemesh", "openpitrix": "openpitrix", "edgeruntime": edge}
-    return [keys[name] for name, on in sorted(cluster.components.items()) if on and name in keys]
+def status_keys_to_wait(cluster: ClusterSpec) -> list[str]:
+    """cc status keys a run of the cluster's release writes for what kslab asked for: `multicluster` on a
+    host (roles/ks-multicluster), and each enabled component that has an installer role writing one
+    (versions.KubeSphereRelease.component_status_keys). Keys nobody writes are never waited for."""
+    release = versions.KUBESPHERE_RELEASES[cluster.kubesphere_version]
+    keys = ["multicluster"] if cluster.role == "host" else []
+    keys += sorted(release.component_status_keys[name] for name, on in cluster.components.items()
+                   if on and release.component_status_keys.get(name))
+    return keys
 
 
-def install_state(status: dict | None, role: str, components: list[str] = ()) -> tuple[bool, str]:
-    """(done, summary) from a cc status: core enabled, multicluster enabled for a host, and each
-    enabled component's own status (an installer re-run after a spec change ends with those)."""
+def _kubesphere_yaml(text: str | None) -> dict | None:
+    try:
+        doc = yaml.safe_load(text or "")
+    except yaml.YAMLError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def kubesphere_config_gaps(ks_version: str, cc_spec: dict, kubesphere_yaml: str | None) -> list[str]:
+    """How `kubesphere-config` (key kubesphere.yaml) still differs from what a finished run of this cc
+    writes there; [] when it reflects the cc. Never includes a secret value.
+
+    ks-installer renders the map from the cc near the end of every run, after all component playbooks
+    (roles/ks-core/config/templates/kubesphere-config.yaml.j2): authentication.jwtSecret from Secret
+    kubesphere-secret (the cc's value, or a random one when empty); on a host multicluster.enable: true and
+    hostClusterName; at v3.4.1 multicluster.clusterRole for every role.
+    """
+    doc = _kubesphere_yaml(kubesphere_yaml)
+    if doc is None:
+        return ["kubesphere-config not written yet"]
+    gaps = []
+    wanted_jwt = str((cc_spec.get("authentication") or {}).get("jwtSecret") or "")
+    jwt = str((doc.get("authentication") or {}).get("jwtSecret") or "")
+    if not jwt:
+        gaps.append("no jwtSecret in kubesphere-config yet")
+    elif wanted_jwt and jwt != wanted_jwt:
+        gaps.append("kubesphere-config jwtSecret differs from the cc's")
+    multicluster = doc.get("multicluster") or {}
+    role = (cc_spec.get("multicluster") or {}).get("clusterRole", "none")
+    if role == "host":
+        if multicluster.get("enable") is not True:
+            gaps.append("kubesphere-config multicluster.enable is not true yet")
+        name = (cc_spec.get("multicluster") or {}).get("hostClusterName")
+        if name and multicluster.get("hostClusterName") != name:
+            gaps.append(f"kubesphere-config multicluster.hostClusterName is not {name!r} yet")
+    if versions.KUBESPHERE_RELEASES[ks_version].kubesphere_config_has_role and multicluster.get("clusterRole") != role:
+        gaps.append(f"kubesphere-config multicluster.clusterRole is {multicluster.get('clusterRole')!r}, not {role!r}")
+    return gaps
+
+
+@dataclass(frozen=True)
+class InstallState:
+    done: bool
+    failed: tuple[str, ...]  # status keys the installer marked failed
+    summary: str
+
+
+def install_state(status: dict | None, *, version: str, wait_keys: list[str], baseline_enabled_time: str | None,
+                  config_gaps: list[str]) -> InstallState:
+    """Whether the installer run that follows kslab's last cc change has finished.
+
+    The installer never resets status (every write is a merge patch), so old values prove nothing. Facts
+    used, per kubesphere/ks-installer@<tag>:controller/installRunner.py and its roles:
+    - every run rewrites status.core.enabledTime when ks-core is installed, early in the run
+      (roles/ks-core/ks-core/tasks/main.yaml): a value other than the one seen before kslab's change means a
+      newer run started;
+    - component statuses are written in the concurrent component phase (`enabled`, or `failed`);
+    - kubesphere-config is applied after every component playbook (`config_gaps` empty);
+    - status.core.version is written last (roles/check-result), once a first run ends.
+    """
     status = status or {}
-    core = (status.get("core") or {}).get("status")
-    parts = [f"core={core or 'pending'}"]
-    done = core == "enabled"
-    for key in (["multicluster"] if role == "host" else []) + list(components):
+    core = status.get("core") or {}
+    enabled_time = core.get("enabledTime")
+    started = bool(enabled_time) and enabled_time != baseline_enabled_time
+    parts = [f"run={'started' if started else 'not started'}", f"core={core.get('status') or 'pending'}",
+             f"version={core.get('version') or 'pending'}"]
+    done = started and core.get("status") == "enabled" and core.get("version") == version
+    failed = []
+    for key in wait_keys:
         state = (status.get(key) or {}).get("status")
         parts.append(f"{key}={state or 'pending'}")
         done = done and state == "enabled"
-    failed = sorted(k for k, v in status.items() if isinstance(v, dict) and v.get("status") == "failed")
-    if failed:
-        parts.append("failed=" + ",".join(failed))
-    return done, " ".join(parts)
+        if state == "failed":
+            failed.append(key)
+    if config_gaps:
+        parts.append("config: " + "; ".join(config_gaps))
+    return InstallState(done=done and not config_gaps and not failed, failed=tuple(failed), summary=" ".join(parts))
 
 
 def condition_state(conditions: list[dict] | None, wanted: str = "Ready") -> tuple[bool, str]:

@@ -7,7 +7,7 @@ import os
 import pulumi
 
 from . import kubeconfig as kc
-from .spec import ClusterSpec, LabConfigError, LabSpec, Problem
+from .spec import LabConfigError, LabSpec, Problem
 
 STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "installTimeoutSeconds",
                    "joinTimeoutSeconds", "unjoinTimeoutSeconds")
@@ -31,30 +31,47 @@ def read_raw(config: pulumi.Config) -> dict:
     return raw
 
 
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
 def existing_kubeconfigs(config: pulumi.Config, project_dir: str, lab: LabSpec) -> dict[str, pulumi.Output[str]]:
-    """Each existing cluster's kubeconfig as a secret Output, or LabConfigError naming the field."""
-    def source(cluster: ClusterSpec) -> pulumi.Output[str]:
+    """Each existing cluster's kubeconfig, self-contained (kubeconfig.flatten), as a secret Output.
+    Every problem of every cluster is reported together in one LabConfigError, before anything is registered."""
+    members = {j.member for j in lab.joins}
+    problems: list[Problem] = []
+    found: dict[str, pulumi.Output[str]] = {}
+    for cluster in (c for c in lab.clusters if not c.is_kind):
         if cluster.kubeconfig_secret:
-            value = config.get_secret(cluster.kubeconfig_secret)
-            if value is None:
-                raise LabConfigError([Problem(
-                    f"kslab:clusters[{cluster.name}].kubeconfigSecret", cluster.kubeconfig_secret,
-                    f"names config key kslab:{cluster.kubeconfig_secret}, which is not set",
-                    f"pulumi config set --secret {cluster.kubeconfig_secret} \"$(cat kubeconfig)\"")])
-            return value
-        field = f"kslab:clusters[{cluster.name}].kubeconfigPath"
-        path = os.path.join(project_dir, os.path.expanduser(os.path.expandvars(cluster.kubeconfig_path)))
-        try:
-            with open(path) as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise LabConfigError([Problem(field, cluster.kubeconfig_path, f"cannot be read ({exc.strerror})",
-                                          "point it at the cluster's kubeconfig file")]) from None
+            field, value = f"kslab:clusters[{cluster.name}].kubeconfigSecret", cluster.kubeconfig_secret
+            text = config.get(cluster.kubeconfig_secret)  # decrypted in memory only; never shown
+            base_dir = None
+            if text is None:
+                problems.append(Problem(field, value, f"names config key kslab:{value}, which is not set",
+                                        f"pulumi config set --secret {value} \"$(cat kubeconfig)\""))
+                continue
+        else:
+            field, value = f"kslab:clusters[{cluster.name}].kubeconfigPath", cluster.kubeconfig_path
+            path = os.path.join(project_dir, os.path.expanduser(os.path.expandvars(cluster.kubeconfig_path)))
+            base_dir = os.path.dirname(path)
+            try:
+                text = _read_bytes(path).decode()
+            except OSError as exc:
+                problems.append(Problem(field, value, f"cannot be read ({exc.strerror})",
+                                        "point it at the cluster's kubeconfig file"))
+                continue
+            except UnicodeDecodeError:
+                problems.append(Problem(field, value, "is not a text file", "point it at the cluster's kubeconfig"))
+                continue
         try:
             kc.server_of(text)
+            text = kc.flatten(text, base_dir, _read_bytes, joinable=cluster.name in members)
         except kc.KubeconfigError as exc:
-            raise LabConfigError([Problem(field, cluster.kubeconfig_path, str(exc),
-                                          "use the kubeconfig `kubectl config view --raw --minify` prints")]) from None
-        return pulumi.Output.secret(text)
-
-    return {c.name: source(c) for c in lab.clusters if not c.is_kind}
+            problems.append(Problem(field, value, str(exc),
+                                    "use the kubeconfig `kubectl config view --flatten --raw --minify` prints"))
+            continue
+        found[cluster.name] = pulumi.Output.secret(text)
+    if problems:
+        raise LabConfigError(problems)
+    return found

@@ -92,6 +92,9 @@ class StepProvider(dynamic.ResourceProvider):
                                   delete_before_replace=bool(news.get("delete_before_replace")))
 
     def update(self, _id, olds, news):
+        if not news.get("rerun_on_change", True):
+            # Only its triggers re-run this step (by replacing it); a new kubeconfig or the like is stored.
+            return dynamic.UpdateResult(outs={**news, "stdout": olds.get("stdout")})
         return dynamic.UpdateResult(outs={**news, "stdout": run_step(news)})
 
     def delete(self, _id, props):
@@ -116,9 +119,11 @@ def ops_step(
     secret_stdout: bool = False,
     triggers: Sequence[pulumi.Input] | None = None,
     delete_before_replace: bool = False,
+    rerun_on_change: bool = True,
 ) -> LabStep:
     """A step run at apply time (never in preview). Its environment is kept secret in the state
-    (it carries kubeconfigs), and its stdout too when it holds a secret."""
+    (it carries kubeconfigs), and its stdout too when it holds a secret. With rerun_on_change=False
+    only a change of `triggers` runs it again (a wait for an event that happens once per trigger)."""
     secret_outputs = ["environment"] + (["stdout"] if secret_stdout else [])
     props = {
         "step": step,
@@ -126,6 +131,7 @@ def ops_step(
         "environment": dict(environment),
         "triggers": list(triggers) if triggers is not None else [],
         "delete_before_replace": delete_before_replace,
+        "rerun_on_change": rerun_on_change,
     }
     return LabStep(name, props, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
         additional_secret_outputs=secret_outputs, delete_before_replace=delete_before_replace or None)))

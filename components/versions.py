@@ -1,7 +1,8 @@
 """Version facts the lab depends on, in one place.
 
 Sources: ks-installer release notes and docs (support table), kind release
-notes (node images published per release). See README "Versions".
+notes (node images published per release), and ks-installer / kubesphere read at the
+release tags kslab supports (v3.2.1 and v3.4.1). See README "Versions".
 """
 from __future__ import annotations
 
@@ -13,22 +14,66 @@ EXPERIMENTAL = "experimental"  # works upstream with caveats: allowed, warned
 UNSUPPORTED = "unsupported"
 
 
+# kubesphere/ks-installer@<tag>:deploy/kubesphere-installer.yaml: the ks-installer ClusterRole has one
+# rule per API group (resources and verbs '*'), in this order. v3.4.1 has the same list with
+# kubeedge.kubesphere.io renamed in place to edgeruntime.kubesphere.io and alerting.kubesphere.io appended.
+_INSTALLER_GROUPS_V3_2 = (
+    "", "apps", "extensions", "batch", "rbac.authorization.k8s.io", "apiregistration.k8s.io",
+    "apiextensions.k8s.io", "tenant.kubesphere.io", "certificates.k8s.io", "devops.kubesphere.io",
+    "monitoring.coreos.com", "logging.kubesphere.io", "jaegertracing.io", "storage.k8s.io",
+    "admissionregistration.k8s.io", "policy", "autoscaling", "networking.istio.io", "config.istio.io",
+    "iam.kubesphere.io", "notification.kubesphere.io", "auditing.kubesphere.io", "events.kubesphere.io",
+    "core.kubefed.io", "installer.kubesphere.io", "storage.kubesphere.io", "security.istio.io",
+    "monitoring.kiali.io", "kiali.io", "networking.k8s.io", "kubeedge.kubesphere.io", "types.kubefed.io",
+    "monitoring.kubesphere.io", "application.kubesphere.io",
+)
+_INSTALLER_GROUPS_V3_4 = tuple("edgeruntime.kubesphere.io" if g == "kubeedge.kubesphere.io" else g
+                               for g in _INSTALLER_GROUPS_V3_2) + ("alerting.kubesphere.io",)
+
+# The cc status key each optional component's installer role writes (`kubectl patch cc --type merge -p
+# '{"status": {"<key>": {"status": "enabled", ...}}}'`), or None where no role writes one.
+# Sources (kubesphere/ks-installer@<tag>:roles/...): ks-devops, ks-logging, ks-auditing, ks-events, ks-istio
+# tasks/main.yaml; alerting in ks-monitor (thanosruler); metrics-server/tasks/main.yml writes `metricsServer`;
+# no role writes `openpitrix` at either tag; network policy has no role (kubesphere-config only).
+_COMMON_STATUS_KEYS = {
+    "devops": "devops", "logging": "logging", "alerting": "alerting", "auditing": "auditing",
+    "events": "events", "servicemesh": "servicemesh", "openpitrix": None, "networkPolicy": None,
+    "metricsServer": "metricsServer",
+}
+
+
 @dataclass(frozen=True)
 class KubeSphereRelease:
+    """What kslab relies on about one KubeSphere release, read from upstream at its tag
+    (kubesphere/ks-installer and kubesphere/kubesphere; citations beside each table)."""
     version: str
     # Kubernetes minors that upstream supports / marks experimental or partial.
     supported_minors: tuple[int, ...]
     experimental_minors: tuple[int, ...]
-    # The installer pod label changed in v3.3 (app: ks-install -> ks-installer).
+    # deploy/kubesphere-installer.yaml: the Deployment's `app` label (ks-install at v3.2.1, ks-installer at v3.4.1).
     installer_pod_label: str
-    # RBAC API groups the installer needs; renamed/added between releases.
-    edge_group: str
-    has_alerting_group: bool
-    # The edge component's cc key: kubeedge (3.2) became edgeruntime (3.3+).
+    installer_api_groups: tuple[str, ...]
+    # The edge component's cc key: kubeedge (v3.2.1) became edgeruntime (v3.4.1), which installs (and writes
+    # status.edgeruntime) only with edgeruntime.kubeedge.enabled (roles/edgeruntime/tasks/main.yaml@v3.4.1).
     edge_component_key: str
+    # kslab component name -> cc status key the installer writes for it (None: nothing is written).
+    component_status_keys: dict
+    # roles/ks-core/config/templates/kubesphere-config.yaml.j2: v3.4.1 always writes
+    # multicluster.clusterRole; v3.2.1 writes a multicluster section for hosts only.
+    kubesphere_config_has_role: bool
+    # v3.4.1: the ks-core chart's ValidatingWebhookConfiguration `cluster.kubesphere.io` validates every
+    # UPDATE of a Cluster against the member (ks-installer@v3.4.1:roles/ks-core/ks-core/files/ks-core/
+    # templates/webhook.yaml; kubesphere@v3.4.1:pkg/controller/cluster/cluster_webhook.go), and the
+    # controller records the member's kube-system UID in Cluster status.uid (cluster_controller.go).
+    cluster_webhook: bool
+    # pkg/kapis/cluster/v1alpha1/handler.go: how the console refuses a cluster imported twice
+    # ("server": same API server address at v3.2.1; "uid": same kube-system UID at v3.4.1), and whether it
+    # checks the member's role in its kubesphere-config (v3.4.1 only).
+    duplicate_check: str
+    console_role_check: bool
     # Number of FederatedTypeConfigs a host gets (informational, used in docs/tests).
     federated_type_configs: int
-    # 3.2's join waits for an auto-created SA token secret; k8s >= 1.24 never makes it.
+    # 3.2's join waits for an auto-created SA token secret; k8s >= 1.24 never makes it (join.go@v3.2.1).
     join_needs_legacy_sa_token: bool
     # Rough memory of a default install (monitoring always on in 3.x), in MiB.
     base_memory_mib: int
@@ -37,18 +82,18 @@ class KubeSphereRelease:
 KUBESPHERE_RELEASES: dict[str, KubeSphereRelease] = {
     r.version: r
     for r in (
-        KubeSphereRelease("v3.2.1", (19, 20, 21), (22,), "ks-install", "kubeedge.kubesphere.io",
-                          False, "kubeedge", 25, True, 2560),
-        KubeSphereRelease("v3.3.0", (20, 21, 22, 23), (24,), "ks-installer", "edgeruntime.kubesphere.io",
-                          False, "edgeruntime", 25, False, 2816),
-        KubeSphereRelease("v3.3.1", (20, 21, 22, 23), (24,), "ks-installer", "edgeruntime.kubesphere.io",
-                          False, "edgeruntime", 25, False, 2816),
-        KubeSphereRelease("v3.3.2", (20, 21, 22, 23), (24,), "ks-installer", "edgeruntime.kubesphere.io",
-                          False, "edgeruntime", 25, False, 2816),
-        KubeSphereRelease("v3.4.0", (21, 22, 23, 24, 25, 26), (), "ks-installer", "edgeruntime.kubesphere.io",
-                          True, "edgeruntime", 28, False, 3072),
-        KubeSphereRelease("v3.4.1", (21, 22, 23, 24, 25, 26), (), "ks-installer", "edgeruntime.kubesphere.io",
-                          True, "edgeruntime", 28, False, 3072),
+        KubeSphereRelease(
+            "v3.2.1", (19, 20, 21), (22,), "ks-install", _INSTALLER_GROUPS_V3_2, "kubeedge",
+            {**_COMMON_STATUS_KEYS, "edgeruntime": "kubeedge"},
+            kubesphere_config_has_role=False, cluster_webhook=False, duplicate_check="server",
+            console_role_check=False, federated_type_configs=25, join_needs_legacy_sa_token=True,
+            base_memory_mib=2560),
+        KubeSphereRelease(
+            "v3.4.1", (21, 22, 23, 24, 25, 26), (), "ks-installer", _INSTALLER_GROUPS_V3_4, "edgeruntime",
+            {**_COMMON_STATUS_KEYS, "edgeruntime": "edgeruntime"},
+            kubesphere_config_has_role=True, cluster_webhook=True, duplicate_check="uid",
+            console_role_check=True, federated_type_configs=28, join_needs_legacy_sa_token=False,
+            base_memory_mib=3072),
     )
 }
 

@@ -63,6 +63,10 @@ def _check_lab(lab):
     for name, c in clusters.items():
         if c["role"] != "host":
             assert lab.member_clusters(name) == []
+        else:  # the host's own entry, made by its controller once multicluster is on (reconcileHostCluster)
+            own = [o for o in lab.member_clusters(name)
+                   if "cluster-role.kubesphere.io/host" in (o["metadata"].get("labels") or {})]
+            assert [o["metadata"]["name"] for o in own] == [c.get("hostClusterName") or name]
 
 
 def _secrets_of(lab):
@@ -182,7 +186,7 @@ def test_faults(live):
     assert failed.returncode != 0
     assert "member 'member'" in _out(failed) and "unreachable" in _out(failed), _out(failed)[-3000:]
     assert elapsed < 120, f"the failing join took {elapsed:.0f}s"
-    assert lab.member_clusters("host") == [], "the Cluster object must not be created before the checks pass"
+    assert lab.joined("host") == [], "the Cluster object must not be created before the checks pass"
     lab.clusters["member"].start_apiserver()
     _assert_ok(lab.up(), "up after the member came back")
     _check_lab(lab)
@@ -190,7 +194,7 @@ def test_faults(live):
     # 2. jwtSecret mismatch: the join refuses before creating the Cluster object
     lab.set_config("kslab:joins", [])
     _assert_ok(lab.up(), "unjoin")
-    assert lab.member_clusters("host") == []
+    assert lab.joined("host") == []
     cm = lab.core("member").read_namespaced_config_map("kubesphere-config", "kubesphere-system")
     doc = yaml.safe_load(cm.data["kubesphere.yaml"])
     doc["authentication"]["jwtSecret"] = "tampered-on-the-member-000000000"
@@ -199,7 +203,7 @@ def test_faults(live):
     lab.set_config("kslab:joins", joins)
     refused = lab.up()
     assert refused.returncode != 0 and "jwtSecret differs" in _out(refused), _out(refused)[-3000:]
-    assert lab.member_clusters("host") == []
+    assert lab.joined("host") == []
     assert "tampered-on-the-member" not in _out(refused)
     _assert_ok(lab.destroy(), "destroy")
 
@@ -248,5 +252,64 @@ def test_cluster_rebuilt_out_of_band(live):
     _assert_ok(refresh, "refresh")
     assert re.search(r"deleted", _out(refresh)), _out(refresh)[-2000:]
     _assert_ok(lab.up(), "up recreates")
+    _check_lab(lab)
+    _assert_ok(lab.destroy(), "destroy")
+
+
+def _kubefed_cluster(lab, host, member):
+    try:
+        return lab.custom(host).get_namespaced_custom_object("core.kubefed.io", "v1beta1", "kube-federation-system",
+                                                             "kubefedclusters", member)
+    except __import__("kubernetes").client.rest.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+@pytest.mark.parametrize("live", ["live-host-member"], indirect=True)
+def test_destroy_with_the_member_gone_needs_and_gets_the_forced_unjoin(live):
+    """v3.4.1: with the member gone, the Cluster webhook denies the controller's finalizer removal
+    (kubesphere#6154), so the plain destroy stops, bounded, with the way out; the forced one succeeds, and
+    the webhook configuration is back afterwards."""
+    lab = live
+    lab.set_config("kslab:unjoinTimeoutSeconds", 5)
+    _assert_ok(lab.up(), "up")
+    assert _kubefed_cluster(lab, "host", "member") is not None
+    admission = __import__("kubernetes").client.AdmissionregistrationV1Api(lab.api("host"))
+    assert admission.read_validating_webhook_configuration("cluster.kubesphere.io")
+    lab.clusters["member"].stop_apiserver()
+    stuck = lab.destroy(timeout=300)
+    assert stuck.returncode != 0
+    assert "still has its finalizer" in _out(stuck) and "KSLAB_FORCE_UNJOIN=1" in _out(stuck) \
+        and "6154" in _out(stuck), _out(stuck)[-3000:]
+    assert [c["metadata"]["name"] for c in lab.joined("host")] == ["member"], "nothing removed behind the user's back"
+    forced = lab.destroy(extra_env={"KSLAB_FORCE_UNJOIN": "1"}, timeout=300)
+    _assert_ok(forced, "forced destroy")
+    assert "restored ValidatingWebhookConfiguration cluster.kubesphere.io" in _out(forced)
+    assert lab.joined("host") == [] and _kubefed_cluster(lab, "host", "member") is None
+    assert admission.read_validating_webhook_configuration("cluster.kubesphere.io").webhooks[0].failure_policy == "Fail"
+    assert lab.lab_objects("host") == []
+
+
+@pytest.mark.parametrize("live", ["live-host-member"], indirect=True)
+def test_a_rebuilt_member_is_joined_again(live):
+    """The member is rebuilt behind the lab's back (new kube-system UID at v3.4.1): the host's Cluster
+    still records the old one and the webhook denies every update of it (kubesphere#6072). refresh + up
+    brings the lab back with the member joined anew."""
+    lab = live
+    _assert_ok(lab.up(), "up")
+    old_uid = lab.joined("host")[0]["status"]["uid"]
+    member = lab.clusters["member"]
+    member.stop()
+    member.start()  # fresh etcd and certificates: a new cluster at the same kubeconfig path
+    lab.operator.replace_cluster("member", member.kubeconfig_path.read_text())
+    new_uid = lab.core("member").read_namespace("kube-system").metadata.uid
+    assert new_uid != old_uid
+    _assert_ok(lab.pulumi("refresh", "--yes", "--skip-preview", timeout=300), "refresh")
+    again = lab.up()
+    _assert_ok(again, "up after the rebuild")
+    assert "member 'member' was rebuilt" in _out(again)
+    joined = lab.joined("host")
+    assert [c["metadata"]["name"] for c in joined] == ["member"] and joined[0]["status"]["uid"] == new_uid
     _check_lab(lab)
     _assert_ok(lab.destroy(), "destroy")

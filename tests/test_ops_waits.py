@@ -1,16 +1,31 @@
-"""The apply-time waits: bounded, with progress lines, and the unjoin's documented way out."""
+"""The apply-time waits: bounded, with progress lines, only what can heal is retried, and the unjoin's
+documented way out (per release: v3.4.1's Cluster webhook must be out of the way to drop the finalizer)."""
 import importlib
+import json
 
 import pytest
+
+from components.ops.kube import ApiFailure, Transient
 
 ops = importlib.import_module("components.ops.__main__")
 
 
+class FakeWebhook:
+    class metadata:  # noqa: N801 - the shape of a V1ValidatingWebhookConfiguration
+        name = "cluster.kubesphere.io"
+
+
 class FakeHost:
-    def __init__(self, finalizer_clears=False):
+    """A host whose controller clears the finalizer (or cannot), and whose v3.4 webhook denies removing it
+    by hand while it is installed (kubesphere#6154)."""
+
+    def __init__(self, finalizer_clears=False, webhook=True):
         self.obj = {"metadata": {"name": "member", "finalizers": ["finalizer.cluster.kubesphere.io"]}}
         self.deleted = self.stripped = False
         self.finalizer_clears = finalizer_clears
+        self.webhooks = [FakeWebhook()] if webhook else []
+        self.events = []
+        self.kubefed = ["KubeFedCluster kube-federation-system/member", "Secret kube-federation-system/member-secret"]
 
     def member_cluster(self, name):
         if self.stripped or (self.deleted and self.finalizer_clears):
@@ -19,15 +34,35 @@ class FakeHost:
 
     def delete_member_cluster(self, name):
         self.deleted = True
+        self.events.append("delete")
+
+    def cluster_webhook_configurations(self):
+        return list(self.webhooks)
+
+    def delete_webhook_configuration(self, name):
+        self.events.append(f"delete-webhook {name}")
+        self.webhooks = []
+
+    def restore_webhook_configuration(self, saved):
+        self.events.append(f"restore-webhook {saved.metadata.name}")
+        self.webhooks = [saved]
 
     def strip_member_cluster_finalizers(self, name):
+        if self.webhooks:
+            raise ApiFailure("admission webhook \"validating-cluster.kubesphere.io\" denied the request")
         self.stripped = True
+        self.events.append("strip")
+
+    def remove_kubefed_cluster(self, name):
+        left, self.kubefed = self.kubefed, []
+        return left
 
 
 @pytest.fixture
 def env(monkeypatch):
     for k, v in {"KSLAB_MEMBER": "member", "KSLAB_HOST": "host", "KSLAB_UNJOIN_TIMEOUT": "0.3",
-                 "KSLAB_POLL_SECONDS": "0.05", "KSLAB_PROGRESS_SECONDS": "0.1", "KSLAB_TIMEOUT": "0.3"}.items():
+                 "KSLAB_POLL_SECONDS": "0.05", "KSLAB_PROGRESS_SECONDS": "0.1", "KSLAB_TIMEOUT": "0.3",
+                 "KSLAB_KS_VERSION": "v3.4.1"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("KSLAB_FORCE_UNJOIN", raising=False)
     return monkeypatch
@@ -39,8 +74,8 @@ def test_wait_for_times_out_with_progress(capsys):
     assert "lab: still waiting" in capsys.readouterr().err
 
 
-def test_wait_for_survives_api_errors():
-    calls = iter([RuntimeError("connection refused"), (True, "ok", 42)])
+def test_wait_for_waits_through_what_can_heal():
+    calls = iter([Transient("API server unreachable"), (True, "ok", 42)])
 
     def probe():
         item = next(calls)
@@ -50,11 +85,23 @@ def test_wait_for_survives_api_errors():
     assert ops._wait_for(probe, 5, 0.01, 10, "x")[0] == 42
 
 
+def test_wait_for_fails_at_once_on_what_cannot_heal():
+    calls = []
+
+    def probe():
+        calls.append(1)
+        raise ApiFailure("API server answered 403 Forbidden")
+    with pytest.raises(ApiFailure):
+        ops._wait_for(probe, 5, 0.01, 10, "x")
+    assert len(calls) == 1
+
+
 def test_unjoin_waits_for_the_finalizer(env, capsys):
     host = FakeHost(finalizer_clears=True)
     env.setattr(ops, "_kube", lambda var, label: host)
     ops.step_unjoin()
     assert host.deleted and not host.stripped and "unjoined" in capsys.readouterr().err
+    assert host.webhooks, "a normal unjoin never touches the webhook"
 
 
 def test_unjoin_stuck_fails_with_the_way_out(env, capsys):
@@ -63,15 +110,43 @@ def test_unjoin_stuck_fails_with_the_way_out(env, capsys):
     with pytest.raises(SystemExit):
         ops.step_unjoin()
     err = capsys.readouterr().err
-    assert "still has its finalizer after 0s" in err and "KSLAB_FORCE_UNJOIN=1" in err and not host.stripped
+    assert "still has its finalizer after 0s" in err and "KSLAB_FORCE_UNJOIN=1" in err and "6154" in err
+    assert not host.stripped and host.webhooks
 
 
-def test_unjoin_forced_strips_the_finalizer(env, capsys):
+def test_forced_unjoin_on_v3_4_moves_the_webhook_aside_and_restores_it(env, capsys):
     host = FakeHost()
     env.setattr(ops, "_kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     ops.step_unjoin()
-    assert host.stripped and "KSLAB_FORCE_UNJOIN set" in capsys.readouterr().err
+    assert host.stripped and host.webhooks, "the finalizer is gone and the webhook is back"
+    assert host.events == ["delete", "delete-webhook cluster.kubesphere.io", "strip",
+                           "restore-webhook cluster.kubesphere.io"]
+    err = capsys.readouterr().err
+    assert "KSLAB_FORCE_UNJOIN set" in err and "restored ValidatingWebhookConfiguration" in err
+    assert "KubeFedCluster kube-federation-system/member" in err and not host.kubefed
+
+
+def test_forced_unjoin_restores_the_webhook_even_when_the_strip_fails(env):
+    host = FakeHost()
+
+    def refuse(name):
+        raise ApiFailure("API server answered 422")
+    host.strip_member_cluster_finalizers = refuse
+    env.setattr(ops, "_kube", lambda var, label: host)
+    env.setenv("KSLAB_FORCE_UNJOIN", "1")
+    with pytest.raises(SystemExit):
+        ops._fatal_api_errors(ops.step_unjoin)()
+    assert host.webhooks and host.events[-1] == "restore-webhook cluster.kubesphere.io"
+
+
+def test_forced_unjoin_on_v3_2_has_no_webhook_to_move(env):
+    host = FakeHost(webhook=False)
+    env.setattr(ops, "_kube", lambda var, label: host)
+    env.setenv("KSLAB_FORCE_UNJOIN", "1")
+    env.setenv("KSLAB_KS_VERSION", "v3.2.1")
+    ops.step_unjoin()
+    assert host.events == ["delete", "strip"]
 
 
 def test_wait_join_timeout_names_the_member(env, capsys):
@@ -82,3 +157,75 @@ def test_wait_join_timeout_names_the_member(env, capsys):
         ops.step_wait_join()
     err = capsys.readouterr().err
     assert "member 'member' did not become Ready on host 'host'" in err and "member down" in err
+
+
+class FakeCluster:
+    def __init__(self, answers):
+        self.answers = iter(answers)
+
+    def kubesphere_jwt_secret(self):
+        item = next(self.answers)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def test_read_jwt_retries_until_the_installer_wrote_it(env, capsys):
+    env.setenv("KSLAB_CLUSTER", "host")
+    env.setenv("KSLAB_JWT_READ_SECONDS", "5")
+    cluster = FakeCluster([None, Transient("unreachable"), "s3cr3t-value"])
+    env.setattr(ops, "_kube", lambda var, label: cluster)
+    ops.step_read_jwt()
+    out = capsys.readouterr()
+    assert out.out.strip() == "s3cr3t-value" and "s3cr3t" not in out.err
+
+
+def test_read_jwt_gives_up_within_its_bound(env, capsys):
+    env.setenv("KSLAB_CLUSTER", "host")
+    env.setenv("KSLAB_JWT_READ_SECONDS", "0.2")
+    cluster = FakeCluster([None] * 100)
+    env.setattr(ops, "_kube", lambda var, label: cluster)
+    with pytest.raises(SystemExit):
+        ops.step_read_jwt()
+    assert "no authentication.jwtSecret in kubesphere-config yet" in capsys.readouterr().err
+
+
+class FakeInstalled:
+    def __init__(self, status, kubesphere_yaml="authentication: {jwtSecret: abc}\n"):
+        self.cc = {"spec": {"authentication": {"jwtSecret": "abc"}, "multicluster": {"clusterRole": "none"}},
+                   "status": status}
+        self.yaml = kubesphere_yaml
+
+    def cluster_configuration(self):
+        return self.cc
+
+    def kubesphere_yaml(self):
+        return self.yaml
+
+
+def test_install_wait_fails_at_once_on_a_failed_component(env, capsys):
+    env.setenv("KSLAB_CLUSTER", "lab")
+    env.setenv("KSLAB_ROLE", "none")
+    env.setenv("KSLAB_KS_VERSION", "v3.2.1")
+    env.setenv("KSLAB_WAIT_KEYS", "servicemesh")
+    env.setenv("KSLAB_TIMEOUT", "30")
+    cluster = FakeInstalled({"core": {"status": "enabled", "enabledTime": "t1"}, "servicemesh": {"status": "failed"}})
+    env.setattr(ops, "_kube", lambda var, label: cluster)
+    with pytest.raises(SystemExit):
+        ops.step_wait_install()
+    assert "marked servicemesh failed" in capsys.readouterr().err
+
+
+def test_install_wait_ignores_a_run_older_than_the_change(env, capsys):
+    env.setenv("KSLAB_CLUSTER", "lab")
+    env.setenv("KSLAB_ROLE", "none")
+    env.setenv("KSLAB_KS_VERSION", "v3.2.1")
+    env.setenv("KSLAB_BASELINE", json.dumps({"enabledTime": "t1"}))
+    cluster = FakeInstalled({"core": {"status": "enabled", "enabledTime": "t1", "version": "v3.2.1"}})
+    env.setattr(ops, "_kube", lambda var, label: cluster)
+    with pytest.raises(SystemExit):
+        ops.step_wait_install()
+    assert "run=not started" in capsys.readouterr().err
+    cluster.cc["status"]["core"]["enabledTime"] = "t2"
+    ops.step_wait_install()
+    assert json.loads(capsys.readouterr().out)["state"] == "enabled"

@@ -50,7 +50,7 @@ def test_broken_stack_trips_every_mandatory_policy_it_can():
     assert "member" in v.messages("kslab-jwt-secret-mismatch") and "host2" in v.messages("kslab-jwt-secret-mismatch")
     assert "30880" in v.messages("kslab-duplicate-port-or-name")
     assert "east" in v.messages("kslab-duplicate-host-cluster-name")
-    assert "v3.3.2" in v.messages("kslab-unsupported-versions")
+    assert "v3.2.1" in v.messages("kslab-unsupported-versions")
     assert "loopback" in v.messages("kslab-join-loopback-server")
     assert "insecure-skip-tls-verify" in v.messages("kslab-join-insecure-tls")
     assert "6466" in v.messages("kslab-member-multiple-hosts")

@@ -137,7 +137,6 @@ def test_unknown_kubesphere_version():
 
 
 @pytest.mark.parametrize("ks,image", [
-    ("v3.3.2", "kindest/node:v1.25.16"),   # batch/v1beta1 gone (kubesphere#5423)
     ("v3.2.1", "kindest/node:v1.24.15"),
     ("v3.4.1", "kindest/node:v1.19.16"),
     ("v3.4.1", "kindest/node:v1.27.3"),

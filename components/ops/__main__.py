@@ -16,7 +16,9 @@ import tempfile
 import time
 
 from .. import kubeconfig as kc
-from .. import preflight_rules, render
+import yaml
+
+from .. import preflight_rules, render, versions
 
 
 def log(message: str) -> None:
@@ -86,16 +88,20 @@ def step_kind_create() -> None:
                  f"adopt it. Fix: `kind delete cluster --name {name}` or rename the cluster in the stack.")
         log(f"cluster '{name}' already exists with image {running or 'unknown'}: adopting it, not creating another")
     else:
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-            fh.write(env("KSLAB_KIND_CONFIG"))
-            config_path = fh.name
         log(f"creating kind cluster '{name}' ({image})")
-        try:
+        # kind writes (and first locks, with O_CREAT|O_EXCL on "<path>.lock") the kubeconfig it is given
+        # (sigs.k8s.io/kind@v0.33.0:pkg/cluster/internal/kubeconfig/internal/kubeconfig/lock.go). A private
+        # scratch directory keeps the user's ~/.kube/config untouched and works for any user; /dev/null
+        # would need a /dev/null.lock, which only root may create. The lab's kubeconfig comes from
+        # `kind get kubeconfig` below.
+        with tempfile.TemporaryDirectory(prefix="kslab-kind-") as scratch:
+            config_path = os.path.join(scratch, "kind-config.yaml")
+            with open(config_path, "w") as fh:
+                fh.write(env("KSLAB_KIND_CONFIG"))
             proc = subprocess.run(["kind", "create", "cluster", "--name", name, "--config", config_path,
                                    "--image", image, "--wait", env("KSLAB_KIND_WAIT", "5m"),
-                                   "--kubeconfig", os.devnull], stdout=sys.stderr, timeout=1800)
-        finally:
-            os.unlink(config_path)
+                                   "--kubeconfig", os.path.join(scratch, "kubeconfig")],
+                                  stdout=sys.stderr, timeout=1800)
         if proc.returncode != 0:
             fail(f"`kind create cluster --name {name}` failed (exit {proc.returncode}); see the output above")
     raw = _kind("get", "kubeconfig", "--name", name, timeout=60)
@@ -114,7 +120,11 @@ def step_kind_delete() -> None:
     if existing.returncode == 0 and name not in existing.stdout.split():
         log(f"cluster '{name}' is already gone")
         return
-    proc = _kind("delete", "cluster", "--name", name, timeout=600)
+    # As for create: kind edits (and locks) the kubeconfig it is given; kslab never added the cluster to
+    # the user's kubeconfig, so a scratch one keeps theirs untouched.
+    with tempfile.TemporaryDirectory(prefix="kslab-kind-") as scratch:
+        proc = _kind("delete", "cluster", "--name", name, "--kubeconfig", os.path.join(scratch, "kubeconfig"),
+                     timeout=600)
     if proc.returncode != 0:
         fail(f"`kind delete cluster --name {name}` failed: {proc.stderr.strip()[:300]}")
     log(f"deleted kind cluster '{name}'")
@@ -139,14 +149,16 @@ def step_role_guard() -> None:
 
 def _wait_for(probe, timeout: float, poll: float, progress: float, label: str):
     """Poll `probe() -> (done, summary, value)` until done; a progress line every `progress` seconds.
-    API errors (an API server restarting) count as not done yet. Returns (value, elapsed, summary),
-    or (None, elapsed, last summary) on timeout."""
+    Only what can heal is waited through: an unreachable API server or a 5xx answer (kube.Transient) counts
+    as not done yet; any other error propagates at once. Returns (value, elapsed, summary), or
+    (None, elapsed, last summary) on timeout."""
+    from .kube import Transient
     start = last = time.monotonic()
     summary = "not seen yet"
     while True:
         try:
             done, summary, value = probe()
-        except Exception as exc:
+        except Transient as exc:
             done, summary, value = False, str(exc), None
         now = time.monotonic()
         if done:
@@ -159,17 +171,45 @@ def _wait_for(probe, timeout: float, poll: float, progress: float, label: str):
         time.sleep(poll)
 
 
+def _fatal_api_errors(step):
+    """Run a step; an API answer that waiting cannot change ends it with that answer, not a traceback."""
+    def run() -> None:
+        from .kube import ApiFailure, Transient
+        try:
+            step()
+        except (ApiFailure, Transient) as exc:
+            fail(str(exc))
+    return run
+
+
+def step_install_baseline() -> None:
+    """Before kslab changes the cc: the status.core.enabledTime of the last run that started, so the wait
+    after the change can tell a newer run (every run rewrites it; roles/ks-core/ks-core/tasks/main.yaml)."""
+    cc = _kube("KSLAB_KUBECONFIG", f"cluster '{env('KSLAB_CLUSTER')}'").cluster_configuration() or {}
+    core = (cc.get("status") or {}).get("core") or {}
+    print(json.dumps({"enabledTime": core.get("enabledTime"), "uid": (cc.get("metadata") or {}).get("uid")}))
+
+
 def step_wait_install() -> None:
-    name, role = env("KSLAB_CLUSTER"), env("KSLAB_ROLE")
-    components = [c for c in env("KSLAB_COMPONENTS", "").split(",") if c]
+    name, role, version = env("KSLAB_CLUSTER"), env("KSLAB_ROLE"), env("KSLAB_KS_VERSION")
+    wait_keys = [k for k in env("KSLAB_WAIT_KEYS", "").split(",") if k]
+    baseline = json.loads(env("KSLAB_BASELINE", "{}") or "{}")
     timeout, poll, progress = _timing()
     kube = _kube("KSLAB_KUBECONFIG", f"cluster '{name}'")
 
     def probe():
-        status = (kube.cluster_configuration() or {}).get("status") or {}
-        return (*render.install_state(status, role, components), status)
+        cc = kube.cluster_configuration() or {}
+        gaps = render.kubesphere_config_gaps(version, cc.get("spec") or {}, kube.kubesphere_yaml()) if cc else \
+            ["no cc"]
+        state = render.install_state(cc.get("status"), version=version, wait_keys=wait_keys,
+                                     baseline_enabled_time=baseline.get("enabledTime"), config_gaps=gaps)
+        if state.failed:
+            fail(f"ks-installer on cluster '{name}' marked {', '.join(state.failed)} failed ({state.summary}). "
+                 f"Check `kubectl -n kubesphere-system logs deploy/ks-installer` on '{name}'; a re-run needs a cc "
+                 "change or an installer restart.")
+        return state.done, state.summary, cc.get("status")
 
-    log(f"waiting up to {timeout:.0f}s for KubeSphere on '{name}' (role {role})")
+    log(f"waiting up to {timeout:.0f}s for ks-installer's run on '{name}' (role {role}, {version})")
     status, elapsed, summary = _wait_for(probe, timeout, poll, progress, f"KubeSphere on '{name}'")
     if status is None:
         fail(f"KubeSphere on cluster '{name}' not ready after {timeout:.0f}s ({summary}). Check "
@@ -182,38 +222,129 @@ def step_wait_install() -> None:
 
 
 def step_read_jwt() -> None:
+    """The effective jwtSecret, read only after the install wait; retried (bounded) while the map is not
+    there yet or the API server is briefly away, since the installer applies it at the end of a run."""
     name = env("KSLAB_CLUSTER")
-    secret = _kube("KSLAB_KUBECONFIG", f"host '{name}'").kubesphere_jwt_secret()
+    _, poll, progress = _timing()
+    kube = _kube("KSLAB_KUBECONFIG", f"cluster '{name}'")
+    secret, _, summary = _wait_for(
+        lambda: (lambda s: (bool(s), "no authentication.jwtSecret in kubesphere-config yet", s))(
+            kube.kubesphere_jwt_secret()),
+        float(env("KSLAB_JWT_READ_SECONDS", "60")), poll, progress, f"jwtSecret of '{name}'")
     if not secret:
-        fail(f"host '{name}' has no authentication.jwtSecret in configmap kubesphere-system/kubesphere-config yet")
+        fail(f"cluster '{name}': {summary} (configmap kubesphere-system/kubesphere-config)")
     print(secret)
 
 
-def step_join_check() -> None:
-    member, host = env("KSLAB_MEMBER"), env("KSLAB_HOST")
-    allow_loopback = env("KSLAB_ALLOW_LOOPBACK", "false") == "true"
-    problems = [f"member '{member}': {p}" for p in kc.join_problems(env("KSLAB_JOIN_KUBECONFIG"), allow_loopback)]
-    from .kube import Unreachable
-    try:
-        member_kube = _kube("KSLAB_MEMBER_KUBECONFIG", f"member '{member}'")
-        host_kube = _kube("KSLAB_HOST_KUBECONFIG", f"host '{host}'")
+def _console_checks(host_kube, member_kube, member: str, host: str, join_server: str, ks_version: str) -> list[str]:
+    """What the host's console validation API checks before it imports a member, per release
+    (kubesphere@<tag>:pkg/kapis/cluster/v1alpha1/handler.go, validateCluster), in its order. Problems found
+    are returned; the checks kslab adds are labelled as kslab's."""
+    release = versions.KUBESPHERE_RELEASES[ks_version]
+    problems = []
+    member_uid = member_kube.kube_system_uid()
+    others = [c for c in host_kube.member_clusters() if c["metadata"]["name"] != member]
+    if release.duplicate_check == "uid":  # v3.4.1: same kube-system UID
+        twin = next((c["metadata"]["name"] for c in others if member_uid and
+                     (c.get("status") or {}).get("uid") == member_uid), None)
+        if twin:
+            problems.append(f"cluster '{member}' is already imported on host '{host}' as '{twin}' (same kube-system "
+                            "UID); the console refuses to import the same cluster twice")
+    else:  # v3.2.1: same API server address
+        twin = next((c["metadata"]["name"] for c in others
+                     if ((c.get("spec") or {}).get("connection") or {}).get("kubernetesAPIEndpoint") == join_server),
+                    None)
+        if twin:
+            problems.append(f"cluster '{member}' has the same server address ({join_server}) as '{twin}' on host "
+                            f"'{host}'; the console refuses to import the same cluster twice")
+    answered, detail = member_kube.ks_apiserver_version()
+    if not answered:
+        problems.append(f"member '{member}': ks-apiserver does not answer /kapis/version through its API server's "
+                        f"service proxy ({detail}); the console refuses a member whose KubeSphere is not up")
+    member_config = member_kube.kubesphere_config()
+    if release.console_role_check:
+        role = (member_config.get("multicluster") or {}).get("clusterRole")
+        if role != "member":
+            problems.append(f"member '{member}' has multicluster.clusterRole {role!r} in its kubesphere-config, not "
+                            "'member' (the console reads the role there)")
+    else:  # v3.2.1's console has no role check; kslab checks the cc it set
         cc = member_kube.cluster_configuration()
         role = ((cc or {}).get("spec", {}).get("multicluster") or {}).get("clusterRole")
         if role != "member":
-            problems.append(f"member '{member}' has KubeSphere role {role!r}, not 'member'")
-        member_jwt = member_kube.kubesphere_jwt_secret()
-        host_jwt = host_kube.kubesphere_jwt_secret()
-    except Unreachable as exc:
-        fail(f"join {member} -> {host} refused before creating the Cluster object: {exc}")
+            problems.append(f"member '{member}' has KubeSphere role {role!r} in its cc, not 'member' (kslab's check)")
+    member_jwt = render.jwt_secret_from_kubesphere_yaml(yaml.safe_dump(member_config)) if member_config else None
+    host_jwt = host_kube.kubesphere_jwt_secret()
     if not member_jwt or not host_jwt:
         problems.append(f"jwtSecret missing in kubesphere-config on "
                         f"{'member ' + repr(member) if not member_jwt else 'host ' + repr(host)}")
     elif not secrets.compare_digest(member_jwt, host_jwt):
         problems.append(f"member '{member}' jwtSecret differs from host '{host}' (tokens the host issues would "
                         "fail on the member). Fix: jwtSecretMode shared, or copy the host's secret")
+    return problems
+
+
+def step_join_check() -> None:
+    member, host = env("KSLAB_MEMBER"), env("KSLAB_HOST")
+    ks_version = env("KSLAB_KS_VERSION")
+    allow_loopback = env("KSLAB_ALLOW_LOOPBACK", "false") == "true"
+    join_kubeconfig = env("KSLAB_JOIN_KUBECONFIG")
+    problems = [f"member '{member}': {p}" for p in kc.join_problems(join_kubeconfig, allow_loopback)]
+    from .kube import Transient
+    try:
+        member_kube = _kube("KSLAB_MEMBER_KUBECONFIG", f"member '{member}'")
+        host_kube = _kube("KSLAB_HOST_KUBECONFIG", f"host '{host}'")
+        member_uid = member_kube.kube_system_uid()
+        problems += _console_checks(host_kube, member_kube, member, host, kc.server_of(join_kubeconfig), ks_version)
+        if not problems:
+            _replace_stale_cluster(host_kube, member, host, member_uid, ks_version)
+    except Transient as exc:
+        fail(f"join {member} -> {host} refused before creating the Cluster object: {exc}")
     if problems:
         fail(f"join {member} -> {host} refused before creating the Cluster object:\n  - " + "\n  - ".join(problems))
-    print(json.dumps({"member": member, "host": host, "checks": "passed"}))
+    print(json.dumps({"member": member, "host": host, "checks": "passed", "memberUid": member_uid or ""}))
+
+
+def _replace_stale_cluster(host_kube, member: str, host: str, member_uid: str | None, ks_version: str) -> None:
+    """A rebuilt member (same name, new kube-system UID): the host's Cluster still records the old UID, and
+    on v3.4.1 the webhook denies every update of it (kubesphere#6072). Remove it so it is created anew."""
+    existing = host_kube.member_cluster(member)
+    recorded = ((existing or {}).get("status") or {}).get("uid")
+    if not existing or not recorded or not member_uid or recorded == member_uid:
+        return
+    log(f"member '{member}' was rebuilt (kube-system UID {member_uid}; host '{host}' recorded {recorded}): "
+        "removing the stale Cluster object so the member is joined anew")
+    _remove_cluster_object(host_kube, member, host, ks_version, wait_seconds=float(env("KSLAB_STALE_WAIT", "10")))
+
+
+def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_seconds: float,
+                           delete: bool = True) -> None:
+    """Delete a Cluster whose finalizer the controller cannot remove (member gone or rebuilt), and finish
+    what the controller's unjoin would have done on the host. On v3.4.1 the finalizer can only go with the
+    webhook out of the way: the maintainers' workaround (kubesphere#2306) is to save the
+    ValidatingWebhookConfiguration, delete it, drop the finalizer, and apply it again."""
+    _, poll, progress = _timing()
+    if delete:
+        kube.delete_member_cluster(member)
+    gone, _, _ = _wait_for(lambda: (kube.member_cluster(member) is None, "finalizer pending", True),
+                           wait_seconds, poll, progress, f"Cluster '{member}' on '{host}'")
+    if not gone:
+        saved = kube.cluster_webhook_configurations() if versions.KUBESPHERE_RELEASES[ks_version].cluster_webhook \
+            else []
+        for item in saved:
+            log(f"removing ValidatingWebhookConfiguration {item.metadata.name} on '{host}' for a moment "
+                "(it denies any change to a Cluster whose member is gone or rebuilt)")
+            kube.delete_webhook_configuration(item.metadata.name)
+        try:
+            kube.strip_member_cluster_finalizers(member)
+        finally:
+            for item in saved:
+                kube.restore_webhook_configuration(item)
+                log(f"restored ValidatingWebhookConfiguration {item.metadata.name} on '{host}'")
+        _wait_for(lambda: (kube.member_cluster(member) is None, "being deleted", True), 30, poll, progress,
+                  f"Cluster '{member}' on '{host}'")
+    left = kube.remove_kubefed_cluster(member)
+    if left:
+        log(f"removed what the controller's unjoin leaves on host '{host}' when it cannot finish: {', '.join(left)}")
 
 
 def step_wait_join() -> None:
@@ -235,7 +366,11 @@ def step_wait_join() -> None:
 
 
 def step_unjoin() -> None:
+    """Delete the Cluster and wait (bounded) for the controller's unjoin. Upstream's unjoin runs with no
+    member config: it removes only the host's KubeFedCluster and its secret, and the member keeps its
+    kube-federation-system objects in every case (kubesphere@<tag>:pkg/controller/cluster/unjoin.go)."""
     member, host = env("KSLAB_MEMBER"), env("KSLAB_HOST")
+    ks_version = env("KSLAB_KS_VERSION")
     _, poll, progress = _timing()
     timeout = float(env("KSLAB_UNJOIN_TIMEOUT", "300"))
     force = os.environ.get("KSLAB_FORCE_UNJOIN", "") in ("1", "true")
@@ -250,13 +385,16 @@ def step_unjoin() -> None:
     if gone:
         log(f"member '{member}' unjoined from '{host}'")
     elif force:
-        log(f"WARNING: KSLAB_FORCE_UNJOIN set: removing the finalizer of Cluster '{member}' on '{host}'; "
-            "kubefed objects may be left on the member")
-        kube.strip_member_cluster_finalizers(member)
+        log(f"WARNING: KSLAB_FORCE_UNJOIN set: removing Cluster '{member}' on '{host}' without its controller")
+        _remove_cluster_object(kube, member, host, ks_version, wait_seconds=0, delete=False)
     else:
+        blocked = (" On v3.4 the Cluster webhook also denies removing the finalizer while the member is "
+                   "unreachable (kubesphere#6154).") if versions.KUBESPHERE_RELEASES[ks_version].cluster_webhook \
+            else ""
         fail(f"Cluster '{member}' on host '{host}' still has its finalizer after {timeout:.0f}s (is the member "
-             "reachable?). Fix: bring the member back and retry, or run `KSLAB_FORCE_UNJOIN=1 pulumi destroy` "
-             "to drop the finalizer (kubesphere#2306).")
+             f"reachable, and is ks-controller-manager running on '{host}'?).{blocked} Fix: bring the member back "
+             "and retry, or run `KSLAB_FORCE_UNJOIN=1 pulumi destroy` to remove it without the controller (see "
+             "README 'Destroy').")
 
 
 STEPS = {
@@ -265,6 +403,7 @@ STEPS = {
     "kind-delete": step_kind_delete,
     "gen-secret": step_gen_secret,
     "role-guard": step_role_guard,
+    "install-baseline": step_install_baseline,
     "wait-install": step_wait_install,
     "read-jwt": step_read_jwt,
     "join-check": step_join_check,
@@ -276,7 +415,7 @@ STEPS = {
 def main(argv: list[str]) -> None:
     if len(argv) != 1 or argv[0] not in STEPS:
         fail("usage: python -m components.ops {" + ",".join(STEPS) + "}")
-    STEPS[argv[0]]()
+    _fatal_api_errors(STEPS[argv[0]])()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Reading and writing the few KubeSphere objects the lab steps need (apply-time only)."""
 from __future__ import annotations
 
+import json
+
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -8,44 +10,103 @@ from kubernetes.client.rest import ApiException
 from .. import render
 
 REQUEST_TIMEOUT = 15  # seconds per API call, so an unreachable server fails fast
+KUBEFED_NAMESPACE = "kube-federation-system"
 
 
-class Unreachable(RuntimeError):
-    pass
+class Transient(RuntimeError):
+    """Something that can heal by waiting: the API server is unreachable or answers 5xx/429."""
+
+
+Unreachable = Transient  # the name the steps' messages and older callers use
+
+
+class ApiFailure(RuntimeError):
+    """An answer that waiting will not change (4xx other than 404/409/429): fail at once with it."""
 
 
 class Kube:
     def __init__(self, kubeconfig_text: str, label: str):
         self.label = label
-        api = config.new_client_from_config_dict(yaml.safe_load(kubeconfig_text))
-        api.configuration.retries = 0
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
+        self.api = config.new_client_from_config_dict(yaml.safe_load(kubeconfig_text))
+        self.api.configuration.retries = 0
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.admission = client.AdmissionregistrationV1Api(self.api)
 
-    def _call(self, fn, *args, **kwargs):
+    def _call(self, fn, *args, allow=(404,), **kwargs):
+        """Call the API; statuses in `allow` return None, 5xx/429 raise Transient, other errors ApiFailure."""
         try:
             return fn(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status in allow:
                 return None
-            raise RuntimeError(f"{self.label}: API server answered {exc.status} {exc.reason}") from None
+            reason = f"{self.label}: API server answered {exc.status} {exc.reason}"
+            message = _status_message(exc)
+            if message:
+                reason += f": {message}"
+            if exc.status >= 500 or exc.status == 429:
+                raise Transient(reason) from None
+            raise ApiFailure(reason) from None
         except Exception as exc:  # urllib3 connection/TLS errors
-            raise Unreachable(f"{self.label}: API server unreachable ({exc.__class__.__name__}: "
-                              f"{str(exc).splitlines()[0][:200]})") from None
+            raise Transient(f"{self.label}: API server unreachable ({exc.__class__.__name__}: "
+                            f"{str(exc).splitlines()[0][:200]})") from None
 
+    # --- ClusterConfiguration and kubesphere-config -------------------------------------------
     def cluster_configuration(self) -> dict | None:
         return self._call(self.custom.get_namespaced_custom_object, "installer.kubesphere.io", "v1alpha1",
                           render.KS_NAMESPACE, "clusterconfigurations", render.CC_NAME)
 
-    def kubesphere_jwt_secret(self) -> str | None:
+    def kubesphere_yaml(self) -> str | None:
+        """The `kubesphere.yaml` key of kubesphere-config, or None while the installer has not written it."""
         cm = self._call(self.core.read_namespaced_config_map, render.KUBESPHERE_CONFIG_MAP, render.KS_NAMESPACE)
-        if cm is None:
-            return None
-        return render.jwt_secret_from_kubesphere_yaml((cm.data or {}).get("kubesphere.yaml", ""))
+        return None if cm is None else (cm.data or {}).get("kubesphere.yaml")
 
+    def kubesphere_config(self) -> dict:
+        """kubesphere.yaml parsed ({} while missing or unparsable)."""
+        text = self.kubesphere_yaml()
+        try:
+            doc = yaml.safe_load(text or "")
+        except yaml.YAMLError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def kubesphere_jwt_secret(self) -> str | None:
+        text = self.kubesphere_yaml()
+        return None if text is None else render.jwt_secret_from_kubesphere_yaml(text)
+
+    # --- the cluster's identity, and its ks-apiserver -----------------------------------------
+    def kube_system_uid(self) -> str | None:
+        ns = self._call(self.core.read_namespace, "kube-system")
+        return None if ns is None else ns.metadata.uid
+
+    def ks_apiserver_version(self) -> tuple[bool, str]:
+        """GET /kapis/version of ks-apiserver through the API server's service proxy, as the console does
+        (`<server>/api/v1/namespaces/kubesphere-system/services/:ks-apiserver:/proxy/kapis/version`).
+        (answered, detail)."""
+        try:
+            raw = self.core.connect_get_namespaced_service_proxy_with_path(
+                "ks-apiserver", render.KS_NAMESPACE, "kapis/version", _request_timeout=10, _preload_content=False)
+            text = raw.data.decode(errors="replace")
+        except ApiException as exc:
+            return False, f"{exc.status} {exc.reason}"
+        except Exception as exc:
+            return False, f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:160]}"
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return False, "not a version document"
+        if not isinstance(data, dict):
+            return False, "not a version document"
+        return True, str(data.get("gitVersion") or "answered")
+
+    # --- Cluster objects (on a host) -----------------------------------------------------------
     def member_cluster(self, name: str) -> dict | None:
         return self._call(self.custom.get_cluster_custom_object, "cluster.kubesphere.io", "v1alpha1",
                           "clusters", name)
+
+    def member_clusters(self) -> list[dict]:
+        found = self._call(self.custom.list_cluster_custom_object, "cluster.kubesphere.io", "v1alpha1", "clusters")
+        return (found or {}).get("items", [])
 
     def delete_member_cluster(self, name: str) -> None:
         self._call(self.custom.delete_cluster_custom_object, "cluster.kubesphere.io", "v1alpha1", "clusters", name)
@@ -54,5 +115,49 @@ class Kube:
         self._call(self.custom.patch_cluster_custom_object, "cluster.kubesphere.io", "v1alpha1", "clusters", name,
                    {"metadata": {"finalizers": None}})
 
+    def remove_kubefed_cluster(self, name: str) -> list[str]:
+        """What ks-controller-manager's unjoin removes on the host: KubeFedCluster
+        kube-federation-system/<name> and Secret <name>-secret (kubesphere@<tag>:pkg/controller/cluster/
+        unjoin.go, deleteFederatedClusterAndSecret). Returns what was still there."""
+        removed = []
+        if self._call(self.custom.delete_namespaced_custom_object, "core.kubefed.io", "v1beta1", KUBEFED_NAMESPACE,
+                      "kubefedclusters", name) is not None:
+            removed.append(f"KubeFedCluster {KUBEFED_NAMESPACE}/{name}")
+        if self._call(self.core.delete_namespaced_secret, f"{name}-secret", KUBEFED_NAMESPACE) is not None:
+            removed.append(f"Secret {KUBEFED_NAMESPACE}/{name}-secret")
+        return removed
+
+    # --- the v3.4 Cluster webhook ---------------------------------------------------------------
+    def cluster_webhook_configurations(self) -> list:
+        """ValidatingWebhookConfigurations with a webhook on UPDATE of clusters.cluster.kubesphere.io
+        (ks-installer@v3.4.1's ks-core chart names it `cluster.kubesphere.io`)."""
+        found = self._call(self.admission.list_validating_webhook_configuration)
+        matches = []
+        for item in (found.items if found else []):
+            for hook in item.webhooks or []:
+                if any("cluster.kubesphere.io" in (r.api_groups or []) and "clusters" in (r.resources or [])
+                       and ("UPDATE" in (r.operations or []) or "*" in (r.operations or []))
+                       for r in hook.rules or []):
+                    matches.append(item)
+                    break
+        return matches
+
+    def delete_webhook_configuration(self, name: str) -> None:
+        self._call(self.admission.delete_validating_webhook_configuration, name)
+
+    def restore_webhook_configuration(self, saved) -> None:
+        body = self.api.sanitize_for_serialization(saved)
+        meta = body.get("metadata", {})
+        body["metadata"] = {k: v for k, v in meta.items()
+                            if k in ("name", "labels", "annotations", "ownerReferences")}
+        self._call(self.admission.create_validating_webhook_configuration, body, allow=(409,))
+
     def ping(self) -> None:
         self._call(self.core.list_namespace, limit=1)
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or "")[:300]
+    except (ValueError, AttributeError):
+        return ""

@@ -33,7 +33,7 @@ def expected_resources(lab: LabSpec) -> set[tuple[str, str, str]]:
         out.add(("kslab:lab:KubeSphereInstall", inst, "lab"))
         out |= {(t, f"{inst}-{suffix}", inst) for suffix, t in INSTALLER_TYPES.items()}
         out |= {("kubernetes:installer.kubesphere.io/v1alpha1:ClusterConfiguration", f"{inst}-cc", inst),
-                (CMD, f"{inst}-wait", inst), (CMD, f"{inst}-jwt", inst)}
+                (CMD, f"{inst}-baseline", inst), (CMD, f"{inst}-wait", inst), (CMD, f"{inst}-jwt", inst)}
     for j in lab.joins:
         out |= {("kslab:lab:KubeFedJoin", j.name, "lab"), (CMD, f"{j.name}-check", j.name),
                 ("kubernetes:cluster.kubesphere.io/v1alpha1:Cluster", f"{j.name}-cluster", j.name),

@@ -87,6 +87,11 @@ class LiveLab:
                 return []
             raise
 
+    def joined(self, host: str) -> list[dict]:
+        """The Cluster objects kslab made on a host (not the host's own entry, which its controller makes)."""
+        return [c for c in self.member_clusters(host)
+                if (c["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "kslab"]
+
     def lab_objects(self, name: str) -> list[str]:
         """Everything the lab creates on a cluster that is still there."""
         left = []
@@ -101,7 +106,7 @@ class LiveLab:
             left.append("clusterrole/ks-installer")
         if any(r.metadata.name == "ks-installer" for r in rbac.list_cluster_role_binding().items):
             left.append("clusterrolebinding/ks-installer")
-        left += [f"cluster/{c['metadata']['name']}" for c in self.member_clusters(name)]
+        left += [f"cluster/{c['metadata']['name']}" for c in self.joined(name)]
         return left
 
     def kill_strays(self) -> list[int]:
