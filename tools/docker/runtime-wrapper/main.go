@@ -1,10 +1,13 @@
-// kslab-runc: an OCI runtime wrapper that removes from every capability list the capabilities
-// this machine's capability bounding set lacks, then execs the real runc.
+// kslab-runc: an OCI runtime wrapper that takes out of a container's spec what this machine's
+// capability bounding set can never grant, then execs the real runc.
 //
 // Why: a privileged container asks for every capability. On a host (or a kind node) whose
 // bounding set lacks one (some VMs drop CAP_SYS_RESOURCE), runc then fails with
 // "unable to apply caps: operation not permitted". Dropping exactly what the kernel would
 // never grant makes privileged containers start and changes nothing else.
+// Without CAP_SYS_RESOURCE a process may also not lower its oom_score_adj, and runc's init
+// dies ("can't get final child's PID from pipe") when a spec asks for a lower one (the CRI
+// sandbox asks for -998): such a value is raised to the wrapper's own, the lowest allowed.
 //
 // Capabilities appear in two places runc reads: the bundle's config.json (`create`, `run`)
 // and the process JSON of `exec --process FILE`.
@@ -71,8 +74,32 @@ func filterCaps(caps map[string]any, bound uint64) bool {
 	return changed
 }
 
-// rewrite applies filterCaps to the JSON file at path; `nested` selects process.capabilities
-// (a bundle's config.json) rather than capabilities (an exec process file).
+// clampOOMScoreAdj raises process.oomScoreAdj to floor when it asks for less (only a process
+// with CAP_SYS_RESOURCE may lower its oom_score_adj below what it inherited).
+func clampOOMScoreAdj(process map[string]any, floor int) bool {
+	value, ok := process["oomScoreAdj"].(float64)
+	if !ok || int(value) >= floor {
+		return false
+	}
+	process["oomScoreAdj"] = floor
+	return true
+}
+
+func ownOOMScoreAdj() int {
+	data, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0
+	}
+	value, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 0
+	}
+	return value
+}
+
+// rewrite applies filterCaps (and, without CAP_SYS_RESOURCE, clampOOMScoreAdj) to the JSON file at
+// path; `nested` selects process.capabilities (a bundle's config.json) rather than capabilities (an
+// exec process file).
 func rewrite(path string, nested bool, bound uint64) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -90,8 +117,14 @@ func rewrite(path string, nested bool, bound uint64) error {
 		}
 		holder = process
 	}
-	caps, ok := holder["capabilities"].(map[string]any)
-	if !ok || !filterCaps(caps, bound) {
+	changed := false
+	if caps, ok := holder["capabilities"].(map[string]any); ok && filterCaps(caps, bound) {
+		changed = true
+	}
+	if nested && bound&(1<<capNumbers["CAP_SYS_RESOURCE"]) == 0 && clampOOMScoreAdj(holder, ownOOMScoreAdj()) {
+		changed = true
+	}
+	if !changed {
 		return nil
 	}
 	out, err := json.Marshal(doc)

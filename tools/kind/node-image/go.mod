@@ -1,0 +1,3 @@
+module kslab/tools/kind/node-image
+
+go 1.22
