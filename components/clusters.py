@@ -68,7 +68,7 @@ class KindCluster(_ClusterBase):
             {"KSLAB_CLUSTER": spec.name, "KSLAB_NODE_IMAGE": spec.node_image,
              "KSLAB_KIND_CONFIG": config_yaml, "KSLAB_KIND_WAIT": args.kind_wait},
             pulumi.ResourceOptions(parent=self, depends_on=[args.preflight] if args.preflight else None),
-            delete_step="kind-delete", secret_stdout=True, delete_before_replace=True,
+            delete_step="kind-delete", read_step="kind-read", secret_stdout=True, delete_before_replace=True,
             # A kind cluster cannot be changed in place: a new config means a new cluster.
             triggers=[spec.name, render.spec_fingerprint(render.kind_config(spec))],
         )

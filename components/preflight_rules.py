@@ -25,6 +25,8 @@ class Facts:
     inotify_watches: int | None
     inotify_instances: int | None
     mem_available_mib: int | None
+    # Node images present in the local Docker (kind uses a local image and never pulls it).
+    local_images: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -51,13 +53,19 @@ def evaluate(facts: Facts, plan: Plan) -> Verdict:
         verdict.errors.append("`kubectl` not found on PATH. Fix: install kubectl (see README, 'What you need').")
     if facts.kind_version:
         for image in sorted(set(plan.node_images)):
+            if image in facts.local_images:
+                # kind inspects the image first and pulls only when it is missing
+                # (sigs.k8s.io/kind@v0.33.0: pkg/cluster/internal/providers/docker/images.go): an image built
+                # here or loaded for an air-gapped lab is used as it is, whatever kind publishes.
+                continue
             ok = versions.kind_supports_image(facts.kind_version, image)
             key = versions.kind_release_key(facts.kind_version)
             if ok is False:
                 lo, hi = versions.KIND_RELEASE_NODE_MINORS[key]
                 verdict.errors.append(
-                    f"kind {key} publishes node images for Kubernetes 1.{lo}-1.{hi} only; it cannot be trusted "
-                    f"to run {image}. Fix: install a kind release whose images include it, or change nodeImage.")
+                    f"{image} is not in the local Docker, and kind {key} publishes node images for Kubernetes "
+                    f"1.{lo}-1.{hi} only. Fix: install a kind release whose images include it, change nodeImage, "
+                    "or build/load the image locally (`docker image inspect` must find it).")
             elif ok is None:
                 verdict.warnings.append(f"kind {facts.kind_version}: not in kslab's table of node images; "
                                         f"{image} may not run.")
@@ -108,9 +116,11 @@ def _mem_available_mib() -> int | None:
     return None
 
 
-def probe() -> Facts:
+def probe(node_images: list[str] = ()) -> Facts:
     code, out = _run(["docker", "info", "--format", "{{.ServerVersion}}"])
     docker_ok = code == 0 and bool(out)
+    local = frozenset(image for image in set(node_images)
+                      if docker_ok and _run(["docker", "image", "inspect", "--format", "{{.Id}}", image])[0] == 0)
     kind_code, kind_out = _run(["kind", "version"])
     kubectl_code, kubectl_out = _run(["kubectl", "version", "--client", "-o", "yaml"])
     kubectl_version = None
@@ -125,4 +135,5 @@ def probe() -> Facts:
         inotify_watches=_read_int("/proc/sys/fs/inotify/max_user_watches"),
         inotify_instances=_read_int("/proc/sys/fs/inotify/max_user_instances"),
         mem_available_mib=_mem_available_mib() if os.path.exists("/proc/meminfo") else None,
+        local_images=local,
     )

@@ -20,6 +20,8 @@ import pulumi
 import pulumi.dynamic as dynamic
 import pulumi_kubernetes as k8s
 
+from .ops import GONE_EXIT
+
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The program's own interpreter has every library the steps import.
 PYTHON = sys.executable
@@ -29,6 +31,10 @@ _RERUN_KEYS = ("step", "environment", "delete_step")
 
 
 class StepError(Exception):
+    pass
+
+
+class _Gone(Exception):
     pass
 
 
@@ -74,6 +80,8 @@ def run_step(props: dict, step_key: str = "step") -> str:
     stdout = proc.stdout.read()
     proc.wait()
     reader.join(timeout=10)
+    if proc.returncode == GONE_EXIT and step_key == "read_step":
+        raise _Gone()
     if proc.returncode != 0:
         # The step's own message (stderr) names what failed and the fix; stdout may hold secrets.
         reason = "\n".join(line for line in progress if "ERROR" in line or not line.startswith("[kslab] "))
@@ -97,6 +105,15 @@ class StepProvider(dynamic.ResourceProvider):
             return dynamic.UpdateResult(outs={**news, "stdout": olds.get("stdout")})
         return dynamic.UpdateResult(outs={**news, "stdout": run_step(news)})
 
+    def read(self, id_, props):
+        """Refresh: a step with a read step reports what is there now, or that it is gone."""
+        if not props.get("read_step"):
+            return dynamic.ReadResult(id_=id_, outs=props)
+        try:
+            return dynamic.ReadResult(id_=id_, outs={**props, "stdout": run_step(props, "read_step")})
+        except _Gone:
+            return dynamic.ReadResult(id_="", outs={})
+
     def delete(self, _id, props):
         if props.get("delete_step"):
             run_step(props, "delete_step")
@@ -116,6 +133,7 @@ def ops_step(
     opts: pulumi.ResourceOptions,
     *,
     delete_step: str | None = None,
+    read_step: str | None = None,
     secret_stdout: bool = False,
     triggers: Sequence[pulumi.Input] | None = None,
     delete_before_replace: bool = False,
@@ -128,6 +146,7 @@ def ops_step(
     props = {
         "step": step,
         "delete_step": delete_step,
+        "read_step": read_step,
         "environment": dict(environment),
         "triggers": list(triggers) if triggers is not None else [],
         "delete_before_replace": delete_before_replace,

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from components.ops.kube import ApiFailure, Transient
+from components.ops.errors import ApiFailure, Transient
 
 ops = importlib.import_module("components.ops.__main__")
 

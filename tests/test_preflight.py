@@ -56,17 +56,24 @@ def test_memory_is_a_warning():
     assert v.errors == [] and "9000 MiB needed" in v.warnings[0]
 
 
-def test_real_probe_on_this_machine_stops_fast_and_clearly(tmp_path):
-    """The step `pulumi up` runs first for kind stacks. Here there is no Docker engine: it must fail
-    at once with the reason, create nothing, and not hang."""
-    env = dict(os.environ, KSLAB_PLAN=json.dumps({"node_images": ["kindest/node:v1.25.16"],
-                                                  "memory_estimate_mib": 5000}))
+def test_a_local_image_needs_no_published_one():
+    """kind uses an image present in the local Docker and never pulls it; one neither local nor published
+    for the kind release is still refused."""
+    plan = Plan(["kslab.local/kind-node:v1.26.13"], 1000)
+    assert evaluate(facts(kind_version="kind v0.24.0", local_images=frozenset(plan.node_images)), plan).errors == []
+    refused = evaluate(facts(kind_version="kind v0.24.0"), Plan(["kindest/node:v1.19.16"], 1000)).errors
+    assert any("not in the local Docker" in e and "v0.24" in e for e in refused)
+
+
+def test_real_probe_without_the_tools_stops_fast_and_clearly(tmp_path):
+    """The step `pulumi up` runs first for kind stacks, here on a PATH with no docker, kind or kubectl
+    (the same verdict on every machine): it fails at once with each reason and creates nothing."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = dict(os.environ, PATH=str(empty), KSLAB_PLAN=json.dumps({"node_images": ["kindest/node:v1.25.16"],
+                                                                   "memory_estimate_mib": 5000}))
     proc = subprocess.run([sys.executable, "-m", "components.ops", "preflight"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
-    docker_up = subprocess.run(["sh", "-c", "docker info >/dev/null 2>&1"]).returncode == 0
-    if docker_up:  # a machine with Docker: the verdict depends on kind/kubectl being installed
-        assert proc.returncode == 0 or "preflight failed" in proc.stderr
-    else:
-        assert proc.returncode == 1
-        assert "preflight failed, no cluster was created" in proc.stderr
-        assert "Docker engine not reachable" in proc.stderr
+    assert proc.returncode == 1
+    assert "preflight failed, no cluster was created" in proc.stderr
+    assert "Docker engine not reachable" in proc.stderr and "`kind` not found" in proc.stderr

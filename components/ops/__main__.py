@@ -19,6 +19,8 @@ from .. import kubeconfig as kc
 import yaml
 
 from .. import preflight_rules, render, versions
+from . import GONE_EXIT
+from .errors import ApiFailure, Transient
 
 
 def log(message: str) -> None:
@@ -51,7 +53,7 @@ def _timing() -> tuple[float, float, float]:
 
 def step_preflight() -> None:
     plan = json.loads(env("KSLAB_PLAN"))
-    facts = preflight_rules.probe()
+    facts = preflight_rules.probe(plan["node_images"])
     verdict = preflight_rules.evaluate(facts, preflight_rules.Plan(**plan))
     for warning in verdict.warnings:
         log(f"WARNING: {warning}")
@@ -104,6 +106,11 @@ def step_kind_create() -> None:
                                   stdout=sys.stderr, timeout=1800)
         if proc.returncode != 0:
             fail(f"`kind create cluster --name {name}` failed (exit {proc.returncode}); see the output above")
+    _print_kind_access(name)
+
+
+def _print_kind_access(name: str) -> None:
+    """The cluster's kubeconfigs (the user's, and the host-facing one on the container IP) as the result."""
     raw = _kind("get", "kubeconfig", "--name", name, timeout=60)
     if raw.returncode != 0:
         fail(f"`kind get kubeconfig --name {name}` failed: {raw.stderr.strip()[:300]}")
@@ -112,6 +119,19 @@ def step_kind_create() -> None:
     print(json.dumps({"kubeconfig": external,
                       "internalKubeconfig": kc.rewrite_server(external, f"https://{ip}:6443"),
                       "containerIp": ip}))
+
+
+def step_kind_read() -> None:
+    """Refresh of a kind cluster: gone (deleted out of band) or what it is now (its IP may have changed
+    after a restart, and kind then issues new certificates)."""
+    name = env("KSLAB_CLUSTER")
+    existing = _kind("get", "clusters", timeout=60)
+    if existing.returncode != 0:
+        fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
+    if name not in existing.stdout.split():
+        log(f"kind cluster '{name}' is gone")
+        sys.exit(GONE_EXIT)
+    _print_kind_access(name)
 
 
 def step_kind_delete() -> None:
@@ -152,7 +172,6 @@ def _wait_for(probe, timeout: float, poll: float, progress: float, label: str):
     Only what can heal is waited through: an unreachable API server or a 5xx answer (kube.Transient) counts
     as not done yet; any other error propagates at once. Returns (value, elapsed, summary), or
     (None, elapsed, last summary) on timeout."""
-    from .kube import Transient
     start = last = time.monotonic()
     summary = "not seen yet"
     while True:
@@ -174,7 +193,6 @@ def _wait_for(probe, timeout: float, poll: float, progress: float, label: str):
 def _fatal_api_errors(step):
     """Run a step; an API answer that waiting cannot change ends it with that answer, not a traceback."""
     def run() -> None:
-        from .kube import ApiFailure, Transient
         try:
             step()
         except (ApiFailure, Transient) as exc:
@@ -289,7 +307,6 @@ def step_join_check() -> None:
     allow_loopback = env("KSLAB_ALLOW_LOOPBACK", "false") == "true"
     join_kubeconfig = env("KSLAB_JOIN_KUBECONFIG")
     problems = [f"member '{member}': {p}" for p in kc.join_problems(join_kubeconfig, allow_loopback)]
-    from .kube import Transient
     try:
         member_kube = _kube("KSLAB_MEMBER_KUBECONFIG", f"member '{member}'")
         host_kube = _kube("KSLAB_HOST_KUBECONFIG", f"host '{host}'")
@@ -401,6 +418,7 @@ STEPS = {
     "preflight": step_preflight,
     "kind-create": step_kind_create,
     "kind-delete": step_kind_delete,
+    "kind-read": step_kind_read,
     "gen-secret": step_gen_secret,
     "role-guard": step_role_guard,
     "install-baseline": step_install_baseline,

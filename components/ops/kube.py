@@ -8,20 +8,13 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from .. import render
+from .errors import ApiFailure, Transient
 
 REQUEST_TIMEOUT = 15  # seconds per API call, so an unreachable server fails fast
 KUBEFED_NAMESPACE = "kube-federation-system"
 
 
-class Transient(RuntimeError):
-    """Something that can heal by waiting: the API server is unreachable or answers 5xx/429."""
-
-
 Unreachable = Transient  # the name the steps' messages and older callers use
-
-
-class ApiFailure(RuntimeError):
-    """An answer that waiting will not change (4xx other than 404/409/429): fail at once with it."""
 
 
 class Kube:

@@ -454,7 +454,15 @@ class ClusterActor:
         if self.run is not None:
             while self.run is not None and self.run.steps and self.run.steps[0][0] <= time.monotonic():
                 _, action = self.run.steps.pop(0)
-                action()
+                try:
+                    action()
+                except Exception as exc:
+                    # A playbook failed: the run ends there (installRunner.py exits). The fixture's own API
+                    # calls can fail for passing reasons (a namespace's default ServiceAccount not made yet, an
+                    # API server restarting in a fault test), so the run is tried again, as on a pod restart.
+                    self.log(f"{self.name}: installer run failed ({exc.__class__.__name__}: "
+                             f"{str(exc).splitlines()[0][:160]}); running again in {HOOK_RETRY_SECONDS:.0f}s")
+                    self.run, self.queued, self.retry_at = None, True, time.monotonic() + HOOK_RETRY_SECONDS
             if self.run is not None and not self.run.steps:
                 self.run = None
 
@@ -958,19 +966,53 @@ def _message(exc: ApiException) -> str:
 
 
 class Operator:
+    """Plays KubeSphere on the given clusters. With `kind_clusters`, it also follows kind: a cluster of
+    those names is played from the moment `kind` has it (as a fresh install would be), played anew when it is
+    recreated (new kubeconfig), and forgotten when it is deleted; kind clusters run the real
+    kube-controller-manager, so that is not played on them."""
+
     def __init__(self, kubeconfigs: dict[str, str], install_delay: float = 1.0, interval: float = 0.3,
                  quiet: bool = True, play_kube_controllers: bool = True, resync_seconds: float = 120.0,
-                 address: str | None = None):
+                 address: str | None = None, kind_clusters: tuple[str, ...] = ()):
         self.lines: list[str] = []
         self.servers = _Servers(address or local_address())
+        self.install_delay, self.resync_seconds = install_delay, resync_seconds
         self.actors = [ClusterActor(n, k, install_delay, self._log, self.servers, play_kube_controllers,
                                     resync_seconds) for n, k in kubeconfigs.items()]
         for actor in self.actors:
             self.servers.actors[actor.name] = actor
+        self.kind_clusters = tuple(kind_clusters)
+        self._kind_seen: dict[str, str] = {}
+        self._kind_checked = 0.0
         self.interval = interval
         self.quiet = quiet
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def follow_kind(self) -> None:
+        """Add, replace or drop the actors of the followed kind clusters (every 2 s)."""
+        if not self.kind_clusters or time.monotonic() - self._kind_checked < 2.0:
+            return
+        self._kind_checked = time.monotonic()
+        listed = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True, timeout=60)
+        present = set(listed.stdout.split()) if listed.returncode == 0 else set()
+        for name in self.kind_clusters:
+            if name not in present:
+                if self._kind_seen.pop(name, None) is not None:
+                    self.actors = [a for a in self.actors if a.name != name]
+                    self.servers.actors.pop(name, None)
+                    self._log(f"{name}: kind cluster gone; no longer played")
+                continue
+            got = subprocess.run(["kind", "get", "kubeconfig", "--name", name], capture_output=True, text=True,
+                                 timeout=60)
+            if got.returncode != 0 or self._kind_seen.get(name) == got.stdout:
+                continue
+            actor = ClusterActor(name, got.stdout, self.install_delay, self._log, self.servers, False,
+                                 self.resync_seconds)
+            self.actors = [a for a in self.actors if a.name != name] + [actor]
+            self.servers.actors[name] = actor
+            self._kind_seen[name] = got.stdout
+            self._log(f"{name}: kind cluster found; playing KubeSphere's controllers on it")
 
     def _log(self, line: str) -> None:
         self.lines.append(line)
@@ -979,7 +1021,11 @@ class Operator:
 
     def run(self) -> None:
         while not self._stop.is_set():
-            for actor in self.actors:
+            try:
+                self.follow_kind()
+            except (OSError, subprocess.SubprocessError) as exc:
+                self._log(f"following kind: {exc}")
+            for actor in list(self.actors):
                 actor.tick()
             self._stop.wait(self.interval)
 
@@ -1012,20 +1058,21 @@ class Operator:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--delay", type=float, default=2.0, help="seconds an install takes")
-    parser.add_argument("--real-kube-controllers", action="store_true",
-                        help="the clusters run kube-controller-manager (kind): do not play it")
-    parser.add_argument("clusters", nargs="+", help="name=kubeconfig-path")
+    parser.add_argument("--kind", action="append", default=[], metavar="NAME",
+                        help="follow the kind cluster NAME (played from when kind has it); repeatable")
+    parser.add_argument("clusters", nargs="*", help="name=kubeconfig-path")
     args = parser.parse_args(argv)
     kubeconfigs = {}
     for item in args.clusters:
         name, path = item.split("=", 1)
         with open(path) as fh:
             kubeconfigs[name] = fh.read()
-    op = Operator(kubeconfigs, args.delay, quiet=False, play_kube_controllers=not args.real_kube_controllers)
+    op = Operator(kubeconfigs, args.delay, quiet=False, kind_clusters=tuple(args.kind))
     signal.signal(signal.SIGTERM, lambda *_: op._stop.set())
-    print(f"[operator] playing KubeSphere's controllers on {', '.join(kubeconfigs)} "
+    print(f"[operator] playing KubeSphere's controllers on {', '.join([*kubeconfigs, *args.kind])} "
           f"(webhook and ks-apiserver stand-ins at {op.servers.address})", flush=True)
     op.run()
+    op.servers.close()
 
 
 if __name__ == "__main__":

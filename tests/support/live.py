@@ -113,32 +113,37 @@ class LiveLab:
         """Plugins and language hosts of a killed `pulumi` run live on in their own process groups;
         stop every process still running from this lab's project copy."""
         project = getattr(self, "project", None)
-        killed = []
-        if project is None:
-            return killed
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    cmdline = fh.read().decode(errors="replace")
-            except OSError:
-                continue
-            if project.dir in cmdline:
-                try:
-                    os.kill(int(entry), signal.SIGKILL)
-                    killed.append(int(entry))
-                except ProcessLookupError:
-                    pass
-        return killed
+        return kill_project_processes(project.dir) if project is not None else []
 
     def state_text(self) -> str:
         return json.dumps(self.project.export(self.stack))
 
     def close(self) -> None:
+        if getattr(self, "operator", None):
+            print("fixture log (last 40 lines):\n  " + "\n  ".join(self.operator.lines[-40:]))
         self.kill_strays()
         op = getattr(self, "operator", None)
         if op:
             op.stop()
         for c in self.clusters.values():
             c.stop()
+
+
+def kill_project_processes(project_dir: str) -> list[int]:
+    """SIGKILL every process whose command line names the project copy (a killed run's plugins)."""
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().decode(errors="replace")
+        except OSError:
+            continue
+        if project_dir in cmdline:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed.append(int(entry))
+            except ProcessLookupError:
+                pass
+    return killed

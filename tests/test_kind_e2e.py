@@ -1,0 +1,244 @@
+"""`pulumi up` / `pulumi destroy` of kind stacks through kslab's own kind steps, on real kind clusters.
+
+Real: Docker, kind v0.33.0, the node image (kubelet, containerd, the control plane, CoreDNS, kube-proxy,
+pod networking and storage, all built here), the Pulumi engine and providers applying the installer objects
+to the real clusters, joins over container IPs. Played (tests/harness/ks_operators.py, against the kind API
+servers): ks-installer and ks-controller-manager. The ks-installer pod itself cannot pull its image here.
+"""
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import yaml
+
+from tests.support.kind import KindLab, inspect, kind, kind_clusters, node_containers
+from tests.support.mock_run import ROOT
+
+pytestmark = [pytest.mark.engine, pytest.mark.kind]
+
+
+def _out(proc):
+    return proc.stdout + proc.stderr
+
+
+def _assert_ok(proc, what):
+    assert proc.returncode == 0, f"{what} failed:\n{_out(proc)[-6000:]}"
+
+
+@pytest.fixture
+def lab(tmp_path, request):
+    the_lab = KindLab(tmp_path, request.param)
+    yield the_lab
+    the_lab.close()
+
+
+def _clusters(lab):
+    default_image = lab.config.get("kslab:nodeImage")
+    return {c["name"]: {**c, "nodeImage": c.get("nodeImage", default_image)} for c in lab.config["kslab:clusters"]}
+
+
+def _check_kind_clusters(lab):
+    """What kind made of the rendered config: names, image, console port mapping, subnets; the node runs."""
+    for name, c in _clusters(lab).items():
+        assert node_containers(name) == [f"{name}-control-plane"]
+        container = inspect(f"{name}-control-plane")
+        assert container["Config"]["Image"] == c["nodeImage"]
+        bindings = container["HostConfig"]["PortBindings"]
+        assert bindings["30880/tcp"][0]["HostPort"] == str(c["consoleHostPort"])
+        core = lab.core(name)
+        node = core.list_node().items[0]
+        assert {cond.type: cond.status for cond in node.status.conditions}["Ready"] == "True"
+        kubeadm = yaml.safe_load(core.read_namespaced_config_map("kubeadm-config", "kube-system")
+                                 .data["ClusterConfiguration"])
+        if c.get("podSubnet"):
+            assert kubeadm["networking"]["podSubnet"] == c["podSubnet"]
+            assert kubeadm["networking"]["serviceSubnet"] == c["serviceSubnet"]
+        pods = core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns").items
+        assert pods and all(p.status.phase == "Running" for p in pods), "CoreDNS runs on real pod networking"
+
+
+def _check_lab(lab, first):
+    clusters = _clusters(lab)
+    outputs = json.loads(lab.pulumi("stack", "output", "--json", check=True).stdout)
+    internal = json.loads(lab.pulumi("stack", "output", "internalKubeconfigs", "--json", "--show-secrets",
+                                     check=True).stdout)
+    jwts = set()
+    for name, c in clusters.items():
+        ip = lab.container_ip(name)
+        assert outputs["clusters"][name]["address"] == ip
+        assert outputs["clusters"][name]["consoleUrl"] == f"http://127.0.0.1:{c['consoleHostPort']}"
+        assert outputs["clusters"][name]["installState"] == "enabled"
+        assert yaml.safe_load(internal[name])["clusters"][0]["cluster"]["server"] == f"https://{ip}:6443"
+        cc = lab.custom(name).get_namespaced_custom_object("installer.kubesphere.io", "v1alpha1", "kubesphere-system",
+                                                           "clusterconfigurations", "ks-installer")
+        assert cc["spec"]["multicluster"]["clusterRole"] == c["role"] and cc["status"]["core"]["version"] == "v3.4.1"
+        jwts.add(cc["spec"]["authentication"]["jwtSecret"])
+    assert len(jwts) == 1
+    for join in lab.config.get("kslab:joins") or []:
+        member_ip = lab.container_ip(join["member"])
+        objs = {o["metadata"]["name"]: o for o in lab.joined(join["host"])}
+        obj = objs[join["member"]]
+        kubeconfig = yaml.safe_load(base64.b64decode(obj["spec"]["connection"]["kubeconfig"]))
+        assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{member_ip}:6443", "joined over the container IP"
+        assert "kslab.io/loopback-join-reason" not in obj["metadata"]["annotations"]
+        assert {c["type"]: c["status"] for c in obj["status"]["conditions"]}["Ready"] == "True"
+        assert obj["status"]["uid"] == lab.core(join["member"]).read_namespace("kube-system").metadata.uid
+        kubefed = lab.custom(join["host"]).get_namespaced_custom_object(
+            "core.kubefed.io", "v1beta1", "kube-federation-system", "kubefedclusters", join["member"])
+        assert kubefed["spec"]["apiEndpoint"] == f"https://{member_ip}:6443"
+    text = _out(first)
+    for name in clusters:
+        assert f"creating kind cluster '{name}'" in text
+
+
+def _assert_no_secret_leak(lab, *texts):
+    state = lab.state_text()
+    for name in lab.names:
+        user = yaml.safe_load(lab.kubeconfig(name))["users"][0]["user"]
+        for secret in (user["client-key-data"], user["client-certificate-data"][:60]):
+            assert secret not in state and all(secret not in t for t in texts)
+    jwt = yaml.safe_load(lab.core(lab.names[0]).read_namespaced_config_map(
+        "kubesphere-config", "kubesphere-system").data["kubesphere.yaml"])["authentication"]["jwtSecret"]
+    assert jwt not in state and all(jwt not in t for t in texts)
+
+
+@pytest.mark.parametrize("lab", ["kind-standalone", "kind-host-member", "kind-dual-host"], indirect=True)
+def test_kind_lifecycle(lab):
+    first = lab.up()
+    _assert_ok(first, "first up")
+    _check_kind_clusters(lab)
+    _check_lab(lab, first)
+
+    again = lab.up("--expect-no-changes")
+    _assert_ok(again, "second up")
+    assert "[kslab]" not in _out(again), "no lab step may run on a no-change up"
+    _assert_no_secret_leak(lab, _out(first), _out(again))
+
+    gone = lab.destroy()
+    _assert_ok(gone, "destroy")
+    for name in lab.names:
+        assert name not in kind_clusters() and node_containers(name) == []
+    home_kubeconfig = lab.home / ".kube" / "config"
+    assert not home_kubeconfig.exists() or not any(
+        n in home_kubeconfig.read_text() for n in lab.names), "kslab never writes the user's kubeconfig"
+    assert "client-key-data" not in _out(gone)
+
+
+@pytest.mark.parametrize("lab", ["kind-standalone"], indirect=True)
+def test_kind_cluster_deleted_out_of_band_adopted_and_refused(lab):
+    """Adopt a kind cluster of the same image; a cluster deleted behind the lab's back is found by refresh and
+    made again by up; a same-named cluster with another image is refused, never adopted."""
+    name = lab.names[0]
+    image = _clusters(lab)[name]["nodeImage"]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as cfg:
+        cfg.write("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n"
+                  "  extraPortMappings:\n  - containerPort: 30880\n    hostPort: 31880\n")
+        cfg.flush()
+        made = kind("create", "cluster", "--name", name, "--image", image, "--config", cfg.name, "--wait", "3m")
+    assert made.returncode == 0, made.stderr[-2000:]
+    before = inspect(f"{name}-control-plane")["Id"]
+    adopted = lab.up()
+    _assert_ok(adopted, "up over an existing cluster")
+    assert f"cluster '{name}' already exists with image {image}: adopting it" in _out(adopted)
+    assert inspect(f"{name}-control-plane")["Id"] == before, "adopted, not created again"
+    state_before = lab.state_text()
+
+    _assert_ok(_kind_delete(name), "out-of-band delete")
+    refreshed = lab.pulumi("refresh", "--yes", "--skip-preview", timeout=600)
+    _assert_ok(refreshed, "refresh")
+    assert f"kind cluster '{name}' is gone" in _out(refreshed)
+    assert lab.state_text() != state_before
+    again = lab.up()
+    _assert_ok(again, "up after the out-of-band delete")
+    assert f"creating kind cluster '{name}'" in _out(again)
+    _check_kind_clusters(lab)
+    _assert_ok(lab.destroy(), "destroy")
+
+    other = image.replace("kind-node:", "kind-node-other:")
+    subprocess.run(["docker", "tag", image, other], check=True)
+    try:
+        made = kind("create", "cluster", "--name", name, "--image", other, "--wait", "3m")
+        assert made.returncode == 0, made.stderr[-2000:]
+        refused = lab.up()
+        assert refused.returncode != 0
+        assert f"already exists with image {other}, not {image}" in _out(refused) and \
+            f"kind delete cluster --name {name}" in _out(refused), _out(refused)[-3000:]
+        assert inspect(f"{name}-control-plane")["Config"]["Image"] == other, "refused, not replaced"
+    finally:
+        _kind_delete(name)
+        subprocess.run(["docker", "rmi", other], capture_output=True)
+
+
+def _kind_delete(name):
+    return kind("delete", "cluster", "--name", name)
+
+
+@pytest.mark.parametrize("lab", ["kind-host-member"], indirect=True)
+def test_kind_destroy_with_the_member_already_gone(lab):
+    lab.set_config("kslab:unjoinTimeoutSeconds", 10)
+    _assert_ok(lab.up(), "up")
+    _assert_ok(_kind_delete("kt-member"), "out-of-band delete of the member")
+    stuck = lab.destroy()
+    assert stuck.returncode != 0 and "KSLAB_FORCE_UNJOIN=1" in _out(stuck), _out(stuck)[-3000:]
+    forced = lab.destroy(extra_env={"KSLAB_FORCE_UNJOIN": "1"})
+    _assert_ok(forced, "forced destroy")
+    assert "cluster 'kt-member' is already gone" in _out(forced)
+    for name in lab.names:
+        assert name not in kind_clusters() and node_containers(name) == []
+
+
+NON_ROOT_USER = "kslab-tester"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a non-root test user needs root; as a non-root user the "
+                                                "rest of this tier already runs every kind step as non-root")
+def test_kind_steps_as_a_non_root_user(tmp_path):
+    """The kind steps exactly as `pulumi up` runs them, as an ordinary user in the docker group (the normal
+    laptop case). kind locks `<kubeconfig>.lock`: with `--kubeconfig /dev/null` a non-root create failed after
+    the cluster existed."""
+    from tests.support.kind import require_kind_tier
+    with open(os.path.join(ROOT, "tests", "stacks", "Pulumi.kind-standalone.yaml")) as fh:
+        cluster = yaml.safe_load(fh)["config"]["kslab:clusters"][0]
+    require_kind_tier({cluster["nodeImage"]})
+    subprocess.run(["useradd", "--create-home", "--groups", "docker", NON_ROOT_USER], capture_output=True)
+    subprocess.run(["usermod", "-aG", "docker", NON_ROOT_USER], check=True)
+    work = tempfile.mkdtemp(prefix="kslab-nonroot-")
+    os.chmod(work, 0o755)
+    subprocess.run(["cp", "-r", os.path.join(ROOT, "components"), work], check=True)
+    kind_bin = os.path.join(work, "bin")
+    os.makedirs(kind_bin)
+    subprocess.run(["cp", subprocess.run(["which", "kind"], capture_output=True, text=True).stdout.strip(),
+                    kind_bin], check=True)
+    subprocess.run(["chmod", "-R", "a+rX", work], check=True)
+    name = "kt-nonroot"
+    sys.path.insert(0, ROOT)
+    from components import render
+    from components.spec import parse_lab
+    spec = parse_lab({"clusters": [{**cluster, "name": name, "consoleHostPort": 31890}]}).clusters[0]
+    env = {"PATH": f"{kind_bin}:/usr/bin:/bin", "HOME": f"/home/{NON_ROOT_USER}",
+           "DOCKER_HOST": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), "KSLAB_CLUSTER": name,
+           "KSLAB_NODE_IMAGE": spec.node_image, "KSLAB_KIND_CONFIG": render.kind_config_yaml(spec),
+           "KSLAB_KIND_WAIT": "3m"}
+
+    def step(which):
+        return subprocess.run(["runuser", "-u", NON_ROOT_USER, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
+                               "/usr/bin/python3", "-m", "components.ops", which], cwd=work, capture_output=True,
+                              text=True, timeout=900)
+    try:
+        created = step("kind-create")
+        assert created.returncode == 0, created.stderr[-3000:]
+        result = json.loads(created.stdout)
+        assert yaml.safe_load(result["internalKubeconfig"])["clusters"][0]["cluster"]["server"] == \
+            f"https://{result['containerIp']}:6443"
+        assert not os.path.exists(f"/home/{NON_ROOT_USER}/.kube/config"), "the user's kubeconfig stays untouched"
+        deleted = step("kind-delete")
+        assert deleted.returncode == 0, deleted.stderr[-2000:]
+        assert name not in kind_clusters()
+    finally:
+        if name in kind_clusters():
+            _kind_delete(name)
+        subprocess.run(["rm", "-rf", work])
