@@ -6,7 +6,7 @@ STACK ?= standalone
 export KSLAB_CACHE ?= $(HOME)/.cache/kslab
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: help venv check test engine kube preview up destroy outputs bench harness-up harness-down
+.PHONY: help venv check test engine kube kind-tier preview up destroy outputs bench harness-up harness-down
 
 help:
 	@echo "make up STACK=<name>       create/converge the lab of stacks/Pulumi.<name>.yaml (main job)"
@@ -16,6 +16,8 @@ help:
 	@echo "make check                 fast tests: pure functions, mocks, policies (~1 min)"
 	@echo "make test                  every test this machine can run (builds the engine etc. once)"
 	@echo "make engine | make kube    build/locate the Pulumi engine | kube-apiserver+etcd (cached)"
+	@echo "make kind-tier             Docker, kind and the node image for the real-kind tier (cached)"
+	@echo "make harness-up STACK=<s>  play KubeSphere for a test stack (live-* or kind-*); make harness-down"
 	@echo "make bench                 benchmarks (bench/)"
 
 venv: $(VENV)/.installed
@@ -25,7 +27,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 check: venv
-	$(PYTEST) -q -m "not engine and not live"
+	$(PYTEST) -q -m "not engine and not live and not kind"
 
 engine:
 	@tools/engine/build.sh
@@ -37,13 +39,21 @@ test: venv
 	@set -euo pipefail; \
 	eval "$$(tools/engine/build.sh)"; \
 	eval "$$(tools/kube/build.sh)"; \
+	eval "$$(tools/kind/tier.sh)"; \
+	trap '[ -z "$${KSLAB_DOCKER_STARTED:-}" ] || tools/docker/docker.sh stop' EXIT; \
 	$(PYTEST) -q -rs
 
+kind-tier:
+	@tools/kind/tier.sh
+
 harness-up: venv
-	@test -n "$(STACK_TEST)$(filter live-%,$(STACK))" || { echo "usage: make harness-up STACK=live-host-member (a stack of tests/stacks)"; exit 2; }
-	@eval "$$(tools/kube/build.sh)"; $(VENV)/bin/python -m tests.harness.lab_harness up $(STACK)
+	@test -n "$(filter live-% kind-%,$(STACK))" || { echo "usage: make harness-up STACK=<live-...|kind-...> (a stack of tests/stacks)"; exit 2; }
+	@set -euo pipefail; eval "$$(tools/kube/build.sh)"; \
+	if [[ "$(STACK)" == kind-* ]]; then eval "$$(tools/kind/tier.sh)"; fi; \
+	$(VENV)/bin/python -m tests.harness.lab_harness up $(STACK)
 
 harness-down: venv
+	@set -euo pipefail; eval "$$(tools/docker/docker.sh env)"; eval "$$(tools/kind/build.sh 2>/dev/null)"; \
 	$(VENV)/bin/python -m tests.harness.lab_harness down
 
 bench: venv

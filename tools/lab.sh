@@ -21,6 +21,8 @@ if [[ ! -f "stacks/Pulumi.${stack}.yaml" ]]; then
   for item in Pulumi.yaml __main__.py components policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
   [[ -f "$work/stacks/Pulumi.${stack}.yaml" ]] || cp "tests/stacks/Pulumi.${stack}.yaml" "$work/stacks/"
   [[ "$stack" != live-* ]] || extra=(--policy-pack-config "$PWD/tests/stacks/policy-config.live.json")
+  # kind test stacks run on the Docker, kind and node image kslab builds (tools/kind/tier.sh).
+  if [[ "$stack" == kind-* ]]; then eval "$(tools/kind/tier.sh)"; fi
 fi
 
 mkdir -p .kslab/state

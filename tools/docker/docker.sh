@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A Docker engine for kslab's real-kind tests, without touching the user's own Docker.
 #
-#   eval "$(tools/docker/docker.sh start)"   # last stdout line: export DOCKER_HOST=...
+#   eval "$(tools/docker/docker.sh start)"   # last stdout line: export DOCKER_HOST=... (and
+#                                            # KSLAB_DOCKER_STARTED=1 when this call started dockerd)
 #   tools/docker/docker.sh stop              # stops only a dockerd this script started
 #   tools/docker/docker.sh status
+#   eval "$(tools/docker/docker.sh env)"     # DOCKER_HOST of kslab's dockerd if it runs (else nothing)
 #
 # start:
 #   - If `docker info` already works (the user's Docker, or one started earlier by this script),
@@ -106,7 +108,7 @@ EOF
   for i in $(seq 1 120); do
     if DOCKER_HOST=unix://$SOCK docker info >/dev/null 2>&1; then
       log "dockerd is up after ${i}x0.5 s (pid $(cat "$PIDFILE"))"
-      printf 'export DOCKER_HOST=unix://%s\n' "$SOCK"
+      printf 'export DOCKER_HOST=unix://%s KSLAB_DOCKER_STARTED=1\n' "$SOCK"
       return
     fi
     sleep 0.5
@@ -129,6 +131,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  env) if ours_running; then printf 'export DOCKER_HOST=unix://%s\n' "$SOCK"; else echo ':'; fi ;;
   status) if ours_running; then echo "kslab dockerd running, pid $(cat "$PIDFILE"), DOCKER_HOST=unix://$SOCK"; else echo "kslab dockerd not running"; fi ;;
   *) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Everything the real-kind tier needs, each from its own cached tool: a Docker engine (tools/docker), kind
+# (tools/kind/build.sh), the node image (tools/kind/node-image) and inotify limits for several clusters.
+#
+#   eval "$(tools/kind/tier.sh)"   # last stdout line: the three tools' exports, joined
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+docker_env=$("$HERE/../docker/docker.sh" start | tail -n1)
+eval "$docker_env"
+kind_env=$("$HERE/build.sh" | tail -n1)
+image_env=$("$HERE/node-image/build.sh" | tail -n1)
+"$HERE/host-limits.sh"
+printf '%s; %s; %s\n' "$docker_env" "$kind_env" "$image_env"
