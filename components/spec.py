@@ -433,8 +433,9 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
             warnings.append(
                 f"EXPERIMENT: member '{member}' is joined to {len(hosts)} hosts ({', '.join(hosts)}). Unsupported "
                 "upstream (kubesphere#6466): same-named users/roles flap forever on the member, a delete on one host "
-                f"leaves an undeletable Federated object, and both hosts share ServiceAccount '{member}-kubesphere', "
-                "so one host's unjoin removes the other's credentials.")
+                f"leaves an undeletable Federated object, and both hosts federate through the same ServiceAccount "
+                f"'{member}-kubesphere' on the member; an unjoin removes only that host's KubeFedCluster, so the "
+                "member keeps every host's kubefed objects (README 'Destroy').")
         if jwt_mode == "copy":
             problems.append(Problem("kslab:jwtSecretMode", jwt_mode,
                                     f"cannot copy one host's jwtSecret when member '{member}' has several hosts",

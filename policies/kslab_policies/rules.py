@@ -241,9 +241,9 @@ def _dual_host_experiment(args: StackValidationArgs, report: ReportViolation):
         if all(j.allow_multiple_hosts for j in joins):
             report(f"EXPERIMENT: member '{member}' is managed by {', '.join(j.host for j in joins)} (opted in). "
                    "Expect: same-named users/roles created on both hosts flap forever on the member; deleting on one "
-                   "host leaves an undeletable Federated object that reappears; both hosts share ServiceAccount "
-                   f"'{member}-kubesphere', so one host's unjoin removes the other's credentials. Avoid same-named "
-                   "resources across hosts.", joins[0].urn)
+                   "host leaves an undeletable Federated object that reappears; both hosts federate through the same "
+                   f"ServiceAccount '{member}-kubesphere', and an unjoin removes only that host's KubeFedCluster "
+                   "(the member keeps every host's kubefed objects). Avoid same-named resources across hosts.", joins[0].urn)
 
 
 # 9 ------------------------------------------------------------------------------------------
