@@ -59,7 +59,10 @@ harness-down: venv
 bench: venv
 	$(VENV)/bin/python -m bench.bench_program
 	@set -euo pipefail; eval "$$(tools/engine/build.sh)"; eval "$$(tools/kube/build.sh)"; \
-	$(VENV)/bin/python -m bench.bench_engine; $(VENV)/bin/python -m bench.bench_live
+	eval "$$(tools/kind/tier.sh)"; \
+	trap '[ -z "$${KSLAB_DOCKER_STARTED:-}" ] || tools/docker/docker.sh stop' EXIT; \
+	$(VENV)/bin/python -m bench.bench_engine; $(VENV)/bin/python -m bench.bench_live; \
+	$(VENV)/bin/python -m bench.bench_kind
 
 preview up destroy: venv
 	tools/lab.sh $@ $(STACK) $(ARGS)

@@ -134,6 +134,9 @@ def step_kind_read() -> None:
     _print_kind_access(name)
 
 
+KIND_DELETE_ATTEMPTS = 3
+
+
 def step_kind_delete() -> None:
     name = env("KSLAB_CLUSTER")
     existing = _kind("get", "clusters", timeout=60)
@@ -142,12 +145,20 @@ def step_kind_delete() -> None:
         return
     # As for create: kind edits (and locks) the kubeconfig it is given; kslab never added the cluster to
     # the user's kubeconfig, so a scratch one keeps theirs untouched.
-    with tempfile.TemporaryDirectory(prefix="kslab-kind-") as scratch:
-        proc = _kind("delete", "cluster", "--name", name, "--kubeconfig", os.path.join(scratch, "kubeconfig"),
-                     timeout=600)
-    if proc.returncode != 0:
-        fail(f"`kind delete cluster --name {name}` failed: {proc.stderr.strip()[:300]}")
-    log(f"deleted kind cluster '{name}'")
+    for attempt in range(1, KIND_DELETE_ATTEMPTS + 1):
+        with tempfile.TemporaryDirectory(prefix="kslab-kind-") as scratch:
+            proc = _kind("delete", "cluster", "--name", name, "--kubeconfig", os.path.join(scratch, "kubeconfig"),
+                         timeout=600)
+        if proc.returncode == 0:
+            log(f"deleted kind cluster '{name}'")
+            return
+        # Docker sometimes cannot kill a node container at the first try ("Could not kill running
+        # container"): that heals, so it is tried again; anything else fails at once.
+        if "Could not kill running container" not in proc.stderr or attempt == KIND_DELETE_ATTEMPTS:
+            break
+        log(f"`kind delete cluster --name {name}`: Docker could not kill the node yet; trying again ({attempt})")
+        time.sleep(5)
+    fail(f"`kind delete cluster --name {name}` failed: {proc.stderr.strip()[-400:]}")
 
 
 def step_gen_secret() -> None:

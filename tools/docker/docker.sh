@@ -63,13 +63,19 @@ wrapper_binary() {
 
 start() {
   if ours_running && DOCKER_HOST=unix://$SOCK docker info >/dev/null 2>&1; then
-    log "kslab's dockerd is running (pid $(cat "$PIDFILE"), socket $SOCK)"
-    printf 'export DOCKER_HOST=unix://%s\n' "$SOCK"
-    return
+    local wanted=""
+    [[ -z $(missing_caps) ]] || wanted=$(wrapper_binary)
+    if [[ -z $wanted ]] || grep -qF "\"$wanted\"" "$BASE/daemon.json"; then
+      log "kslab's dockerd is running (pid $(cat "$PIDFILE"), socket $SOCK)"
+      printf 'export DOCKER_HOST=unix://%s\n' "$SOCK"
+      return
+    fi
+    log "kslab's dockerd runs an older runtime wrapper: restarting it with $wanted"
+    stop
   fi
   if docker info >/dev/null 2>&1; then
-    log "using the Docker engine that already answers (${DOCKER_HOST:-default socket}); nothing changed"
-    printf 'export DOCKER_HOST=%s\n' "${DOCKER_HOST:-unix:///var/run/docker.sock}"
+    log "using the Docker engine that already answers (${DOCKER_HOST:-your docker context}); nothing changed"
+    if [[ -n ${DOCKER_HOST:-} ]]; then printf 'export DOCKER_HOST=%s\n' "$DOCKER_HOST"; else echo ':'; fi
     return
   fi
   [[ $(id -u) == 0 ]] || die "no Docker engine answers and starting one needs root. Fix: start your Docker (\`sudo systemctl start docker\`) and add yourself to the docker group, or run this as root"

@@ -9,6 +9,12 @@
 // dies ("can't get final child's PID from pipe") when a spec asks for a lower one (the CRI
 // sandbox asks for -998): such a value is raised to the wrapper's own, the lowest allowed.
 //
+// On cgroup v1, a runc inside a kind node that is killed between freezing a pod's cgroup and thawing
+// it (the systemd cgroup driver freezes while it sets device rules) leaves a frozen task that no
+// signal reaches, and the node container can then never be killed ("Could not kill running
+// container"). Before `kill`, the wrapper thaws every frozen cgroup under the container's freezer
+// cgroup; Docker retries a kill that did not take, so a freeze that races the first one is thawed too.
+//
 // Capabilities appear in two places runc reads: the bundle's config.json (`create`, `run`)
 // and the process JSON of `exec --process FILE`.
 package main
@@ -138,6 +144,66 @@ func rewrite(path string, nested bool, bound uint64) error {
 	return os.WriteFile(path, out, info.Mode().Perm())
 }
 
+// killTarget returns runc's state root and the container id of a `kill` invocation, or "" for others.
+func killTarget(args []string) (root, id string) {
+	root = "/run/runc"
+	command := ""
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case command == "" && a == "--root" && i+1 < len(args):
+			root = args[i+1]
+			i++
+		case command == "" && strings.HasPrefix(a, "--root="):
+			root = strings.TrimPrefix(a, "--root=")
+		case command == "" && (a == "--log" || a == "--log-format" || a == "--criu" || a == "--rootless"):
+			i++
+		case strings.HasPrefix(a, "-"):
+		case command == "":
+			command = a
+		case command == "kill":
+			return root, a
+		default:
+			return "", ""
+		}
+	}
+	return "", ""
+}
+
+// thawFrozen writes THAWED to every FROZEN freezer.state under dir (cgroup v1); it returns how many.
+func thawFrozen(dir string) int {
+	thawed := 0
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "freezer.state" {
+			return nil
+		}
+		if data, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(data)) == "FROZEN" {
+			if os.WriteFile(path, []byte("THAWED"), 0o644) == nil {
+				thawed++
+			}
+		}
+		return nil
+	})
+	return thawed
+}
+
+// thawContainer thaws the frozen cgroups under a runc container's freezer cgroup (its state.json names it).
+func thawContainer(root, id string) {
+	data, err := os.ReadFile(filepath.Join(root, id, "state.json"))
+	if err != nil {
+		return
+	}
+	var state struct {
+		CgroupPaths map[string]string `json:"cgroup_paths"`
+	}
+	if json.Unmarshal(data, &state) != nil || state.CgroupPaths["freezer"] == "" {
+		return
+	}
+	if n := thawFrozen(state.CgroupPaths["freezer"]); n > 0 {
+		fmt.Fprintf(os.Stderr, "kslab-runc: thawed %d frozen cgroup(s) under container %s before killing it\n", n, id)
+	}
+}
+
 // targets finds the files runc will read capabilities from in this invocation.
 func targets(args []string) (bundles []string, processFiles []string) {
 	// runc's global flags that take a separate value come before the command.
@@ -196,6 +262,9 @@ func main() {
 				os.Exit(1)
 			}
 		}
+	}
+	if root, id := killTarget(os.Args[1:]); id != "" {
+		thawContainer(root, id)
 	}
 	argv := append([]string{real}, os.Args[1:]...)
 	if err := syscall.Exec(real, argv, os.Environ()); err != nil {

@@ -62,3 +62,30 @@ func TestRewriteRaisesALowerOOMScoreAdjWithoutSysResource(t *testing.T) {
 		t.Fatalf("caps %v", process["capabilities"])
 	}
 }
+
+func TestKillTargetFindsTheContainer(t *testing.T) {
+	root, id := killTarget([]string{"--root", "/run/docker/runtime-runc/moby", "--log", "/x", "kill", "--all", "c1", "9"})
+	if root != "/run/docker/runtime-runc/moby" || id != "c1" {
+		t.Fatalf("root %q id %q", root, id)
+	}
+	if _, id := killTarget([]string{"--root", "/r", "create", "--bundle", "/b", "c1"}); id != "" {
+		t.Fatalf("create is not a kill: %q", id)
+	}
+}
+
+func TestThawFrozenThawsEveryFrozenCgroupBelow(t *testing.T) {
+	dir := t.TempDir()
+	deep := filepath.Join(dir, "kubelet.slice", "pod", "scope")
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("THAWED\n"), 0o644)
+	_ = os.WriteFile(filepath.Join(deep, "freezer.state"), []byte("FROZEN\n"), 0o644)
+	if n := thawFrozen(dir); n != 1 {
+		t.Fatalf("thawed %d", n)
+	}
+	data, _ := os.ReadFile(filepath.Join(deep, "freezer.state"))
+	if string(data) != "THAWED" {
+		t.Fatalf("state %q", data)
+	}
+}
