@@ -784,7 +784,11 @@ class ClusterActor:
         new_status = {**status, "conditions": list(conditions.values())}
         if self.version == "v3.4.1":
             new_status["uid"] = kube_system_uid
-        if new_status != status:
+        connection = obj["spec"].setdefault("connection", {})
+        endpoint_missing = not connection.get("kubernetesAPIEndpoint")
+        if endpoint_missing:  # set from the kubeconfig's server when empty (syncCluster, both releases)
+            connection["kubernetesAPIEndpoint"] = next(c["cluster"] for c in doc["clusters"])["server"]
+        if new_status != status or endpoint_missing:
             obj["status"] = new_status
             if not self._update_cluster(obj):
                 return False
