@@ -258,14 +258,19 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def jwt_secret_of(doc: dict) -> str | None:
+    """authentication.jwtSecret of a parsed `kubesphere.yaml`."""
+    value = ((doc or {}).get("authentication") or {}).get("jwtSecret") if isinstance(doc, dict) else None
+    return str(value) if value else None
+
+
 def jwt_secret_from_kubesphere_yaml(text: str) -> str | None:
     """authentication.jwtSecret out of the `kubesphere.yaml` key of kubesphere-config."""
     try:
         doc = yaml.safe_load(text) or {}
     except yaml.YAMLError:
         return None
-    value = (doc.get("authentication") or {}).get("jwtSecret")
-    return str(value) if value else None
+    return jwt_secret_of(doc)
 
 
 def status_keys_to_wait(cluster: ClusterSpec) -> list[str]:

@@ -16,8 +16,6 @@ import tempfile
 import time
 
 from .. import kubeconfig as kc
-import yaml
-
 from .. import preflight_rules, render, versions
 from . import GONE_EXIT
 from .errors import ApiFailure, Transient
@@ -256,10 +254,12 @@ def step_read_jwt() -> None:
     name = env("KSLAB_CLUSTER")
     _, poll, progress = _timing()
     kube = _kube("KSLAB_KUBECONFIG", f"cluster '{name}'")
-    secret, _, summary = _wait_for(
-        lambda: (lambda s: (bool(s), "no authentication.jwtSecret in kubesphere-config yet", s))(
-            kube.kubesphere_jwt_secret()),
-        float(env("KSLAB_JWT_READ_SECONDS", "60")), poll, progress, f"jwtSecret of '{name}'")
+    def probe():
+        secret = kube.kubesphere_jwt_secret()
+        return bool(secret), "no authentication.jwtSecret in kubesphere-config yet", secret
+
+    secret, _, summary = _wait_for(probe, float(env("KSLAB_JWT_READ_SECONDS", "60")), poll, progress,
+                                   f"jwtSecret of '{name}'")
     if not secret:
         fail(f"cluster '{name}': {summary} (configmap kubesphere-system/kubesphere-config)")
     print(secret)
@@ -301,7 +301,7 @@ def _console_checks(host_kube, member_kube, member: str, host: str, join_server:
         role = ((cc or {}).get("spec", {}).get("multicluster") or {}).get("clusterRole")
         if role != "member":
             problems.append(f"member '{member}' has KubeSphere role {role!r} in its cc, not 'member' (kslab's check)")
-    member_jwt = render.jwt_secret_from_kubesphere_yaml(yaml.safe_dump(member_config)) if member_config else None
+    member_jwt = render.jwt_secret_of(member_config)
     host_jwt = host_kube.kubesphere_jwt_secret()
     if not member_jwt or not host_jwt:
         problems.append(f"jwtSecret missing in kubesphere-config on "
@@ -322,7 +322,11 @@ def step_join_check() -> None:
         member_kube = _kube("KSLAB_MEMBER_KUBECONFIG", f"member '{member}'")
         host_kube = _kube("KSLAB_HOST_KUBECONFIG", f"host '{host}'")
         member_uid = member_kube.kube_system_uid()
-        problems += _console_checks(host_kube, member_kube, member, host, kc.server_of(join_kubeconfig), ks_version)
+        try:
+            server = kc.server_of(join_kubeconfig)
+        except kc.KubeconfigError:
+            server = ""  # already among the problems (join_problems)
+        problems += _console_checks(host_kube, member_kube, member, host, server, ks_version)
         if not problems:
             _replace_stale_cluster(host_kube, member, host, member_uid, ks_version)
     except Transient as exc:

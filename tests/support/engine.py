@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
+import yaml
 
 from tests.support.mock_run import ROOT
 
@@ -113,3 +114,23 @@ def planned_resources(preview: dict) -> set[tuple[str, str, str]]:
         is_stack = parent.count("::") >= 3 and parent.split("::")[-2] == "pulumi:pulumi:Stack"
         out.add((type_, names[urn], "" if not parent or is_stack else parent.split("::")[-1]))
     return out
+
+
+class StackLab:
+    """What a test lab of one stack does with its project copy (the live and kind labs build on it)."""
+    stack: str
+    config: dict
+    project: Project
+
+    def set_config(self, key: str, value) -> None:
+        """Edit the stack file as a user would (structured values, no CLI path quirks)."""
+        path = os.path.join(self.project.dir, "stacks", f"Pulumi.{self.stack}.yaml")
+        with open(path) as fh:
+            doc = yaml.safe_load(fh)
+        doc["config"][key] = value
+        self.config[key] = value
+        with open(path, "w") as fh:
+            yaml.safe_dump(doc, fh, sort_keys=False)
+
+    def pulumi(self, *args, **kw):
+        return self.project.pulumi(*args, "--stack", self.stack, **kw)

@@ -13,7 +13,7 @@ import yaml
 from kubernetes import client, config
 
 from tests.harness.ks_operators import Operator
-from tests.support.engine import make_project, policy_pack
+from tests.support.engine import StackLab, make_project, policy_pack
 from tests.support.live import kill_project_processes
 from tests.support.mock_run import ROOT
 
@@ -59,7 +59,7 @@ def inspect(container: str) -> dict:
     return json.loads(out.stdout)[0]
 
 
-class KindLab:
+class KindLab(StackLab):
     def __init__(self, tmp_path, stack: str):
         self.stack = stack
         stack_file = os.path.join(ROOT, "tests", "stacks", f"Pulumi.{stack}.yaml")
@@ -78,18 +78,6 @@ class KindLab:
                                                          "KSLAB_PROGRESS_SECONDS": "15"})
         self.project.add_stack_file(stack_file, stack)
         self.project.init(stack)
-
-    def set_config(self, key: str, value) -> None:
-        path = os.path.join(self.project.dir, "stacks", f"Pulumi.{self.stack}.yaml")
-        with open(path) as fh:
-            doc = yaml.safe_load(fh)
-        doc["config"][key] = value
-        self.config[key] = value
-        with open(path, "w") as fh:
-            yaml.safe_dump(doc, fh, sort_keys=False)
-
-    def pulumi(self, *args, **kw):
-        return self.project.pulumi(*args, "--stack", self.stack, **kw)
 
     def up(self, *extra, timeout: float = 1500, **kw):
         return self.pulumi("up", "--yes", "--skip-preview", "--policy-pack", policy_pack(), *extra,

@@ -10,13 +10,13 @@ from kubernetes import client, config
 
 from tests.harness.live_cluster import LiveCluster, find_bin_dir
 from tests.harness.ks_operators import Operator
-from tests.support.engine import make_project, policy_pack
+from tests.support.engine import StackLab, make_project, policy_pack
 from tests.support.mock_run import ROOT
 
 POLICY_CONFIG = "tests/stacks/policy-config.live.json"
 
 
-class LiveLab:
+class LiveLab(StackLab):
     def __init__(self, tmp_path, stack: str, install_delay: float = 1.0):
         self.stack = stack
         stack_file = os.path.join(ROOT, "tests", "stacks", f"Pulumi.{stack}.yaml")
@@ -39,19 +39,6 @@ class LiveLab:
             "KSLAB_PROGRESS_SECONDS": "5"})
         self.project.add_stack_file(stack_file, stack)
         self.project.init(stack)
-
-    def set_config(self, key: str, value) -> None:
-        """Edit the stack file as a user would (structured values, no CLI path quirks)."""
-        path = os.path.join(self.project.dir, "stacks", f"Pulumi.{self.stack}.yaml")
-        with open(path) as fh:
-            doc = yaml.safe_load(fh)
-        doc["config"][key] = value
-        self.config[key] = value
-        with open(path, "w") as fh:
-            yaml.safe_dump(doc, fh, sort_keys=False)
-
-    def pulumi(self, *args, **kw):
-        return self.project.pulumi(*args, "--stack", self.stack, **kw)
 
     def up(self, *extra, **kw):
         return self.pulumi("up", "--yes", "--skip-preview", "--policy-pack", policy_pack(),
