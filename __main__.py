@@ -2,15 +2,14 @@
 import pulumi
 
 from components.lab import Lab, LabArgs
-from components.spec import LabConfigError, parse_lab
-from components.stack_config import existing_kubeconfigs, read_raw
+from components.spec import LabConfigError
+from components.stack_config import load_lab
 from components.steps import PROJECT_DIR
 
 config = pulumi.Config("kslab")
 try:
     # Everything is validated and read before the first resource is registered.
-    lab_spec = parse_lab(read_raw(config))
-    kubeconfigs = existing_kubeconfigs(config, PROJECT_DIR, lab_spec)
+    lab_spec, kubeconfigs = load_lab(config, PROJECT_DIR, pulumi.get_stack())
 except LabConfigError as error:
     raise pulumi.RunError(str(error)) from None
 

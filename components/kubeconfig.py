@@ -21,6 +21,19 @@ def load(text: str) -> dict:
         raise KubeconfigError(f"kubeconfig is not valid YAML: {exc.__class__.__name__}") from None
     if not isinstance(doc, dict) or not doc.get("clusters"):
         raise KubeconfigError("kubeconfig has no clusters")
+    # Each section is a list of {name, <entry>: mapping}, as `kubectl config view` writes it.
+    for section, entry in (("clusters", "cluster"), ("contexts", "context"), ("users", "user")):
+        items = doc.get(section)
+        if items is None:
+            continue
+        if not isinstance(items, list) or not all(
+                isinstance(i, dict) and isinstance(i.get("name", ""), str) and isinstance(i.get(entry, {}), dict)
+                for i in items):
+            raise KubeconfigError(f"kubeconfig '{section}' must be a list of {{name, {entry}: mapping}}")
+    if doc.get("current-context") is not None and not isinstance(doc["current-context"], str):
+        raise KubeconfigError("kubeconfig 'current-context' must be a string")
+    if not all(isinstance((c.get("context") or {}).get("cluster", ""), str) for c in doc.get("contexts") or []):
+        raise KubeconfigError("kubeconfig context 'cluster' must be a string")
     return doc
 
 
@@ -38,8 +51,8 @@ def _current_cluster(doc: dict) -> dict:
 
 def server_of(text: str) -> str:
     server = _current_cluster(load(text)).get("server")
-    if not server:
-        raise KubeconfigError("kubeconfig cluster has no server")
+    if not server or not isinstance(server, str):
+        raise KubeconfigError("kubeconfig cluster has no server URL")
     return server
 
 
@@ -72,26 +85,36 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def join_problems(text: str, allow_loopback: bool = False) -> list[str]:
-    """What makes a member kubeconfig unusable by a host (the console's own checks and known traps)."""
+# The policy-pack policies that guard the same traps (validationMode 'warn' leaves these to them).
+INSECURE_POLICY = "kslab-join-insecure-tls"
+LOOPBACK_POLICY = "kslab-join-loopback-server"
+
+
+def join_findings(text: str, allow_loopback: bool = False) -> list[tuple[str, str | None]]:
+    """What makes a member kubeconfig unusable by a host (the console's own checks and known traps),
+    each with the policy that also guards it, if one does."""
     try:
         cluster = _current_cluster(load(text))
     except KubeconfigError as exc:
-        return [str(exc)]
-    problems = []
+        return [(str(exc), None)]
+    problems: list[tuple[str, str | None]] = []
     if cluster.get("insecure-skip-tls-verify"):
-        problems.append("kubeconfig sets insecure-skip-tls-verify: kubefed turns that into "
-                        "disabledTLSValidations and panics (kubesphere#4891, kubefed#1504); "
-                        "use certificate-authority-data instead")
+        problems.append(("kubeconfig sets insecure-skip-tls-verify: kubefed turns that into "
+                         "disabledTLSValidations and panics (kubesphere#4891, kubefed#1504); "
+                         "use certificate-authority-data instead", INSECURE_POLICY))
     elif not (cluster.get("certificate-authority-data") or cluster.get("certificate-authority")):
-        problems.append("kubeconfig has no certificate-authority-data: the host cannot verify the member")
+        problems.append(("kubeconfig has no certificate-authority-data: the host cannot verify the member", None))
     server = cluster.get("server") or ""
-    if not server.startswith("https://"):
-        problems.append(f"kubeconfig server {server!r} is not an https:// URL")
+    if not isinstance(server, str) or not server.startswith("https://"):
+        problems.append((f"kubeconfig server {server!r} is not an https:// URL", None))
     elif is_loopback_host(server_host(server)) and not allow_loopback:
-        problems.append(f"kubeconfig server {server} is a loopback address: the host cluster cannot reach it; "
-                        "use the member's container IP (https://<ip>:6443)")
+        problems.append((f"kubeconfig server {server} is a loopback address: the host cluster cannot reach it; "
+                         "use the member's container IP (https://<ip>:6443)", LOOPBACK_POLICY))
     return problems
+
+
+def join_problems(text: str, allow_loopback: bool = False) -> list[str]:
+    return [message for message, _ in join_findings(text, allow_loopback)]
 
 
 # Credentials a kubeconfig may give by file path, and the inline key `kubectl config view --flatten`

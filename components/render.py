@@ -42,6 +42,8 @@ def kind_config(cluster: ClusterSpec) -> dict:
         networking["podSubnet"] = cluster.pod_subnet
     if cluster.service_subnet:
         networking["serviceSubnet"] = cluster.service_subnet
+    if any(":" in (net or "") for net in (cluster.pod_subnet, cluster.service_subnet)):
+        networking["ipFamily"] = "ipv6"  # kind's default family is ipv4; mixed families are refused in spec
     doc: dict = {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",

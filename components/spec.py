@@ -6,10 +6,12 @@ program stops before a single resource is registered.
 """
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import versions
 
@@ -108,6 +110,7 @@ class LabSpec:
     unjoin_timeout_seconds: int
     kind_wait: str
     registry: str
+    validation_mode: str = "strict"
     warnings: tuple[str, ...] = field(default=())
 
     def cluster(self, name: str) -> ClusterSpec:
@@ -120,6 +123,36 @@ class LabSpec:
     def multi_host_members(self) -> list[str]:
         members = [j.member for j in self.joins]
         return sorted({m for m in members if members.count(m) > 1})
+
+
+# What YAML made of a value, for messages ("a list", "the number 1.2").
+def _yaml_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+_WRONG_TYPE = object()  # a value of the wrong YAML type; its problem is already recorded
+
+
+def _as_text(problems: list[Problem], path: str, value: Any, default: Any = None, *,
+             example: str = "") -> Any:
+    """A string field: its value, `default` when absent, or _WRONG_TYPE (with a problem) for a list,
+    mapping, number or boolean. A number is usually a version YAML read as a float (1.20 -> 1.2)."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value
+    hint = (f"quote it: '{example}'" if example else "quote it") if isinstance(value, (int, float)) \
+        else f"write one string{', e.g. ' + repr(example) if example else ''}"
+    problems.append(Problem(path, value, f"must be a string, but YAML read {_yaml_kind(value)}", hint))
+    return _WRONG_TYPE
 
 
 def _as_bool(problems: list[Problem], path: str, value: Any, default: bool) -> bool:
@@ -148,8 +181,12 @@ def _as_int(problems: list[Problem], path: str, value: Any, default: int, lo: in
 
 
 def _check_name(problems: list[Problem], path: str, name: Any) -> bool:
-    if not isinstance(name, str) or not name:
+    if name is None or name == "":
         problems.append(Problem(path, name, "is missing", "give every cluster a name such as 'host' or 'member'"))
+        return False
+    if not isinstance(name, str):
+        problems.append(Problem(path, name, f"must be a string, but YAML read {_yaml_kind(name)}",
+                                "write the name as one string, e.g. 'member'"))
         return False
     if len(name) > MAX_NAME_LEN or not _DNS1123.match(name):
         problems.append(Problem(
@@ -170,83 +207,127 @@ def _check_cidr(problems: list[Problem], path: str, value: Any) -> str | None:
         return None
 
 
+# An image reference or registry: alphanumeric first, so it can never be read as a command-line option.
+_IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9./_:@-]*$")
+_REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*(:[0-9]+)?(/[A-Za-z0-9._\-]+)*$")
+# The smallest networks a one-node kind cluster can use: kube-controller-manager gives each node a /24 (IPv4)
+# or /64 (IPv6) of the pod subnet (kubernetes@v1.26.13:cmd/kube-controller-manager/app/core.go,
+# defaultNodeMaskCIDRIPv4/IPv6), and kubeadm gives CoreDNS the 10th address of the service subnet.
+# kube-apiserver refuses a service subnet of more than 20 host bits
+# (kubernetes@v1.26.13:cmd/kube-apiserver/app/options/validation.go, maxCIDRBits).
+_MAX_POD_PREFIX = {4: 24, 6: 64}
+_MAX_SERVICE_PREFIX = {4: 28, 6: 124}
+_MAX_SERVICE_HOST_BITS = 20
+
+
 def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict[str, Any]) -> ClusterSpec | None:
     path = f"kslab:clusters[{index}]"
     if not isinstance(raw, dict):
         problems.append(Problem(path, raw, "must be a mapping with at least 'name'", "see stacks/Pulumi.standalone.yaml"))
         return None
     for unknown in sorted(set(raw) - CLUSTER_FIELDS):
+        close = difflib.get_close_matches(unknown, CLUSTER_FIELDS, n=1)
         problems.append(Problem(f"{path}.{unknown}", raw[unknown], "is not a known cluster field",
+                                f"did you mean '{close[0]}'?" if close else
                                 "remove it; known fields: " + ", ".join(sorted(CLUSTER_FIELDS))))
+
+    def text(key: str, default: Any = None, example: str = "") -> Any:
+        return _as_text(problems, f"{path}.{key}", raw.get(key), default, example=example)
+
     name = raw.get("name")
     if not _check_name(problems, f"{path}.name", name):
         name = None
 
-    role = raw.get("role", "none")
-    if role not in ROLES:
+    role = text("role", "none", "host")
+    if role is not _WRONG_TYPE and role not in ROLES:
         problems.append(Problem(f"{path}.role", role, "is not a KubeSphere cluster role",
                                 "use one of none, host, member", "kslab-invalid-role"))
-    backend = raw.get("backend", "kind")
-    if backend not in BACKENDS:
+    backend = text("backend", "kind", "kind")
+    if backend is not _WRONG_TYPE and backend not in BACKENDS:
         problems.append(Problem(f"{path}.backend", backend, "is not a known backend",
                                 "use 'kind' (kslab creates the cluster) or 'existing' (you give a kubeconfig)"))
 
-    ks_version = raw.get("kubesphereVersion", defaults["kubesphereVersion"])
-    if ks_version not in versions.KUBESPHERE_RELEASES:
+    ks_version = text("kubesphereVersion", defaults["kubesphereVersion"], versions.DEFAULT_KUBESPHERE_VERSION)
+    if ks_version is not _WRONG_TYPE and ks_version not in versions.KUBESPHERE_RELEASES:
         problems.append(Problem(f"{path}.kubesphereVersion", ks_version, "is not a KubeSphere release kslab knows",
                                 "use one of " + ", ".join(versions.KUBESPHERE_RELEASES)))
+    allow_loopback = _as_bool(problems, f"{path}.allowLoopbackJoin", raw.get("allowLoopbackJoin"), False)
+    loopback_reason = text("loopbackReason")
+    console_url = text("consoleUrl", example="https://console.example:30880")
 
     node_image = None
     k8s_version = None
     if backend == "kind":
-        node_image = raw.get("nodeImage", defaults["nodeImage"])
-        if not isinstance(node_image, str) or not re.match(r"^[A-Za-z0-9./_:@-]+$", node_image):
+        node_image = text("nodeImage", defaults["nodeImage"], versions.DEFAULT_NODE_IMAGE)
+        if node_image is _WRONG_TYPE:
+            node_image = None
+        elif not _IMAGE_REF.match(node_image):
             problems.append(Problem(f"{path}.nodeImage", node_image, "is not an image reference",
-                                    "use e.g. kindest/node:v1.25.16"))
+                                    f"use e.g. {versions.DEFAULT_NODE_IMAGE}"))
             node_image = None
         else:
             k8s_version = versions.node_image_k8s_version(node_image)
             if k8s_version is None:
                 problems.append(Problem(f"{path}.nodeImage", node_image,
                                         "has no exact vX.Y.Z tag, so its Kubernetes version is unknown",
-                                        "pin the image, e.g. kindest/node:v1.25.16 (a @sha256 digest may follow)"))
-        for kind_only_absent in ("kubeconfigPath", "kubeconfigSecret", "internalServer", "kubernetesVersion"):
-            if kind_only_absent in raw:
-                problems.append(Problem(f"{path}.{kind_only_absent}", raw[kind_only_absent],
+                                        f"pin the image, e.g. {versions.DEFAULT_NODE_IMAGE} (a @sha256 digest "
+                                        "may follow)"))
+        for existing_only in ("kubeconfigPath", "kubeconfigSecret", "internalServer", "kubernetesVersion"):
+            if existing_only in raw:
+                problems.append(Problem(f"{path}.{existing_only}", raw[existing_only],
                                         "only applies to backend 'existing'",
                                         "remove it, or set backend: existing"))
-        if raw.get("allowLoopbackJoin"):
+        if allow_loopback:
             problems.append(Problem(f"{path}.allowLoopbackJoin", raw["allowLoopbackJoin"],
                                     "cannot be used with the kind backend: a kind cluster's 127.0.0.1 is the "
                                     "user's machine, which the host cluster cannot reach",
                                     "remove it; kslab joins kind clusters through their container IP"))
+        if console_url not in (None, _WRONG_TYPE):
+            problems.append(Problem(f"{path}.consoleUrl", console_url,
+                                    "only applies to backend 'existing': a kind cluster's console is "
+                                    "http://127.0.0.1:<consoleHostPort>",
+                                    "remove it; set consoleHostPort to choose the port"))
     elif backend == "existing":
-        k8s_version = raw.get("kubernetesVersion")
-        if versions.parse_k8s_version(str(k8s_version or "")) is None:
+        k8s_version = text("kubernetesVersion", example="v1.26.13")
+        if k8s_version is _WRONG_TYPE:
+            k8s_version = None
+        elif versions.parse_k8s_version(k8s_version or "") is None:
             problems.append(Problem(f"{path}.kubernetesVersion", k8s_version,
-                                    "is required for an existing cluster and must look like v1.26.15",
+                                    "is required for an existing cluster and must look like v1.26.13",
                                     "set it to the version `kubectl version` reports for that cluster"))
             k8s_version = None
         else:
-            k8s_version = "v" + str(k8s_version).lstrip("v")
-        sources = [k for k in ("kubeconfigPath", "kubeconfigSecret") if raw.get(k)]
+            k8s_version = "v" + k8s_version.lstrip("v")
+        sources = [k for k in ("kubeconfigPath", "kubeconfigSecret") if raw.get(k) is not None]
         if len(sources) != 1:
             problems.append(Problem(f"{path}.kubeconfigPath", raw.get("kubeconfigPath"),
                                     "an existing cluster needs exactly one of kubeconfigPath or kubeconfigSecret",
                                     "set kubeconfigPath to a file, or kubeconfigSecret to the name of a secret config "
                                     "key (pulumi config set --secret <key> < kubeconfig)"))
-        if raw.get("kubeconfigSecret") and not _CONFIG_KEY.match(str(raw["kubeconfigSecret"])):
-            problems.append(Problem(f"{path}.kubeconfigSecret", raw["kubeconfigSecret"],
-                                    "is not a config key name", "use a key like memberKubeconfig"))
         for kind_only in ("nodeImage", "consoleHostPort", "podSubnet", "serviceSubnet"):
             if kind_only in raw:
                 problems.append(Problem(f"{path}.{kind_only}", raw[kind_only], "only applies to backend 'kind'",
                                         "remove it, or set backend: kind"))
-        if raw.get("allowLoopbackJoin") and not str(raw.get("loopbackReason") or "").strip():
+        if allow_loopback and loopback_reason is not _WRONG_TYPE and not (loopback_reason or "").strip():
             problems.append(Problem(f"{path}.loopbackReason", raw.get("loopbackReason"),
                                     "is required when allowLoopbackJoin is true",
                                     "write why a host can reach this loopback address (e.g. all API servers "
                                     "run on this one machine)"))
+        if isinstance(console_url, str):
+            parts = urlsplit(console_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problems.append(Problem(f"{path}.consoleUrl", console_url,
+                                        "must be an http:// or https:// URL with a host",
+                                        "use e.g. http://192.168.1.20:30880"))
+
+    kubeconfig_secret = text("kubeconfigSecret", example="memberKubeconfig")
+    if isinstance(kubeconfig_secret, str) and not _CONFIG_KEY.match(kubeconfig_secret):
+        problems.append(Problem(f"{path}.kubeconfigSecret", kubeconfig_secret,
+                                "is not a config key name", "use a key like memberKubeconfig"))
+    kubeconfig_path = text("kubeconfigPath", example="~/.kube/member.yaml")
+    if kubeconfig_path == "":
+        problems.append(Problem(f"{path}.kubeconfigPath", kubeconfig_path, "is empty",
+                                "point it at the cluster's kubeconfig file"))
 
     if ks_version in versions.KUBESPHERE_RELEASES and k8s_version:
         level = versions.support_level(ks_version, k8s_version)
@@ -258,25 +339,22 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
                 f"(supported: {versions.supported_range_text(ks_version)})",
                 "pick a Kubernetes version in that range, or another kubesphereVersion", "kslab-unsupported-versions"))
 
-    components_raw = raw.get("components", {}) or {}
-    components: dict[str, bool] = {}
+    components_raw = raw.get("components")
+    if components_raw is None:
+        components_raw = {}
+    components: dict[str, bool] = dict(defaults["components"])  # checked once, at kslab:components
     if not isinstance(components_raw, dict):
-        problems.append(Problem(f"{path}.components", components_raw, "must be a mapping of component: true/false",
+        problems.append(Problem(f"{path}.components", components_raw,
+                                f"must be a mapping of component: true/false, but YAML read {_yaml_kind(components_raw)}",
                                 "e.g. components: {devops: true}"))
         components_raw = {}
-    merged = {**defaults.get("components", {}), **components_raw}
-    for comp, enabled in merged.items():
-        if comp not in COMPONENTS:
-            problems.append(Problem(f"{path}.components.{comp}", enabled, "is not a KubeSphere 3.x optional component",
-                                    "use one of " + ", ".join(COMPONENTS)))
-            continue
-        components[comp] = _as_bool(problems, f"{path}.components.{comp}", enabled, False)
+    components.update(_parse_components(problems, f"{path}.components", components_raw))
 
     host_cluster_name = None
     if role == "host":
         host_cluster_name = raw.get("hostClusterName", name)
-        if host_cluster_name is not None:
-            _check_name(problems, f"{path}.hostClusterName", host_cluster_name)
+        if host_cluster_name is not None and not _check_name(problems, f"{path}.hostClusterName", host_cluster_name):
+            host_cluster_name = None
     elif "hostClusterName" in raw:
         problems.append(Problem(f"{path}.hostClusterName", raw["hostClusterName"], "only applies to role 'host'",
                                 "remove it or set role: host"))
@@ -287,14 +365,16 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
                                     FIRST_CONSOLE_HOST_PORT + index, 1024, 65535)
     console_port = _as_int(problems, f"{path}.consolePort", raw.get("consolePort"), CONSOLE_NODE_PORT, 30000, 32767)
 
-    internal_server = raw.get("internalServer")
-    if internal_server is not None and not re.match(r"^https://[A-Za-z0-9.\-\[\]:]+$", str(internal_server)):
+    internal_server = text("internalServer", example="https://10.0.0.12:6443")
+    if isinstance(internal_server, str) and not re.match(r"^https://[A-Za-z0-9.\-\[\]:]+$", internal_server):
         problems.append(Problem(f"{path}.internalServer", internal_server, "must be an https:// URL with host and port",
                                 "use e.g. https://10.0.0.12:6443"))
-    kubeconfig_path = raw.get("kubeconfigPath")
-    if kubeconfig_path is not None and not isinstance(kubeconfig_path, str):
-        problems.append(Problem(f"{path}.kubeconfigPath", kubeconfig_path, "must be a file path", "quote the path"))
 
+    pod_subnet = _check_cidr(problems, f"{path}.podSubnet", raw.get("podSubnet"))
+    service_subnet = _check_cidr(problems, f"{path}.serviceSubnet", raw.get("serviceSubnet"))
+    _check_subnet_sizes(problems, path, pod_subnet, service_subnet)
+
+    # A role outside ROLES still makes a spec: in validationMode 'warn' the kslab-invalid-role policy judges it.
     if name is None or not isinstance(role, str) or backend not in BACKENDS \
             or ks_version not in versions.KUBESPHERE_RELEASES:
         return None
@@ -302,28 +382,140 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
         name=name, role=role, backend=backend, kubesphere_version=ks_version,
         kubernetes_version=k8s_version or "", node_image=node_image, host_cluster_name=host_cluster_name,
         console_host_port=console_host_port, console_port=console_port,
-        pod_subnet=_check_cidr(problems, f"{path}.podSubnet", raw.get("podSubnet")),
-        service_subnet=_check_cidr(problems, f"{path}.serviceSubnet", raw.get("serviceSubnet")),
+        pod_subnet=pod_subnet, service_subnet=service_subnet,
         components=components,
         kubeconfig_path=kubeconfig_path if isinstance(kubeconfig_path, str) else None,
-        kubeconfig_secret=raw.get("kubeconfigSecret"),
-        internal_server=internal_server, console_url=raw.get("consoleUrl"),
-        allow_loopback_join=_as_bool(problems, f"{path}.allowLoopbackJoin", raw.get("allowLoopbackJoin"), False),
-        loopback_reason=raw.get("loopbackReason"),
+        kubeconfig_secret=kubeconfig_secret if isinstance(kubeconfig_secret, str) else None,
+        internal_server=internal_server if isinstance(internal_server, str) else None,
+        console_url=console_url if isinstance(console_url, str) else None,
+        allow_loopback_join=allow_loopback,
+        loopback_reason=loopback_reason if isinstance(loopback_reason, str) else None,
     )
 
 
-def parse_lab(raw: dict[str, Any]) -> LabSpec:
-    """Parse and validate the `kslab:*` config (keys without the namespace)."""
+def _parse_components(problems: list[Problem], path: str, raw: dict) -> dict[str, bool]:
+    components: dict[str, bool] = {}
+    for comp, enabled in raw.items():
+        if comp not in COMPONENTS:
+            close = difflib.get_close_matches(str(comp), COMPONENTS, n=1)
+            problems.append(Problem(f"{path}.{comp}", enabled, "is not a KubeSphere 3.x optional component",
+                                    (f"did you mean '{close[0]}'? " if close else "") + "use one of "
+                                    + ", ".join(COMPONENTS)))
+            continue
+        components[comp] = _as_bool(problems, f"{path}.{comp}", enabled, False)
+    return components
+
+
+def _check_subnet_sizes(problems: list[Problem], path: str, pod: str | None, service: str | None) -> None:
+    nets = {label: ipaddress.ip_network(value) for label, value in (("podSubnet", pod), ("serviceSubnet", service))
+            if value}
+    pod_net, service_net = nets.get("podSubnet"), nets.get("serviceSubnet")
+    if pod_net and pod_net.prefixlen > _MAX_POD_PREFIX[pod_net.version]:
+        problems.append(Problem(f"{path}.podSubnet", pod,
+                                f"is too small: each node takes a /{_MAX_POD_PREFIX[pod_net.version]} of it",
+                                f"use a /{_MAX_POD_PREFIX[pod_net.version] - 8} or larger, e.g. "
+                                + ("10.245.0.0/16" if pod_net.version == 4 else "fd00:10:245::/56")))
+    if service_net and service_net.prefixlen > _MAX_SERVICE_PREFIX[service_net.version]:
+        problems.append(Problem(f"{path}.serviceSubnet", service,
+                                "is too small: it must hold the API server's and CoreDNS's (10th) addresses",
+                                f"use a /{_MAX_SERVICE_PREFIX[service_net.version]} or larger, e.g. "
+                                + ("10.97.0.0/16" if service_net.version == 4 else "fd00:10:97::/112")))
+    if service_net and service_net.max_prefixlen - service_net.prefixlen > _MAX_SERVICE_HOST_BITS:
+        smallest = service_net.max_prefixlen - _MAX_SERVICE_HOST_BITS
+        problems.append(Problem(f"{path}.serviceSubnet", service,
+                                f"is too large: kube-apiserver accepts at most {_MAX_SERVICE_HOST_BITS} host bits",
+                                f"use a /{smallest} or smaller"))
+    if pod_net and service_net and pod_net.version != service_net.version:
+        problems.append(Problem(f"{path}.serviceSubnet", service,
+                                f"is IPv{service_net.version} but podSubnet {pod} is IPv{pod_net.version}; kslab has no "
+                                "dual-stack setting", "give both subnets the same address family"))
+
+
+# Every top-level `kslab:*` key: the structured ones (lists, mappings, numbers, booleans) and the strings.
+STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "installTimeoutSeconds",
+                   "joinTimeoutSeconds", "unjoinTimeoutSeconds")
+STRING_KEYS = ("validationMode", "jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait")
+JWT_SECRET_KEY = "jwtSecret"
+# kind's --wait: long enough for a control plane on a laptop, and bounded so a typo cannot wait for hours.
+KIND_WAIT_SECONDS = (30, 3600)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def check_config_keys(keys: list[str], kubeconfig_secret_keys: list[str]) -> list[Problem]:
+    """Unknown top-level `kslab:*` keys (a typo keeps a default silently), with the nearest valid one.
+    `keys` are without the namespace; the secret keys clusters name as kubeconfigSecret are allowed."""
+    known = set(STRUCTURED_KEYS) | set(STRING_KEYS) | {JWT_SECRET_KEY} | set(kubeconfig_secret_keys)
+    problems = []
+    for key in sorted(set(keys) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        problems.append(Problem(f"kslab:{key}", "(set)", "is not a kslab setting",
+                                f"did you mean kslab:{close[0]}?" if close else
+                                "remove it; settings: " + ", ".join(sorted(set(STRUCTURED_KEYS) | set(STRING_KEYS)))))
+    return problems
+
+
+def _kind_wait(problems: list[Problem], value: Any) -> str:
+    text = _as_text(problems, "kslab:kindWait", value, "5m", example="5m")
+    if text is _WRONG_TYPE:
+        return "5m"
+    match = re.match(r"^(\d+)([smh])$", text)
+    lo, hi = KIND_WAIT_SECONDS
+    if not match or not lo <= int(match.group(1)) * _DURATION_UNITS[match.group(2)] <= hi:
+        problems.append(Problem("kslab:kindWait", text,
+                                f"must be a duration from {lo}s to {hi // 60}m (digits, then s, m or h)",
+                                "use e.g. 5m or 300s"))
+        return "5m"
+    return text
+
+
+def parse_lab(raw: dict[str, Any], config_keys: list[str] | None = None, *,
+              jwt_secret: str | None = None) -> LabSpec:
+    """Parse and validate the `kslab:*` config (keys without the namespace). `config_keys`, when given, are
+    every key the stack sets (unknown ones are refused); `jwt_secret` is the decrypted kslab:jwtSecret, if set,
+    checked here and never put into a message."""
+    return settle(*parse_lab_problems(raw, config_keys, jwt_secret=jwt_secret))
+
+
+def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None, *,
+                       jwt_secret: str | None = None) -> tuple[LabSpec, list[Problem]]:
+    """parse_lab without the verdict: the clusters and joins that parsed, and every problem found."""
     problems: list[Problem] = []
     warnings: list[str] = []
+
+    top_version = _as_text(problems, "kslab:kubesphereVersion", raw.get("kubesphereVersion"),
+                           versions.DEFAULT_KUBESPHERE_VERSION, example=versions.DEFAULT_KUBESPHERE_VERSION)
+    if top_version is not _WRONG_TYPE and top_version not in versions.KUBESPHERE_RELEASES:
+        problems.append(Problem("kslab:kubesphereVersion", top_version, "is not a KubeSphere release kslab knows",
+                                "use one of " + ", ".join(versions.KUBESPHERE_RELEASES)))
+    top_image = _as_text(problems, "kslab:nodeImage", raw.get("nodeImage"), versions.DEFAULT_NODE_IMAGE,
+                         example=versions.DEFAULT_NODE_IMAGE)
+    if top_image is not _WRONG_TYPE and (not _IMAGE_REF.match(top_image)
+                                         or versions.node_image_k8s_version(top_image) is None):
+        problems.append(Problem("kslab:nodeImage", top_image, "is not an image reference with an exact vX.Y.Z tag",
+                                f"use e.g. {versions.DEFAULT_NODE_IMAGE}"))
+        top_image = _WRONG_TYPE
+    top_components = raw.get("components")
+    if top_components is None:
+        top_components = {}
+    if not isinstance(top_components, dict):
+        problems.append(Problem("kslab:components", top_components,
+                                f"must be a mapping of component: true/false, but YAML read {_yaml_kind(top_components)}",
+                                "e.g. components: {devops: true}"))
+        top_components = {}
     defaults = {
-        "kubesphereVersion": raw.get("kubesphereVersion") or versions.DEFAULT_KUBESPHERE_VERSION,
-        "nodeImage": raw.get("nodeImage") or versions.DEFAULT_NODE_IMAGE,
-        "components": raw.get("components") or {},
+        # A bad top-level value is reported once, above; the clusters then fall back to kslab's defaults.
+        "kubesphereVersion": top_version if top_version in versions.KUBESPHERE_RELEASES
+        else versions.DEFAULT_KUBESPHERE_VERSION,
+        "nodeImage": top_image if top_image is not _WRONG_TYPE else versions.DEFAULT_NODE_IMAGE,
+        "components": _parse_components(problems, "kslab:components", top_components),
     }
     clusters_raw = raw.get("clusters")
-    if not isinstance(clusters_raw, list) or not clusters_raw:
+    if clusters_raw is not None and not isinstance(clusters_raw, list):
+        problems.append(Problem("kslab:clusters", clusters_raw,
+                                f"must be a list of clusters, but YAML read {_yaml_kind(clusters_raw)}",
+                                "start each cluster with '- ', e.g. clusters: [{name: host, role: host}]"))
+        clusters_raw = []
+    elif not clusters_raw:
         problems.append(Problem("kslab:clusters", clusters_raw, "must list at least one cluster",
                                 "add e.g. clusters: [{name: host, role: host}] to the stack file"))
         clusters_raw = []
@@ -392,9 +584,19 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
         for unknown in sorted(set(item) - JOIN_FIELDS):
             problems.append(Problem(f"{path}.{unknown}", item[unknown], "is not a join field", "use member and host"))
         ok = True
+        sides = {side: _as_text(problems, f"{path}.{side}", item.get(side), example=side) for side in JOIN_FIELDS}
+        if any(v is _WRONG_TYPE for v in sides.values()):
+            continue
+        if sides["member"] is not None and sides["member"] == sides["host"]:
+            problems.append(Problem(path, item, "joins a cluster to itself", "join a member to a different host"))
+            continue
         for side, wanted in (("member", "member"), ("host", "host")):
-            target = item.get(side)
-            if target not in by_name:
+            target = sides[side]
+            if target is None:
+                problems.append(Problem(f"{path}.{side}", target, "is missing",
+                                        f"name the join's {side} cluster"))
+                ok = False
+            elif target not in by_name:
                 problems.append(Problem(f"{path}.{side}", target, "names no cluster of this stack",
                                         "use one of " + ", ".join(sorted(by_name)) if by_name else "add the cluster"))
                 ok = False
@@ -403,9 +605,6 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
                                         f"has role '{by_name[target].role}', but a join's {side} must have role "
                                         f"'{wanted}'", f"set role: {wanted} on cluster '{target}'",
                                         "kslab-invalid-role"))
-        if ok and item["member"] == item["host"]:
-            problems.append(Problem(path, item, "joins a cluster to itself", "join a member to a different host"))
-            ok = False
         if ok:
             join = JoinSpec(member=item["member"], host=item["host"])
             if join in joins:
@@ -415,8 +614,8 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
             joins.append(join)
 
     allow_multiple_hosts = _as_bool(problems, "kslab:allowMultipleHosts", raw.get("allowMultipleHosts"), False)
-    jwt_mode = raw.get("jwtSecretMode", "shared")
-    if jwt_mode not in JWT_MODES:
+    jwt_mode = _as_text(problems, "kslab:jwtSecretMode", raw.get("jwtSecretMode"), "shared", example="shared")
+    if jwt_mode is not _WRONG_TYPE and jwt_mode not in JWT_MODES:
         problems.append(Problem("kslab:jwtSecretMode", jwt_mode, "is not a jwtSecret mode",
                                 "use 'shared' (one secret for the whole stack) or 'copy' (members copy their host's)"))
     lab_joins = tuple(joins)
@@ -453,17 +652,36 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
         if c.allow_loopback_join:
             warnings.append(f"cluster '{c.name}': loopback join rule switched off ({c.loopback_reason})")
 
-    registry = raw.get("registry", "") or ""
-    if registry and not re.match(r"^[A-Za-z0-9.\-:/]+$", registry):
-        problems.append(Problem("kslab:registry", registry, "is not a registry host[/path]",
-                                "use e.g. registry.local:5000"))
-    kind_wait = str(raw.get("kindWait", "5m"))
-    if not re.match(r"^\d+[smh]$", kind_wait):
-        problems.append(Problem("kslab:kindWait", kind_wait, "is not a duration", "use e.g. 5m or 300s"))
+    registry = _as_text(problems, "kslab:registry", raw.get("registry"), "", example="registry.local:5000")
+    if registry is _WRONG_TYPE:
+        registry = ""
+    elif registry and not _REGISTRY.match(registry):
+        problems.append(Problem("kslab:registry", registry,
+                                "is not a registry host[:port][/path] (no scheme, no leading or trailing '/')",
+                                "use e.g. registry.local:5000 or registry.local:5000/kubesphere"))
+    kind_wait = _kind_wait(problems, raw.get("kindWait"))
+    if jwt_secret is not None:
+        # The value is never shown: only what is wrong with it.
+        if not jwt_secret.strip():
+            problems.append(Problem("kslab:jwtSecret", "(secret)", "is empty",
+                                    "set a real secret (pulumi config set --secret jwtSecret ...), or remove it to "
+                                    "let kslab generate one"))
+        if jwt_mode == "copy":
+            problems.append(Problem("kslab:jwtSecret", "(secret)",
+                                    "is ignored in jwtSecretMode 'copy' (each member copies its host's)",
+                                    "remove kslab:jwtSecret, or use jwtSecretMode: shared to use it"))
+    if config_keys is not None:
+        problems.extend(check_config_keys(config_keys, [c.kubeconfig_secret for c in clusters
+                                                        if c.kubeconfig_secret]))
 
+    mode = _as_text(problems, "kslab:validationMode", raw.get("validationMode"), "strict", example="strict")
+    if mode is not _WRONG_TYPE and mode not in ("strict", "warn"):
+        problems.append(Problem("kslab:validationMode", mode, "is not a validation mode",
+                                "use strict (default) or warn (policy-guarded problems become warnings)"))
     lab = LabSpec(
         clusters=tuple(clusters), joins=lab_joins,
         jwt_secret_mode=jwt_mode if jwt_mode in JWT_MODES else "shared",
+        validation_mode=mode if mode in ("strict", "warn") else "strict",
         allow_multiple_hosts=allow_multiple_hosts,
         install_timeout_seconds=_as_int(problems, "kslab:installTimeoutSeconds",
                                         raw.get("installTimeoutSeconds"), 1800, 10, 7200),
@@ -473,11 +691,12 @@ def parse_lab(raw: dict[str, Any]) -> LabSpec:
                                        300, 5, 3600),
         kind_wait=kind_wait, registry=registry, warnings=tuple(warnings),
     )
-    mode = raw.get("validationMode", "strict")
-    if mode not in ("strict", "warn"):
-        problems.append(Problem("kslab:validationMode", mode, "is not a validation mode",
-                                "use strict (default) or warn (policy-guarded problems become warnings)"))
-    if mode == "warn":
+    return lab, problems
+
+
+def settle(lab: LabSpec, problems: list[Problem]) -> LabSpec:
+    """Raise every problem at once; in validationMode 'warn' the policy-guarded ones become warnings."""
+    if lab.validation_mode == "warn":
         soft = [p for p in problems if p.policy]
         problems = [p for p in problems if not p.policy]
         lab = replace(lab, warnings=lab.warnings + tuple(

@@ -5,30 +5,42 @@ import json
 import os
 
 import pulumi
+import yaml
 
 from . import kubeconfig as kc
-from .spec import LabConfigError, LabSpec, Problem
-
-STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "installTimeoutSeconds",
-                   "joinTimeoutSeconds", "unjoinTimeoutSeconds")
-STRING_KEYS = ("validationMode", "jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait")
-
+from .spec import (JWT_SECRET_KEY, STRING_KEYS, STRUCTURED_KEYS, LabSpec, Problem, parse_lab_problems,
+                   settle)
 
 def read_raw(config: pulumi.Config) -> dict:
+    """Every `kslab:*` setting as YAML gave it. Pulumi hands a non-string value over as JSON text
+    (a list, a mapping, a number such as `1.20` read as 1.2), so a string setting that decodes to
+    anything but a string is passed on as that value, and validation names its type."""
     raw: dict = {}
-    for key in STRUCTURED_KEYS:
+    for key in STRUCTURED_KEYS + STRING_KEYS:
         text = config.get(key)
         if text is None:
             continue
         try:
-            raw[key] = json.loads(text)
+            value = json.loads(text)
         except json.JSONDecodeError:
-            raw[key] = text  # a bare string; validation names the field
-    for key in STRING_KEYS:
-        value = config.get(key)
-        if value is not None:
-            raw[key] = value
+            value = text  # a bare string; validation names the field if it should not be one
+        if key in STRING_KEYS and (value is None or isinstance(value, str)):
+            value = text
+        raw[key] = value
     return raw
+
+
+def stack_config_keys(project_dir: str, stack: str) -> list[str] | None:
+    """The `kslab:*` keys the stack's file sets (without the namespace), or None if there is no such file."""
+    try:
+        with open(os.path.join(project_dir, "Pulumi.yaml")) as fh:
+            config_dir = (yaml.safe_load(fh) or {}).get("stackConfigDir") or "."
+        with open(os.path.join(project_dir, config_dir, f"Pulumi.{stack}.yaml")) as fh:
+            doc = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    config = doc.get("config") if isinstance(doc, dict) else None
+    return [k.split(":", 1)[1] for k in (config or {}) if isinstance(k, str) and k.startswith("kslab:")]
 
 
 def _read_bytes(path: str) -> bytes:
@@ -36,12 +48,25 @@ def _read_bytes(path: str) -> bytes:
         return fh.read()
 
 
-def existing_kubeconfigs(config: pulumi.Config, project_dir: str, lab: LabSpec) -> dict[str, pulumi.Output[str]]:
-    """Each existing cluster's kubeconfig, self-contained (kubeconfig.flatten), as a secret Output.
-    Every problem of every cluster is reported together in one LabConfigError, before anything is registered."""
+def load_lab(config: pulumi.Config, project_dir: str, stack: str | None) -> tuple[LabSpec, dict[str, pulumi.Output[str]]]:
+    """The validated lab and each existing cluster's kubeconfig. Every problem of the settings and of every
+    kubeconfig is raised together in one LabConfigError, before anything is registered."""
+    keys = stack_config_keys(project_dir, stack) if stack else None
+    # Decrypted in memory only, to check it is usable; never shown.
+    lab, problems = parse_lab_problems(read_raw(config), keys, jwt_secret=config.get(JWT_SECRET_KEY))
+    kubeconfigs, kubeconfig_problems = read_existing_kubeconfigs(config, project_dir, lab)
+    return settle(lab, problems + kubeconfig_problems), kubeconfigs
+
+
+def read_existing_kubeconfigs(config: pulumi.Config, project_dir: str,
+                              lab: LabSpec) -> tuple[dict[str, pulumi.Output[str]], list[Problem]]:
+    """Each existing cluster's kubeconfig, self-contained (kubeconfig.flatten), as a secret Output, and every
+    problem with any of them. A joined member's kubeconfig, as its hosts will use it (with internalServer),
+    is also checked the way the join checks it."""
     members = {j.member for j in lab.joins}
     problems: list[Problem] = []
     found: dict[str, pulumi.Output[str]] = {}
+    fix = "use the kubeconfig `kubectl config view --flatten --raw --minify` prints"
     for cluster in (c for c in lab.clusters if not c.is_kind):
         if cluster.kubeconfig_secret:
             field, value = f"kslab:clusters[{cluster.name}].kubeconfigSecret", cluster.kubeconfig_secret
@@ -51,27 +76,36 @@ def existing_kubeconfigs(config: pulumi.Config, project_dir: str, lab: LabSpec) 
                 problems.append(Problem(field, value, f"names config key kslab:{value}, which is not set",
                                         f"pulumi config set --secret {value} \"$(cat kubeconfig)\""))
                 continue
-        else:
+        elif cluster.kubeconfig_path:
             field, value = f"kslab:clusters[{cluster.name}].kubeconfigPath", cluster.kubeconfig_path
             path = os.path.join(project_dir, os.path.expanduser(os.path.expandvars(cluster.kubeconfig_path)))
             base_dir = os.path.dirname(path)
             try:
                 text = _read_bytes(path).decode()
+            except IsADirectoryError:
+                problems.append(Problem(field, value, "is a directory", "point it at the cluster's kubeconfig file"))
+                continue
             except OSError as exc:
                 problems.append(Problem(field, value, f"cannot be read ({exc.strerror})",
                                         "point it at the cluster's kubeconfig file"))
                 continue
             except UnicodeDecodeError:
-                problems.append(Problem(field, value, "is not a text file", "point it at the cluster's kubeconfig"))
+                problems.append(Problem(field, value, "is not a text file (not UTF-8)",
+                                        "point it at the cluster's kubeconfig"))
                 continue
+        else:
+            continue  # no source at all: parse_lab reported it
         try:
             kc.server_of(text)
             text = kc.flatten(text, base_dir, _read_bytes, joinable=cluster.name in members)
         except kc.KubeconfigError as exc:
-            problems.append(Problem(field, value, str(exc),
-                                    "use the kubeconfig `kubectl config view --flatten --raw --minify` prints"))
+            problems.append(Problem(field, value, str(exc), fix))
             continue
+        if cluster.name in members:
+            internal = kc.rewrite_server(text, cluster.internal_server) if cluster.internal_server else text
+            for message, policy in kc.join_findings(internal, cluster.allow_loopback_join):
+                problems.append(Problem(field, value, f"cannot be joined: {message}",
+                                        "set internalServer to an address the hosts reach, or " + fix
+                                        if policy == kc.LOOPBACK_POLICY else fix, policy))
         found[cluster.name] = pulumi.Output.secret(text)
-    if problems:
-        raise LabConfigError(problems)
-    return found
+    return found, problems

@@ -54,13 +54,20 @@ def test_broken_stack_fails_on_mandatory_policies(project):
 
 def test_config_error_is_clear_and_creates_nothing(project, tmp_path):
     bad = tmp_path / "Pulumi.bad.yaml"
-    bad.write_text("config:\n  kslab:clusters:\n    - name: Host_1\n      role: master\n")
+    # As the engine hands them over: a version YAML reads as a number, a mapping for a string, a typo'd key.
+    bad.write_text("config:\n  kslab:clusters:\n    - name: Host_1\n      role: master\n"
+                   "  kslab:kubesphereVersion: 3.40\n  kslab:registry: {host: r.local}\n"
+                   "  kslab:installTimeoutSecond: 60\n  kslab:kindWait: 300\n")
     project.add_stack_file(str(bad), "bad")
     project.init("bad")
     proc = project.pulumi("up", "--yes", "--stack", "bad", timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "kslab:clusters[0].name = 'Host_1'" in out and "kslab:clusters[0].role = 'master'" in out
+    assert "kslab:kubesphereVersion = 3.4: must be a string, but YAML read the number 3.4" in out
+    assert "kslab:registry = {'host': 'r.local'}: must be a string, but YAML read a mapping" in out
+    assert "did you mean kslab:installTimeoutSeconds?" in out
+    assert "kslab:kindWait = 300: must be a string, but YAML read the number 300" in out
     assert "nothing was created" in out and "Traceback" not in out
     resources = project.export("bad").get("deployment", {}).get("resources") or []
     assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []

@@ -8,8 +8,9 @@ import yaml
 
 from components import kubeconfig as kc
 from components.spec import LabConfigError, parse_lab
-from components.stack_config import existing_kubeconfigs
+from components.stack_config import load_lab
 from tests.support.mock_run import fake_kubeconfig
+from tests.support.stack_config import FakeConfig
 
 ops = importlib.import_module("components.ops.__main__")
 
@@ -132,17 +133,13 @@ def test_every_kubeconfig_problem_of_every_cluster_is_reported_together(tmp_path
     doc = yaml.safe_load(fake_kubeconfig("h", "https://10.0.0.6:6443"))
     doc["users"][0]["user"] = {"auth-provider": {"name": "gcp"}}
     (tmp_path / "auth-provider.kubeconfig").write_text(yaml.safe_dump(doc))
-    lab = parse_lab({"clusters": [
+    settings = {"clusters": [
         {"name": "host", "role": "host", "backend": "existing", "kubernetesVersion": "v1.26.13",
          "kubeconfigPath": "missing-files.kubeconfig"},
         {"name": "member", "role": "member", "backend": "existing", "kubernetesVersion": "v1.26.13",
-         "kubeconfigPath": "auth-provider.kubeconfig"}], "joins": [{"member": "member", "host": "host"}]})
-
-    class Config:
-        def get(self, key):
-            return None
+         "kubeconfigPath": "auth-provider.kubeconfig"}], "joins": [{"member": "member", "host": "host"}]}
     with pytest.raises(LabConfigError) as err:
-        existing_kubeconfigs(Config(), str(tmp_path), lab)
+        load_lab(FakeConfig(settings), str(tmp_path), None)
     fields = [p.field for p in err.value.problems]
     assert fields == ["kslab:clusters[host].kubeconfigPath", "kslab:clusters[member].kubeconfigPath"]
     text = str(err.value)
