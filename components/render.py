@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import yaml
 
 from . import cc_defaults, versions
+# Labels and annotations the policy pack reads off the registered objects (one source: contract.py).
+from .contract import (CLUSTER_LABEL, HOST_LABEL, JWT_SOURCE_ANNOTATION, K8S_VERSION_ANNOTATION,  # noqa: F401
+                       LOOPBACK_ANNOTATION, MEMBER_LABEL, MEMBER_UID_ANNOTATION, MULTI_HOST_ANNOTATION)
 from .spec import ClusterSpec
 
 KS_NAMESPACE = "kubesphere-system"
@@ -24,15 +27,6 @@ CLUSTER_KIND = "Cluster"
 CLUSTER_FINALIZER = "finalizer.cluster.kubesphere.io"
 KUBESPHERE_CONFIG_MAP = "kubesphere-config"
 MANAGED_BY_LABEL = {"app.kubernetes.io/managed-by": "kslab"}
-# Facts the policy pack reads off the registered objects (see policies/).
-CLUSTER_LABEL = "kslab.io/cluster"
-HOST_LABEL = "kslab.io/host"
-MEMBER_LABEL = "kslab.io/member"
-K8S_VERSION_ANNOTATION = "kslab.io/kubernetes-version"
-JWT_SOURCE_ANNOTATION = "kslab.io/jwt-secret-source"
-MULTI_HOST_ANNOTATION = "kslab.io/allow-multiple-hosts"
-LOOPBACK_ANNOTATION = "kslab.io/loopback-join-reason"
-MEMBER_UID_ANNOTATION = "kslab.io/member-kube-system-uid"
 
 
 def kind_config(cluster: ClusterSpec) -> dict:

@@ -6,8 +6,13 @@ What is played (tests/harness/ks_operators.py): ks-installer and ks-controller-m
 status, the kubesphere-config map and the Cluster conditions/finalizer; and the namespace controller.
 """
 import base64
+import io
 import json
+import os
 import re
+import shutil
+import subprocess
+import tarfile
 import time
 
 import pytest
@@ -15,6 +20,7 @@ import yaml
 
 from tests.support.engine import policy_pack
 from tests.support.live import LiveLab
+from tests.support.mock_run import ROOT
 
 pytestmark = [pytest.mark.engine, pytest.mark.live]
 
@@ -70,21 +76,20 @@ def _check_lab(lab):
 
 
 def _secrets_of(lab):
+    """Every cluster's client key and certificate, and its jwtSecret: read while the lab is up (destroy
+    removes kubesphere-config), and never skipped (a missing one fails here)."""
     values = set()
     for name, cluster in lab.clusters.items():
         text = cluster.kubeconfig_path.read_text()
         doc = yaml.safe_load(text)
         values.add(doc["users"][0]["user"]["client-key-data"])
         values.add(doc["users"][0]["user"]["client-certificate-data"][:60])
-        try:
-            values.add(_jwt(lab, name))
-        except Exception:
-            pass
-    return {v for v in values if v}
+        values.add(_jwt(lab, name))
+    assert all(values) and len(values) >= 3 * len(lab.clusters) - 1, "a secret to look for is missing"
+    return values
 
 
-def _assert_no_secret_leak(lab, *texts):
-    secrets = _secrets_of(lab)
+def _assert_no_secret_leak(lab, secrets, *texts):
     state = lab.state_text()
     for s in secrets:
         assert s not in state, "a kubeconfig key or jwtSecret is in the state in plaintext"
@@ -105,6 +110,7 @@ def test_lifecycle(live):
     first = lab.up()
     _assert_ok(first, "first up")
     _check_lab(lab)
+    secrets = _secrets_of(lab)
     # the steps' progress reaches the user's output
     assert f"[kslab] KubeSphere on '{lab.names[0]}' is ready" in _out(first), _out(first)[-3000:]
 
@@ -148,7 +154,7 @@ def test_lifecycle(live):
         for side in (join["member"], join["host"]):
             assert unjoin < order.index(f"{side}-kubesphere-cc"), order
             assert unjoin < order.index(f"{side}-kubesphere-namespace"), order
-    _assert_no_secret_leak(lab, _out(first), _out(again), _out(gone))
+    _assert_no_secret_leak(lab, secrets, _out(first), _out(again), _out(gone))
 
 
 @pytest.mark.parametrize("live", ["live-host-member"], indirect=True)
@@ -313,3 +319,70 @@ def test_a_rebuilt_member_is_joined_again(live):
     assert [c["metadata"]["name"] for c in joined] == ["member"] and joined[0]["status"]["uid"] == new_uid
     _check_lab(lab)
     _assert_ok(lab.destroy(), "destroy")
+
+
+# The last commit whose steps were Pulumi dynamic resources (`pulumi-python:dynamic:Resource`).
+LEGACY_STEPS_COMMIT = "6471ddc590d17ecbf297467855cf0e8e38726d4f"
+PROGRAM_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "policies")
+
+
+def _use_program(lab, commit: str | None) -> None:
+    """Put the program of `commit` (None: this checkout) into the lab's project copy."""
+    for item in PROGRAM_ITEMS:
+        path = os.path.join(lab.project.dir, item)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    if commit is None:
+        for item in PROGRAM_ITEMS:
+            src = os.path.join(ROOT, item)
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(lab.project.dir, item),
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(src, os.path.join(lab.project.dir, item))
+        return
+    archive = subprocess.run(["git", "-C", ROOT, "archive", commit, *PROGRAM_ITEMS], capture_output=True)
+    if archive.returncode != 0:
+        pytest.fail(f"this test needs the git history of the project (commit {commit[:12]}): "
+                    f"{archive.stderr.decode()[-300:]}", pytrace=False)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(lab.project.dir)
+
+
+@pytest.mark.parametrize("live", ["live-host-member"], indirect=True)
+def test_a_stack_made_with_dynamic_steps_upgrades_in_place(live):
+    """A stack created when every step was a dynamic resource: the next `up` moves each step to its own
+    kslab:steps:* type and provider without running, replacing or deleting anything; then it is a normal lab."""
+    lab = live
+    _use_program(lab, LEGACY_STEPS_COMMIT)
+    _assert_ok(lab.up(), "up with the legacy program")
+    before = lab.project.export(lab.stack)["deployment"]["resources"]
+    legacy = [r for r in before if r["type"] == "pulumi-python:dynamic:Resource"]
+    assert legacy, "the legacy program registers its steps as dynamic resources"
+    installs = {n: lab.operator.installs(n) for n in lab.names}
+    joined = {o["metadata"]["name"]: o["metadata"]["uid"] for o in lab.joined("host")}
+
+    _use_program(lab, None)
+    events = lab.project.dir + "/upgrade-events.json"
+    upgrade = lab.up("--event-log", events, extra_env={"PULUMI_DEBUG_COMMANDS": "true"})
+    _assert_ok(upgrade, "up with typed steps")
+    assert "[kslab]" not in _out(upgrade), "no step may run on the upgrade"
+    ops = []
+    with open(events) as fh:
+        for line in fh:
+            meta = (json.loads(line).get("resOutputsEvent") or {}).get("metadata") or {}
+            if meta.get("op"):
+                ops.append((meta["op"], meta["urn"].split("::")[-2], meta["urn"].split("::")[-1]))
+    # Only providers come and go (the dynamic one, kslab's); every resource is kept or updated in place.
+    assert [o for o in ops if o[0] not in ("same", "update") and not o[1].startswith("pulumi:providers:")] == [], ops
+    after = lab.project.export(lab.stack)["deployment"]["resources"]
+    types = {r["urn"].split("::")[-1]: r["type"] for r in after}
+    assert {n for n, t in types.items() if t.startswith("kslab:steps:")} == {r["urn"].split("::")[-1] for r in legacy}
+    assert {r["id"] for r in legacy} <= {a.get("id") for a in after}, "a step was re-created"
+    assert not any("__provider" in (r.get("outputs") or {}) for r in after)
+    assert {n: lab.operator.installs(n) for n in lab.names} == installs
+    assert {o["metadata"]["name"]: o["metadata"]["uid"] for o in lab.joined("host")} == joined
+
+    _assert_ok(lab.up("--expect-no-changes"), "up after the upgrade")
+    _assert_ok(lab.destroy(), "destroy after the upgrade")
+    for name in lab.names:
+        assert lab.lab_objects(name) == [], f"left on {name}: {lab.lab_objects(name)}"

@@ -9,6 +9,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from components import contract as names
+
 # The engine's markers (the same values pulumi and pulumi-policy use on the wire).
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -22,8 +24,9 @@ UNKNOWNS = {
 
 CC_TYPE = "kubernetes:installer.kubesphere.io/v1alpha1:ClusterConfiguration"
 JOIN_TYPE = "kubernetes:cluster.kubesphere.io/v1alpha1:Cluster"
-# kslab's apply-time steps (components/steps.py) are dynamic resources with a `step` input.
-STEP_TYPE = "pulumi-python:dynamic:Resource"
+# kslab's apply-time steps (components/steps.py): one type per kind of step, each with a `step` input.
+STEP_TYPES = names.STEP_TYPES
+KIND_CLUSTER_TYPE = names.KIND_CLUSTER_TYPE
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 K8S_PROVIDER_TYPE = "pulumi:providers:kubernetes"
 
@@ -191,20 +194,20 @@ def cluster_of(r: Res) -> Cluster:
     components["edgeruntime"] = (dig(spec, "edgeruntime", "enabled") is True or
                                  dig(spec, "kubeedge", "enabled") is True)
     return Cluster(
-        name=labels.get("kslab.io/cluster") or r.name, urn=r.urn,
+        name=labels.get(names.CLUSTER_LABEL) or r.name, urn=r.urn,
         role=dig(spec, "multicluster", "clusterRole", default="none"),
         host_cluster_name=dig(spec, "multicluster", "hostClusterName"),
         kubesphere_version=str(labels.get("version", "")),
-        kubernetes_version=str(ann.get("kslab.io/kubernetes-version", "")),
+        kubernetes_version=str(ann.get(names.K8S_VERSION_ANNOTATION, "")),
         jwt=dig(spec, "authentication", "jwtSecret", default=""),
-        jwt_source=str(ann.get("kslab.io/jwt-secret-source", "")),
+        jwt_source=str(ann.get(names.JWT_SOURCE_ANNOTATION, "")),
         components=components,
     )
 
 
 def kind_node_of(r: Res) -> KindNode | None:
     env = r.props.get("environment") or {}
-    text = env.get("KSLAB_KIND_CONFIG") if isinstance(env, dict) else None
+    text = env.get(names.ENV_KIND_CONFIG) if isinstance(env, dict) else None
     if not isinstance(text, str) or is_unknown(text):
         return None
     try:
@@ -213,17 +216,17 @@ def kind_node_of(r: Res) -> KindNode | None:
         return None
     nodes = doc.get("nodes") or [{}]
     ports = [m.get("hostPort") for n in nodes for m in (n.get("extraPortMappings") or []) if m.get("hostPort")]
-    return KindNode(name=str(doc.get("name") or env.get("KSLAB_CLUSTER") or r.name), urn=r.urn,
-                    image=str(env.get("KSLAB_NODE_IMAGE") or nodes[0].get("image") or ""), host_ports=ports)
+    return KindNode(name=str(doc.get("name") or env.get(names.ENV_CLUSTER) or r.name), urn=r.urn,
+                    image=str(env.get(names.ENV_NODE_IMAGE) or nodes[0].get("image") or ""), host_ports=ports)
 
 
 def join_of(r: Res) -> Join:
     labels, ann = _labels(r.props), _annotations(r.props)
-    return Join(host=str(labels.get("kslab.io/host", "")), member=str(labels.get("kslab.io/member", "")),
+    return Join(host=str(labels.get(names.HOST_LABEL, "")), member=str(labels.get(names.MEMBER_LABEL, "")),
                 urn=r.urn, name=r.name,
                 kubeconfig_b64=dig(r.props, "spec", "connection", "kubeconfig"),
-                allow_multiple_hosts=str(ann.get("kslab.io/allow-multiple-hosts", "")).lower() == "true",
-                loopback_reason=ann.get("kslab.io/loopback-join-reason"))
+                allow_multiple_hosts=str(ann.get(names.MULTI_HOST_ANNOTATION, "")).lower() == "true",
+                loopback_reason=ann.get(names.LOOPBACK_ANNOTATION))
 
 
 # What the program registered, per URN, as the per-resource analysis saw it (the inputs). The
@@ -256,7 +259,7 @@ class LabView:
                 clusters[c.name] = c
         kind_nodes = {}
         for r in res:
-            if r.type == STEP_TYPE:
+            if r.type == KIND_CLUSTER_TYPE:
                 node = kind_node_of(r)
                 if node:
                     kind_nodes[node.name] = node

@@ -7,25 +7,21 @@ the real values before the resource is created.
 """
 from __future__ import annotations
 
-import os
-import sys
 from collections import Counter, defaultdict
 
 from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ReportViolation, ResourceValidationArgs,
                            ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy)
 from pulumi_policy.proxy import UnknownValueError
 
-from .facts import (CC_TYPE, record, STEP_TYPE, DEPLOYMENT_TYPE, JOIN_TYPE, K8S_PROVIDER_TYPE, UNKNOWN_STRING, LabView,
-                    Res, decode_kubeconfig, dig, is_secret, is_unknown, secret_paths)
+from components import contract as names
+from components import kubeconfig as kc
+from components import versions
+from components.spec import ROLES
 
-# The version and kubeconfig facts are the program's own (one source of truth).
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-from components import kubeconfig as kc  # noqa: E402
-from components import versions  # noqa: E402
+from .facts import (CC_TYPE, DEPLOYMENT_TYPE, JOIN_TYPE, K8S_PROVIDER_TYPE, KIND_CLUSTER_TYPE, STEP_TYPES,
+                    UNKNOWN_STRING, LabView, Res, decode_kubeconfig, dig, is_secret, is_unknown, record,
+                    secret_paths)
 
-ROLES = ("none", "host", "member")
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 
 
@@ -113,7 +109,7 @@ def _loopback(args: ResourceValidationArgs, report: ReportViolation):
     if r is None or text is None:
         return
     cfg = _config(args, {"allowLoopbackWithReason": False})
-    reason = dig(r.props, "metadata", "annotations", "kslab.io/loopback-join-reason")
+    reason = dig(r.props, "metadata", "annotations", names.LOOPBACK_ANNOTATION)
     allowed = bool(cfg["allowLoopbackWithReason"]) and bool(reason)
     for p in kc.join_problems(text, allow_loopback=allowed):
         if "loopback" in p:
@@ -163,10 +159,9 @@ def _ports_and_names(args: StackValidationArgs, report: ReportViolation):
             report(f"host port {port} is mapped by kind clusters {', '.join(n.name for n in nodes)}: only the first "
                    "can start. Fix: give each cluster its own consoleHostPort.", nodes[1].urn)
     # Count the raw resources: the view keys clusters by name and would hide a duplicate.
-    kind_names = Counter(str(r.props["environment"].get("KSLAB_CLUSTER")) for r in lab.resources
-                         if r.type == STEP_TYPE and isinstance(r.props.get("environment"), dict)
-                         and "KSLAB_KIND_CONFIG" in r.props["environment"])
-    cc_names = Counter(str(dig(r.props, "metadata", "labels", "kslab.io/cluster"))
+    kind_names = Counter(str(r.props["environment"].get(names.ENV_CLUSTER)) for r in lab.resources
+                         if r.type == KIND_CLUSTER_TYPE and isinstance(r.props.get("environment"), dict))
+    cc_names = Counter(str(dig(r.props, "metadata", "labels", names.CLUSTER_LABEL))
                        for r in lab.resources if r.type == CC_TYPE)
     for name in sorted(set(kind_names) | set(cc_names)):
         count = max(kind_names[name], cc_names[name])
@@ -200,7 +195,7 @@ def _plaintext_secrets(args: ResourceValidationArgs, report: ReportViolation):
         value = r.props.get("kubeconfig")
         if value is not None and not is_secret(value) and not is_unknown(value):
             found.append("kubeconfig")
-    if r.type == STEP_TYPE:
+    if r.type in STEP_TYPES:
         env = r.props.get("environment") or {}
         for key, value in (env.items() if isinstance(env, dict) else []):
             if any(word in key for word in SECRET_ENV) and not is_secret(value) and not is_secret(env):
@@ -281,9 +276,9 @@ def _memory(args: StackValidationArgs, report: ReportViolation):
 # 11 -----------------------------------------------------------------------------------------
 def _unpinned(args: ResourceValidationArgs, report: ReportViolation):
     r = Res.of(args)
-    if r.type == STEP_TYPE:
+    if r.type == KIND_CLUSTER_TYPE:
         env = r.props.get("environment") or {}
-        image = env.get("KSLAB_NODE_IMAGE") if isinstance(env, dict) else None
+        image = env.get(names.ENV_NODE_IMAGE) if isinstance(env, dict) else None
         if isinstance(image, str) and not is_unknown(image) and not versions.image_is_pinned(image):
             report(f"'{r.name}': node image {image!r} has no exact vX.Y.Z tag or digest, so the cluster's "
                    "Kubernetes version can change under you. Fix: pin e.g. kindest/node:v1.25.16.")

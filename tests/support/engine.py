@@ -14,7 +14,7 @@ import yaml
 from tests.support.mock_run import ROOT
 
 PASSPHRASE = "kslab-test-passphrase"
-PROJECT_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "stacks", "policies", "requirements.txt")
+PROJECT_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "provider", "stacks", "policies", "requirements.txt")
 
 
 def policy_pack() -> str:

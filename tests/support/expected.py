@@ -2,9 +2,9 @@
 and the real-engine preview tests both check (type, name, parent name)."""
 from __future__ import annotations
 
+from components.contract import step_type as step
 from components.spec import LabSpec
 
-CMD = "pulumi-python:dynamic:Resource"
 INSTALLER_TYPES = {
     "customresourcedefinition": "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
     "namespace": "kubernetes:core/v1:Namespace",
@@ -18,24 +18,25 @@ INSTALLER_TYPES = {
 def expected_resources(lab: LabSpec) -> set[tuple[str, str, str]]:
     out = {("kslab:lab:Lab", "lab", "")}
     if any(c.is_kind for c in lab.clusters):
-        out.add((CMD, "preflight", "lab"))
+        out.add((step("preflight"), "preflight", "lab"))
     if lab.jwt_secret_mode == "shared":
-        out.add((CMD, "jwt-secret", "lab"))
+        out.add((step("gen-secret"), "jwt-secret", "lab"))
     for c in lab.clusters:
         n = c.name
         if c.is_kind:
-            out |= {("kslab:lab:KindCluster", n, "lab"), (CMD, f"{n}-kind", n)}
+            out |= {("kslab:lab:KindCluster", n, "lab"), (step("kind-create"), f"{n}-kind", n)}
         else:
             out.add(("kslab:lab:ExistingCluster", n, "lab"))
         out.add(("pulumi:providers:kubernetes", f"{n}-k8s", n))
-        out |= {("kslab:lab:MulticlusterRole", f"{n}-role", "lab"), (CMD, f"{n}-role-guard", f"{n}-role")}
+        out |= {("kslab:lab:MulticlusterRole", f"{n}-role", "lab"), (step("role-guard"), f"{n}-role-guard", f"{n}-role")}
         inst = f"{n}-kubesphere"
         out.add(("kslab:lab:KubeSphereInstall", inst, "lab"))
         out |= {(t, f"{inst}-{suffix}", inst) for suffix, t in INSTALLER_TYPES.items()}
         out |= {("kubernetes:installer.kubesphere.io/v1alpha1:ClusterConfiguration", f"{inst}-cc", inst),
-                (CMD, f"{inst}-baseline", inst), (CMD, f"{inst}-wait", inst), (CMD, f"{inst}-jwt", inst)}
+                (step("install-baseline"), f"{inst}-baseline", inst), (step("wait-install"), f"{inst}-wait", inst),
+                (step("read-jwt"), f"{inst}-jwt", inst)}
     for j in lab.joins:
-        out |= {("kslab:lab:KubeFedJoin", j.name, "lab"), (CMD, f"{j.name}-check", j.name),
+        out |= {("kslab:lab:KubeFedJoin", j.name, "lab"), (step("join-check"), f"{j.name}-check", j.name),
                 ("kubernetes:cluster.kubesphere.io/v1alpha1:Cluster", f"{j.name}-cluster", j.name),
-                (CMD, f"{j.name}-ready", j.name)}
+                (step("wait-join"), f"{j.name}-ready", j.name)}
     return out

@@ -18,7 +18,7 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc
 
-from components.steps import STEP_TYPE
+from components.contract import STEP_TYPES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAIN = os.path.join(ROOT, "__main__.py")
@@ -114,7 +114,7 @@ class LabMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
-        if args.typ == STEP_TYPE and not self.preview:
+        if args.typ in STEP_TYPES and not self.preview:
             create = args.inputs.get("step", "")
             env = args.inputs.get("environment", {})
             name = env.get("KSLAB_CLUSTER", "x")

@@ -1,0 +1,59 @@
+"""The names the program, the steps, the policy pack and the tests share, defined once.
+
+Pure data, no imports beyond the standard library: the policy pack imports it too.
+"""
+from __future__ import annotations
+
+# --- step resources --------------------------------------------------------------------------
+# Every apply-time step is a resource of kslab's own provider plugin (provider/, declared in
+# Pulumi.yaml), one type per kind of step, so previews and policies can tell them apart.
+STEP_PACKAGE = "kslab"
+STEP_MODULE = "steps"
+STEP_TYPE_NAMES = {
+    "preflight": "Preflight",
+    "gen-secret": "GeneratedSecret",
+    "kind-create": "KindCluster",
+    "role-guard": "RoleGuard",
+    "install-baseline": "InstallBaseline",
+    "wait-install": "InstallWait",
+    "read-jwt": "JwtSecretRead",
+    "join-check": "JoinCheck",
+    "wait-join": "JoinReady",
+}
+# What every step was before it had its own type (Pulumi's dynamic provider). Steps alias it, so a stack
+# created then upgrades in place.
+LEGACY_STEP_TYPE = "pulumi-python:dynamic:Resource"
+
+
+def step_type(step: str) -> str:
+    return f"{STEP_PACKAGE}:{STEP_MODULE}:{STEP_TYPE_NAMES[step]}"
+
+
+STEP_TYPES = frozenset(step_type(s) for s in STEP_TYPE_NAMES)
+KIND_CLUSTER_TYPE = step_type("kind-create")
+
+# --- step environment ------------------------------------------------------------------------
+# Set by the program for a step (its own cluster only).
+ENV_CLUSTER = "KSLAB_CLUSTER"
+ENV_NODE_IMAGE = "KSLAB_NODE_IMAGE"
+ENV_KIND_CONFIG = "KSLAB_KIND_CONFIG"
+# Set by the user (or a test) around `pulumi up`/`destroy`, and passed on to the steps.
+ENV_FORCE_UNJOIN = "KSLAB_FORCE_UNJOIN"
+USER_STEP_ENV = (ENV_FORCE_UNJOIN, "KSLAB_POLL_SECONDS", "KSLAB_PROGRESS_SECONDS", "KSLAB_JWT_READ_SECONDS",
+                 "KSLAB_STALE_WAIT")
+# What a step's programs (python, kind, docker) need from the machine; nothing else is passed on (never
+# PULUMI_* such as the passphrase, never the user's KUBECONFIG).
+MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ",
+               "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
+               "KIND_EXPERIMENTAL_PROVIDER", "http_proxy", "https_proxy", "no_proxy",
+               "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+
+# --- labels and annotations on the objects kslab applies ---------------------------------------
+CLUSTER_LABEL = "kslab.io/cluster"
+HOST_LABEL = "kslab.io/host"
+MEMBER_LABEL = "kslab.io/member"
+K8S_VERSION_ANNOTATION = "kslab.io/kubernetes-version"
+JWT_SOURCE_ANNOTATION = "kslab.io/jwt-secret-source"
+MULTI_HOST_ANNOTATION = "kslab.io/allow-multiple-hosts"
+LOOPBACK_ANNOTATION = "kslab.io/loopback-join-reason"
+MEMBER_UID_ANNOTATION = "kslab.io/member-kube-system-uid"
