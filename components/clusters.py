@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import contract as names
 from . import kubeconfig as kc
 from . import render
 from .spec import ClusterSpec
@@ -65,8 +66,8 @@ class KindCluster(_ClusterBase):
         config_yaml = render.kind_config_yaml(spec)
         self.create = ops_step(
             f"{name}-kind", "kind-create",
-            {"KSLAB_CLUSTER": spec.name, "KSLAB_NODE_IMAGE": spec.node_image,
-             "KSLAB_KIND_CONFIG": config_yaml, "KSLAB_KIND_WAIT": args.kind_wait},
+            {names.ENV_CLUSTER: spec.name, names.ENV_NODE_IMAGE: spec.node_image,
+             names.ENV_KIND_CONFIG: config_yaml, names.ENV_KIND_WAIT: args.kind_wait},
             pulumi.ResourceOptions(parent=self, depends_on=[args.preflight] if args.preflight else None),
             delete_step="kind-delete", read_step="kind-read", secret_stdout=True, delete_before_replace=True,
             # A kind cluster cannot be changed in place: a new config means a new cluster.

@@ -33,14 +33,34 @@ STEP_TYPES = frozenset(step_type(s) for s in STEP_TYPE_NAMES)
 KIND_CLUSTER_TYPE = step_type("kind-create")
 
 # --- step environment ------------------------------------------------------------------------
-# Set by the program for a step (its own cluster only).
+# Set by the program for a step (its own cluster only; a join step gets its member's and host's).
 ENV_CLUSTER = "KSLAB_CLUSTER"
+ENV_ROLE = "KSLAB_ROLE"
+ENV_KS_VERSION = "KSLAB_KS_VERSION"
+ENV_KUBECONFIG = "KSLAB_KUBECONFIG"
 ENV_NODE_IMAGE = "KSLAB_NODE_IMAGE"
 ENV_KIND_CONFIG = "KSLAB_KIND_CONFIG"
+ENV_KIND_WAIT = "KSLAB_KIND_WAIT"
+ENV_PLAN = "KSLAB_PLAN"
+ENV_TIMEOUT = "KSLAB_TIMEOUT"
+ENV_WAIT_KEYS = "KSLAB_WAIT_KEYS"
+ENV_BASELINE = "KSLAB_BASELINE"
+ENV_MEMBER = "KSLAB_MEMBER"
+ENV_HOST = "KSLAB_HOST"
+ENV_MEMBER_KUBECONFIG = "KSLAB_MEMBER_KUBECONFIG"
+ENV_HOST_KUBECONFIG = "KSLAB_HOST_KUBECONFIG"
+ENV_JOIN_KUBECONFIG = "KSLAB_JOIN_KUBECONFIG"
+ENV_ALLOW_LOOPBACK = "KSLAB_ALLOW_LOOPBACK"
+ENV_UNJOIN_TIMEOUT = "KSLAB_UNJOIN_TIMEOUT"
 # Set by the user (or a test) around `pulumi up`/`destroy`, and passed on to the steps.
 ENV_FORCE_UNJOIN = "KSLAB_FORCE_UNJOIN"
-USER_STEP_ENV = (ENV_FORCE_UNJOIN, "KSLAB_POLL_SECONDS", "KSLAB_PROGRESS_SECONDS", "KSLAB_JWT_READ_SECONDS",
-                 "KSLAB_STALE_WAIT")
+ENV_POLL_SECONDS = "KSLAB_POLL_SECONDS"
+ENV_PROGRESS_SECONDS = "KSLAB_PROGRESS_SECONDS"
+ENV_JWT_READ_SECONDS = "KSLAB_JWT_READ_SECONDS"
+ENV_STALE_WAIT = "KSLAB_STALE_WAIT"
+# Set by the user to see the step provider's own tracebacks (kslab bugs only).
+ENV_DEBUG = "KSLAB_DEBUG"
+USER_STEP_ENV = (ENV_FORCE_UNJOIN, ENV_POLL_SECONDS, ENV_PROGRESS_SECONDS, ENV_JWT_READ_SECONDS, ENV_STALE_WAIT)
 # What a step's programs (python, kind, docker) need from the machine; nothing else is passed on (never
 # PULUMI_* such as the passphrase, never the user's KUBECONFIG).
 MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ",

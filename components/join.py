@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import contract as names
 from . import render
 from .clusters import TYPE_PREFIX, _ClusterBase
 from .kubesphere import KubeSphereInstall
@@ -33,13 +34,13 @@ class KubeFedJoin(pulumi.ComponentResource):
         super().__init__(f"{TYPE_PREFIX}:KubeFedJoin", name, None, opts)
         member, host = args.member.spec, args.host.spec
         env = {
-            "KSLAB_MEMBER": member.name, "KSLAB_HOST": host.name,
-            "KSLAB_HOST_KUBECONFIG": args.host.kubeconfig,
-            "KSLAB_MEMBER_KUBECONFIG": args.member.kubeconfig,
-            "KSLAB_JOIN_KUBECONFIG": args.member.internal_kubeconfig,
-            "KSLAB_ALLOW_LOOPBACK": "true" if member.allow_loopback_join else "false",
+            names.ENV_MEMBER: member.name, names.ENV_HOST: host.name,
+            names.ENV_HOST_KUBECONFIG: args.host.kubeconfig,
+            names.ENV_MEMBER_KUBECONFIG: args.member.kubeconfig,
+            names.ENV_JOIN_KUBECONFIG: args.member.internal_kubeconfig,
+            names.ENV_ALLOW_LOOPBACK: "true" if member.allow_loopback_join else "false",
             # The console and controller that judge the join are the host's.
-            "KSLAB_KS_VERSION": host.kubesphere_version,
+            names.ENV_KS_VERSION: host.kubesphere_version,
         }
         self.check = ops_step(
             f"{name}-check", "join-check", env,
@@ -63,12 +64,12 @@ class KubeFedJoin(pulumi.ComponentResource):
                 replace_on_changes=[f'metadata.annotations["{render.MEMBER_UID_ANNOTATION}"]'],
                 delete_before_replace=True),
         )
-        ready_env = {**env, "KSLAB_TIMEOUT": str(args.timeout_seconds)}
+        ready_env = {**env, names.ENV_TIMEOUT: str(args.timeout_seconds)}
         # delete=unjoin runs before the Cluster resource's own delete, so destroy waits here
         # (bounded) for the finalizer while both clusters still exist.
         self.ready = ops_step(
             f"{name}-ready", "wait-join",
-            {**ready_env, "KSLAB_UNJOIN_TIMEOUT": str(args.unjoin_timeout_seconds)},
+            {**ready_env, names.ENV_UNJOIN_TIMEOUT: str(args.unjoin_timeout_seconds)},
             pulumi.ResourceOptions(parent=self, depends_on=[self.cluster]),
             delete_step="unjoin",
         )

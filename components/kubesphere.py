@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import contract as names
 from . import render
 from .clusters import TYPE_PREFIX
 from .spec import ClusterSpec
@@ -35,7 +36,7 @@ class MulticlusterRole(pulumi.ComponentResource):
         self.multicluster = render.multicluster_spec(spec)
         self.guard = ops_step(
             f"{name}-guard", "role-guard",
-            {"KSLAB_CLUSTER": spec.name, "KSLAB_ROLE": spec.role, "KSLAB_KUBECONFIG": args.kubeconfig},
+            {names.ENV_CLUSTER: spec.name, names.ENV_ROLE: spec.role, names.ENV_KUBECONFIG: args.kubeconfig},
             pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
             triggers=[spec.role],  # a new role re-runs the guard (replacement), so it is checked
         )
@@ -75,7 +76,7 @@ class KubeSphereInstall(pulumi.ComponentResource):
         # jwtSecret decide when kslab waits again; metadata changes start no run and must start no wait.
         plain_spec = render.cluster_configuration_spec(spec, "", args.registry)
         spec_change = jwt.apply(lambda secret: render.spec_fingerprint({"spec": plain_spec, "jwt": secret}))
-        base_env = {"KSLAB_CLUSTER": spec.name, "KSLAB_ROLE": spec.role, "KSLAB_KUBECONFIG": args.kubeconfig}
+        base_env = {names.ENV_CLUSTER: spec.name, names.ENV_ROLE: spec.role, names.ENV_KUBECONFIG: args.kubeconfig}
         # Read before the cc changes: the last run's start, so the wait knows a newer run from an old one.
         self.baseline = ops_step(f"{name}-baseline", "install-baseline", base_env,
                                  pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
@@ -89,10 +90,10 @@ class KubeSphereInstall(pulumi.ComponentResource):
                 depends_on=[self.objects["CustomResourceDefinition"], self.objects["Namespace"], args.role.guard,
                             self.baseline])),
         )
-        env = {**base_env, "KSLAB_KS_VERSION": spec.kubesphere_version,
-               "KSLAB_TIMEOUT": str(args.timeout_seconds),
-               "KSLAB_WAIT_KEYS": ",".join(render.status_keys_to_wait(spec)),
-               "KSLAB_BASELINE": self.baseline.stdout}
+        env = {**base_env, names.ENV_KS_VERSION: spec.kubesphere_version,
+               names.ENV_TIMEOUT: str(args.timeout_seconds),
+               names.ENV_WAIT_KEYS: ",".join(render.status_keys_to_wait(spec)),
+               names.ENV_BASELINE: self.baseline.stdout}
         # A cc recreated out of band (new uid, e.g. a cluster rebuilt behind the lab's back) runs the
         # installer again, so the wait runs again too.
         cc_uid = self.cluster_configuration.metadata.apply(lambda m: (m or {}).get("uid", ""))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
 import pulumi
 
+from . import contract as names
 from . import versions
 from .clusters import TYPE_PREFIX, ExistingCluster, ExistingClusterArgs, KindCluster, KindClusterArgs, _ClusterBase
 from .join import KubeFedJoin, KubeFedJoinArgs
@@ -43,7 +45,7 @@ class Lab(pulumi.ComponentResource):
                 "memory_estimate_mib": sum(versions.cluster_memory_mib(c.kubesphere_version, c.components, True)
                                            for c in kind_clusters),
             }
-            self.preflight = ops_step("preflight", "preflight", {"KSLAB_PLAN": json.dumps(plan)}, child)
+            self.preflight = ops_step("preflight", "preflight", {names.ENV_PLAN: json.dumps(plan)}, child)
 
         self.shared_jwt = None
         if spec.jwt_secret_mode == "shared":

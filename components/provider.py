@@ -208,7 +208,7 @@ def serve(engine_address: str | None) -> None:
             except StepError as exc:
                 context.abort(grpc.StatusCode.UNKNOWN, str(exc))
             except Exception as exc:  # noqa: BLE001 - a bug in kslab: the type and message, no traceback
-                if os.environ.get("KSLAB_DEBUG"):
+                if os.environ.get(contract.ENV_DEBUG):
                     sys.stderr.write(traceback.format_exc())
                 context.abort(grpc.StatusCode.INTERNAL,
                               f"kslab step provider failed ({exc.__class__.__name__}: {exc}); "

@@ -151,3 +151,21 @@ def test_a_read_step_exiting_gone_is_gone(tmp_path, fake_python):
     with pytest.raises(Gone):
         runner.run(props(read_step="kind-read", environment={
             "KSLAB_KUBECONFIG": KUBECONFIG, "RECORD": str(tmp_path / "r.json"), "EXIT": str(GONE_EXIT)}), "read_step")
+
+
+def test_step_environment_names_are_spelled_only_in_the_contract():
+    """One source: the program, the steps and the provider name a step's variables through contract.py."""
+    import glob
+    import re
+    from tests.support.mock_run import ROOT
+    spelled = {}
+    for path in glob.glob(os.path.join(ROOT, "components", "**", "*.py"), recursive=True):
+        if path.endswith("contract.py"):
+            continue
+        with open(path) as fh:
+            found = re.findall(r'"(KSLAB_[A-Z_]+)"', fh.read())
+        if found:
+            spelled[os.path.relpath(path, ROOT)] = found
+    assert spelled == {}
+    defined = {v for k, v in vars(contract).items() if k.startswith("ENV_")}
+    assert len(defined) == len([k for k in vars(contract) if k.startswith("ENV_")]), "two names, one variable"

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 
+from .. import contract as names
 from .. import kubeconfig as kc
 from .. import preflight_rules, render, versions
 from . import GONE_EXIT
@@ -43,14 +44,14 @@ def _kube(var: str, label: str):
 
 
 def _timing() -> tuple[float, float, float]:
-    return (float(env("KSLAB_TIMEOUT", "600")), float(env("KSLAB_POLL_SECONDS", "5")),
-            float(env("KSLAB_PROGRESS_SECONDS", "30")))
+    return (float(env(names.ENV_TIMEOUT, "600")), float(env(names.ENV_POLL_SECONDS, "5")),
+            float(env(names.ENV_PROGRESS_SECONDS, "30")))
 
 
 # --- steps ---------------------------------------------------------------------------------
 
 def step_preflight() -> None:
-    plan = json.loads(env("KSLAB_PLAN"))
+    plan = json.loads(env(names.ENV_PLAN))
     facts = preflight_rules.probe(plan["node_images"])
     verdict = preflight_rules.evaluate(facts, preflight_rules.Plan(**plan))
     for warning in verdict.warnings:
@@ -76,7 +77,7 @@ def _container_ip(name: str) -> str:
 
 
 def step_kind_create() -> None:
-    name, image = env("KSLAB_CLUSTER"), env("KSLAB_NODE_IMAGE")
+    name, image = env(names.ENV_CLUSTER), env(names.ENV_NODE_IMAGE)
     existing = _kind("get", "clusters", timeout=60)
     if existing.returncode != 0:
         fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
@@ -97,9 +98,9 @@ def step_kind_create() -> None:
         with tempfile.TemporaryDirectory(prefix="kslab-kind-") as scratch:
             config_path = os.path.join(scratch, "kind-config.yaml")
             with open(config_path, "w") as fh:
-                fh.write(env("KSLAB_KIND_CONFIG"))
+                fh.write(env(names.ENV_KIND_CONFIG))
             proc = subprocess.run(["kind", "create", "cluster", "--name", name, "--config", config_path,
-                                   "--image", image, "--wait", env("KSLAB_KIND_WAIT", "5m"),
+                                   "--image", image, "--wait", env(names.ENV_KIND_WAIT, "5m"),
                                    "--kubeconfig", os.path.join(scratch, "kubeconfig")],
                                   stdout=sys.stderr, timeout=1800)
         if proc.returncode != 0:
@@ -122,7 +123,7 @@ def _print_kind_access(name: str) -> None:
 def step_kind_read() -> None:
     """Refresh of a kind cluster: gone (deleted out of band) or what it is now (its IP may have changed
     after a restart, and kind then issues new certificates)."""
-    name = env("KSLAB_CLUSTER")
+    name = env(names.ENV_CLUSTER)
     existing = _kind("get", "clusters", timeout=60)
     if existing.returncode != 0:
         fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
@@ -136,7 +137,7 @@ KIND_DELETE_ATTEMPTS = 3
 
 
 def step_kind_delete() -> None:
-    name = env("KSLAB_CLUSTER")
+    name = env(names.ENV_CLUSTER)
     existing = _kind("get", "clusters", timeout=60)
     if existing.returncode == 0 and name not in existing.stdout.split():
         log(f"cluster '{name}' is already gone")
@@ -164,8 +165,8 @@ def step_gen_secret() -> None:
 
 
 def step_role_guard() -> None:
-    name, wanted = env("KSLAB_CLUSTER"), env("KSLAB_ROLE")
-    cc = _kube("KSLAB_KUBECONFIG", f"cluster '{name}'").cluster_configuration()
+    name, wanted = env(names.ENV_CLUSTER), env(names.ENV_ROLE)
+    cc = _kube(names.ENV_KUBECONFIG, f"cluster '{name}'").cluster_configuration()
     current = ((cc or {}).get("spec", {}).get("multicluster") or {}).get("clusterRole")
     if cc is None or current in (None, "", "none", wanted):
         print(json.dumps({"cluster": name, "role": wanted, "previous": current or "none"}))
@@ -212,17 +213,17 @@ def _fatal_api_errors(step):
 def step_install_baseline() -> None:
     """Before kslab changes the cc: the status.core.enabledTime of the last run that started, so the wait
     after the change can tell a newer run (every run rewrites it; roles/ks-core/ks-core/tasks/main.yaml)."""
-    cc = _kube("KSLAB_KUBECONFIG", f"cluster '{env('KSLAB_CLUSTER')}'").cluster_configuration() or {}
+    cc = _kube(names.ENV_KUBECONFIG, f"cluster '{env('KSLAB_CLUSTER')}'").cluster_configuration() or {}
     core = (cc.get("status") or {}).get("core") or {}
     print(json.dumps({"enabledTime": core.get("enabledTime"), "uid": (cc.get("metadata") or {}).get("uid")}))
 
 
 def step_wait_install() -> None:
-    name, role, version = env("KSLAB_CLUSTER"), env("KSLAB_ROLE"), env("KSLAB_KS_VERSION")
-    wait_keys = [k for k in env("KSLAB_WAIT_KEYS", "").split(",") if k]
-    baseline = json.loads(env("KSLAB_BASELINE", "{}") or "{}")
+    name, role, version = env(names.ENV_CLUSTER), env(names.ENV_ROLE), env(names.ENV_KS_VERSION)
+    wait_keys = [k for k in env(names.ENV_WAIT_KEYS, "").split(",") if k]
+    baseline = json.loads(env(names.ENV_BASELINE, "{}") or "{}")
     timeout, poll, progress = _timing()
-    kube = _kube("KSLAB_KUBECONFIG", f"cluster '{name}'")
+    kube = _kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
 
     def probe():
         cc = kube.cluster_configuration() or {}
@@ -251,14 +252,14 @@ def step_wait_install() -> None:
 def step_read_jwt() -> None:
     """The effective jwtSecret, read only after the install wait; retried (bounded) while the map is not
     there yet or the API server is briefly away, since the installer applies it at the end of a run."""
-    name = env("KSLAB_CLUSTER")
+    name = env(names.ENV_CLUSTER)
     _, poll, progress = _timing()
-    kube = _kube("KSLAB_KUBECONFIG", f"cluster '{name}'")
+    kube = _kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
     def probe():
         secret = kube.kubesphere_jwt_secret()
         return bool(secret), "no authentication.jwtSecret in kubesphere-config yet", secret
 
-    secret, _, summary = _wait_for(probe, float(env("KSLAB_JWT_READ_SECONDS", "60")), poll, progress,
+    secret, _, summary = _wait_for(probe, float(env(names.ENV_JWT_READ_SECONDS, "60")), poll, progress,
                                    f"jwtSecret of '{name}'")
     if not secret:
         fail(f"cluster '{name}': {summary} (configmap kubesphere-system/kubesphere-config)")
@@ -313,14 +314,14 @@ def _console_checks(host_kube, member_kube, member: str, host: str, join_server:
 
 
 def step_join_check() -> None:
-    member, host = env("KSLAB_MEMBER"), env("KSLAB_HOST")
-    ks_version = env("KSLAB_KS_VERSION")
-    allow_loopback = env("KSLAB_ALLOW_LOOPBACK", "false") == "true"
-    join_kubeconfig = env("KSLAB_JOIN_KUBECONFIG")
+    member, host = env(names.ENV_MEMBER), env(names.ENV_HOST)
+    ks_version = env(names.ENV_KS_VERSION)
+    allow_loopback = env(names.ENV_ALLOW_LOOPBACK, "false") == "true"
+    join_kubeconfig = env(names.ENV_JOIN_KUBECONFIG)
     problems = [f"member '{member}': {p}" for p in kc.join_problems(join_kubeconfig, allow_loopback)]
     try:
-        member_kube = _kube("KSLAB_MEMBER_KUBECONFIG", f"member '{member}'")
-        host_kube = _kube("KSLAB_HOST_KUBECONFIG", f"host '{host}'")
+        member_kube = _kube(names.ENV_MEMBER_KUBECONFIG, f"member '{member}'")
+        host_kube = _kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
         member_uid = member_kube.kube_system_uid()
         try:
             server = kc.server_of(join_kubeconfig)
@@ -345,7 +346,7 @@ def _replace_stale_cluster(host_kube, member: str, host: str, member_uid: str | 
         return
     log(f"member '{member}' was rebuilt (kube-system UID {member_uid}; host '{host}' recorded {recorded}): "
         "removing the stale Cluster object so the member is joined anew")
-    _remove_cluster_object(host_kube, member, host, ks_version, wait_seconds=float(env("KSLAB_STALE_WAIT", "10")))
+    _remove_cluster_object(host_kube, member, host, ks_version, wait_seconds=float(env(names.ENV_STALE_WAIT, "10")))
 
 
 def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_seconds: float,
@@ -380,9 +381,9 @@ def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_s
 
 
 def step_wait_join() -> None:
-    member, host = env("KSLAB_MEMBER"), env("KSLAB_HOST")
+    member, host = env(names.ENV_MEMBER), env(names.ENV_HOST)
     timeout, poll, progress = _timing()
-    kube = _kube("KSLAB_HOST_KUBECONFIG", f"host '{host}'")
+    kube = _kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
 
     def probe():
         obj = kube.member_cluster(member) or {}
@@ -401,12 +402,12 @@ def step_unjoin() -> None:
     """Delete the Cluster and wait (bounded) for the controller's unjoin. Upstream's unjoin runs with no
     member config: it removes only the host's KubeFedCluster and its secret, and the member keeps its
     kube-federation-system objects in every case (kubesphere@<tag>:pkg/controller/cluster/unjoin.go)."""
-    member, host = env("KSLAB_MEMBER"), env("KSLAB_HOST")
-    ks_version = env("KSLAB_KS_VERSION")
+    member, host = env(names.ENV_MEMBER), env(names.ENV_HOST)
+    ks_version = env(names.ENV_KS_VERSION)
     _, poll, progress = _timing()
-    timeout = float(env("KSLAB_UNJOIN_TIMEOUT", "300"))
-    force = os.environ.get("KSLAB_FORCE_UNJOIN", "") in ("1", "true")
-    kube = _kube("KSLAB_HOST_KUBECONFIG", f"host '{host}'")
+    timeout = float(env(names.ENV_UNJOIN_TIMEOUT, "300"))
+    force = os.environ.get(names.ENV_FORCE_UNJOIN, "") in ("1", "true")
+    kube = _kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
     if kube.member_cluster(member) is None:
         log(f"member '{member}' is not joined to '{host}' (already gone)")
         return

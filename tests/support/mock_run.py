@@ -18,6 +18,7 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc
 
+from components import contract as names
 from components.contract import STEP_TYPES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -117,7 +118,7 @@ class LabMocks(pulumi.runtime.Mocks):
         if args.typ in STEP_TYPES and not self.preview:
             create = args.inputs.get("step", "")
             env = args.inputs.get("environment", {})
-            name = env.get("KSLAB_CLUSTER", "x")
+            name = env.get(names.ENV_CLUSTER, "x")
             if create.endswith("kind-create"):
                 kubeconfig = fake_kubeconfig(name, "https://127.0.0.1:40000")
                 state["stdout"] = json.dumps({
