@@ -60,7 +60,8 @@ ENV_JWT_READ_SECONDS = "KSLAB_JWT_READ_SECONDS"
 ENV_STALE_WAIT = "KSLAB_STALE_WAIT"
 # Set by the user to see the step provider's own tracebacks (kslab bugs only).
 ENV_DEBUG = "KSLAB_DEBUG"
-USER_STEP_ENV = (ENV_FORCE_UNJOIN, ENV_POLL_SECONDS, ENV_PROGRESS_SECONDS, ENV_JWT_READ_SECONDS, ENV_STALE_WAIT)
+USER_STEP_ENV = (ENV_FORCE_UNJOIN, ENV_POLL_SECONDS, ENV_PROGRESS_SECONDS, ENV_JWT_READ_SECONDS, ENV_STALE_WAIT,
+                 ENV_DEBUG)
 # What a step's programs (python, kind, docker) need from the machine; nothing else is passed on (never
 # PULUMI_* such as the passphrase, never the user's KUBECONFIG).
 MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ",

@@ -24,7 +24,6 @@ CC_API_VERSION = "installer.kubesphere.io/v1alpha1"
 CC_KIND = "ClusterConfiguration"
 CLUSTER_API_VERSION = "cluster.kubesphere.io/v1alpha1"
 CLUSTER_KIND = "Cluster"
-CLUSTER_FINALIZER = "finalizer.cluster.kubesphere.io"
 KUBESPHERE_CONFIG_MAP = "kubesphere-config"
 MANAGED_BY_LABEL = {"app.kubernetes.io/managed-by": "kslab"}
 

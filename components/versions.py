@@ -71,8 +71,6 @@ class KubeSphereRelease:
     # checks the member's role in its kubesphere-config (v3.4.1 only).
     duplicate_check: str
     console_role_check: bool
-    # Number of FederatedTypeConfigs a host gets (informational, used in docs/tests).
-    federated_type_configs: int
     # 3.2's join waits for an auto-created SA token secret; k8s >= 1.24 never makes it (join.go@v3.2.1).
     join_needs_legacy_sa_token: bool
     # Rough memory of a default install (monitoring always on in 3.x), in MiB.
@@ -86,13 +84,13 @@ KUBESPHERE_RELEASES: dict[str, KubeSphereRelease] = {
             "v3.2.1", (19, 20, 21), (22,), "ks-install", _INSTALLER_GROUPS_V3_2, "kubeedge",
             {**_COMMON_STATUS_KEYS, "edgeruntime": "kubeedge"},
             kubesphere_config_has_role=False, cluster_webhook=False, duplicate_check="server",
-            console_role_check=False, federated_type_configs=25, join_needs_legacy_sa_token=True,
+            console_role_check=False, join_needs_legacy_sa_token=True,
             base_memory_mib=2560),
         KubeSphereRelease(
             "v3.4.1", (21, 22, 23, 24, 25, 26), (), "ks-installer", _INSTALLER_GROUPS_V3_4, "edgeruntime",
             {**_COMMON_STATUS_KEYS, "edgeruntime": "edgeruntime"},
             kubesphere_config_has_role=True, cluster_webhook=True, duplicate_check="uid",
-            console_role_check=True, federated_type_configs=28, join_needs_legacy_sa_token=False,
+            console_role_check=True, join_needs_legacy_sa_token=False,
             base_memory_mib=3072),
     )
 }

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from components import kubeconfig as kc
-from components.spec import LabConfigError, parse_lab
+from components.spec import LabConfigError
 from components.stack_config import load_lab
 from tests.support.mock_run import fake_kubeconfig
 from tests.support.stack_config import FakeConfig

@@ -229,3 +229,16 @@ def test_install_wait_ignores_a_run_older_than_the_change(env, capsys):
     cluster.cc["status"]["core"]["enabledTime"] = "t2"
     ops.step_wait_install()
     assert json.loads(capsys.readouterr().out)["state"] == "enabled"
+
+
+def test_a_bug_in_a_step_is_said_as_such_without_a_traceback(monkeypatch, capsys):
+    ops = importlib.import_module("components.ops.__main__")
+
+    def broken():
+        return {}["missing"]
+    monkeypatch.delenv("KSLAB_DEBUG", raising=False)
+    with pytest.raises(SystemExit):
+        ops._fatal_api_errors(broken)()
+    err = capsys.readouterr().err
+    assert "[kslab] ERROR: step broken failed unexpectedly (KeyError: 'missing')" in err and "kslab bug" in err
+    assert "Traceback" not in err

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 from .. import contract as names
 from .. import kubeconfig as kc
@@ -201,12 +202,18 @@ def _wait_for(probe, timeout: float, poll: float, progress: float, label: str):
 
 
 def _fatal_api_errors(step):
-    """Run a step; an API answer that waiting cannot change ends it with that answer, not a traceback."""
+    """Run a step; an API answer that waiting cannot change ends it with that answer, not a traceback.
+    Anything else is a kslab bug: said as such, with the traceback only when asked for (KSLAB_DEBUG=1)."""
     def run() -> None:
         try:
             step()
         except (ApiFailure, Transient) as exc:
             fail(str(exc))
+        except Exception as exc:  # noqa: BLE001
+            if os.environ.get(names.ENV_DEBUG):
+                traceback.print_exc()
+            fail(f"step {step.__name__} failed unexpectedly ({exc.__class__.__name__}: {exc}). This is a kslab "
+                 f"bug: rerun with {names.ENV_DEBUG}=1 for the traceback and report it")
     return run
 
 

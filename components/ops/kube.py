@@ -14,9 +14,6 @@ REQUEST_TIMEOUT = 15  # seconds per API call, so an unreachable server fails fas
 KUBEFED_NAMESPACE = "kube-federation-system"
 
 
-Unreachable = Transient  # the name the steps' messages and older callers use
-
-
 class Kube:
     def __init__(self, kubeconfig_text: str, label: str):
         self.label = label
@@ -144,9 +141,6 @@ class Kube:
         body["metadata"] = {k: v for k, v in meta.items()
                             if k in ("name", "labels", "annotations", "ownerReferences")}
         self._call(self.admission.create_validating_webhook_configuration, body, allow=(409,))
-
-    def ping(self) -> None:
-        self._call(self.core.list_namespace, limit=1)
 
 
 def _status_message(exc: ApiException) -> str:

@@ -593,20 +593,6 @@ class LiveCluster:
         except ValueError:
             return status, text
 
-    def rss_kib(self) -> Dict[str, int]:
-        """Resident memory of each running process, in KiB (from /proc/<pid>/status)."""
-        out = {}
-        for name, pid in self.pids.items():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        out[name] = int(line.split()[1])
-            except OSError:
-                pass
-        return out
-
-    # ----- internals ------------------------------------------------------------------------------
-
     def _write_pki(self) -> None:
         self.pki_dir.mkdir(parents=True, exist_ok=True)
         pki = _PKI(self.name)

@@ -58,9 +58,6 @@ class Run:
         assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}"
         return matches[0]
 
-    def of_type(self, type_: str) -> list[Registration]:
-        return [r for r in self.resources if r.type == type_]
-
     def all_dependencies(self, reg: Registration) -> set[str]:
         """Transitive dependencies (explicit, through inputs, and through parents' dependencies)."""
         by_urn = {r.urn: r for r in self.resources}
