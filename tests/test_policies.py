@@ -277,3 +277,23 @@ def test_policy_config_example_is_valid_json():
     with open(f"{ROOT}/policies/policy-config.example.json") as fh:
         names = set(json.load(fh))
     assert names <= {p.name for p in POLICIES}
+
+
+def test_the_one_pulumi_policy_internal_the_pack_replaces_is_still_where_it_was():
+    """pulumi-policy drops secretness before validation; policies/__main__.py swaps in
+    facts.props_from_rpc for the module-level `deserialize_properties` the analyzer calls. If the SDK
+    moves or renames it, the swap would silently do nothing and kslab-plaintext-secret would go blind:
+    this test fails instead."""
+    import inspect
+
+    import pulumi_policy.policy as sdk
+
+    from policies.kslab_policies.facts import props_from_rpc, is_secret
+    assert list(inspect.signature(sdk.deserialize_properties).parameters) == \
+        list(inspect.signature(props_from_rpc).parameters) == ["props", "proxy_secrets"]
+    source = inspect.getsource(sdk._PolicyAnalyzerServicer)
+    # Analyze and AnalyzeStack look the function up by its module-level name at call time.
+    assert source.count("deserialize_properties(json_format.MessageToDict(") >= 2
+    wire = {"kubeconfig": {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+                           "value": "apiVersion: v1"}}
+    assert is_secret(props_from_rpc(wire)["kubeconfig"]) and not is_secret(sdk.deserialize_properties(wire)["kubeconfig"])
