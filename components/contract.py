@@ -64,10 +64,18 @@ USER_STEP_ENV = (ENV_FORCE_UNJOIN, ENV_POLL_SECONDS, ENV_PROGRESS_SECONDS, ENV_J
                  ENV_DEBUG)
 # What a step's programs (python, kind, docker) need from the machine; nothing else is passed on (never
 # PULUMI_* such as the passphrase, never the user's KUBECONFIG).
-MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ",
+MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ", "XDG_RUNTIME_DIR",
                "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
-               "KIND_EXPERIMENTAL_PROVIDER", "http_proxy", "https_proxy", "no_proxy",
-               "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+               "KIND_EXPERIMENTAL_PROVIDER", "CONTAINER_HOST",
+               "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+               "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+# A step variable whose name holds one of these words carries a secret (a kubeconfig, a token): it is kept
+# secret in the state, checked so by the policy pack, and blotted out of any message a step prints.
+SECRET_ENV_WORDS = ("KUBECONFIG", "JWT", "TOKEN", "SECRET")
+
+
+def is_secret_env(name: str) -> bool:
+    return any(word in name for word in SECRET_ENV_WORDS)
 
 # --- labels and annotations on the objects kslab applies ---------------------------------------
 CLUSTER_LABEL = "kslab.io/cluster"

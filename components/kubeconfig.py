@@ -57,7 +57,10 @@ def server_of(text: str) -> str:
 
 
 def server_host(server: str) -> str:
-    return urlsplit(server).hostname or ""
+    try:
+        return urlsplit(server).hostname or ""
+    except ValueError:  # e.g. an unclosed IPv6 literal
+        return ""
 
 
 def rewrite_server(text: str, server: str) -> str:
@@ -107,6 +110,8 @@ def join_findings(text: str, allow_loopback: bool = False) -> list[tuple[str, st
     server = cluster.get("server") or ""
     if not isinstance(server, str) or not server.startswith("https://"):
         problems.append((f"kubeconfig server {server!r} is not an https:// URL", None))
+    elif not server_host(server):
+        problems.append((f"kubeconfig server {server!r} has no valid host", None))
     elif is_loopback_host(server_host(server)) and not allow_loopback:
         problems.append((f"kubeconfig server {server} is a loopback address: the host cluster cannot reach it; "
                          "use the member's container IP (https://<ip>:6443)", LOOPBACK_POLICY))
@@ -151,8 +156,9 @@ def flatten(text: str, base_dir: str | None, read_bytes: Callable[[str], bytes],
             full = os.path.join(base_dir or "", os.path.expanduser(str(path)))
             try:
                 data = read_bytes(full)
-            except OSError as exc:
-                problems.append(f"{what} names {path_key} {path!r}, which cannot be read ({exc.strerror})")
+            except (OSError, ValueError) as exc:
+                problems.append(f"{what} names {path_key} {path!r}, which cannot be read "
+                                f"({getattr(exc, 'strerror', None) or exc})")
                 continue
             entry[data_key] = base64.b64encode(data).decode()
             del entry[path_key]
@@ -173,7 +179,7 @@ def flatten(text: str, base_dir: str | None, read_bytes: Callable[[str], bytes],
                 user["token"] = read_bytes(path).decode().strip()
                 del user["tokenFile"]
                 changed = True
-            except (OSError, UnicodeDecodeError) as exc:
+            except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
                 problems.append(f"{what} names tokenFile {user['tokenFile']!r}, which cannot be read "
                                 f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})")
         if joinable:

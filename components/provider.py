@@ -56,12 +56,13 @@ def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str]) ->
 
 
 def secret_fragments(step_env: Mapping[str, Any]) -> list[str]:
-    """Pieces of the step's environment that must never appear in a message: every value that is not a
-    plain setting, and every long line or word inside one (a kubeconfig's key data, a token)."""
+    """Pieces of the step's environment that must never appear in a message: every secret variable's value
+    (contract.is_secret_env: kubeconfigs, tokens), and every long line or word inside one (a kubeconfig's
+    key data). Plain settings such as cluster names stay readable."""
     fragments: set[str] = set()
     for key, value in step_env.items():
         text = str(value or "")
-        if key in (contract.ENV_CLUSTER, contract.ENV_NODE_IMAGE) or len(text) < 8:
+        if not contract.is_secret_env(key) or len(text) < 8:
             continue
         fragments.add(text)
         for line in text.splitlines():

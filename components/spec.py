@@ -49,7 +49,25 @@ class Problem:
     policy: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.field} = {self.value!r}: {self.message}. Fix: {self.fix}"
+        return f"{self.field} = {shown(self.field, self.value)}: {self.message}. Fix: {self.fix}"
+
+
+# A field whose name says it may hold a secret, e.g. a kubeconfig pasted under a mistyped key.
+_SECRET_FIELD = re.compile(r"(?i)(kubeconfig|secret|token|password|key|cert)")
+
+
+def shown(field: str, value: Any) -> str:
+    """A value as a message may show it: never that of a field that may hold a secret (other than the
+    name of a config key), and never a long or multi-line one (a pasted kubeconfig or token)."""
+    if isinstance(value, str) and (field.endswith(".kubeconfigSecret") or field.endswith(".kubeconfigPath")) \
+            and len(value) <= 200 and "\n" not in value:
+        return repr(value)
+    text = repr(value)
+    if _SECRET_FIELD.search(field.rsplit(".", 1)[-1]) and value not in (None, "", "(set)", "(secret)"):
+        return f"({_yaml_kind(value) if not isinstance(value, str) else 'a string'}, not shown)"
+    if len(text) > 120 or "\n" in str(value):
+        return f"({len(str(value))} characters, not shown)"
+    return text
 
 
 class LabConfigError(ValueError):
@@ -216,6 +234,9 @@ _REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*(:[0-9]+)?(/[A-Za-z0-9._\-]+
 # kube-apiserver refuses a service subnet of more than 20 host bits
 # (kubernetes@v1.26.13:cmd/kube-apiserver/app/options/validation.go, maxCIDRBits).
 _MAX_POD_PREFIX = {4: 24, 6: 64}
+# ... and the pod subnet may be at most 16 bits larger than a node's share (clusterSubnetMaxDiff,
+# kubernetes@v1.26.13:pkg/controller/nodeipam/ipam/cidrset/cidr_set.go; kubeadm checks the same).
+_MIN_POD_PREFIX = {4: 24 - 16, 6: 64 - 16}
 _MAX_SERVICE_PREFIX = {4: 28, 6: 124}
 _MAX_SERVICE_HOST_BITS = 20
 
@@ -314,8 +335,12 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
                                     "write why a host can reach this loopback address (e.g. all API servers "
                                     "run on this one machine)"))
         if isinstance(console_url, str):
-            parts = urlsplit(console_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            try:
+                parts = urlsplit(console_url)
+                host = parts.hostname
+            except ValueError:
+                parts, host = None, None
+            if parts is None or parts.scheme not in ("http", "https") or not host:
                 problems.append(Problem(f"{path}.consoleUrl", console_url,
                                         "must be an http:// or https:// URL with a host",
                                         "use e.g. http://192.168.1.20:30880"))
@@ -366,7 +391,7 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
     console_port = _as_int(problems, f"{path}.consolePort", raw.get("consolePort"), CONSOLE_NODE_PORT, 30000, 32767)
 
     internal_server = text("internalServer", example="https://10.0.0.12:6443")
-    if isinstance(internal_server, str) and not re.match(r"^https://[A-Za-z0-9.\-\[\]:]+$", internal_server):
+    if isinstance(internal_server, str) and not _is_https_host_port(internal_server):
         problems.append(Problem(f"{path}.internalServer", internal_server, "must be an https:// URL with host and port",
                                 "use e.g. https://10.0.0.12:6443"))
 
@@ -393,6 +418,17 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
     )
 
 
+def _is_https_host_port(url: str) -> bool:
+    """https://<host>:<port>, nothing more (a kubeconfig server a host can dial)."""
+    if not re.match(r"^https://[A-Za-z0-9.\-\[\]:]+$", url):
+        return False
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and parts.port is not None and 0 < parts.port
+    except ValueError:  # a bad IPv6 literal or a port out of range
+        return False
+
+
 def _parse_components(problems: list[Problem], path: str, raw: dict) -> dict[str, bool]:
     components: dict[str, bool] = {}
     for comp, enabled in raw.items():
@@ -415,6 +451,11 @@ def _check_subnet_sizes(problems: list[Problem], path: str, pod: str | None, ser
                                 f"is too small: each node takes a /{_MAX_POD_PREFIX[pod_net.version]} of it",
                                 f"use a /{_MAX_POD_PREFIX[pod_net.version] - 8} or larger, e.g. "
                                 + ("10.245.0.0/16" if pod_net.version == 4 else "fd00:10:245::/56")))
+    if pod_net and pod_net.prefixlen < _MIN_POD_PREFIX[pod_net.version]:
+        problems.append(Problem(f"{path}.podSubnet", pod,
+                                f"is too large: kube-controller-manager splits it into per-node "
+                                f"/{_MAX_POD_PREFIX[pod_net.version]}s and allows at most 16 bits of them",
+                                f"use a /{_MIN_POD_PREFIX[pod_net.version]} or smaller"))
     if service_net and service_net.prefixlen > _MAX_SERVICE_PREFIX[service_net.version]:
         problems.append(Problem(f"{path}.serviceSubnet", service,
                                 "is too small: it must hold the API server's and CoreDNS's (10th) addresses",
@@ -436,8 +477,8 @@ STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "ins
                    "joinTimeoutSeconds", "unjoinTimeoutSeconds")
 STRING_KEYS = ("validationMode", "jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait")
 JWT_SECRET_KEY = "jwtSecret"
-# kind's --wait: long enough for a control plane on a laptop, and bounded so a typo cannot wait for hours.
-KIND_WAIT_SECONDS = (30, 3600)
+# kind's --wait: 0s is kind's own "do not wait"; bounded so a typo cannot wait for hours.
+KIND_WAIT_SECONDS = (0, 3600)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -462,7 +503,7 @@ def _kind_wait(problems: list[Problem], value: Any) -> str:
     lo, hi = KIND_WAIT_SECONDS
     if not match or not lo <= int(match.group(1)) * _DURATION_UNITS[match.group(2)] <= hi:
         problems.append(Problem("kslab:kindWait", text,
-                                f"must be a duration from {lo}s to {hi // 60}m (digits, then s, m or h)",
+                                f"must be a duration from {lo}s to {hi // 60}m (digits, then s, m or h; 0s: do not wait)",
                                 "use e.g. 5m or 300s"))
         return "5m"
     return text
@@ -485,7 +526,10 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
     top_version = _as_text(problems, "kslab:kubesphereVersion", raw.get("kubesphereVersion"),
                            versions.DEFAULT_KUBESPHERE_VERSION, example=versions.DEFAULT_KUBESPHERE_VERSION)
     if top_version is not _WRONG_TYPE and top_version not in versions.KUBESPHERE_RELEASES:
-        problems.append(Problem("kslab:kubesphereVersion", top_version, "is not a KubeSphere release kslab knows",
+        number = re.match(r"^\d+(\.\d+)*$", top_version)
+        problems.append(Problem("kslab:kubesphereVersion", top_version,
+                                "is not a KubeSphere release kslab knows"
+                                + (" (YAML reads an unquoted 3.40 as the number 3.4)" if number else ""),
                                 "use one of " + ", ".join(versions.KUBESPHERE_RELEASES)))
     top_image = _as_text(problems, "kslab:nodeImage", raw.get("nodeImage"), versions.DEFAULT_NODE_IMAGE,
                          example=versions.DEFAULT_NODE_IMAGE)
@@ -570,7 +614,9 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
             hosts_by_hcn.setdefault(c.host_cluster_name, c.name)
 
     by_name = {c.name: c for c in clusters}
-    joins_raw = raw.get("joins") or []
+    joins_raw = raw.get("joins")
+    if joins_raw is None:
+        joins_raw = []
     joins: list[JoinSpec] = []
     if not isinstance(joins_raw, list):
         problems.append(Problem("kslab:joins", joins_raw, "must be a list of {member, host}",
@@ -671,8 +717,9 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
                                     "is ignored in jwtSecretMode 'copy' (each member copies its host's)",
                                     "remove kslab:jwtSecret, or use jwtSecretMode: shared to use it"))
     if config_keys is not None:
-        problems.extend(check_config_keys(config_keys, [c.kubeconfig_secret for c in clusters
-                                                        if c.kubeconfig_secret]))
+        # Every secret key a cluster entry names, even of an entry with other problems.
+        named = [item.get("kubeconfigSecret") for item in clusters_raw if isinstance(item, dict)]
+        problems.extend(check_config_keys(config_keys, [k for k in named if isinstance(k, str)]))
 
     mode = _as_text(problems, "kslab:validationMode", raw.get("validationMode"), "strict", example="strict")
     if mode is not _WRONG_TYPE and mode not in ("strict", "warn"):

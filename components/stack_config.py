@@ -24,7 +24,9 @@ def read_raw(config: pulumi.Config) -> dict:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text  # a bare string; validation names the field if it should not be one
-        if key in STRING_KEYS and (value is None or isinstance(value, str)):
+        if key in STRING_KEYS and not isinstance(value, (list, dict)):
+            # Pulumi hands a top-level scalar over as text whether YAML read a number or a string, so only a
+            # list or a mapping is known to be wrong here; validation names the rest.
             value = text
         raw[key] = value
     return raw
@@ -82,16 +84,20 @@ def read_existing_kubeconfigs(config: pulumi.Config, project_dir: str,
             base_dir = os.path.dirname(path)
             try:
                 text = _read_bytes(path).decode()
+            except UnicodeDecodeError:
+                problems.append(Problem(field, value, "is not a text file (not UTF-8)",
+                                        "point it at the cluster's kubeconfig"))
+                continue
+            except ValueError:  # e.g. a NUL byte in the path
+                problems.append(Problem(field, value, "is not a usable file path",
+                                        "point it at the cluster's kubeconfig file"))
+                continue
             except IsADirectoryError:
                 problems.append(Problem(field, value, "is a directory", "point it at the cluster's kubeconfig file"))
                 continue
             except OSError as exc:
                 problems.append(Problem(field, value, f"cannot be read ({exc.strerror})",
                                         "point it at the cluster's kubeconfig file"))
-                continue
-            except UnicodeDecodeError:
-                problems.append(Problem(field, value, "is not a text file (not UTF-8)",
-                                        "point it at the cluster's kubeconfig"))
                 continue
         else:
             continue  # no source at all: parse_lab reported it

@@ -11,12 +11,45 @@ from __future__ import annotations
 import os
 from typing import Mapping, Sequence
 
+import sys
+
 import pulumi
+import pulumi.dynamic as dynamic
 import pulumi_kubernetes as k8s
 
 from . import contract
+from .provider import Steps, StepRunner
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class StepProvider(dynamic.ResourceProvider):
+    """Only for stacks made when steps were Pulumi dynamic resources. Until a step has been through one
+    `up` with today's program, the engine hands its refresh, replace and delete to the dynamic provider, which
+    unpickles this class by its name (`components.steps.StepProvider`) from the step's state. It does what
+    kslab's provider plugin does (provider.Steps)."""
+
+    @staticmethod
+    def _steps() -> Steps:
+        return Steps(StepRunner(lambda line: print(line, file=sys.stderr, flush=True)))
+
+    def create(self, props):
+        id_, outs = self._steps().create(props)
+        return dynamic.CreateResult(id_=id_, outs=outs)
+
+    def diff(self, _id, olds, news):
+        changes, replaces, delete_before_replace = self._steps().diff(olds, news)
+        return dynamic.DiffResult(changes=changes, replaces=replaces, delete_before_replace=delete_before_replace)
+
+    def update(self, _id, olds, news):
+        return dynamic.UpdateResult(outs=self._steps().update(olds, news))
+
+    def read(self, id_, props):
+        new_id, outs = self._steps().read(id_, props)
+        return dynamic.ReadResult(id_=new_id, outs=outs)
+
+    def delete(self, _id, props):
+        self._steps().delete(props)
 
 
 class LabStep(pulumi.CustomResource):

@@ -77,8 +77,8 @@ CASES = [
      "kslab:clusters[0].nodeImge", "is not a known cluster field", "nodeImage"),
 
     # 2. values of the wrong YAML type
-    ("version-as-number", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kubesphereVersion: 3.4\n", None,
-     "kslab:kubesphereVersion", "YAML read the number 3.4", "quote it"),
+    ("version-as-number", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kubesphereVersion: 3.40\n", None,
+     "kslab:kubesphereVersion", "YAML reads an unquoted 3.40 as the number 3.4", "v3.4.1"),
     ("cluster-version-as-number", "  kslab:clusters:\n    - {name: host, kubesphereVersion: 3.40}\n", None,
      "kslab:clusters[0].kubesphereVersion", "YAML read the number 3.4", "quote it"),
     ("k8s-version-as-number", "  kslab:clusters:\n    - {name: e, backend: existing, kubernetesVersion: 1.20,"
@@ -108,7 +108,9 @@ CASES = [
     ("mode-as-list", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:jwtSecretMode: [copy]\n", None,
      "kslab:jwtSecretMode", "YAML read a list", "one string"),
     ("kind-wait-as-number", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kindWait: 300\n", None,
-     "kslab:kindWait", "YAML read the number 300", "quote it"),
+     "kslab:kindWait", "must be a duration", "5m"),
+    ("kind-wait-as-list", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kindWait: [5m]\n", None,
+     "kslab:kindWait", "YAML read a list", "one string"),
     ("clusters-as-mapping", "  kslab:clusters: {name: host}\n", None,
      "kslab:clusters", "must be a list of clusters, but YAML read a mapping", "'- '"),
     ("timeout-as-list", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:installTimeoutSeconds: [60]\n", None,
@@ -147,6 +149,13 @@ CASES = [
     ("member-insecure-tls", "  kslab:clusters:\n" + EXISTING_MEMBER + JOIN,
      {"member.kubeconfig": _kubeconfig(**{"insecure-skip-tls-verify": True})},
      "kslab:clusters[member].kubeconfigPath", "insecure-skip-tls-verify", "kubectl config view --flatten"),
+    ("kubeconfig-path-with-nul", "  kslab:clusters:\n    - {name: host, role: host}\n"
+     "    - {name: member, role: member, backend: existing, kubernetesVersion: v1.26.13,"
+     " kubeconfigPath: \"a\\0b\"}\n" + JOIN, None, "kslab:clusters[member].kubeconfigPath", "not a usable file path",
+     "kubeconfig file"),
+    ("member-server-bad-ipv6", "  kslab:clusters:\n" + EXISTING_MEMBER + JOIN,
+     {"member.kubeconfig": _kubeconfig(server="https://[::1")}, "kslab:clusters[member].kubeconfigPath",
+     "has no valid host", "kubectl config view --flatten"),
     ("member-no-ca", "  kslab:clusters:\n" + EXISTING_MEMBER + JOIN,
      {"member.kubeconfig": _kubeconfig(**{"certificate-authority-data": None})},
      "kslab:clusters[member].kubeconfigPath", "no certificate-authority-data", "kubectl config view --flatten"),
@@ -179,9 +188,24 @@ CASES = [
      " kubeconfigPath: x, consoleUrl: 'ftp://console'}\n", None, "kslab:clusters[0].consoleUrl", "http:// or https://",
      "http://"),
     ("kind-wait-unbounded", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kindWait: 999h\n", None,
-     "kslab:kindWait", "from 30s to 60m", "5m"),
-    ("kind-wait-zero", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kindWait: 0s\n", None,
-     "kslab:kindWait", "from 30s to 60m", "5m"),
+     "kslab:kindWait", "from 0s to 60m", "5m"),
+    ("kind-wait-not-a-duration", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kindWait: 5 minutes\n", None,
+     "kslab:kindWait", "from 0s to 60m", "5m"),
+    ("pod-subnet-too-large", "  kslab:clusters:\n    - {name: host, podSubnet: 'fd00::/32'}\n", None,
+     "kslab:clusters[0].podSubnet", "too large", "/48 or smaller"),
+    ("console-url-bad-ipv6", "  kslab:clusters:\n    - {name: e, backend: existing, kubernetesVersion: v1.26.13,"
+     " kubeconfigPath: x, consoleUrl: 'http://[::1'}\n", None, "kslab:clusters[0].consoleUrl", "http:// or https://",
+     "http://"),
+    ("internal-server-bad-ipv6", "  kslab:clusters:\n    - {name: e, backend: existing, kubernetesVersion: v1.26.13,"
+     " kubeconfigPath: x, internalServer: 'https://[::1'}\n", None, "kslab:clusters[0].internalServer",
+     "https:// URL with host and port", "https://10.0.0.12:6443"),
+    ("internal-server-no-port", "  kslab:clusters:\n    - {name: e, backend: existing, kubernetesVersion: v1.26.13,"
+     " kubeconfigPath: x, internalServer: 'https://10.0.0.12'}\n", None, "kslab:clusters[0].internalServer",
+     "https:// URL with host and port", "https://10.0.0.12:6443"),
+    ("joins-a-mapping", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:joins: {}\n", None,
+     "kslab:joins", "must be a list", "joins: [{member: member, host: host}]"),
+    ("joins-false", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:joins: false\n", None,
+     "kslab:joins", "must be a list", "joins: [{member: member, host: host}]"),
     ("string-false-is-false", "  kslab:clusters:\n    - {name: e, backend: existing, kubernetesVersion: v1.26.13,"
      " kubeconfigPath: x, allowLoopbackJoin: 'false', nodeImage: y}\n", None,
      "kslab:clusters[0].nodeImage", "only applies to backend 'kind'", "backend: kind"),
@@ -208,7 +232,7 @@ def test_a_bad_stack_file_is_refused_with_its_field_and_fix(tmp_path, stack_file
 
 def test_the_categories_have_their_cases():
     """The closing note's counts; a category that loses its cases fails here."""
-    counts = {"unknown keys": 5, "wrong YAML types": 18, "kubeconfigs": 11, "values that passed": 16,
+    counts = {"unknown keys": 5, "wrong YAML types": 19, "kubeconfigs": 13, "values that passed": 22,
               "messages": 3}
     assert sum(counts.values()) == len(CASES)
 
@@ -264,3 +288,23 @@ def test_an_ipv6_lab_renders_kinds_ipv6_family(tmp_path):
     lab, _ = _load(tmp_path, "  kslab:clusters:\n    - {name: a, podSubnet: 'fd00:10:245::/56', "
                              "serviceSubnet: 'fd00:10:97::/112'}\n")
     assert render.kind_config(lab.clusters[0])["networking"]["ipFamily"] == "ipv6"
+
+
+def test_a_kubeconfig_pasted_under_a_mistyped_key_is_not_shown(tmp_path):
+    with pytest.raises(LabConfigError) as info:
+        _load(tmp_path, "  kslab:clusters:\n    - name: host\n      kubeconfig: |\n"
+                        + textwrap.indent(_kubeconfig(), "        "))
+    assert "a2V5" not in str(info.value) and "Y2VydA==" not in str(info.value)
+    assert "kslab:clusters[0].kubeconfig = (a string, not shown): is not a known cluster field" in str(info.value)
+
+
+def test_the_secret_key_a_broken_cluster_names_is_not_called_unknown(tmp_path):
+    problems = _refused(tmp_path, "  kslab:clusters:\n    - {name: member, role: boss, backend: existing, "
+                                  "kubernetesVersion: v1.26.13, kubeconfigSecret: memberKubeconfig}\n"
+                                  "  kslab:memberKubeconfig: x\n")
+    assert "kslab:memberKubeconfig" not in {p.field for p in problems}
+
+
+def test_kind_wait_0s_is_kinds_own_do_not_wait(tmp_path):
+    lab, _ = _load(tmp_path, "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kindWait: 0s\n")
+    assert lab.kind_wait == "0s"

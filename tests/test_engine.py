@@ -64,10 +64,11 @@ def test_config_error_is_clear_and_creates_nothing(project, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "kslab:clusters[0].name = 'Host_1'" in out and "kslab:clusters[0].role = 'master'" in out
-    assert "kslab:kubesphereVersion = 3.4: must be a string, but YAML read the number 3.4" in out
+    assert "kslab:kubesphereVersion = '3.4': is not a KubeSphere release kslab knows (YAML reads an unquoted 3.40" \
+        in out
     assert "kslab:registry = {'host': 'r.local'}: must be a string, but YAML read a mapping" in out
     assert "did you mean kslab:installTimeoutSeconds?" in out
-    assert "kslab:kindWait = 300: must be a string, but YAML read the number 300" in out
+    assert "kslab:kindWait = '300': must be a duration" in out
     assert "nothing was created" in out and "Traceback" not in out
     resources = project.export("bad").get("deployment", {}).get("resources") or []
     assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []

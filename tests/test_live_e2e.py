@@ -387,3 +387,20 @@ def test_a_stack_made_with_dynamic_steps_upgrades_in_place(live):
     _assert_ok(lab.destroy(), "destroy after the upgrade")
     for name in lab.names:
         assert lab.lab_objects(name) == [], f"left on {name}: {lab.lab_objects(name)}"
+
+
+@pytest.mark.parametrize("live", ["live-host-member"], indirect=True)
+def test_a_stack_made_with_dynamic_steps_refreshes_and_destroys_before_any_up(live):
+    """Until a step has been through an `up` with today's program, the engine gives its refresh and delete to
+    the dynamic provider, which unpickles components.steps.StepProvider: that must still work."""
+    lab = live
+    _use_program(lab, LEGACY_STEPS_COMMIT)
+    _assert_ok(lab.up(), "up with the legacy program")
+    _use_program(lab, None)
+    _assert_ok(lab.pulumi("refresh", "--yes", "--skip-preview"), "refresh with today's program")
+    gone = lab.destroy()
+    _assert_ok(gone, "destroy with today's program")
+    assert "unjoining member 'member' from host 'host'" in _out(gone), _out(gone)[-3000:]  # through StepProvider
+    for name in lab.names:
+        assert lab.lab_objects(name) == [], f"left on {name}: {lab.lab_objects(name)}"
+    assert lab.joined("host") == []

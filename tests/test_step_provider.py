@@ -109,6 +109,13 @@ def test_redaction_removes_a_kubeconfig_and_its_key_data_from_a_message():
     assert "S0VZ" not in message and REDACTED in message and "member" in message
 
 
+def test_redaction_keeps_plain_settings_readable():
+    fragments = secret_fragments({"KSLAB_MEMBER": "member-east", "KSLAB_HOST": "host-west",
+                                  "KSLAB_WAIT_KEYS": "ks-core,monitoring", "KSLAB_MEMBER_KUBECONFIG": KUBECONFIG})
+    message = "member 'member-east' of host 'host-west' waits for ks-core,monitoring"
+    assert redact(message, fragments) == message
+
+
 FAKE_STEP = textwrap.dedent("""\
     #!{python}
     import json, os, sys

@@ -220,7 +220,7 @@ def _fatal_api_errors(step):
 def step_install_baseline() -> None:
     """Before kslab changes the cc: the status.core.enabledTime of the last run that started, so the wait
     after the change can tell a newer run (every run rewrites it; roles/ks-core/ks-core/tasks/main.yaml)."""
-    cc = _kube(names.ENV_KUBECONFIG, f"cluster '{env('KSLAB_CLUSTER')}'").cluster_configuration() or {}
+    cc = _kube(names.ENV_KUBECONFIG, f"cluster '{env(names.ENV_CLUSTER)}'").cluster_configuration() or {}
     core = (cc.get("status") or {}).get("core") or {}
     print(json.dumps({"enabledTime": core.get("enabledTime"), "uid": (cc.get("metadata") or {}).get("uid")}))
 

@@ -170,7 +170,6 @@ def _ports_and_names(args: StackValidationArgs, report: ReportViolation):
 
 
 # 7 ------------------------------------------------------------------------------------------
-SECRET_ENV = ("KUBECONFIG", "JWT", "TOKEN")
 SECRET_STDOUT_STEPS = ("kind-create", "read-jwt", "gen-secret")
 
 
@@ -198,12 +197,12 @@ def _plaintext_secrets(args: ResourceValidationArgs, report: ReportViolation):
     if r.type in STEP_TYPES:
         env = r.props.get("environment") or {}
         for key, value in (env.items() if isinstance(env, dict) else []):
-            if any(word in key for word in SECRET_ENV) and not is_secret(value) and not is_secret(env):
+            if names.is_secret_env(key) and not is_secret(value) and not is_secret(env):
                 (unknown if is_unknown(value) else found).append(f"environment.{key}")
         if str(r.props.get("step", "")) in SECRET_STDOUT_STEPS and "stdout" not in r.additional_secret_outputs:
             found.append("stdout (not in additionalSecretOutputs)")
         if env and "environment" not in r.additional_secret_outputs and any(
-                any(word in key for word in SECRET_ENV) for key in env):
+                names.is_secret_env(key) for key in env):
             found.append("environment output (not in additionalSecretOutputs)")
     for path, value, secret in secret_paths(r.props):
         if not secret and not is_unknown(value) and _looks_secret(value) and path not in found:
