@@ -269,7 +269,8 @@ def serve(engine_address: str | None) -> None:
         def Cancel(self, request, context):
             return empty_pb2.Empty()
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    # Every step of a big lab may be waiting at once (installs, joins); each holds a thread while it runs.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     provider_pb2_grpc.add_ResourceProviderServicer_to_server(Servicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
