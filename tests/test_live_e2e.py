@@ -18,7 +18,7 @@ import time
 import pytest
 import yaml
 
-from tests.support.engine import policy_pack
+from tests.support.engine import copy_items, policy_pack
 from tests.support.live import LiveLab
 from tests.support.mock_run import ROOT
 
@@ -333,13 +333,7 @@ def _use_program(lab, commit: str | None) -> None:
         path = os.path.join(lab.project.dir, item)
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     if commit is None:
-        for item in PROGRAM_ITEMS:
-            src = os.path.join(ROOT, item)
-            if os.path.isdir(src):
-                shutil.copytree(src, os.path.join(lab.project.dir, item),
-                                ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy(src, os.path.join(lab.project.dir, item))
+        copy_items(lab.project.dir, PROGRAM_ITEMS)
         return
     archive = subprocess.run(["git", "-C", ROOT, "archive", commit, *PROGRAM_ITEMS], capture_output=True)
     if archive.returncode != 0:

@@ -65,16 +65,21 @@ class Project:
         return json.loads(self.pulumi("stack", "export", "--stack", stack, check=True).stdout)
 
 
+def copy_items(dest, items=PROJECT_ITEMS) -> None:
+    """Copy these items of this checkout into `dest` (a project copy), without bytecode caches."""
+    for item in items:
+        src = os.path.join(ROOT, item)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(dest, item), ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, os.path.join(dest, item))
+
+
 def make_project(tmp_path, extra_env: dict | None = None) -> Project:
     require_pulumi()
     project = tmp_path / "kslab"
     project.mkdir()
-    for item in PROJECT_ITEMS:
-        src = os.path.join(ROOT, item)
-        if os.path.isdir(src):
-            shutil.copytree(src, project / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, project / item)
+    copy_items(project)
     # Reuse the project's virtualenv (the program and the pack both name it relative to themselves).
     os.symlink(os.path.join(ROOT, "venv"), project / "venv")
     (project / "tests").mkdir()
