@@ -1,11 +1,12 @@
 """The fixture that plays KubeSphere's controllers behaves like upstream (not like kslab's assumptions), on
 real API servers. Each test names the upstream behaviour it pins; see tests/harness/ks_operators.py."""
 import base64
+import threading
 import time
 
 import pytest
 import yaml
-from kubernetes import client, config, utils
+from kubernetes import client, config, utils, watch
 from kubernetes.client.rest import ApiException
 
 from components import render
@@ -37,11 +38,29 @@ def world(tmp_path):
 
 def install(cluster: LiveCluster, version: str, role: str, spec_override=None, jwt: str = "") -> None:
     """The installer objects and a cc, as kslab applies them (or with a spec of the test's own)."""
-    lab = parse_lab({"clusters": [{"name": "c", "role": role, "backend": "existing", "kubernetesVersion": "v1.26.13",
-                                   "kubesphereVersion": version, "kubeconfigPath": "unused"}]})
+    install_objects(cluster, version)
+    create_cc(cluster, version, role, spec_override, jwt)
+
+
+def install_objects(cluster: LiveCluster, version: str) -> None:
     api = api_of(cluster)
     for obj in render.installer_objects(version):
         utils.create_from_dict(api, obj)
+    until(lambda: _cc_listable(api), what="the cc CRD")
+
+
+def _cc_listable(api) -> bool:
+    try:
+        client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, NS, "clusterconfigurations")
+        return True
+    except ApiException:
+        return False
+
+
+def create_cc(cluster: LiveCluster, version: str, role: str, spec_override=None, jwt: str = "") -> None:
+    lab = parse_lab({"clusters": [{"name": "c", "role": role, "backend": "existing", "kubernetesVersion": "v1.26.13",
+                                   "kubesphereVersion": version, "kubeconfigPath": "unused"}]})
+    api = api_of(cluster)
     cc = render.cluster_configuration(lab.clusters[0], jwt)
     if spec_override is not None:
         cc["spec"] = spec_override
@@ -98,25 +117,61 @@ def test_status_order_and_no_reset_on_a_rerun(world):
     """ks-core writes core.status early, kubesphere-config comes after the components, core.version last,
     and a re-run resets nothing (every write is a merge patch)."""
     clusters, op = world
-    install(clusters["host"], "v3.4.1", "host", jwt="first-secret-000000000000000000")
+    # Every write, from API watches (not sampling, which a busy machine can make miss a short-lived state),
+    # merged in etcd's order: one etcd, so resourceVersions are its revisions.
+    writes: list[tuple[int, str, dict]] = []
+    watchers = [watch.Watch(), watch.Watch()]
+    custom_api = client.CustomObjectsApi(api_of(clusters["host"]))
     core = client.CoreV1Api(api_of(clusters["host"]))
-    seen = []
+    # Watches from the revision of a list made before the cc is created replay every later write, whenever
+    # their connection is made.
+    install_objects(clusters["host"], "v3.4.1")
+    cc_rv = custom_api.list_namespaced_custom_object(GROUP, VERSION, NS, "clusterconfigurations")["metadata"][
+        "resourceVersion"]
+    config_rv = core.list_namespaced_config_map(NS).metadata.resource_version
+    streams = [
+        ("cc", lambda: watchers[0].stream(custom_api.list_namespaced_custom_object, GROUP, VERSION, NS,
+                                          "clusterconfigurations", resource_version=cc_rv, timeout_seconds=120)),
+        ("config", lambda: watchers[1].stream(core.list_namespaced_config_map, NS, resource_version=config_rv,
+                                              field_selector="metadata.name=kubesphere-config", timeout_seconds=120)),
+    ]
 
-    def observe():
-        status = (cc_of(clusters["host"]) or {}).get("status") or {}
+    stopping, broken = threading.Event(), []
+
+    def follow(kind, stream):
         try:
-            core.read_namespaced_config_map("kubesphere-config", NS)
+            for event in stream():
+                obj = event["object"]
+                if isinstance(obj, dict):
+                    writes.append((int(obj["metadata"]["resourceVersion"]), kind, obj))
+                else:
+                    writes.append((int(obj.metadata.resource_version), kind, {}))
+        except Exception as exc:  # a watch cut before the test stops it would hide writes
+            if not stopping.is_set():
+                broken.append(f"{kind}: {exc!r}")
+    threads = [threading.Thread(target=follow, args=s, daemon=True) for s in streams]
+    for t in threads:
+        t.start()
+    create_cc(clusters["host"], "v3.4.1", "host", jwt="first-secret-000000000000000000")
+    until(lambda: bool(((cc_of(clusters["host"]) or {}).get("status") or {}).get("core", {}).get("version")),
+          what="the first run to end")
+    time.sleep(1)
+    stopping.set()
+    for w in watchers:
+        w.stop()
+    assert not broken, broken
+    seen = []
+    status, config_written = {}, False
+    for _, kind, obj in sorted(writes, key=lambda w: w[0]):
+        if kind == "cc":
+            status = obj.get("status") or {}
+        else:
             config_written = True
-        except ApiException:
-            config_written = False
         point = (bool((status.get("core") or {}).get("status")), bool(status.get("multicluster")), config_written,
                  bool((status.get("core") or {}).get("version")))
         if not seen or seen[-1] != point:
             seen.append(point)
-        return point[3]
-
-    until(observe, what="the first run to end")
-    assert seen[-1] == (True, True, True, True)
+    assert seen[-1] == (True, True, True, True), seen
     for earlier in seen[:-1]:
         assert not earlier[3], "version is the last write"
         assert not (earlier[2] and not earlier[1]), "kubesphere-config comes after the component statuses"
