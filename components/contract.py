@@ -19,6 +19,7 @@ STEP_TYPE_NAMES = {
     "read-jwt": "JwtSecretRead",
     "join-check": "JoinCheck",
     "wait-join": "JoinReady",
+    "dev-up": "DevWorkspace",
 }
 # What every step was before it had its own type (Pulumi's dynamic provider). Steps alias it, so a stack
 # created then upgrades in place.
@@ -52,6 +53,10 @@ ENV_HOST_KUBECONFIG = "KSLAB_HOST_KUBECONFIG"
 ENV_JOIN_KUBECONFIG = "KSLAB_JOIN_KUBECONFIG"
 ENV_ALLOW_LOOPBACK = "KSLAB_ALLOW_LOOPBACK"
 ENV_UNJOIN_TIMEOUT = "KSLAB_UNJOIN_TIMEOUT"
+ENV_DEV_COMPONENT = "KSLAB_DEV_COMPONENT"
+ENV_DEV_DIR = "KSLAB_DEV_DIR"
+ENV_DEV_KEEP_FILES = "KSLAB_DEV_KEEP_FILES"
+ENV_DEV_CLUSTER_ADDRESS = "KSLAB_DEV_CLUSTER_ADDRESS"  # the API server's host as the lab's hosts reach it
 # Set by the user (or a test) around `pulumi up`/`destroy`, and passed on to the steps.
 ENV_FORCE_UNJOIN = "KSLAB_FORCE_UNJOIN"
 ENV_POLL_SECONDS = "KSLAB_POLL_SECONDS"

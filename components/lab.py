@@ -12,12 +12,43 @@ from dataclasses import dataclass
 import pulumi
 
 from . import contract as names
-from . import versions
+from . import devworkspace, versions
 from .clusters import TYPE_PREFIX, ExistingCluster, ExistingClusterArgs, KindCluster, KindClusterArgs, _ClusterBase
 from .join import KubeFedJoin, KubeFedJoinArgs
 from .kubesphere import KubeSphereInstall, KubeSphereInstallArgs, MulticlusterRole, MulticlusterRoleArgs
-from .spec import ClusterSpec, LabSpec
-from .steps import ops_step
+from .spec import ClusterSpec, DevWorkspaceSpec, LabSpec
+from .steps import PROJECT_DIR, ops_step
+
+
+@dataclass
+class DevWorkspaceArgs:
+    spec: DevWorkspaceSpec
+    cluster: ClusterSpec
+    kubeconfig: pulumi.Output[str]
+    # The cluster's API server address as other clusters reach it (a kind node's container IP).
+    cluster_address: pulumi.Output[str]
+    install: pulumi.Resource
+
+
+class DevWorkspace(pulumi.ComponentResource):
+    """A KubeSphere component taken over for local development (README "Develop KubeSphere against the lab"):
+    its workspace folder, the Deployment at 0 replicas and the Service pointing at this machine; given back
+    exactly as it was when the workspace leaves the config or the lab is destroyed."""
+
+    def __init__(self, name: str, args: DevWorkspaceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{TYPE_PREFIX}:DevWorkspace", name, None, opts)
+        w = args.spec
+        self.directory = devworkspace.workspace_dir(PROJECT_DIR, w.dir)
+        self.step = ops_step(
+            f"{name}-takeover", "dev-up",
+            {names.ENV_CLUSTER: w.cluster, names.ENV_KS_VERSION: args.cluster.kubesphere_version,
+             names.ENV_DEV_COMPONENT: w.component, names.ENV_DEV_DIR: self.directory,
+             names.ENV_DEV_KEEP_FILES: "true" if w.keep_files else "false", names.ENV_KUBECONFIG: args.kubeconfig,
+             names.ENV_DEV_CLUSTER_ADDRESS: args.cluster_address},
+            pulumi.ResourceOptions(parent=self, depends_on=[args.install]), delete_step="dev-down",
+            # Another cluster, component or folder is another workspace: give the old one back first.
+            triggers=[w.cluster, w.component, self.directory], delete_before_replace=True)
+        self.register_outputs({"dir": self.directory})
 
 
 @dataclass
@@ -87,6 +118,12 @@ class Lab(pulumi.ComponentResource):
                 allow_multiple_hosts=spec.allow_multiple_hosts), child)
             for j in spec.joins
         }
+        self.dev_workspaces = {
+            w.name: DevWorkspace(w.name, DevWorkspaceArgs(
+                spec=w, cluster=spec.cluster(w.cluster), kubeconfig=self.clusters[w.cluster].kubeconfig,
+                cluster_address=self.clusters[w.cluster].address, install=self.installs[w.cluster]), child)
+            for w in spec.dev_workspaces
+        }
         self.register_outputs({"clusters": sorted(self.clusters), "joins": sorted(self.joins)})
 
     def _jwt_for(self, spec: LabSpec, cluster: ClusterSpec) -> pulumi.Input[str]:
@@ -136,4 +173,7 @@ class Lab(pulumi.ComponentResource):
         }
         for name, cluster in self.clusters.items():
             outputs[f"kubeconfig-{name}"] = cluster.kubeconfig
+        if self.dev_workspaces:
+            outputs["devWorkspaces"] = {name: {"dir": w.directory, "takeover": w.step.stdout}
+                                        for name, w in self.dev_workspaces.items()}
         return outputs

@@ -117,6 +117,23 @@ class JoinSpec:
         return f"{self.member}-to-{self.host}"
 
 
+# The KubeSphere components a developer workspace can take over, and the workspace fields.
+DEV_COMPONENTS = ("ks-controller-manager", "ks-apiserver")
+DEV_WORKSPACE_FIELDS = {"cluster", "component", "dir", "keepFiles"}
+
+
+@dataclass(frozen=True)
+class DevWorkspaceSpec:
+    cluster: str
+    component: str
+    dir: str  # relative to the project directory, or absolute
+    keep_files: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.cluster}-{self.component}-dev"
+
+
 @dataclass(frozen=True)
 class LabSpec:
     clusters: tuple[ClusterSpec, ...]
@@ -130,6 +147,7 @@ class LabSpec:
     registry: str
     validation_mode: str = "strict"
     warnings: tuple[str, ...] = field(default=())
+    dev_workspaces: tuple[DevWorkspaceSpec, ...] = field(default=())
 
     def cluster(self, name: str) -> ClusterSpec:
         return next(c for c in self.clusters if c.name == name)
@@ -418,6 +436,60 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
     )
 
 
+def _parse_dev_workspaces(problems: list[Problem], raw: Any, cluster_names: set[str]) -> tuple[DevWorkspaceSpec, ...]:
+    """`kslab:devWorkspaces`: [{cluster, component, dir, keepFiles}] (README "Develop KubeSphere against the lab")."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(Problem("kslab:devWorkspaces", raw, f"must be a list, but YAML read {_yaml_kind(raw)}",
+                                "e.g. devWorkspaces: [{cluster: host, component: ks-controller-manager, "
+                                "dir: dev/host-ks-controller-manager}]"))
+        return ()
+    found: list[DevWorkspaceSpec] = []
+    dirs: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        path = f"kslab:devWorkspaces[{i}]"
+        if not isinstance(item, dict):
+            problems.append(Problem(path, item, "must be a mapping {cluster, component, dir}",
+                                    "e.g. {cluster: host, component: ks-controller-manager, dir: dev/kcm}"))
+            continue
+        for unknown in sorted(set(item) - DEV_WORKSPACE_FIELDS):
+            problems.append(Problem(f"{path}.{unknown}", item[unknown], "is not a workspace field",
+                                    "use " + ", ".join(sorted(DEV_WORKSPACE_FIELDS))))
+        cluster = _as_text(problems, f"{path}.cluster", item.get("cluster"), example="host")
+        component = _as_text(problems, f"{path}.component", item.get("component"), example=DEV_COMPONENTS[0])
+        directory = _as_text(problems, f"{path}.dir", item.get("dir"), example="dev/kcm")
+        keep = _as_bool(problems, f"{path}.keepFiles", item.get("keepFiles"), False)
+        ok = True
+        if cluster is None or (isinstance(cluster, str) and cluster not in cluster_names):
+            problems.append(Problem(f"{path}.cluster", cluster, "names no cluster of this stack",
+                                    "use one of " + ", ".join(sorted(cluster_names)) if cluster_names
+                                    else "add the cluster"))
+            ok = False
+        if component is None or (isinstance(component, str) and component not in DEV_COMPONENTS):
+            problems.append(Problem(f"{path}.component", component, "is not a component a workspace can take over",
+                                    "use one of " + ", ".join(DEV_COMPONENTS)))
+            ok = False
+        if directory is None or directory == "" or (isinstance(directory, str) and "\0" in directory):
+            problems.append(Problem(f"{path}.dir", directory, "must name the workspace folder",
+                                    "e.g. dir: dev/host-ks-controller-manager (relative to the project)"))
+            ok = False
+        if not ok or _WRONG_TYPE in (cluster, component, directory):
+            continue
+        workspace = DevWorkspaceSpec(cluster, component, directory, keep)
+        if any(w.name == workspace.name for w in found):
+            problems.append(Problem(path, item, f"takes over {component} on '{cluster}' a second time",
+                                    "keep one workspace per cluster and component"))
+            continue
+        if directory in dirs:
+            problems.append(Problem(f"{path}.dir", directory, f"is also kslab:devWorkspaces[{dirs[directory]}].dir",
+                                    "give each workspace its own folder"))
+            continue
+        dirs[directory] = i
+        found.append(workspace)
+    return tuple(found)
+
+
 def _is_https_host_port(url: str) -> bool:
     """https://<host>:<port>, nothing more (a kubeconfig server a host can dial)."""
     if not re.match(r"^https://[A-Za-z0-9.\-\[\]:]+$", url):
@@ -474,7 +546,7 @@ def _check_subnet_sizes(problems: list[Problem], path: str, pod: str | None, ser
 
 # Every top-level `kslab:*` key: the structured ones (lists, mappings, numbers, booleans) and the strings.
 STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "installTimeoutSeconds",
-                   "joinTimeoutSeconds", "unjoinTimeoutSeconds")
+                   "joinTimeoutSeconds", "unjoinTimeoutSeconds", "devWorkspaces")
 STRING_KEYS = ("validationMode", "jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait")
 JWT_SECRET_KEY = "jwtSecret"
 # kind's --wait: 0s is kind's own "do not wait"; bounded so a typo cannot wait for hours.
@@ -737,6 +809,7 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
         unjoin_timeout_seconds=_as_int(problems, "kslab:unjoinTimeoutSeconds", raw.get("unjoinTimeoutSeconds"),
                                        300, 5, 3600),
         kind_wait=kind_wait, registry=registry, warnings=tuple(warnings),
+        dev_workspaces=_parse_dev_workspaces(problems, raw.get("devWorkspaces"), {c.name for c in clusters}),
     )
     return lab, problems
 

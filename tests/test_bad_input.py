@@ -212,6 +212,28 @@ CASES = [
     ("boolean-not-a-boolean", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:allowMultipleHosts: sometimes\n", None,
      "kslab:allowMultipleHosts", "true or false", "true or false"),
 
+    # 6. developer workspaces
+    ("workspace-unknown-cluster", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: nope, "
+     "component: ks-controller-manager, dir: dev/kcm}]\n", None, "kslab:devWorkspaces[0].cluster",
+     "names no cluster", "host"),
+    ("workspace-unknown-component", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
+     "component: ks-console, dir: dev/c}]\n", None, "kslab:devWorkspaces[0].component", "a workspace can take over",
+     "ks-controller-manager, ks-apiserver"),
+    ("workspace-no-dir", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
+     "component: ks-apiserver}]\n", None, "kslab:devWorkspaces[0].dir", "must name the workspace folder",
+     "relative to the project"),
+    ("workspace-twice", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
+     "component: ks-apiserver, dir: a}, {cluster: host, component: ks-apiserver, dir: b}]\n", None,
+     "kslab:devWorkspaces[1]", "a second time", "one workspace per cluster and component"),
+    ("workspace-same-dir", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
+     "component: ks-apiserver, dir: a}, {cluster: host, component: ks-controller-manager, dir: a}]\n", None,
+     "kslab:devWorkspaces[1].dir", "is also", "its own folder"),
+    ("workspaces-a-mapping", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: {cluster: host}\n",
+     None, "kslab:devWorkspaces", "must be a list", "devWorkspaces: [{cluster: host"),
+    ("workspace-keep-not-bool", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
+     "component: ks-apiserver, dir: a, keepFiles: maybe}]\n", None, "kslab:devWorkspaces[0].keepFiles",
+     "true or false", "true or false"),
+
     # 5. the right message
     ("name-not-a-string-is-not-missing", "  kslab:clusters:\n    - {name: [host]}\n", None,
      "kslab:clusters[0].name", "must be a string", "one string"),
@@ -233,7 +255,7 @@ def test_a_bad_stack_file_is_refused_with_its_field_and_fix(tmp_path, stack_file
 def test_the_categories_have_their_cases():
     """The closing note's counts; a category that loses its cases fails here."""
     counts = {"unknown keys": 5, "wrong YAML types": 19, "kubeconfigs": 13, "values that passed": 22,
-              "messages": 3}
+              "developer workspaces": 7, "messages": 3}
     assert sum(counts.values()) == len(CASES)
 
 
@@ -308,3 +330,11 @@ def test_the_secret_key_a_broken_cluster_names_is_not_called_unknown(tmp_path):
 def test_kind_wait_0s_is_kinds_own_do_not_wait(tmp_path):
     lab, _ = _load(tmp_path, "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kindWait: 0s\n")
     assert lab.kind_wait == "0s"
+
+
+def test_a_workspace_is_parsed_with_its_defaults(tmp_path):
+    lab, _ = _load(tmp_path, "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
+                             "component: ks-controller-manager, dir: dev/kcm}]\n")
+    [w] = lab.dev_workspaces
+    assert (w.cluster, w.component, w.dir, w.keep_files, w.name) == (
+        "host", "ks-controller-manager", "dev/kcm", False, "host-ks-controller-manager-dev")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ import traceback
 
 from .. import contract as names
 from .. import kubeconfig as kc
-from .. import preflight_rules, render, versions
+from .. import devworkspace, preflight_rules, render, versions
 from . import GONE_EXIT
 from .errors import ApiFailure, Transient
 
@@ -437,6 +438,123 @@ def step_unjoin() -> None:
              "README 'Destroy').")
 
 
+# --- developer workspaces (components/devworkspace.py) -------------------------------------------
+
+def _address_for(cluster_host: str) -> str:
+    """The address of this machine that the cluster reaches it at: the source address of a route to its API
+    server's host (a kind node's container IP: the host's address on that Docker network). Endpoints may not
+    hold a loopback address, so an API server on loopback gets the machine's address on its default route."""
+    import ipaddress
+    import socket
+
+    def source_to(host: str) -> str | None:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect((host, 9))  # no packet is sent: this only picks the route
+                return s.getsockname()[0]
+        except OSError:
+            return None
+    for target in (cluster_host, "1.1.1.1"):
+        found = source_to(target) if target else None
+        if found and not ipaddress.ip_address(found).is_loopback:
+            return found
+    fail("no address of this machine that the cluster can reach (no non-loopback route). Fix: run the lab on "
+         "a machine with a network interface")
+
+
+def _write_files(directory: str, written: dict[str, tuple[str, int]]) -> None:
+    os.makedirs(directory, mode=devworkspace.DIR_MODE, exist_ok=True)
+    os.chmod(directory, devworkspace.DIR_MODE)
+    for rel, (content, mode) in written.items():
+        path = os.path.join(directory, rel)
+        os.makedirs(os.path.dirname(path), mode=devworkspace.DIR_MODE, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+        os.chmod(path, mode)  # an existing file keeps its old mode through O_CREAT
+
+
+def step_dev_up() -> None:
+    """Take a component over for local development: write the workspace, scale the Deployment to 0 (its
+    replicas saved on it), and point the Service at this machine (its selector and endpoints saved on it)."""
+    name, version = env(names.ENV_CLUSTER), env(names.ENV_KS_VERSION)
+    c = devworkspace.component(env(names.ENV_DEV_COMPONENT))
+    directory = env(names.ENV_DEV_DIR)
+    kubeconfig = env(names.ENV_KUBECONFIG)
+    kube = _kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
+    ns = devworkspace.NAMESPACE
+    config_yaml = kube.kubesphere_yaml()
+    deployment = kube.deployment(c.name, ns)
+    service = kube.service(c.name, ns)
+    certs = kube.secret_data(c.cert_secret, ns) if c.cert_secret else {}
+    missing = [what for what, found in ((f"ConfigMap {devworkspace.CONFIG_MAP}", config_yaml),
+                                        (f"Deployment {c.name}", deployment), (f"Service {c.name}", service),
+                                        (f"Secret {c.cert_secret}", certs if c.cert_secret else True)) if not found]
+    if missing:
+        fail(f"cluster '{name}' has no {', '.join(missing)} in {ns}: KubeSphere {version} is not fully installed "
+             "there. Fix: wait for the install (pulumi up), then run up again")
+    absent = [k for k in c.cert_keys if k not in certs]
+    if absent:
+        fail(f"Secret {c.cert_secret} on '{name}' lacks {', '.join(absent)}. Fix: reinstall ks-core")
+    _write_files(directory, devworkspace.files(c.name, directory, config_yaml, kubeconfig, certs))
+
+    annotations = deployment.metadata.annotations or {}
+    saved = annotations.get(devworkspace.SAVED_REPLICAS_ANNOTATION)
+    if saved is None:  # the first up: what to give back
+        saved = str(deployment.spec.replicas if deployment.spec.replicas is not None else 1)
+        kube.patch_deployment(c.name, ns, {"metadata": {"annotations": {
+            devworkspace.SAVED_REPLICAS_ANNOTATION: saved}}})
+    if deployment.spec.replicas != 0:
+        kube.patch_deployment(c.name, ns, {"spec": {"replicas": 0}})
+
+    address = _address_for(env(names.ENV_DEV_CLUSTER_ADDRESS, "") or kc.server_host(kc.server_of(kubeconfig)))
+    service_annotations = service.metadata.annotations or {}
+    if devworkspace.SAVED_SERVICE_ANNOTATION not in service_annotations:
+        kube.patch_service(c.name, ns, {"metadata": {"annotations": {
+            devworkspace.SAVED_SERVICE_ANNOTATION: devworkspace.saved_service(
+                service.spec.selector, kube.endpoint_subsets(c.name, ns))}}})
+    if service.spec.selector:
+        kube.patch_service(c.name, ns, {"spec": {"selector": None}})
+    wanted = [{"addresses": [{"ip": address}], "ports": [{"port": c.target_port, "protocol": "TCP"}]}]
+    if kube.endpoint_subsets(c.name, ns) != wanted:
+        kube.put_endpoints(c.name, ns, wanted)
+    log(f"workspace for {c.name} on '{name}' in {directory}: Deployment scaled to 0 (was {saved}), Service "
+        f"{c.name} -> {address}:{c.target_port}")
+    print(json.dumps({"dir": directory, "savedReplicas": int(saved), "address": f"{address}:{c.target_port}"}))
+
+
+def step_dev_down() -> None:
+    """Give the component back exactly as it was (replicas, selector, endpoints), from what up saved on the
+    objects; then remove the workspace folder unless it is kept. Idempotent, and needs neither the folder
+    nor the local process."""
+    name = env(names.ENV_CLUSTER)
+    c = devworkspace.component(env(names.ENV_DEV_COMPONENT))
+    directory = env(names.ENV_DEV_DIR)
+    kube = _kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
+    ns = devworkspace.NAMESPACE
+    service = kube.service(c.name, ns)
+    saved_service = (service.metadata.annotations or {}).get(devworkspace.SAVED_SERVICE_ANNOTATION) \
+        if service is not None else None
+    if saved_service is not None:
+        saved = json.loads(saved_service)
+        if saved["subsets"]:
+            kube.put_endpoints(c.name, ns, saved["subsets"])
+        else:
+            kube.delete_endpoints(c.name, ns)  # the endpoints controller fills them from the selector
+        kube.patch_service(c.name, ns, {"metadata": {"annotations": {devworkspace.SAVED_SERVICE_ANNOTATION: None}},
+                                        "spec": {"selector": saved["selector"]}})
+    deployment = kube.deployment(c.name, ns)
+    replicas = (deployment.metadata.annotations or {}).get(devworkspace.SAVED_REPLICAS_ANNOTATION) \
+        if deployment is not None else None
+    if replicas is not None:
+        kube.patch_deployment(c.name, ns, {"metadata": {"annotations": {devworkspace.SAVED_REPLICAS_ANNOTATION: None}},
+                                           "spec": {"replicas": int(replicas)}})
+    if env(names.ENV_DEV_KEEP_FILES, "false") != "true" and os.path.isdir(directory):
+        shutil.rmtree(directory)
+    log(f"{c.name} on '{name}' given back" + (f" ({replicas} replica(s))" if replicas is not None else
+                                              " (nothing was taken over)"))
+
+
 STEPS = {
     "preflight": step_preflight,
     "kind-create": step_kind_create,
@@ -450,6 +568,8 @@ STEPS = {
     "join-check": step_join_check,
     "wait-join": step_wait_join,
     "unjoin": step_unjoin,
+    "dev-up": step_dev_up,
+    "dev-down": step_dev_down,
 }
 
 

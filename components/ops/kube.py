@@ -1,6 +1,7 @@
 """Reading and writing the few KubeSphere objects the lab steps need (apply-time only)."""
 from __future__ import annotations
 
+import base64
 import json
 
 import yaml
@@ -22,6 +23,7 @@ class Kube:
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.admission = client.AdmissionregistrationV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
 
     def _call(self, fn, *args, allow=(404,), **kwargs):
         """Call the API; statuses in `allow` return None, 5xx/429 raise Transient, other errors ApiFailure."""
@@ -63,6 +65,40 @@ class Kube:
     def kubesphere_jwt_secret(self) -> str | None:
         text = self.kubesphere_yaml()
         return None if text is None else render.jwt_secret_from_kubesphere_yaml(text)
+
+    # --- a developer workspace's objects (components/devworkspace.py) --------------------------
+    def secret_data(self, name: str, namespace: str) -> dict[str, str] | None:
+        secret = self._call(self.core.read_namespaced_secret, name, namespace)
+        if secret is None:
+            return None
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    def deployment(self, name: str, namespace: str):
+        return self._call(self.apps.read_namespaced_deployment, name, namespace)
+
+    def patch_deployment(self, name: str, namespace: str, body: dict) -> None:
+        self._call(self.apps.patch_namespaced_deployment, name, namespace, body, allow=())
+
+    def service(self, name: str, namespace: str):
+        return self._call(self.core.read_namespaced_service, name, namespace)
+
+    def patch_service(self, name: str, namespace: str, body: dict) -> None:
+        self._call(self.core.patch_namespaced_service, name, namespace, body, allow=())
+
+    def endpoint_subsets(self, name: str, namespace: str) -> list | None:
+        ep = self._call(self.core.read_namespaced_endpoints, name, namespace)
+        return None if ep is None else self.api.sanitize_for_serialization(ep.subsets or [])
+
+    def put_endpoints(self, name: str, namespace: str, subsets: list) -> None:
+        body = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": namespace},
+                "subsets": subsets}
+        if self._call(self.core.read_namespaced_endpoints, name, namespace) is None:
+            self._call(self.core.create_namespaced_endpoints, namespace, body, allow=())
+        else:
+            self._call(self.core.replace_namespaced_endpoints, name, namespace, body, allow=())
+
+    def delete_endpoints(self, name: str, namespace: str) -> None:
+        self._call(self.core.delete_namespaced_endpoints, name, namespace)
 
     # --- the cluster's identity, and its ks-apiserver -----------------------------------------
     def kube_system_uid(self) -> str | None:

@@ -306,6 +306,7 @@ class _Servers:
         self.address = address
         self.workdir = tempfile.mkdtemp(prefix="kslab-fixture-")
         self.ca_pem, cert, key = _serving_cert(address, self.workdir)
+        self.cert_path, self.key_path = cert, key
         self.actors: dict[str, "ClusterActor"] = {}
         outer = self
 
@@ -539,6 +540,7 @@ class ClusterActor:
         for crd in KS_CORE_CRDS:
             self._ensure_crd(crd)
         self._ensure_ks_apiserver_service()
+        self._ensure_ks_core_workloads()
         if self.version == "v3.4.1":
             self._ensure_webhook_configuration()
         if self.ks_apiserver_up is None:
@@ -622,6 +624,50 @@ class ClusterActor:
             self.core.replace_namespaced_pod_status(pod_name, NS, live, _request_timeout=5)
         _create(lambda: self.core.create_namespaced_service(NS, service, _request_timeout=5))
         _create(lambda: self.core.create_namespaced_endpoints(NS, endpoints, _request_timeout=5))
+
+    def _ensure_ks_core_workloads(self) -> None:
+        """What the ks-core chart creates for the two components, the same at v3.2.1 and v3.4.1
+        (ks-installer@<tag>:roles/ks-core/ks-core/files/ks-core/templates/): Deployment ks-controller-manager
+        (selector app+tier, command controller-manager --logtostderr=true --leader-elect=true, ports 8080/8443,
+        kubesphere-config at /etc/kubesphere/, the webhook cert at /tmp/k8s-webhook-server/serving-certs),
+        its Service (443 -> 8443, same selector; ks-controller-manager.yaml), the Secret
+        ks-controller-manager-webhook-cert (ca.crt, tls.crt, tls.key; genCA/genSignedCert in webhook.yaml),
+        and Deployment ks-apiserver (ks-apiserver.yml; its Service is the stand-in above). Replicas: 1
+        (custom-values-ks-core.yaml.j2 without master_num). No pod of these runs here."""
+        apps = client.AppsV1Api(self.api)
+        for name, command, ports, mounts in (
+                ("ks-controller-manager", ["controller-manager", "--logtostderr=true", "--leader-elect=true"],
+                 [8080, 8443], [("kubesphere-config", "/etc/kubesphere/"),
+                                ("webhook-secret", "/tmp/k8s-webhook-server/serving-certs")]),
+                ("ks-apiserver", ["ks-apiserver", "--logtostderr=true"], [9090],
+                 [("kubesphere-config", "/etc/kubesphere/")])):
+            labels = {"app": name, "tier": "backend"}
+            volumes = [client.V1Volume(name="kubesphere-config", config_map=client.V1ConfigMapVolumeSource(
+                name="kubesphere-config"))]
+            if name == "ks-controller-manager":
+                volumes.append(client.V1Volume(name="webhook-secret", secret=client.V1SecretVolumeSource(
+                    secret_name="ks-controller-manager-webhook-cert", default_mode=420)))
+            body = client.V1Deployment(
+                metadata=client.V1ObjectMeta(name=name, labels={**labels, "version": self.version}),
+                spec=client.V1DeploymentSpec(
+                    replicas=1, selector=client.V1LabelSelector(match_labels=labels),
+                    template=client.V1PodTemplateSpec(
+                        metadata=client.V1ObjectMeta(labels=labels),
+                        spec=client.V1PodSpec(volumes=volumes, containers=[client.V1Container(
+                            name=name, image=f"kubesphere/{name}:{self.version}", command=command,
+                            ports=[client.V1ContainerPort(container_port=p, protocol="TCP") for p in ports],
+                            volume_mounts=[client.V1VolumeMount(name=v, mount_path=m) for v, m in mounts])]))))
+            _create(lambda: apps.create_namespaced_deployment(NS, body, _request_timeout=5))
+        service = client.V1Service(
+            metadata=client.V1ObjectMeta(name="ks-controller-manager",
+                                         labels={"app": "ks-controller-manager", "tier": "backend"}),
+            spec=client.V1ServiceSpec(selector={"app": "ks-controller-manager", "tier": "backend"},
+                                      ports=[client.V1ServicePort(port=443, target_port=8443, protocol="TCP")]))
+        _create(lambda: self.core.create_namespaced_service(NS, service, _request_timeout=5))
+        ca, cert, key = self.servers.ca_pem, open(self.servers.cert_path).read(), open(self.servers.key_path).read()
+        secret = client.V1Secret(metadata=client.V1ObjectMeta(name="ks-controller-manager-webhook-cert"),
+                                 type="Opaque", string_data={"ca.crt": ca, "tls.crt": cert, "tls.key": key})
+        _create(lambda: self.core.create_namespaced_secret(NS, secret, _request_timeout=5))
 
     def _ensure_webhook_configuration(self) -> None:
         admission = client.AdmissionregistrationV1Api(self.api)

@@ -35,6 +35,8 @@ def expected_resources(lab: LabSpec) -> set[tuple[str, str, str]]:
         out |= {("kubernetes:installer.kubesphere.io/v1alpha1:ClusterConfiguration", f"{inst}-cc", inst),
                 (step("install-baseline"), f"{inst}-baseline", inst), (step("wait-install"), f"{inst}-wait", inst),
                 (step("read-jwt"), f"{inst}-jwt", inst)}
+    for w in lab.dev_workspaces:
+        out |= {("kslab:lab:DevWorkspace", w.name, "lab"), (step("dev-up"), f"{w.name}-takeover", w.name)}
     for j in lab.joins:
         out |= {("kslab:lab:KubeFedJoin", j.name, "lab"), (step("join-check"), f"{j.name}-check", j.name),
                 ("kubernetes:cluster.kubesphere.io/v1alpha1:Cluster", f"{j.name}-cluster", j.name),
