@@ -22,6 +22,13 @@ CONFIG_MAP, CONFIG_KEY = "kubesphere-config", "kubesphere.yaml"
 SAVED_REPLICAS_ANNOTATION = "kslab.io/dev-workspace-saved-replicas"
 SAVED_SERVICE_ANNOTATION = "kslab.io/dev-workspace-saved-service"
 SECRET_FILE_MODE, FILE_MODE, DIR_MODE = 0o600, 0o644, 0o700
+# Names the workspace a folder belongs to: kslab writes only into an empty folder or its own, and removes only
+# its own files.
+MARKER = ".kslab-workspace"
+
+
+def marker(cluster: str, component: str) -> str:
+    return f"cluster={cluster} component={component}\n"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -470,7 +471,12 @@ def _parse_dev_workspaces(problems: list[Problem], raw: Any, cluster_names: set[
             problems.append(Problem(f"{path}.component", component, "is not a component a workspace can take over",
                                     "use one of " + ", ".join(DEV_COMPONENTS)))
             ok = False
-        if directory is None or directory == "" or (isinstance(directory, str) and "\0" in directory):
+        if isinstance(directory, str) and os.path.normpath(os.path.expanduser(directory)) in (
+                ".", "..", "/", os.path.expanduser("~")):
+            problems.append(Problem(f"{path}.dir", directory, "is the project, its parent, your home or the root",
+                                    "name a folder of its own, e.g. dev/host-ks-controller-manager"))
+            ok = False
+        elif directory is None or directory == "" or (isinstance(directory, str) and "\0" in directory):
             problems.append(Problem(f"{path}.dir", directory, "must name the workspace folder",
                                     "e.g. dir: dev/host-ks-controller-manager (relative to the project)"))
             ok = False
@@ -481,11 +487,12 @@ def _parse_dev_workspaces(problems: list[Problem], raw: Any, cluster_names: set[
             problems.append(Problem(path, item, f"takes over {component} on '{cluster}' a second time",
                                     "keep one workspace per cluster and component"))
             continue
-        if directory in dirs:
-            problems.append(Problem(f"{path}.dir", directory, f"is also kslab:devWorkspaces[{dirs[directory]}].dir",
+        same = os.path.normpath(directory)
+        if same in dirs:
+            problems.append(Problem(f"{path}.dir", directory, f"is also kslab:devWorkspaces[{dirs[same]}].dir",
                                     "give each workspace its own folder"))
             continue
-        dirs[directory] = i
+        dirs[same] = i
         found.append(workspace)
     return tuple(found)
 

@@ -228,6 +228,9 @@ CASES = [
     ("workspace-same-dir", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
      "component: ks-apiserver, dir: a}, {cluster: host, component: ks-controller-manager, dir: a}]\n", None,
      "kslab:devWorkspaces[1].dir", "is also", "its own folder"),
+    ("workspace-dir-is-the-project", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
+     "component: ks-apiserver, dir: ./}]\n", None, "kslab:devWorkspaces[0].dir", "is the project",
+     "a folder of its own"),
     ("workspaces-a-mapping", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: {cluster: host}\n",
      None, "kslab:devWorkspaces", "must be a list", "devWorkspaces: [{cluster: host"),
     ("workspace-keep-not-bool", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
@@ -255,7 +258,7 @@ def test_a_bad_stack_file_is_refused_with_its_field_and_fix(tmp_path, stack_file
 def test_the_categories_have_their_cases():
     """The closing note's counts; a category that loses its cases fails here."""
     counts = {"unknown keys": 5, "wrong YAML types": 19, "kubeconfigs": 13, "values that passed": 22,
-              "developer workspaces": 7, "messages": 3}
+              "developer workspaces": 8, "messages": 3}
     assert sum(counts.values()) == len(CASES)
 
 

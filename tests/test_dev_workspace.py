@@ -135,7 +135,7 @@ def test_ks_apiserver_is_given_back_with_its_endpoints_and_destroy_gives_back_to
     ws = os.path.join(lab.project.dir, "dev", "api")
     assert apps.read_namespaced_deployment("ks-apiserver", NS).spec.replicas == 0
     assert endpoints()[0]["ports"][0]["port"] == 9090 and endpoints() != before
-    assert sorted(os.listdir(ws)) == ["kubeconfig", "kubesphere.yaml", "launch.json", "run.sh"]
+    assert sorted(os.listdir(ws)) == [".kslab-workspace", "kubeconfig", "kubesphere.yaml", "launch.json", "run.sh"]
 
     lab.set_config("kslab:devWorkspaces", [])
     _ok(lab.up(), "up without the workspace")
@@ -147,3 +147,17 @@ def test_ks_apiserver_is_given_back_with_its_endpoints_and_destroy_gives_back_to
     gone = lab.destroy()
     _ok(gone, "destroy")
     assert "ks-apiserver on 'lab' given back (1 replica(s))" in _out(gone)
+
+
+def test_a_workspace_never_writes_into_or_removes_a_folder_of_yours(lab):
+    _ok(lab.up(), "up")
+    mine = os.path.join(lab.project.dir, "dev", "mine")
+    os.makedirs(mine)
+    with open(os.path.join(mine, "notes.txt"), "w") as fh:
+        fh.write("my notes")
+    lab.set_config("kslab:devWorkspaces", [{"cluster": "lab", "component": KCM, "dir": "dev/mine"}])
+    refused = lab.up()
+    assert refused.returncode != 0 and "already holds files kslab did not write" in _out(refused)
+    dep, svc, _ = _objects(lab)
+    assert dep.spec.replicas == 1 and svc.spec.selector, "nothing was taken over"
+    assert os.listdir(mine) == ["notes.txt"]

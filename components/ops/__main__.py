@@ -463,24 +463,70 @@ def _address_for(cluster_host: str) -> str:
 
 
 def _write_files(directory: str, written: dict[str, tuple[str, int]]) -> None:
+    """Each file written whole at its mode: a temporary file made with O_EXCL (never following a link),
+    then renamed over the old one, so a secret never sits under an old, wider mode."""
     os.makedirs(directory, mode=devworkspace.DIR_MODE, exist_ok=True)
     os.chmod(directory, devworkspace.DIR_MODE)
     for rel, (content, mode) in written.items():
         path = os.path.join(directory, rel)
         os.makedirs(os.path.dirname(path), mode=devworkspace.DIR_MODE, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        temporary = f"{path}.kslab-{os.getpid()}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "w") as fh:
             fh.write(content)
-        os.chmod(path, mode)  # an existing file keeps its old mode through O_CREAT
+        os.replace(temporary, path)
+
+
+def _check_workspace_folder(directory: str, marker: str) -> None:
+    """A folder kslab may write into: absent, empty, or one it made for this same workspace."""
+    if os.path.islink(directory) or (os.path.exists(directory) and not os.path.isdir(directory)):
+        fail(f"workspace folder {directory} is a link or a file. Fix: choose another dir")
+    if os.path.isdir(directory) and os.listdir(directory):
+        mine = os.path.join(directory, devworkspace.MARKER)
+        try:
+            with open(mine) as fh:
+                found = fh.read()
+        except OSError:
+            fail(f"workspace folder {directory} already holds files kslab did not write. Fix: choose an empty or "
+                 "new dir, so that giving the component back can never remove your files")
+        if found != marker:
+            fail(f"workspace folder {directory} belongs to another workspace ({found.strip()}). Fix: give each "
+                 "workspace its own dir")
+
+
+def _give_back(kube, c, ns: str) -> str | None:
+    """Restore what the takeover saved on the objects (replicas, selector, endpoints); returns the replicas given
+    back, or None if nothing was taken over. A Service that had a selector gets it back and its controllers
+    fill the endpoints again; one without (endpoints kept by hand) gets its saved endpoints back."""
+    service = kube.service(c.name, ns)
+    saved_service = (service.metadata.annotations or {}).get(devworkspace.SAVED_SERVICE_ANNOTATION) \
+        if service is not None else None
+    if saved_service is not None:
+        saved = json.loads(saved_service)
+        if saved["selector"]:
+            kube.delete_endpoints(c.name, ns)
+            kube.json_patch_service(c.name, ns, [{"op": "add", "path": "/spec/selector", "value": saved["selector"]}])
+        elif saved["subsets"]:
+            kube.put_endpoints(c.name, ns, saved["subsets"])
+        kube.patch_service(c.name, ns, {"metadata": {"annotations": {devworkspace.SAVED_SERVICE_ANNOTATION: None}}})
+    deployment = kube.deployment(c.name, ns)
+    replicas = (deployment.metadata.annotations or {}).get(devworkspace.SAVED_REPLICAS_ANNOTATION) \
+        if deployment is not None else None
+    if replicas is not None:
+        kube.patch_deployment(c.name, ns, {"metadata": {"annotations": {devworkspace.SAVED_REPLICAS_ANNOTATION: None}},
+                                           "spec": {"replicas": int(replicas)}})
+    return replicas
 
 
 def step_dev_up() -> None:
     """Take a component over for local development: write the workspace, scale the Deployment to 0 (its
-    replicas saved on it), and point the Service at this machine (its selector and endpoints saved on it)."""
+    replicas saved on it), and point the Service at this machine (its selector and endpoints saved on it).
+    Everything is read and checked before the first change; a failure after it gives the component back."""
     name, version = env(names.ENV_CLUSTER), env(names.ENV_KS_VERSION)
     c = devworkspace.component(env(names.ENV_DEV_COMPONENT))
     directory = env(names.ENV_DEV_DIR)
     kubeconfig = env(names.ENV_KUBECONFIG)
+    marker = devworkspace.marker(name, c.name)
     kube = _kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
     ns = devworkspace.NAMESPACE
     config_yaml = kube.kubesphere_yaml()
@@ -496,63 +542,81 @@ def step_dev_up() -> None:
     absent = [k for k in c.cert_keys if k not in certs]
     if absent:
         fail(f"Secret {c.cert_secret} on '{name}' lacks {', '.join(absent)}. Fix: reinstall ks-core")
-    _write_files(directory, devworkspace.files(c.name, directory, config_yaml, kubeconfig, certs))
+    _check_workspace_folder(directory, marker)
+    address = _address_for(env(names.ENV_DEV_CLUSTER_ADDRESS, "") or kc.server_host(kc.server_of(kubeconfig)))
+    subsets_before = kube.endpoint_subsets(c.name, ns)
+    _write_files(directory, {**devworkspace.files(c.name, directory, config_yaml, kubeconfig, certs),
+                             devworkspace.MARKER: (marker, devworkspace.FILE_MODE)})
 
     annotations = deployment.metadata.annotations or {}
     saved = annotations.get(devworkspace.SAVED_REPLICAS_ANNOTATION)
-    if saved is None:  # the first up: what to give back
-        saved = str(deployment.spec.replicas if deployment.spec.replicas is not None else 1)
-        kube.patch_deployment(c.name, ns, {"metadata": {"annotations": {
-            devworkspace.SAVED_REPLICAS_ANNOTATION: saved}}})
-    if deployment.spec.replicas != 0:
-        kube.patch_deployment(c.name, ns, {"spec": {"replicas": 0}})
-
-    address = _address_for(env(names.ENV_DEV_CLUSTER_ADDRESS, "") or kc.server_host(kc.server_of(kubeconfig)))
-    service_annotations = service.metadata.annotations or {}
-    if devworkspace.SAVED_SERVICE_ANNOTATION not in service_annotations:
-        kube.patch_service(c.name, ns, {"metadata": {"annotations": {
-            devworkspace.SAVED_SERVICE_ANNOTATION: devworkspace.saved_service(
-                service.spec.selector, kube.endpoint_subsets(c.name, ns))}}})
-    if service.spec.selector:
-        kube.patch_service(c.name, ns, {"spec": {"selector": None}})
-    wanted = [{"addresses": [{"ip": address}], "ports": [{"port": c.target_port, "protocol": "TCP"}]}]
-    if kube.endpoint_subsets(c.name, ns) != wanted:
-        kube.put_endpoints(c.name, ns, wanted)
+    try:
+        if saved is None:  # the first up: what to give back, recorded before anything changes
+            saved = str(deployment.spec.replicas if deployment.spec.replicas is not None else 1)
+            kube.patch_deployment(c.name, ns, {"metadata": {"annotations": {
+                devworkspace.SAVED_REPLICAS_ANNOTATION: saved}}})
+        if devworkspace.SAVED_SERVICE_ANNOTATION not in (service.metadata.annotations or {}):
+            kube.patch_service(c.name, ns, {"metadata": {"annotations": {
+                devworkspace.SAVED_SERVICE_ANNOTATION: devworkspace.saved_service(service.spec.selector,
+                                                                                  subsets_before)}}})
+        if deployment.spec.replicas != 0:
+            kube.patch_deployment(c.name, ns, {"spec": {"replicas": 0}})
+        if service.spec.selector:
+            kube.patch_service(c.name, ns, {"spec": {"selector": None}})
+            # The EndpointSlice controller leaves its slices behind for a Service without a selector, and
+            # kube-proxy reads slices: remove them (the mirroring controller makes ours from the Endpoints).
+            kube.delete_controller_endpoint_slices(c.name, ns)
+        wanted = [{"addresses": [{"ip": address}], "ports": [{"port": c.target_port, "protocol": "TCP"}]}]
+        if kube.endpoint_subsets(c.name, ns) != wanted:
+            kube.put_endpoints(c.name, ns, wanted)
+    except (ApiFailure, Transient) as exc:
+        log(f"taking {c.name} over on '{name}' failed ({exc}); giving it back")
+        _give_back(kube, c, ns)
+        raise
     log(f"workspace for {c.name} on '{name}' in {directory}: Deployment scaled to 0 (was {saved}), Service "
         f"{c.name} -> {address}:{c.target_port}")
     print(json.dumps({"dir": directory, "savedReplicas": int(saved), "address": f"{address}:{c.target_port}"}))
 
 
 def step_dev_down() -> None:
-    """Give the component back exactly as it was (replicas, selector, endpoints), from what up saved on the
-    objects; then remove the workspace folder unless it is kept. Idempotent, and needs neither the folder
-    nor the local process."""
+    """Give the component back exactly as it was, from what up saved on the objects; then remove the files
+    kslab wrote (only those, and only in a folder whose marker names this workspace) unless they are kept.
+    Idempotent, and needs neither the folder nor the local process. A cluster that is gone has nothing to
+    give back."""
     name = env(names.ENV_CLUSTER)
     c = devworkspace.component(env(names.ENV_DEV_COMPONENT))
     directory = env(names.ENV_DEV_DIR)
     kube = _kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
-    ns = devworkspace.NAMESPACE
-    service = kube.service(c.name, ns)
-    saved_service = (service.metadata.annotations or {}).get(devworkspace.SAVED_SERVICE_ANNOTATION) \
-        if service is not None else None
-    if saved_service is not None:
-        saved = json.loads(saved_service)
-        if saved["subsets"]:
-            kube.put_endpoints(c.name, ns, saved["subsets"])
-        else:
-            kube.delete_endpoints(c.name, ns)  # the endpoints controller fills them from the selector
-        kube.patch_service(c.name, ns, {"metadata": {"annotations": {devworkspace.SAVED_SERVICE_ANNOTATION: None}},
-                                        "spec": {"selector": saved["selector"]}})
-    deployment = kube.deployment(c.name, ns)
-    replicas = (deployment.metadata.annotations or {}).get(devworkspace.SAVED_REPLICAS_ANNOTATION) \
-        if deployment is not None else None
-    if replicas is not None:
-        kube.patch_deployment(c.name, ns, {"metadata": {"annotations": {devworkspace.SAVED_REPLICAS_ANNOTATION: None}},
-                                           "spec": {"replicas": int(replicas)}})
-    if env(names.ENV_DEV_KEEP_FILES, "false") != "true" and os.path.isdir(directory):
-        shutil.rmtree(directory)
+    try:
+        replicas = _give_back(kube, c, devworkspace.NAMESPACE)
+    except Transient as exc:
+        log(f"WARNING: {exc}; if cluster '{name}' is gone there is nothing to give back")
+        replicas = None
+    if env(names.ENV_DEV_KEEP_FILES, "false") != "true":
+        _remove_workspace_files(directory, devworkspace.marker(name, c.name), c.name)
     log(f"{c.name} on '{name}' given back" + (f" ({replicas} replica(s))" if replicas is not None else
                                               " (nothing was taken over)"))
+
+
+def _remove_workspace_files(directory: str, marker: str, component: str) -> None:
+    mine = os.path.join(directory, devworkspace.MARKER)
+    if os.path.islink(directory) or not os.path.isfile(mine):
+        return
+    with open(mine) as fh:
+        if fh.read() != marker:
+            return  # the folder now belongs to another workspace
+    placeholders = {k: "" for k in devworkspace.component(component).cert_keys}
+    for rel in [*devworkspace.files(component, directory, "", "", placeholders), devworkspace.MARKER]:
+        try:
+            os.remove(os.path.join(directory, rel))
+        except FileNotFoundError:
+            pass
+    shutil.rmtree(os.path.join(directory, "bin"), ignore_errors=True)  # what run.sh builds
+    for folder in (os.path.join(directory, "serving-certs"), directory):
+        try:
+            os.rmdir(folder)  # only if empty: anything of the user's stays
+        except OSError:
+            pass
 
 
 STEPS = {

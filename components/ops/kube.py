@@ -85,6 +85,15 @@ class Kube:
     def patch_service(self, name: str, namespace: str, body: dict) -> None:
         self._call(self.core.patch_namespaced_service, name, namespace, body, allow=())
 
+    def json_patch_service(self, name: str, namespace: str, operations: list) -> None:
+        self._call(self.core.patch_namespaced_service, name, namespace, operations, allow=())
+
+    def delete_controller_endpoint_slices(self, service: str, namespace: str) -> None:
+        discovery = client.DiscoveryV1Api(self.api)
+        self._call(discovery.delete_collection_namespaced_endpoint_slice, namespace, allow=(404,),
+                   label_selector=f"kubernetes.io/service-name={service},"
+                                  "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io")
+
     def endpoint_subsets(self, name: str, namespace: str) -> list | None:
         ep = self._call(self.core.read_namespaced_endpoints, name, namespace)
         return None if ep is None else self.api.sanitize_for_serialization(ep.subsets or [])
