@@ -259,7 +259,7 @@ def test_bad_validation_mode():
 
 
 def test_pulumi_yaml_defaults_match_the_program():
-    """The typed config block in Pulumi.yaml and the program's own defaults must not drift."""
+    """The config block in Pulumi.yaml (descriptions and defaults) and the program's own defaults must not drift."""
     import os
 
     import yaml

@@ -543,7 +543,7 @@ def step_dev_up() -> None:
     if absent:
         fail(f"Secret {c.cert_secret} on '{name}' lacks {', '.join(absent)}. Fix: reinstall ks-core")
     _check_workspace_folder(directory, marker)
-    address = _address_for(env(names.ENV_DEV_CLUSTER_ADDRESS, "") or kc.server_host(kc.server_of(kubeconfig)))
+    address = _address_for(env(names.ENV_DEV_CLUSTER_ADDRESS))
     subsets_before = kube.endpoint_subsets(c.name, ns)
     _write_files(directory, {**devworkspace.files(c.name, directory, config_yaml, kubeconfig, certs),
                              devworkspace.MARKER: (marker, devworkspace.FILE_MODE)})
