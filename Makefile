@@ -6,13 +6,15 @@ STACK ?= standalone
 export KSLAB_CACHE ?= $(HOME)/.cache/kslab
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: help venv check test engine kube kind-tier preview up destroy outputs bench harness-up harness-down
+.PHONY: help venv check test engine kube kind-tier preview up destroy outputs status graph bench harness-up harness-down
 
 help:
 	@echo "make up STACK=<name>       create/converge the lab of stacks/Pulumi.<name>.yaml (main job)"
 	@echo "make preview STACK=<name>  plan only, with the policy pack"
 	@echo "make destroy STACK=<name>  unjoin, then delete everything the lab created"
 	@echo "make outputs STACK=<name>  show the stack outputs (add ARGS=--show-secrets for kubeconfigs)"
+	@echo "make status STACK=<name>   the running lab at a glance, with findings and fixes (ARGS=--json); exit 1 on findings"
+	@echo "make graph STACK=<name>    draw the lab to <name>.svg and <name>.png (coloured by live status once it is up)"
 	@echo "make check                 fast tests: pure functions, mocks, policies (~1 min)"
 	@echo "make test                  every test this machine can run (builds the engine etc. once)"
 	@echo "make engine | make kube    build/locate the Pulumi engine | kube-apiserver+etcd (cached)"
@@ -41,6 +43,7 @@ test: venv
 	eval "$$(tools/kube/build.sh)"; \
 	eval "$$(tools/kind/tier.sh)"; \
 	trap '[ -z "$${KSLAB_DOCKER_STARTED:-}" ] || tools/docker/docker.sh stop' EXIT; \
+	tools/graph/dot.sh; \
 	$(PYTEST) -q -rs
 
 kind-tier:
@@ -69,3 +72,9 @@ preview up destroy: venv
 
 outputs: venv
 	tools/lab.sh output $(STACK) $(ARGS)
+
+status: venv
+	@tools/lab.sh status $(STACK) $(ARGS)
+
+graph: venv
+	@tools/lab.sh graph $(STACK) $(if $(OUT),--out-dir $(abspath $(OUT))) $(ARGS)

@@ -77,7 +77,7 @@ class KindCluster(_ClusterBase):
         self.kubeconfig = pulumi.Output.secret(result.apply(lambda r: r["kubeconfig"]))
         self.internal_kubeconfig = pulumi.Output.secret(result.apply(lambda r: r["internalKubeconfig"]))
         self.address = pulumi.Output.unsecret(result.apply(lambda r: r["containerIp"]))
-        self.console_url = pulumi.Output.from_input(f"http://127.0.0.1:{spec.console_host_port}")
+        self.console_url = pulumi.Output.from_input(spec.declared_console_url)
         self._finish(name)
 
 

@@ -104,6 +104,14 @@ class ClusterSpec:
         return self.backend == "kind"
 
     @property
+    def declared_console_url(self) -> str | None:
+        """The console URL the stack file alone gives (kind: its published host port); None for an existing
+        cluster without consoleUrl, whose address is known only from its kubeconfig."""
+        if self.is_kind:
+            return f"http://127.0.0.1:{self.console_host_port}"
+        return self.console_url
+
+    @property
     def context_name(self) -> str:
         return f"kind-{self.name}" if self.is_kind else f"kslab-{self.name}"
 

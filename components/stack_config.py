@@ -45,6 +45,33 @@ def stack_config_keys(project_dir: str, stack: str) -> list[str] | None:
     return [k.split(":", 1)[1] for k in (config or {}) if isinstance(k, str) and k.startswith("kslab:")]
 
 
+class _StackFileConfig:
+    """A stack file's `kslab:*` values handed over as Pulumi hands them to the program (text; JSON for lists,
+    mappings, numbers and booleans), so read_raw reads both the same way. Encrypted values are left out."""
+
+    def __init__(self, config: dict):
+        self.values = {k.split(":", 1)[1]: v for k, v in config.items()
+                       if isinstance(k, str) and k.startswith("kslab:")}
+
+    def get(self, key: str) -> str | None:
+        value = self.values.get(key)
+        if value is None or (isinstance(value, dict) and set(value) == {"secure"}):
+            return None
+        return value if isinstance(value, str) else json.dumps(value)
+
+
+def read_stack_file(project_dir: str, stack: str) -> tuple[dict, list[str]]:
+    """The raw `kslab:*` settings and keys of a stack file, read without the Pulumi engine (for `make status` and
+    `make graph`, which work before any `up`). FileNotFoundError when there is no such stack file."""
+    with open(os.path.join(project_dir, "Pulumi.yaml")) as fh:
+        config_dir = (yaml.safe_load(fh) or {}).get("stackConfigDir") or "."
+    with open(os.path.join(project_dir, config_dir, f"Pulumi.{stack}.yaml")) as fh:
+        doc = yaml.safe_load(fh) or {}
+    config = doc.get("config") if isinstance(doc, dict) else None
+    config = config if isinstance(config, dict) else {}
+    return read_raw(_StackFileConfig(config)), stack_config_keys(project_dir, stack) or []
+
+
 def _read_bytes(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run a Pulumi command on a kslab stack with the project's defaults:
 #   tools/lab.sh <preview|up|destroy|refresh|output> <stack> [extra pulumi args]
+#   tools/lab.sh <status|graph> <stack> [options of python -m components.ops.status]
 # - state: a local file backend under .kslab/state (PULUMI_BACKEND_URL overrides it);
 # - secrets: passphrase from PULUMI_CONFIG_PASSPHRASE, else the file .kslab/passphrase
 #   (created once, mode 600: keep it, the state's secrets cannot be read without it);
@@ -8,7 +9,8 @@
 # - the policy pack is always applied to preview/up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output> <stack>}
+root=$PWD
+action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output|status|graph> <stack>}
 stack=${2:?usage: tools/lab.sh <action> <stack>}
 shift 2
 extra=()
@@ -50,5 +52,9 @@ case "$action" in
   preview|up) exec pulumi "$action" --stack "$stack" --policy-pack "$pack" "${extra[@]}" "$@" ;;
   destroy|refresh) exec pulumi "$action" --stack "$stack" "$@" ;;
   output) exec pulumi stack output --stack "$stack" "$@" ;;
+  # Read-only views of the lab (components/ops/status.py); the pictures go to the repository root by default.
+  status) exec venv/bin/python -m components.ops.status status --stack "$stack" "$@" ;;
+  graph) "$root/tools/graph/dot.sh"
+         exec venv/bin/python -m components.ops.status graph --stack "$stack" --out-dir "$root" "$@" ;;
   *) echo "kslab: unknown action $action" >&2; exit 2 ;;
 esac

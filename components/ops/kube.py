@@ -162,6 +162,17 @@ class Kube:
             removed.append(f"Secret {KUBEFED_NAMESPACE}/{name}-secret")
         return removed
 
+    # --- read-only views for `make status` ------------------------------------------------------
+    def kubefed_cluster(self, name: str) -> dict | None:
+        return self._call(self.custom.get_namespaced_custom_object, "core.kubefed.io", "v1beta1", KUBEFED_NAMESPACE,
+                          "kubefedclusters", name)
+
+    def list_objects(self, group: str, version: str, plural: str, label_selector: str | None = None) -> list[dict]:
+        """Cluster-scoped custom objects of a kind; [] where the kind is not served (404)."""
+        found = self._call(self.custom.list_cluster_custom_object, group, version, plural,
+                           **({"label_selector": label_selector} if label_selector else {}))
+        return (found or {}).get("items", [])
+
     # --- the v3.4 Cluster webhook ---------------------------------------------------------------
     def cluster_webhook_configurations(self) -> list:
         """ValidatingWebhookConfigurations with a webhook on UPDATE of clusters.cluster.kubesphere.io

@@ -37,6 +37,20 @@ cluster_webhook.go), only on a cluster whose kubesphere-config has `multicluster
 - v3.4.1's validating webhook on UPDATE of clusters (failurePolicy Fail): allowed while the old object has no
   status.uid; otherwise the member is reached with the new kubeconfig and its kube-system UID must match. On a
   cluster without multicluster the path is not served (404), which the API server treats as a failure.
+KubeFed on a host with multicluster (kubesphere's kubefed v0.8.1 build; kubernetes-sigs/kubefed@v0.8.1):
+- cluster health (pkg/controller/kubefedcluster/clusterclient.go GetClusterHealthStatus, controller.go): every
+  period (10 s upstream, pkg/apis/core/v1beta1/defaults/defaults.go; FED_HEALTH_SECONDS here so tests are short)
+  each KubeFedCluster's /healthz is read with its Secret's token: Ready=True (ClusterReady) on "ok",
+  Ready=False otherwise, and Offline=True (ClusterNotReachable) when it cannot be reached;
+- sync of FederatedUser (pkg/controller/sync, dispatch): the template is written to every Ready member with label
+  kubefed.io/managed=true; the member's copy is updated whenever its resourceVersion differs from the version
+  recorded at the last write (pkg/controller/util/propagatedversion.go ObjectNeedsUpdate), unless it is labelled
+  kubefed.io/managed=false (pkg/controller/util/managedlabel.go IsExplicitlyUnmanaged). Two hosts holding
+  different templates of one name therefore overwrite each other for ever (the seed notes' flapping).
+ks-controller-manager's user controller (kubesphere@v3.4.1:pkg/controller/user/user_controller.go
+multiClusterSync/createFederatedUser), on a host with multicluster: each User is labelled kubefed.io/managed=false
+  (ensureNotControlledByKubefed) and gets a FederatedUser of its name whose template carries its labels and spec,
+  placed by an empty clusterSelector (every member); the garbage collector removes it with its User.
 kube-controller-manager (live tier only; kind clusters run the real one): namespace finalization and
 foreground-deletion garbage collection.
 
@@ -253,6 +267,13 @@ def _crd(group: str, plural: str, kind: str, scope: str, version: str = "v1alpha
 KS_CORE_CRDS = (_crd("cluster.kubesphere.io", "clusters", "Cluster", "Cluster"),
                 _crd("tenant.kubesphere.io", "workspaces", "Workspace", "Cluster"))
 KUBEFED_CRD = _crd("core.kubefed.io", "kubefedclusters", "KubeFedCluster", "Namespaced", "v1beta1")
+# iam CRDs the ks-core chart installs on every cluster (ks-installer@v3.4.1:roles/ks-core/ks-core/files/ks-core/
+# crds), and the federated type the kubefed chart adds on a host (roles/ks-multicluster/files/kubefed/
+# federatedcrds/users.iam.kubesphere.io.yaml).
+USER_CRD = _crd("iam.kubesphere.io", "users", "User", "Cluster", "v1alpha2")
+FEDERATED_USER_CRD = _crd("types.kubefed.io", "federatedusers", "FederatedUser", "Cluster", "v1beta1")
+KUBEFED_MANAGED = "kubefed.io/managed"
+FED_HEALTH_SECONDS = 2.0
 
 
 def _kubeconfig_unusable_in_pod(doc: dict) -> str | None:
@@ -409,6 +430,8 @@ class ClusterActor:
         self.last_error = ""
         # controller state
         self.synced: dict[str, tuple[str, float]] = {}  # Cluster name -> (spec digest, time of last sync)
+        self.health_checked = 0.0
+        self.propagated: dict[tuple[str, str], str] = {}  # (member, user) -> resourceVersion kubefed wrote
 
     # --- ks-installer -------------------------------------------------------------------------------
     def _installer_version(self) -> str | None:
@@ -537,7 +560,7 @@ class ClusterActor:
                 metadata=client.V1ObjectMeta(name="kubesphere-secret"),
                 string_data={"secret": value, "token": "played-admin-token"}), _request_timeout=5)
         # the ks-core chart
-        for crd in KS_CORE_CRDS:
+        for crd in KS_CORE_CRDS + (USER_CRD,):
             self._ensure_crd(crd)
         self._ensure_ks_apiserver_service()
         self._ensure_ks_core_workloads()
@@ -551,6 +574,7 @@ class ClusterActor:
         if key == "multicluster":  # roles/ks-multicluster: tower and the kubefed chart
             self._ensure_namespace(KUBEFED_NS)
             self._ensure_crd(KUBEFED_CRD)
+            self._ensure_crd(FEDERATED_USER_CRD)
         self._patch_status({key: {"status": "enabled", "enabledTime": _now()}})
 
     def _write_kubesphere_config(self, version: str, spec: dict) -> None:
@@ -901,7 +925,20 @@ class ClusterActor:
                     type="kubernetes.io/service-account-token"), _request_timeout=5)
                 sa.secrets = [client.V1ObjectReference(name=secret.metadata.name)]
                 member.replace_namespaced_service_account(sa_name, KUBEFED_NS, sa, _request_timeout=5)
-            return secrets.token_hex(16).encode()  # the member's token controller would fill data.token
+            # The member's token controller fills data.token with a token of this ServiceAccount; where none runs
+            # (the API-server-only tier) a TokenRequest gives a token of the same ServiceAccount.
+            name = sa.secrets[0].name
+            for _ in range(10):
+                data = member.read_namespaced_secret(name, KUBEFED_NS, _request_timeout=5).data or {}
+                if data.get("token"):
+                    return base64.b64decode(data["token"])
+                if not self.play_kube_controllers:
+                    time.sleep(0.5)  # a real kube-controller-manager fills it within moments
+                    continue
+                break
+            request = member.create_namespaced_service_account_token(
+                sa_name, KUBEFED_NS, {"spec": {"expirationSeconds": 7 * 86400}}, _request_timeout=5)
+            return request.status.token.encode()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             for item in member.list_namespaced_secret(KUBEFED_NS, _request_timeout=5).items:
@@ -986,8 +1023,141 @@ class ClusterActor:
                     except ApiException:
                         pass  # e.g. the Cluster webhook denies it: the real collector would retry too
 
+    # --- KubeFed and the user controller on a host ---------------------------------------------------
+    def _kubefed_clusters(self) -> list[dict]:
+        try:
+            return self.custom.list_namespaced_custom_object("core.kubefed.io", "v1beta1", KUBEFED_NS,
+                                                             "kubefedclusters", _request_timeout=5)["items"]
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+
+    def _member_api(self, fed: dict) -> tuple[client.ApiClient, str]:
+        """A client as kubefed builds it from a KubeFedCluster: apiEndpoint, caBundle (or disabled TLS
+        validation) and the token of its Secret (pkg/controller/util/cluster_util.go BuildClusterConfig)."""
+        spec = fed["spec"]
+        secret = self.core.read_namespaced_secret(spec["secretRef"]["name"], KUBEFED_NS, _request_timeout=5)
+        cluster = {"server": spec["apiEndpoint"]}
+        if "*" in (spec.get("disabledTLSValidations") or []) or not spec.get("caBundle"):
+            cluster["insecure-skip-tls-verify"] = True
+        else:
+            cluster["certificate-authority-data"] = spec["caBundle"]
+        token = base64.b64decode(secret.data["token"]).decode()
+        return _api(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "m",
+                                    "clusters": [{"name": "m", "cluster": cluster}],
+                                    "users": [{"name": "m", "user": {"token": token}}],
+                                    "contexts": [{"name": "m", "context": {"cluster": "m", "user": "m"}}]})), token
+
+    def reconcile_kubefed(self) -> None:
+        if self.version is None or not self.multicluster_enabled():
+            return
+        if time.monotonic() - self.health_checked >= FED_HEALTH_SECONDS:
+            self.health_checked = time.monotonic()
+            for fed in self._kubefed_clusters():
+                self._check_health(fed)
+        self._sync_users()
+
+    def _check_health(self, fed: dict) -> None:
+        now = _now()
+        try:
+            api, token = self._member_api(fed)
+            response = api.call_api("GET", api.configuration.host + "/healthz",
+                                    header_params={"Authorization": f"Bearer {token}"}, _request_timeout=3)
+            response.read()
+            text = response.data.decode() if response.status == 200 else f"HTTP {response.status}"
+            conditions = [{"type": "Ready", "status": "True" if text == "ok" else "False",
+                           "reason": "ClusterReady" if text == "ok" else "ClusterNotReady"}]
+            if text != "ok":
+                conditions.append({"type": "Offline", "status": "False", "reason": "ClusterReachable"})
+        except Exception as exc:
+            conditions = [{"type": "Offline", "status": "True", "reason": "ClusterNotReachable"}]
+            text = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:160]}"
+        old = {c["type"]: c for c in (fed.get("status") or {}).get("conditions") or []}
+        if {c["type"]: c["status"] for c in conditions} == {t: c["status"] for t, c in old.items()}:
+            return
+        self.log(f"{self.name}: kubefed health of {fed['metadata']['name']}: {text}")
+        for c in conditions:
+            c["lastProbeTime"] = now
+            c["lastTransitionTime"] = (old.get(c["type"]) or {}).get("lastTransitionTime", now)
+        fed["status"] = {**(fed.get("status") or {}), "conditions": conditions}
+        try:
+            self.custom.replace_namespaced_custom_object("core.kubefed.io", "v1beta1", KUBEFED_NS, "kubefedclusters",
+                                                         fed["metadata"]["name"], fed, _request_timeout=5)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    def _sync_users(self) -> None:
+        users = self.custom.list_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users",
+                                                       _request_timeout=5)["items"]
+        for user in users:  # the user controller: a FederatedUser per User
+            name = user["metadata"]["name"]
+            labels = user["metadata"].get("labels") or {}
+            if labels.get(KUBEFED_MANAGED) == "true":
+                continue  # a copy kubefed wrote here (the host is a KubeFedCluster of its own), not a source
+            if labels.get(KUBEFED_MANAGED) != "false":  # ensureNotControlledByKubefed
+                user["metadata"]["labels"] = {**labels, KUBEFED_MANAGED: "false"}
+                self.custom.replace_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users", name, user,
+                                                          _request_timeout=5)
+            body = {"apiVersion": "types.kubefed.io/v1beta1", "kind": "FederatedUser", "metadata": {"name": name},
+                    "spec": {"template": {"metadata": {"labels": user["metadata"].get("labels") or {}},
+                                          "spec": user.get("spec") or {}},
+                             "placement": {"clusterSelector": {}}}}
+            _create(lambda: self.custom.create_cluster_custom_object("types.kubefed.io", "v1beta1",
+                                                                     "federatedusers", body, _request_timeout=5))
+        federated = self.custom.list_cluster_custom_object("types.kubefed.io", "v1beta1", "federatedusers",
+                                                           _request_timeout=5)["items"]
+        names = {u["metadata"]["name"] for u in users
+                 if (u["metadata"].get("labels") or {}).get(KUBEFED_MANAGED) != "true"}
+        for item in [f for f in federated if f["metadata"]["name"] not in names]:
+            # the User owns its FederatedUser (SetControllerReference): the garbage collector removes it
+            self.custom.delete_cluster_custom_object("types.kubefed.io", "v1beta1", "federatedusers",
+                                                     item["metadata"]["name"], _request_timeout=5)
+        federated = [f for f in federated if f["metadata"]["name"] in names]
+        if not federated:
+            return
+        for fed in self._kubefed_clusters():
+            ready = {c["type"]: c["status"] for c in (fed.get("status") or {}).get("conditions") or []}
+            if ready.get("Ready") != "True":
+                continue
+            member = fed["metadata"]["name"]
+            try:
+                api = client.CustomObjectsApi(self._member_api(fed)[0])
+                for item in federated:
+                    self._propagate(api, member, item)
+            except Exception as exc:  # the member went away meanwhile: the next health check marks it
+                self.log(f"{self.name}: kubefed sync to {member}: {exc.__class__.__name__}")
+
+    def _propagate(self, api: client.CustomObjectsApi, member: str, fed_user: dict) -> None:
+        name = fed_user["metadata"]["name"]
+        template = fed_user["spec"].get("template") or {}
+        desired = {"apiVersion": "iam.kubesphere.io/v1alpha2", "kind": "User",
+                   "metadata": {"name": name, "labels": {**((template.get("metadata") or {}).get("labels") or {}),
+                                                         KUBEFED_MANAGED: "true"}},
+                   "spec": template.get("spec") or {}}
+        try:
+            current = api.get_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users", name,
+                                                    _request_timeout=5)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            current = None
+        if current is None:
+            written = api.create_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users", desired,
+                                                       _request_timeout=5)
+        elif (current["metadata"].get("labels") or {}).get(KUBEFED_MANAGED) == "false":
+            return  # explicitly unmanaged (util.IsExplicitlyUnmanaged, dispatch/managed.go Update): left alone
+        elif current["metadata"]["resourceVersion"] != self.propagated.get((member, name)):  # ObjectNeedsUpdate
+            desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            written = api.replace_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users", name, desired,
+                                                        _request_timeout=5)
+        else:
+            return
+        self.propagated[(member, name)] = written["metadata"]["resourceVersion"]
+
     def tick(self) -> None:
-        steps = [self.reconcile_installer, self.reconcile_clusters]
+        steps = [self.reconcile_installer, self.reconcile_clusters, self.reconcile_kubefed]
         if self.play_kube_controllers:
             steps += [self.collect_garbage, self.finalize_namespaces]
         for step in steps:
