@@ -15,6 +15,7 @@ import tempfile
 import pytest
 import yaml
 
+from tests.support.status_cli import finding, kinds, quiet, status
 from tests.support.kind import KindLab, inspect, kind, kind_clusters, node_containers
 from tests.support.mock_run import ROOT
 
@@ -181,7 +182,14 @@ def _kind_delete(name):
 def test_kind_destroy_with_the_member_already_gone(lab):
     lab.set_config("kslab:unjoinTimeoutSeconds", 10)
     _assert_ok(lab.up(), "up")
+    # `make status` on real kind clusters: all ready, then the member gone is found with its fixes
+    healthy = quiet(lab, "--sample-seconds", "0")
+    assert healthy["findings"] == [] and {c["state"] for c in healthy["clusters"]} == {"ready"}, healthy
+    assert healthy["joins"][0]["kubefedReady"] == "True"
     _assert_ok(_kind_delete("kt-member"), "out-of-band delete of the member")
+    gone = status(lab, "--sample-seconds", "0")
+    assert {"cluster-unreachable", "member-unreachable"} <= kinds(gone), gone["findings"]
+    assert finding(gone, "cluster-unreachable")["fix"].startswith("docker start kt-member-control-plane")
     stuck = lab.destroy()
     assert stuck.returncode != 0 and "KSLAB_FORCE_UNJOIN=1" in _out(stuck), _out(stuck)[-3000:]
     forced = lab.destroy(extra_env={"KSLAB_FORCE_UNJOIN": "1"})

@@ -7,8 +7,6 @@ verification, and same-named users on both hosts of the dual-host stack (the fix
 makes them flap on the member). Each finding must come with its fix and the exit code must say so.
 """
 import json
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 
@@ -17,6 +15,7 @@ import yaml
 
 from components import graph as graph_mod
 from tests.support.live import LiveLab
+from tests.support.status_cli import run_status_command as _run, eventually, finding, kinds, quiet, status
 
 pytestmark = [pytest.mark.engine, pytest.mark.live]
 SVG = "{http://www.w3.org/2000/svg}"
@@ -27,49 +26,6 @@ def live(tmp_path, request):
     lab = LiveLab(tmp_path, request.param)
     yield lab
     lab.close()
-
-
-def _run(lab, *args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "components.ops.status", *args, "--stack", lab.stack],
-                          cwd=lab.project.dir, env=lab.project.env, capture_output=True, text=True, timeout=timeout)
-
-
-def status(lab, *extra):
-    proc = _run(lab, "status", "--json", *extra)
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr
-    doc = json.loads(proc.stdout)
-    assert proc.returncode == (1 if doc["findings"] else 0), (proc.returncode, doc["findings"])
-    return doc
-
-
-def kinds(doc) -> set[str]:
-    return {f["kind"] for f in doc["findings"]}
-
-
-def finding(doc, kind) -> dict:
-    found = [f for f in doc["findings"] if f["kind"] == kind]
-    assert found, f"no {kind} finding in {doc['findings']}"
-    return found[0]
-
-
-def eventually(lab, want: str, *extra, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while True:
-        doc = status(lab, *extra)
-        if want in kinds(doc) or time.monotonic() > deadline:
-            return doc
-        time.sleep(1)
-
-
-def quiet(lab, *extra, seconds: float = 30):
-    """The first status with no finding (the played controllers need a few seconds after a change)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        doc = status(lab, *extra)
-        if not doc["findings"] or time.monotonic() > deadline:
-            return doc
-        time.sleep(1)
 
 
 def svg_states(path) -> tuple[dict, dict]:

@@ -20,7 +20,7 @@ if [[ ! -f "stacks/Pulumi.${stack}.yaml" ]]; then
   [[ -f "tests/stacks/Pulumi.${stack}.yaml" ]] || { echo "kslab: no stack file stacks/Pulumi.${stack}.yaml" >&2; exit 2; }
   work=.kslab/projects/$stack
   mkdir -p "$work/stacks"
-  for item in Pulumi.yaml __main__.py components policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
+  for item in Pulumi.yaml __main__.py components provider policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
   [[ -f "$work/stacks/Pulumi.${stack}.yaml" ]] || cp "tests/stacks/Pulumi.${stack}.yaml" "$work/stacks/"
   [[ "$stack" != live-* ]] || extra=(--policy-pack-config "$PWD/tests/stacks/policy-config.live.json")
   # kind test stacks run on the Docker, kind and node image kslab builds (tools/kind/tier.sh).
@@ -47,7 +47,8 @@ case "$(command -v pulumi)" in
   */kslab/engine/pulumi-*) pack=policies/analyzer; export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true ;;
 esac
 
-pulumi stack select "$stack" --create >/dev/null
+# status and graph only read: they must not create a stack (which writes an encryption salt into its file).
+[[ "$action" == status || "$action" == graph ]] || pulumi stack select "$stack" --create >/dev/null
 case "$action" in
   preview|up) exec pulumi "$action" --stack "$stack" --policy-pack "$pack" "${extra[@]}" "$@" ;;
   destroy|refresh) exec pulumi "$action" --stack "$stack" "$@" ;;

@@ -41,6 +41,8 @@ def stack_outputs(project_dir: str, stack: str) -> dict:
     """The stack's outputs with secrets shown, in memory only ({} before the first up)."""
     proc = subprocess.run(["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack],
                           cwd=project_dir, capture_output=True, text=True, timeout=OUTPUT_TIMEOUT)
+    if proc.returncode != 0 and "no stack named" in proc.stderr:
+        return {}  # never brought up (not even selected)
     if proc.returncode != 0:
         raise RuntimeError(f"pulumi stack output failed: {proc.stderr.strip().splitlines()[-1:] or ['?']}")
     return json.loads(proc.stdout or "{}") or {}
