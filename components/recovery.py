@@ -240,7 +240,9 @@ def _is_plugin(pid: int) -> bool:
             cmd = fh.read().decode(errors="replace")
     except OSError:
         return False
-    return any(k in cmd for k in ("pulumi-resource-", "pulumi-language-", "pulumi-analyzer-", "-m\0pulumi.policy"))
+    # the engine's plugins, the Python program and policy pack they run, and kslab's own step provider
+    return any(k in cmd for k in ("pulumi-resource-", "pulumi-language-", "pulumi-analyzer-", "-m\0pulumi.policy",
+                                  "-m\0components.provider"))
 
 
 def orphaned_plugins(project_dir: str) -> list[int]:
@@ -253,7 +255,8 @@ def orphaned_plugins(project_dir: str) -> list[int]:
             continue
         pid = int(entry)
         try:
-            if os.path.realpath(os.readlink(f"/proc/{pid}/cwd")) != project_dir:
+            cwd = os.path.realpath(os.readlink(f"/proc/{pid}/cwd"))
+            if cwd != project_dir and not cwd.startswith(project_dir + os.sep):
                 continue
         except OSError:
             continue

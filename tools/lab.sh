@@ -18,7 +18,7 @@ if [[ ! -f "stacks/Pulumi.${stack}.yaml" ]]; then
   [[ -f "tests/stacks/Pulumi.${stack}.yaml" ]] || { echo "kslab: no stack file stacks/Pulumi.${stack}.yaml" >&2; exit 2; }
   work=.kslab/projects/$stack
   mkdir -p "$work/stacks"
-  for item in Pulumi.yaml __main__.py components policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
+  for item in Pulumi.yaml __main__.py components provider policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
   [[ -f "$work/stacks/Pulumi.${stack}.yaml" ]] || cp "tests/stacks/Pulumi.${stack}.yaml" "$work/stacks/"
   [[ "$stack" != live-* ]] || extra=(--policy-pack-config "$PWD/tests/stacks/policy-config.live.json")
   # kind test stacks run on the Docker, kind and node image kslab builds (tools/kind/tier.sh).
