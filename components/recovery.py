@@ -329,7 +329,9 @@ def recover_files(files: StackFiles, action: str, this_host: str | None = None,
                            f"pulumi cancel --stack {files.stack} --yes")
             return report
         stale.append((path, why))
-    if stale and project_dir:
+    # No live run holds the stack: plugins with no pulumi CLI above them are leftovers (a kill, or a Ctrl-C
+    # while the engine was still starting them), and one still running a step must not race the next run.
+    if project_dir:
         left = orphaned_plugins(project_dir)
         if left:
             stop_processes(left)

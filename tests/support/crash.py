@@ -57,10 +57,10 @@ def lab_sh_tree(lab: LiveLab) -> Path:
     tree = Path(lab.project.dir)
     (tree / "tools").mkdir(exist_ok=True)
     shutil.copy(os.path.join(ROOT, "tools", "lab.sh"), tree / "tools" / "lab.sh")
-    work = tree / ".kslab" / "projects" / STACK / "stacks"
+    work = tree / ".kslab" / "projects" / lab.stack / "stacks"
     work.mkdir(parents=True, exist_ok=True)
     # lab.sh runs a test stack (no stacks/Pulumi.<stack>.yaml) in its own folder with the live policy config
-    os.replace(tree / "stacks" / f"Pulumi.{STACK}.yaml", work / f"Pulumi.{STACK}.yaml")
+    os.replace(tree / "stacks" / f"Pulumi.{lab.stack}.yaml", work / f"Pulumi.{lab.stack}.yaml")
     return tree
 
 
@@ -74,7 +74,7 @@ def start_run(lab: LiveLab, action: str) -> subprocess.Popen:
     """The run to kill: `tools/lab.sh <action>`, which execs pulumi (same pid, its own session)."""
     tree = Path(lab.project.dir)
     extra = ["--yes", "--skip-preview"]
-    return subprocess.Popen([str(tree / "tools" / "lab.sh"), action, STACK, *extra], cwd=tree,
+    return subprocess.Popen([str(tree / "tools" / "lab.sh"), action, lab.stack, *extra], cwd=tree,
                             env=lab.project.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
@@ -128,7 +128,7 @@ def send(proc: subprocess.Popen, sig: str) -> None:
 
 def backend_leftovers(lab: LiveLab) -> list[str]:
     """What a run left in the backend that the next one must cope with."""
-    files = StackFiles(lab.project.state, "kslab", STACK)
+    files = StackFiles(lab.project.state, "kslab", lab.stack)
     left = [f"lock:{os.path.basename(p)}" for p in files.lock_files()]
     for p in files.sidecars():
         if sidecar_is_broken(Path(p).read_bytes()):
