@@ -6,7 +6,7 @@ STACK ?= standalone
 export KSLAB_CACHE ?= $(HOME)/.cache/kslab
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: help venv check test engine kube kind-tier preview up destroy outputs status graph bench harness-up harness-down
+.PHONY: help venv check test engine kube kind-tier preview up destroy outputs status graph crash-campaign bench harness-up harness-down
 
 help:
 	@echo "make up STACK=<name>       create/converge the lab of stacks/Pulumi.<name>.yaml (main job)"
@@ -21,6 +21,7 @@ help:
 	@echo "make kind-tier             Docker, kind and the node image for the real-kind tier (cached)"
 	@echo "make harness-up STACK=<s>  play KubeSphere for a test stack (live-* or kind-*); make harness-down"
 	@echo "make bench                 benchmarks (bench/)"
+	@echo "make crash-campaign        kill up/destroy on the live tier at many moments, recover, check (TRIALS=10)"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -78,3 +79,10 @@ status: venv
 
 graph: venv
 	@tools/lab.sh graph $(STACK) $(if $(OUT),--out-dir $(abspath $(OUT))) $(ARGS)
+
+# Kills `up`/`destroy` of the live host-member lab at many moments (Ctrl-C, Ctrl-C twice, SIGKILL), recovers each
+# through tools/lab.sh alone and checks the lab; last line: trials=N recovered=R lost=L (tests/support/crash.py).
+TRIALS ?= 10
+crash-campaign: venv
+	@set -euo pipefail; eval "$$(tools/engine/build.sh)"; eval "$$(tools/kube/build.sh)"; \
+	$(VENV)/bin/python -m tests.support.crash --trials $(TRIALS)

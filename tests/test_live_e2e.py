@@ -216,36 +216,6 @@ def test_faults(live):
 
 
 @pytest.mark.parametrize("live", ["live-standalone"], indirect=True)
-def test_killed_up_then_converges(live):
-    import os
-    import signal
-    import subprocess
-    lab = live
-    proc = subprocess.Popen(
-        ["pulumi", "up", "--yes", "--skip-preview", "--stack", lab.stack, "--policy-pack", policy_pack(),
-         "--policy-pack-config", "tests/stacks/policy-config.live.json"],
-        cwd=lab.project.dir, env={**lab.project.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while lab.cc("lab") is None and time.monotonic() < deadline:  # kill once objects are being created
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    lab.kill_strays()  # its plugins and language host, as a crash would take them too
-    assert lab.cc("lab") is not None
-    # Pulumi's documented way: the killed run left its lock (`pulumi cancel` removes it) and pending
-    # operations (refresh clears them; the objects they created are adopted by the next up).
-    blocked = lab.up()
-    assert blocked.returncode != 0 and "locked" in _out(blocked)
-    _assert_ok(lab.pulumi("cancel", "--yes"), "cancel")
-    refresh = lab.pulumi("refresh", "--yes", "--clear-pending-creates", "--skip-preview", timeout=300)
-    _assert_ok(refresh, "refresh after kill")
-    _assert_ok(lab.up(), "up after kill")
-    _check_lab(lab)
-    _assert_ok(lab.destroy(), "destroy")
-
-
-@pytest.mark.parametrize("live", ["live-standalone"], indirect=True)
 def test_cluster_rebuilt_out_of_band(live):
     lab = live
     _assert_ok(lab.up(), "up")

@@ -47,6 +47,13 @@ case "$(command -v pulumi)" in
   */kslab/engine/pulumi-*) pack=policies/analyzer; export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true ;;
 esac
 
+# What an interrupted run left (a stale lock, a cut-off file, an unreadable state, pending operations) is
+# repaired or named with its fix before anything else reads the state: components/recovery.py.
+case "$action" in
+  preview|up|destroy|refresh)
+    py=venv/bin/python; [[ -x $py ]] || py=python3
+    "$py" -m components.recovery "$action" "$stack" || exit $? ;;
+esac
 # status and graph only read: they must not create a stack (which writes an encryption salt into its file).
 [[ "$action" == status || "$action" == graph ]] || pulumi stack select "$stack" --create >/dev/null
 case "$action" in

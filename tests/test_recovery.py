@@ -1,0 +1,188 @@
+"""components/recovery.py on backend folders built by hand: what a killed run leaves, and what is repaired."""
+import json
+import os
+import time
+
+import pytest
+
+from components import recovery
+from components.recovery import (Candidate, StackFiles, backend_dir, best_restore, checkpoint_problem, lock_verdict,
+                                 parse_lock, pending_operations, recover_files, sidecar_is_broken)
+
+HOST = "labhost"
+GOOD_ATTRS = json.dumps({"user.content_type": "text/plain; charset=utf-8", "md5": "yzX7IaqAo1MnMJc8uef1Uw=="})
+
+
+def checkpoint(resources=1, pending=()):
+    latest = {"resources": [{"urn": f"urn:pulumi:s::kslab::t::r{i}"} for i in range(resources)]}
+    if pending:
+        latest["pending_operations"] = [{"type": t, "resource": {"urn": f"urn:pulumi:s::kslab::t::{n}"}}
+                                        for t, n in pending]
+    return json.dumps({"version": 3, "checkpoint": {"stack": "s", "latest": latest}}).encode()
+
+
+def put(path, data, mtime=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data if isinstance(data, bytes) else data.encode())
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+@pytest.fixture
+def files(tmp_path):
+    f = StackFiles(str(tmp_path), "kslab", "s")
+    put(f.checkpoint, checkpoint(3))
+    put(f.checkpoint + ".attrs", GOOD_ATTRS)
+    return f
+
+
+def lock_at(f, pid, host=HOST, age=0.0):
+    path = os.path.join(f.pulumi, "locks", "organization", "kslab", "s", "1d2c.json")
+    put(path, json.dumps({"pid": pid, "username": "u", "hostname": host, "timestamp": "2026-01-01T00:00:00Z"}),
+        mtime=time.time() - age)
+    put(path + ".attrs", GOOD_ATTRS)
+    return path
+
+
+def test_backend_dir_only_for_file_urls():
+    assert backend_dir("file:///home/u/lab/.kslab/state") == "/home/u/lab/.kslab/state"
+    assert backend_dir("file://%2Ftmp%2Fx") == "/tmp/x"
+    assert backend_dir("s3://bucket") is None and backend_dir(None) is None and backend_dir("") is None
+
+
+def test_sidecar_checks():
+    assert sidecar_is_broken(b"") and sidecar_is_broken(b'{"user.cont') and sidecar_is_broken(b"[]")
+    assert not sidecar_is_broken(GOOD_ATTRS.encode())
+
+
+def test_checkpoint_problems_name_what_is_wrong():
+    assert "empty (0 bytes)" in checkpoint_problem(b"")
+    assert "not JSON" in checkpoint_problem(checkpoint()[:40])
+    assert "not a Pulumi checkpoint" in checkpoint_problem(b'{"version": 3}')
+    assert checkpoint_problem(checkpoint()) is None
+
+
+def test_pending_operations_are_read():
+    assert pending_operations(checkpoint()) == []
+    assert pending_operations(checkpoint(pending=[("creating", "a"), ("deleting", "b")])) == [
+        ("creating", "urn:pulumi:s::kslab::t::a"), ("deleting", "urn:pulumi:s::kslab::t::b")]
+
+
+def test_lock_verdicts():
+    alive = parse_lock("l", json.dumps({"pid": 10, "hostname": HOST, "timestamp": "t"}).encode(), 5)
+    assert lock_verdict(alive, HOST, lambda pid: True) == (False, "pulumi pid 10 (since t) is still running")
+    stale, why = lock_verdict(alive, HOST, lambda pid: False)
+    assert stale and "no longer running" in why
+    other, why = lock_verdict(alive, "elsewhere", lambda pid: False)
+    assert not other and "another host" in why, "a lock of another machine is never judged from here"
+    fresh_empty = parse_lock("l", b"", 1)
+    assert not fresh_empty.readable and lock_verdict(fresh_empty, HOST, lambda pid: False)[0] is False
+    assert lock_verdict(parse_lock("l", b"", 60), HOST, lambda pid: False)[0] is True
+
+
+def test_best_restore_takes_the_newest_usable_copy():
+    good_old, good_new = Candidate("a", 1, checkpoint(1)), Candidate("b", 2, checkpoint(2))
+    assert best_restore([good_old, good_new, Candidate("c", 3, b"")]) is good_new
+    assert best_restore([Candidate("c", 3, b"{")]) is None
+
+
+def test_a_clean_backend_is_left_alone(files):
+    before = sorted(os.listdir(files.stacks_dir))
+    report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
+    assert report.done == [] and report.stop is None and report.pending == []
+    assert sorted(os.listdir(files.stacks_dir)) == before
+
+
+def test_a_live_lock_stops_everything_and_touches_nothing(files):
+    lock = lock_at(files, 4242)
+    put(files.checkpoint + ".attrs", "")  # even a broken sidecar: the live run may be writing it right now
+    report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: pid == 4242)
+    assert report.stop and "pulumi pid 4242" in report.stop and "pulumi cancel --stack s --yes" in report.stop
+    assert os.path.exists(lock) and os.path.getsize(files.checkpoint + ".attrs") == 0
+
+
+def test_a_lock_of_another_host_is_left_with_the_command(files):
+    lock = lock_at(files, 4242, host="laptop")
+    report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
+    assert report.stop and "laptop" in report.stop and "pulumi cancel" in report.stop and os.path.exists(lock)
+
+
+def test_a_stale_lock_is_moved_aside(files, tmp_path):
+    lock = lock_at(files, 4242)
+    report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
+    assert report.stop is None and not os.path.exists(lock) and not os.path.exists(lock + ".attrs")
+    assert any("pulumi pid 4242" in d and "no longer running" in d for d in report.done)
+    kept = os.listdir(os.path.join(tmp_path, recovery.RECOVERY_DIR))
+    assert len(kept) == 1 and any(n.endswith("1d2c.json") for n in os.listdir(tmp_path / recovery.RECOVERY_DIR / kept[0]))
+
+
+def test_the_eof_case_an_empty_sidecar_is_moved_aside_and_the_checkpoint_kept(files):
+    """What the killed run of issue #13 left: stack.json whole, stack.json.attrs empty, a .tmp never renamed."""
+    put(files.checkpoint + ".attrs", "")
+    put(files.checkpoint + ".18ec12c326a16efd.tmp", checkpoint(4))
+    data = open(files.checkpoint, "rb").read()
+    report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
+    assert report.stop is None
+    assert not os.path.exists(files.checkpoint + ".attrs"), "no sidecar is what the blob store reads as defaults"
+    assert open(files.checkpoint, "rb").read() == data, "the checkpoint itself is not touched"
+    assert os.listdir(files.stacks_dir) == ["s.json"]
+    assert any("broken metadata file" in d and "EOF" in d for d in report.done)
+    assert any("never finished" in d for d in report.done)
+
+
+def test_an_unreadable_checkpoint_is_restored_from_the_newest_good_copy(files, tmp_path):
+    put(files.checkpoint, b"")
+    put(files.checkpoint + ".bak", checkpoint(2), mtime=2000)
+    put(os.path.join(files.backups_dir, "s.100.json"), checkpoint(1), mtime=1000)
+    put(os.path.join(files.history_dir, "s-100.checkpoint.json"), b"{broken", mtime=3000)
+    report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
+    assert report.stop is None
+    assert open(files.checkpoint, "rb").read() == checkpoint(2)
+    msg = next(d for d in report.done if "could not be read" in d)
+    assert "empty (0 bytes)" in msg and "s.json.bak" in msg
+    kept = [os.path.join(r, n) for r, _, ns in os.walk(tmp_path / recovery.RECOVERY_DIR) for n in ns]
+    assert any(k.endswith("s.json.unreadable") and os.path.getsize(k) == 0 for k in kept)
+
+
+def test_an_unreadable_checkpoint_without_any_good_copy_stops_with_the_way_out(files):
+    put(files.checkpoint, b"{\"version\": 3, \"checkp")
+    put(files.checkpoint + ".bak", b"")
+    report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
+    assert report.stop and "cannot be read" in report.stop and "pulumi stack rm --force --stack s" in report.stop
+    assert open(files.checkpoint, "rb").read().startswith(b"{\"version\"")
+
+
+def test_pending_creates_before_a_destroy_stop_with_both_ways(files):
+    put(files.checkpoint, checkpoint(pending=[("creating", "member-to-host-cluster")]))
+    report = recover_files(files, "destroy", this_host=HOST, is_pulumi=lambda pid: False)
+    assert report.stop and "member-to-host-cluster" in report.stop
+    assert "tools/lab.sh up s" in report.stop and "--clear-pending-creates" in report.stop
+
+
+def test_pending_operations_before_an_up_are_reported_for_the_refresh(files):
+    put(files.checkpoint, checkpoint(pending=[("creating", "a"), ("deleting", "b")]))
+    report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
+    assert report.stop is None and report.pending_creates == ["urn:pulumi:s::kslab::t::a"]
+    assert recovery.refresh_command("s") == ["pulumi", "refresh", "--stack", "s", "--yes", "--skip-preview",
+                                             "--clear-pending-creates"]
+
+
+def test_the_command_line_never_shows_a_traceback(tmp_path, capsys, monkeypatch):
+    f = StackFiles(str(tmp_path), "kslab", "s")
+    put(f.checkpoint, b"")
+    assert recovery.main(["up", "s", "--backend", f"file://{tmp_path}"]) == recovery.EXIT_STOP
+    assert "cannot be read" in capsys.readouterr().err
+
+    def unwritable(path, data):
+        raise PermissionError(13, "Permission denied", path)
+    put(f.checkpoint + ".bak", checkpoint())
+    monkeypatch.setattr(recovery, "_write_atomic", unwritable)
+    assert recovery.main(["up", "s", "--backend", f"file://{tmp_path}"]) == recovery.EXIT_STOP
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "recovery of stack 's' failed: [Errno 13] Permission denied" in err
+
+
+def test_the_command_line_ignores_other_backends(capsys):
+    assert recovery.main(["up", "s", "--backend", "s3://bucket/x"]) == 0
+    assert capsys.readouterr().err == ""
