@@ -78,7 +78,10 @@ def write(spec: LabSpec, lab: st.LabStatus, out_dir: str, name: str) -> list[str
     if shutil.which("dot") is None:
         raise GraphError("Graphviz's `dot` is not installed: apt-get install graphviz (Debian/Ubuntu) "
                          "or brew install graphviz (macOS)")
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise GraphError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     source = dot_source(lab)
     written = []
     for fmt in ("svg", "png"):
@@ -86,8 +89,7 @@ def write(spec: LabSpec, lab: st.LabStatus, out_dir: str, name: str) -> list[str
             path = source.render(outfile=os.path.join(out_dir, f"{name}.{fmt}"), format=fmt, cleanup=True)
         except (graphviz.ExecutableNotFound, graphviz.CalledProcessError) as exc:
             raise GraphError(f"Graphviz could not draw {name}.{fmt}: {exc}") from None
+        except OSError as exc:
+            raise GraphError(f"cannot write {name}.{fmt} into {out_dir}: {exc.strerror or exc}") from None
         written.append(path)
-    gv = os.path.join(out_dir, name)  # the DOT source render() leaves beside the pictures
-    if os.path.exists(gv):
-        os.remove(gv)
     return written

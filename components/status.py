@@ -38,6 +38,23 @@ FEDERATED_IAM_KINDS = (  # (member plural, federated plural)
     ("workspacerolebindings", "federatedworkspacerolebindings"),
 )
 KUBEFED_MANAGED_SELECTOR = "kubefed.io/managed=true"
+# What every host installs itself, so two hosts of one member always both federate it (and, for the admin user,
+# whose password each host encrypts with its own bcrypt salt, fight over it): ks-installer@v3.2.1/v3.4.1
+# roles/ks-core/ks-core/files/ks-core/templates/account.yaml (User admin) and
+# roles/ks-core/prepare/files/ks-init/role-templates.yaml (GlobalRoles, GlobalRoleBindings, role-template-*).
+BUILT_IN_IAM = {
+    "users": frozenset({"admin"}),
+    "globalroles": frozenset({"anonymous", "authenticated", "pre-registration", "platform-admin", "platform-regular",
+                              "platform-self-provisioner", "users-manager", "workspaces-manager"}),
+    "globalrolebindings": frozenset({"admin", "anonymous", "authenticated", "pre-registration"}),
+}
+BUILT_IN_PREFIX = "role-template-"
+# A Cluster deleting for longer than this is stuck (a normal unjoin takes seconds).
+STUCK_DELETING_SECONDS = 30
+
+
+def is_built_in(member_plural: str, name: str) -> bool:
+    return name in BUILT_IN_IAM.get(member_plural, ()) or name.startswith(BUILT_IN_PREFIX)
 
 
 @dataclass
@@ -50,6 +67,8 @@ class ClusterStatus:
     console_url: str | None
     reachable: bool | None = None  # None: not looked at (no kubeconfig: the lab is not up)
     unreachable_reason: str | None = None
+    refused: bool = False          # it answers but refuses the lab's credentials (401/403) or its kubeconfig is unusable
+    in_outputs: bool = True        # the stack's outputs have its kubeconfig (False: declared after the last up)
     cc_found: bool = False
     cc_role: str | None = None     # spec.multicluster.clusterRole of the ClusterConfiguration
     reported_role: str | None = None  # what the cluster itself says (kubesphere-config), see reported_role()
@@ -66,13 +85,14 @@ class JoinStatus:
     cluster_found: bool | None = None      # the host's Cluster object for the member (None: host not read)
     conditions: dict[str, str] = field(default_factory=dict)  # Cluster condition type -> status
     deleting_since: str | None = None      # metadata.deletionTimestamp
+    deleting_seconds: float | None = None  # how long it has been deleting
+    read_error: str | None = None          # the host's objects for this join could not be read
     finalizers: list[str] = field(default_factory=list)
     kubefed_ready: str | None = None       # KubeFedCluster Ready condition: True/False, "absent", None: not read
     kubefed_offline: bool | None = None    # KubeFedCluster Offline condition is True (the host cannot reach it)
     member_reachable: bool | None = None   # the member's API server answers here
     insecure: bool = False                 # the join's kubeconfig skips TLS verification
     jwt_matches: bool | None = None        # member's and host's kubesphere-config jwtSecret (None: not compared)
-    member_jwt_in_cc: bool | None = None   # the member's cc spec still carries the host's jwtSecret
 
     @property
     def name(self) -> str:
@@ -83,9 +103,11 @@ class JoinStatus:
 class SharedObject:
     """A federated object of one name that several hosts propagate to one member."""
     member: str
-    kind: str
+    kind: str        # the member's plural (users, globalroles, ...)
     name: str
     hosts: list[str]
+    identical: bool  # the hosts' templates are the same (no fight until one of them changes)
+    built_in: bool = False
 
 
 @dataclass
@@ -126,7 +148,8 @@ def reported_role(release: versions.KubeSphereRelease, kubesphere_config: dict) 
     kubesphere-config.yaml.j2 at both tags. None while kubesphere-config is not written."""
     if not kubesphere_config:
         return None
-    section = kubesphere_config.get("multicluster") or {}
+    section = kubesphere_config.get("multicluster")
+    section = section if isinstance(section, dict) else {}
     if release.kubesphere_config_has_role:
         role = section.get("clusterRole")
         return str(role) if role else None
@@ -156,10 +179,21 @@ def findings(lab: LabStatus) -> list[Finding]:
         return [Finding("not-up", f"stack {stack}", "the lab has not been brought up (the stack has no outputs)",
                         f"make up STACK={stack}")]
     by_name = {c.name: c for c in lab.clusters}
+    refresh_up = f"tools/lab.sh refresh {stack} --yes && make up STACK={stack}"
     for c in lab.clusters:
         subject = f"cluster {c.name}"
+        if not c.in_outputs:
+            found.append(Finding("not-up", subject, "is declared but not in the stack's outputs (added since the "
+                                 "last up, or that up failed)", f"make up STACK={stack}"))
+            continue
+        if c.reachable is False and c.refused:
+            found.append(Finding("cluster-refuses", subject,
+                                 f"its API server cannot be used with the lab's kubeconfig ({c.unreachable_reason})",
+                                 f"{refresh_up} (takes the cluster's current kubeconfig)"))
+            continue
         if c.reachable is False:
-            start = (f"docker start {c.name}-control-plane (its kind node)" if c.backend == "kind"
+            start = (f"docker start {c.name}-control-plane if its node is only stopped; if the cluster was "
+                     f"deleted: {refresh_up}" if c.backend == "kind"
                      else "bring its API server back (the server of its kubeconfig)")
             found.append(Finding("cluster-unreachable", subject,
                                  f"its API server does not answer ({c.unreachable_reason or 'unreachable'})", start))
@@ -167,8 +201,8 @@ def findings(lab: LabStatus) -> list[Finding]:
         if c.reachable is None:
             continue
         if not c.cc_found:
-            found.append(Finding("not-installed", subject, "has no ks-installer ClusterConfiguration",
-                                 f"make up STACK={stack}"))
+            found.append(Finding("not-installed", subject, "has no ks-installer ClusterConfiguration "
+                                 "(deleted out of band?)", refresh_up))
             continue
         for key, state in sorted(c.components.items()):
             if state == "failed":
@@ -179,8 +213,7 @@ def findings(lab: LabStatus) -> list[Finding]:
             found.append(Finding("role-drift", subject,
                                  f"the ClusterConfiguration says clusterRole {c.cc_role!r}, the stack declares "
                                  f"{c.role!r} (changed by hand)",
-                                 f"tools/lab.sh refresh {stack} --yes && make up STACK={stack} (puts the "
-                                 f"declared role back; the installer then runs again)"))
+                                 f"{refresh_up} (puts the declared role back; the installer then runs again)"))
         elif c.cc_role is not None and not _roles_agree(c.cc_role, c.reported_role):
             found.append(Finding("role-drift", subject,
                                  f"the cluster reports role {c.reported_role!r} in kubesphere-config, its "
@@ -192,7 +225,11 @@ def findings(lab: LabStatus) -> list[Finding]:
         member, host = by_name.get(j.member), by_name.get(j.host)
         if host is None or host.reachable is not True:
             continue
-        if j.deleting_since and j.finalizers:
+        if j.read_error:
+            found.append(Finding("join-unreadable", subject, f"{j.host}'s objects for the join cannot be read "
+                                 f"({j.read_error})", f"check the lab's credentials on {j.host}; {refresh_up}"))
+            continue
+        if j.deleting_since and j.finalizers and (j.deleting_seconds or 0) >= STUCK_DELETING_SECONDS:
             found.append(Finding("cluster-stuck-deleting", subject,
                                  f"the Cluster {j.member} on {j.host} has been deleting since {j.deleting_since}, "
                                  f"held by finalizer(s) {', '.join(j.finalizers)}",
@@ -210,8 +247,8 @@ def findings(lab: LabStatus) -> list[Finding]:
                                  f"bring {j.member} back; if it is gone for good, remove the join from kslab:joins "
                                  f"and run KSLAB_FORCE_UNJOIN=1 make up STACK={stack}"))
         elif j.cluster_found is False and not member_away:
-            found.append(Finding("not-joined", subject, f"{j.host} has no Cluster object for {j.member}",
-                                 f"make up STACK={stack}"))
+            found.append(Finding("not-joined", subject, f"{j.host} has no Cluster object for {j.member} "
+                                 "(deleted out of band?)", refresh_up))
         elif j.conditions.get("Ready") == "False" and not member_away:
             found.append(Finding("join-not-ready", subject, f"the Cluster {j.member} on {j.host} is not Ready",
                                  f"{_kubectl(stack, host)} describe cluster {j.member}; then "
@@ -222,29 +259,43 @@ def findings(lab: LabStatus) -> list[Finding]:
                                  f"give {j.member} a kubeconfig with its certificate-authority-data (kubectl "
                                  f"config view --flatten --raw --minify), then make up STACK={stack}"))
         if j.jwt_matches is False and member is not None:
-            where = (f"{j.member}'s ClusterConfiguration still carries {j.host}'s jwtSecret, so kubesphere-config "
-                     "was edited by hand" if j.member_jwt_in_cc else
-                     f"{j.member}'s ClusterConfiguration jwtSecret was changed by hand")
-            fix = (f"{_kubectl(stack, member)} -n kubesphere-system rollout restart deploy/ks-installer "
-                   "(the installer writes kubesphere-config from the ClusterConfiguration again)"
-                   if j.member_jwt_in_cc else
-                   f"tools/lab.sh refresh {stack} --yes && make up STACK={stack} (puts the host's jwtSecret back)")
+            # Which side moved: a kubesphere-config that no longer matches its own cc was edited by hand (the
+            # installer writes it from the cc); if both match their cc, the member's cc was changed.
+            edited = host if host.jwt_in_cc is False else member if member.jwt_in_cc is False else None
+            if edited is not None:
+                where = f"{edited.name}'s kubesphere-config was edited by hand; its ClusterConfiguration differs"
+                fix = (f"{_kubectl(stack, edited)} -n kubesphere-system rollout restart deploy/ks-installer "
+                       "(the installer writes kubesphere-config from the ClusterConfiguration again)")
+            else:
+                where = f"{j.member}'s ClusterConfiguration jwtSecret was changed"
+                fix = f"{refresh_up} (puts the host's jwtSecret back)"
             found.append(Finding("jwt-mismatch", subject,
                                  f"the jwtSecret of {j.member} differs from {j.host}'s ({where}); logins made on "
                                  f"{j.host} are refused on {j.member}", fix))
     for s in lab.shared_objects:
+        how = ("identical templates, so nothing fights yet, but an edit on one host is overwritten from the other"
+               if s.identical else "different templates, so the member's copy is overwritten back and forth")
+        if s.built_in:
+            found.append(Finding("federated-clash", f"member {s.member}",
+                                 f"built-in {s.kind} {s.name!r} is federated to it from {len(s.hosts)} hosts "
+                                 f"({', '.join(s.hosts)}; each installs its own): {how}. Two hosts of one member "
+                                 "are not supported upstream (kubesphere#6466)",
+                                 "do not delete it (each host needs it); keep one host per member: remove one of "
+                                 f"the member's joins from kslab:joins and make up STACK={stack}"))
+            continue
+        others = s.hosts[1:]
         found.append(Finding("federated-clash", f"member {s.member}",
                              f"{s.kind} {s.name!r} is federated to it from {len(s.hosts)} hosts "
-                             f"({', '.join(s.hosts)}); their copies overwrite each other on {s.member}",
-                             f"keep {s.name!r} on one host only: delete it on "
-                             f"{', '.join(s.hosts[1:])} ({_kubectl(stack, by_name[s.hosts[-1]])} delete "
-                             f"{s.kind.removeprefix('federated')}.{MEMBER_GROUP} {s.name})"))
+                             f"({', '.join(s.hosts)}): {how}",
+                             f"keep {s.name!r} on {s.hosts[0]} only: delete it on {', '.join(others)} (on each: "
+                             f"kubectl --kubeconfig <(tools/lab.sh output {stack} kubeconfig-<host> --show-secrets) "
+                             f"delete {s.kind}.{MEMBER_GROUP} {s.name})"))
     for o in lab.churning:
         found.append(Finding("churn", f"member {o.member}",
                              f"{o.kind} {o.name!r} changed {o.changes} times in {o.seconds:g} s with no one "
                              "editing it: two hosts are fighting over it",
-                             "keep the object on one host only (see the federated-clash finding), or stop "
-                             "managing this member from two hosts"))
+                             "keep it on one host only (see its federated-clash finding); a built-in one only "
+                             "stops when the member has one host"))
     return found
 
 
@@ -258,6 +309,8 @@ def cluster_state(c: ClusterStatus) -> str:
     component or role drift; unknown: not looked at."""
     if c.reachable is None:
         return UNKNOWN
+    if not c.in_outputs:
+        return UNKNOWN
     if c.reachable is False or any(s == "failed" for s in c.components.values()):
         return FAILED
     if c.cc_role is not None and (c.cc_role != c.role or not _roles_agree(c.cc_role, c.reported_role)):
@@ -267,7 +320,7 @@ def cluster_state(c: ClusterStatus) -> str:
 
 
 def join_state(j: JoinStatus) -> str:
-    if j.cluster_found is None:
+    if j.cluster_found is None or j.read_error:
         return UNKNOWN
     if (j.member_reachable is False or j.kubefed_offline or j.kubefed_ready == "False" or j.deleting_since
             or j.jwt_matches is False):

@@ -60,7 +60,8 @@ def test_killed_up_then_converges(standalone):
     assert lab_sh(lab, "destroy", lab.stack, "--yes", "--skip-preview").returncode == 0
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to stop the CLI at one exact syscall")
+@pytest.mark.skipif(shutil.which("strace") is None, reason="SKIPPED LOUDLY: strace is not installed (apt-get install "
+                    "strace; .ci/run installs it): it stops the CLI at one exact syscall")
 def test_a_kill_between_truncating_and_writing_the_sidecar_gives_eof_and_is_recovered(standalone):
     """The cause, on purpose: SIGKILL on entering the write() that refills `<stack>.json.attrs`, right after
     its O_TRUNC open. Pulumi itself then reads 'failed to load checkpoint: EOF'; tools/lab.sh recovers."""

@@ -27,8 +27,7 @@ def healthy_lab() -> st.LabStatus:
                                 installed_version="v3.4.1", components={"monitoring": "enabled"},
                                 expected_components=["monitoring"], jwt_in_cc=True)
     join = st.JoinStatus("member", "host", cluster_found=True, conditions={"Ready": "True", "Federated": "True"},
-                         kubefed_ready="True", kubefed_offline=False, member_reachable=True, jwt_matches=True,
-                         member_jwt_in_cc=True)
+                         kubefed_ready="True", kubefed_offline=False, member_reachable=True, jwt_matches=True)
     return st.LabStatus("s", True, [cluster("host", "host"), cluster("member", "member")], [join])
 
 
@@ -46,18 +45,26 @@ def test_a_lab_never_brought_up_is_one_finding_that_says_make_up():
     assert only.kind == "not-up" and only.fix == "make up STACK=s"
 
 
-def test_a_changed_member_jwt_secret_is_a_finding_with_the_installer_restart_as_fix():
+def test_a_member_kubesphere_config_edited_by_hand_is_fixed_by_its_installer_restart():
     lab = healthy_lab()
-    lab.joins[0].jwt_matches = False
+    lab.joins[0].jwt_matches, lab.clusters[1].jwt_in_cc = False, False
     (f,) = st.findings(lab)
-    assert f.kind == "jwt-mismatch" and "rollout restart deploy/ks-installer" in f.fix
+    assert f.kind == "jwt-mismatch" and "member's kubesphere-config was edited" in f.message
+    assert "kubeconfig-member" in f.fix and "rollout restart deploy/ks-installer" in f.fix
 
 
-def test_a_jwt_secret_changed_in_the_cc_is_fixed_by_refresh_and_up():
+def test_a_host_kubesphere_config_edited_by_hand_names_the_host():
     lab = healthy_lab()
-    lab.joins[0].jwt_matches, lab.joins[0].member_jwt_in_cc = False, False
+    lab.joins[0].jwt_matches, lab.clusters[0].jwt_in_cc = False, False
     (f,) = st.findings(lab)
-    assert f.kind == "jwt-mismatch" and "refresh" in f.fix and "make up STACK=s" in f.fix
+    assert "host's kubesphere-config was edited" in f.message and "kubeconfig-host " in f.fix
+
+
+def test_a_jwt_secret_changed_in_the_member_cc_is_fixed_by_refresh_and_up():
+    lab = healthy_lab()
+    lab.joins[0].jwt_matches = False  # both kubesphere-configs match their own cc: the member's cc moved
+    (f,) = st.findings(lab)
+    assert f.kind == "jwt-mismatch" and f.fix.startswith("tools/lab.sh refresh s --yes && make up STACK=s")
 
 
 def test_a_cc_role_edited_by_hand_is_role_drift():
@@ -90,13 +97,42 @@ def test_an_unreachable_kind_cluster_is_fixed_by_starting_its_node():
     lab = healthy_lab()
     lab.clusters[1].reachable, lab.joins[0].member_reachable = False, False
     assert kinds(lab) == ["cluster-unreachable", "member-unreachable"]
-    assert st.findings(lab)[0].fix.startswith("docker start member-control-plane")
+    fix = st.findings(lab)[0].fix
+    assert fix.startswith("docker start member-control-plane") and "tools/lab.sh refresh s --yes" in fix
 
 
-def test_a_cluster_deleting_on_its_finalizer_is_stuck():
+def test_a_cluster_that_refuses_the_lab_s_credentials_is_not_called_unreachable():
+    lab = healthy_lab()
+    lab.clusters[1].reachable, lab.clusters[1].refused = False, True
+    lab.clusters[1].unreachable_reason = "API server answered 403 Forbidden"
+    assert kinds(lab)[0] == "cluster-refuses"
+
+
+def test_a_cluster_declared_after_the_last_up_is_not_up():
+    lab = healthy_lab()
+    lab.clusters.append(st.ClusterStatus("new", "kind", "none", "v3.4.1", "v1.26.13", None, in_outputs=False))
+    (f,) = st.findings(lab)
+    assert (f.kind, f.subject, f.fix) == ("not-up", "cluster new", "make up STACK=s")
+
+
+def test_a_host_whose_join_objects_cannot_be_read_says_so():
+    lab = healthy_lab()
+    lab.joins[0].read_error = "cluster 'host': API server answered 403 Forbidden"
+    assert kinds(lab) == ["join-unreadable"] and st.join_state(lab.joins[0]) == st.UNKNOWN
+
+
+def test_a_cluster_deleting_on_its_finalizer_for_long_is_stuck():
     lab = healthy_lab()
     lab.joins[0].deleting_since, lab.joins[0].finalizers = "2026-11-28T00:00:00Z", ["finalizer.cluster.kubesphere.io"]
+    lab.joins[0].deleting_seconds = st.STUCK_DELETING_SECONDS
     assert "cluster-stuck-deleting" in kinds(lab)
+
+
+def test_a_cluster_deleting_for_a_few_seconds_is_an_unjoin_under_way():
+    lab = healthy_lab()
+    lab.joins[0].deleting_since, lab.joins[0].finalizers = "2026-11-28T00:00:00Z", ["finalizer.cluster.kubesphere.io"]
+    lab.joins[0].deleting_seconds = 3
+    assert "cluster-stuck-deleting" not in kinds(lab)
 
 
 def test_an_insecure_join_is_a_finding():
@@ -116,12 +152,29 @@ def test_the_clusters_join_kubeconfig_is_read_for_insecure_skip_tls_verify():
 
 def test_objects_two_hosts_federate_and_churning_objects_are_findings():
     lab = healthy_lab()
-    lab.shared_objects = [st.SharedObject("member", "federatedusers", "dev", ["host", "host2"])]
+    lab.shared_objects = [st.SharedObject("member", "users", "dev", ["host", "host2", "host3"], False)]
     lab.churning = [st.ChurningObject("member", "users", "dev", 5, 4.0)]
-    lab.clusters.append(st.ClusterStatus("host2", "kind", "host", "v3.4.1", "v1.26.13", None))
     fs = st.findings(lab)
     assert [f.kind for f in fs] == ["federated-clash", "churn"]
-    assert "delete it on host2" in fs[0].fix and "users.iam.kubesphere.io dev" in fs[0].fix
+    assert "delete it on host2, host3" in fs[0].fix and "users.iam.kubesphere.io dev" in fs[0].fix
+    assert "overwritten back and forth" in fs[0].message
+
+
+def test_a_built_in_object_two_hosts_federate_is_never_to_be_deleted():
+    lab = healthy_lab()
+    lab.shared_objects = [st.SharedObject("member", "globalroles", "platform-admin", ["host", "host2"], True,
+                                          st.is_built_in("globalroles", "platform-admin"))]
+    (f,) = st.findings(lab)
+    assert "built-in" in f.message and "identical templates" in f.message
+    assert "do not delete it" in f.fix and "remove one of the member's joins" in f.fix and "delete " not in \
+        f.fix.replace("do not delete it", "")
+
+
+def test_placement_follows_kubefed():
+    assert ops_status._placed_on({"clusterSelector": {}}, "m")
+    assert ops_status._placed_on({"clusters": [{"name": "m"}], "clusterSelector": {}}, "m")
+    assert not ops_status._placed_on({"clusters": [{"name": "other"}], "clusterSelector": {}}, "m")
+    assert not ops_status._placed_on({"clusterSelector": {"matchLabels": {"a": "b"}}}, "m")
 
 
 def test_a_failed_component_is_a_finding_and_a_failed_cluster():
@@ -150,11 +203,12 @@ def test_the_json_shape():
                         "findings"}
     assert set(doc["clusters"][0]) == {
         "name", "backend", "role", "kubesphereVersion", "kubernetesVersion", "consoleUrl", "reachable",
-        "unreachableReason", "ccFound", "ccRole", "reportedRole", "installedVersion", "components",
+        "unreachableReason", "refused", "inOutputs", "ccFound", "ccRole", "reportedRole", "installedVersion",
+        "components",
         "expectedComponents", "jwtInCc", "state"}
     assert set(doc["joins"][0]) == {
-        "name", "member", "host", "clusterFound", "conditions", "deletingSince", "finalizers", "kubefedReady",
-        "kubefedOffline", "memberReachable", "insecure", "jwtMatches", "memberJwtInCc", "state"}
+        "name", "member", "host", "clusterFound", "conditions", "deletingSince", "deletingSeconds", "readError",
+        "finalizers", "kubefedReady", "kubefedOffline", "memberReachable", "insecure", "jwtMatches", "state"}
     assert doc["findings"][0].keys() == {"kind", "subject", "message", "fix"}
     assert doc["joins"][0]["state"] == "failed"
 

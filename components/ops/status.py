@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import time
@@ -49,11 +49,16 @@ def stack_outputs(project_dir: str, stack: str) -> dict:
 
 
 def _fact(fn, default=None):
-    """A read that may meet an unreachable server: (value, None) or (default, reason)."""
+    """A read that may meet an unreachable or refusing server: (value, None) or (default, reason)."""
+    value, error = _read(fn, default)
+    return value, None if error is None else str(error)
+
+
+def _read(fn, default=None):
     try:
         return fn(), None
     except (Transient, ApiFailure) as exc:
-        return default, str(exc)
+        return default, exc
 
 
 def read_cluster(c: st.ClusterStatus, kube: Kube | None) -> dict:
@@ -61,10 +66,11 @@ def read_cluster(c: st.ClusterStatus, kube: Kube | None) -> dict:
     private: dict = {}
     if kube is None:
         return private
-    uid, reason = _fact(kube.kube_system_uid)
-    c.reachable = reason is None
-    if reason:
-        c.unreachable_reason = reason.split(": ", 1)[-1]
+    uid, error = _read(kube.kube_system_uid)
+    c.reachable = error is None
+    if error is not None:
+        c.refused = isinstance(error, ApiFailure)  # it answered: 401/403, not a way to heal by waiting
+        c.unreachable_reason = str(error).split(": ", 1)[-1]
         return private
     cc, _ = _fact(kube.cluster_configuration)
     c.cc_found = cc is not None
@@ -97,6 +103,8 @@ def _insecure(cluster_obj: dict) -> bool:
         doc = yaml.safe_load(base64.b64decode(encoded)) or {}
     except (ValueError, yaml.YAMLError):
         return False
+    if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), list):
+        return False
     return any((c.get("cluster") or {}).get("insecure-skip-tls-verify") is True
                for c in (doc.get("clusters") or []) if isinstance(c, dict))
 
@@ -108,12 +116,14 @@ def read_join(j: st.JoinStatus, host: Kube | None, member_private: dict, host_pr
         return
     obj, reason = _fact(lambda: host.member_cluster(j.member))
     if reason:
+        j.read_error = reason
         return
     j.cluster_found = obj is not None
     if obj is not None:
         meta = obj.get("metadata") or {}
         j.conditions = {c.get("type"): str(c.get("status")) for c in (obj.get("status") or {}).get("conditions") or []}
         j.deleting_since = meta.get("deletionTimestamp")
+        j.deleting_seconds = _age_seconds(j.deleting_since)
         j.finalizers = list(meta.get("finalizers") or [])
         j.insecure = _insecure(obj)
     fed, reason = _fact(lambda: host.kubefed_cluster(j.member))
@@ -132,23 +142,43 @@ def read_join(j: st.JoinStatus, host: Kube | None, member_private: dict, host_pr
     m_jwt, h_jwt = member_private.get("jwt"), host_private.get("jwt")
     if m_jwt is not None and h_jwt is not None:
         j.jwt_matches = m_jwt == h_jwt
-        j.member_jwt_in_cc = member_private.get("cc_jwt") == h_jwt
+
+
+def _age_seconds(timestamp: str | None) -> float | None:
+    """Seconds since an API timestamp (RFC 3339, UTC), or None."""
+    if not timestamp:
+        return None
+    try:
+        then = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+    return max(0.0, (dt.datetime.now(dt.timezone.utc) - then).total_seconds())
+
+
+def _placed_on(placement: dict, member: str) -> bool:
+    """Does a federated object's placement select `member`? kubefed: an explicit `clusters` list wins; else an
+    empty clusterSelector selects every cluster (createFederatedUser's); a selector with labels is not judged
+    (kslab does not read the Cluster labels it would match), so it counts as not placed."""
+    if isinstance(placement.get("clusters"), list):
+        return any(isinstance(c, dict) and c.get("name") == member for c in placement["clusters"])
+    selector = placement.get("clusterSelector")
+    return isinstance(selector, dict) and not selector.get("matchLabels") and not selector.get("matchExpressions")
 
 
 def shared_objects(member: str, hosts: dict[str, Kube]) -> list[st.SharedObject]:
-    """Federated IAM objects of one name that several hosts place on `member` (empty clusterSelector: every
-    cluster, as createFederatedUser sets it; or the member named in placement.clusters)."""
-    placed: dict[tuple[str, str], list[str]] = {}
+    """Federated IAM objects of one name that several hosts place on `member`."""
+    placed: dict[tuple[str, str], dict[str, str]] = {}  # (member plural, name) -> host -> template (JSON)
     for host_name, kube in hosts.items():
-        for _, fed_plural in st.FEDERATED_IAM_KINDS:
-            items, reason = _fact(lambda: kube.list_objects(st.FEDERATED_GROUP, st.FEDERATED_VERSION, fed_plural), [])
+        for member_plural, fed_plural in st.FEDERATED_IAM_KINDS:
+            items, _ = _fact(lambda: kube.list_objects(st.FEDERATED_GROUP, st.FEDERATED_VERSION, fed_plural), [])
             for item in items or []:
-                placement = (item.get("spec") or {}).get("placement") or {}
-                names = {c.get("name") for c in placement.get("clusters") or [] if isinstance(c, dict)}
-                if "clusterSelector" in placement or member in names:
-                    placed.setdefault((fed_plural, item["metadata"]["name"]), []).append(host_name)
-    return [st.SharedObject(member, kind, name, sorted(h)) for (kind, name), h in sorted(placed.items())
-            if len(h) > 1]
+                spec = item.get("spec") or {}
+                if _placed_on(spec.get("placement") or {}, member):
+                    placed.setdefault((member_plural, item["metadata"]["name"]), {})[host_name] = json.dumps(
+                        spec.get("template"), sort_keys=True)
+    return [st.SharedObject(member, kind, name, sorted(by_host), len(set(by_host.values())) == 1,
+                            st.is_built_in(kind, name))
+            for (kind, name), by_host in sorted(placed.items()) if len(by_host) > 1]
 
 
 def churning(member: str, kube: Kube, seconds: float) -> list[st.ChurningObject]:
@@ -181,7 +211,16 @@ def collect(spec: LabSpec, stack: str, outputs: dict, sample_seconds: float) -> 
         return lab
     for c in lab.clusters:
         c.console_url = ((outputs.get("clusters") or {}).get(c.name) or {}).get("consoleUrl") or c.console_url
-    kubes = {c.name: Kube(kubeconfigs[c.name], f"cluster '{c.name}'") for c in lab.clusters if c.name in kubeconfigs}
+    kubes = {}
+    for c in lab.clusters:
+        c.in_outputs = c.name in kubeconfigs
+        if not c.in_outputs:
+            continue
+        try:
+            kubes[c.name] = Kube(kubeconfigs[c.name], f"cluster '{c.name}'")
+        except Exception as exc:  # the kubernetes client's ConfigException and the YAML/file errors under it
+            c.reachable, c.refused = False, True
+            c.unreachable_reason = f"its kubeconfig cannot be used: {exc.__class__.__name__}"
     with ThreadPoolExecutor(max_workers=max(1, len(lab.clusters))) as pool:  # clusters are read side by side
         private = dict(zip([c.name for c in lab.clusters],
                            pool.map(lambda c: read_cluster(c, kubes.get(c.name)), lab.clusters)))
@@ -227,14 +266,20 @@ def main(argv: list[str] | None = None) -> int:
               f"{exc}", file=sys.stderr)
         return 2
     except FileNotFoundError:
-        print(f"kslab: no stack file for {args.stack}", file=sys.stderr)
+        print(f"kslab: no stack file for {args.stack} (stacks/Pulumi.{args.stack}.yaml)", file=sys.stderr)
+        return 2
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"kslab: the stack file of {args.stack} cannot be read: {str(exc).splitlines()[0][:200]}",
+              file=sys.stderr)
         return 2
     outputs: dict = {}
     if not args.offline:
         try:
             outputs = stack_outputs(args.project_dir, args.stack)
         except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
-            print(f"kslab: cannot read the state of {args.stack}: {exc}", file=sys.stderr)
+            print(f"kslab: cannot read the state of {args.stack}: {exc}. If a run was interrupted, "
+                  f"`make preview STACK={args.stack}` repairs what it left (README: When a run is interrupted)",
+                  file=sys.stderr)
             return 2
     sample = args.sample_seconds if args.command == "status" else 0.0
     lab = collect(spec, args.stack, outputs, sample)

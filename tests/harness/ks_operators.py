@@ -41,14 +41,17 @@ KubeFed on a host with multicluster (kubesphere's kubefed v0.8.1 build; kubernet
 - cluster health (pkg/controller/kubefedcluster/clusterclient.go GetClusterHealthStatus, controller.go): every
   period (10 s upstream, pkg/apis/core/v1beta1/defaults/defaults.go; FED_HEALTH_SECONDS here so tests are short)
   each KubeFedCluster's /healthz is read with its Secret's token: Ready=True (ClusterReady) on "ok",
-  Ready=False otherwise, and Offline=True (ClusterNotReachable) when it cannot be reached;
+  Ready=False otherwise, and Offline=True (ClusterNotReachable) when it cannot be reached; a change to not ready
+  only after 3 failed probes in a row (thresholdAdjustedClusterStatus, FailureThreshold 3);
 - sync of FederatedUser (pkg/controller/sync, dispatch): the template is written to every Ready member with label
   kubefed.io/managed=true; the member's copy is updated whenever its resourceVersion differs from the version
   recorded at the last write (pkg/controller/util/propagatedversion.go ObjectNeedsUpdate), unless it is labelled
   kubefed.io/managed=false (pkg/controller/util/managedlabel.go IsExplicitlyUnmanaged). Two hosts holding
   different templates of one name therefore overwrite each other for ever (the seed notes' flapping).
-ks-controller-manager's user controller (kubesphere@v3.4.1:pkg/controller/user/user_controller.go
-multiClusterSync/createFederatedUser), on a host with multicluster: each User is labelled kubefed.io/managed=false
+The ks-core chart's User admin (ks-installer@<tag>:roles/ks-core/ks-core/files/ks-core/templates/account.yaml) on
+every cluster, its password encrypted by the user controller with a random salt (encryptPassword), so every
+cluster's admin differs. ks-controller-manager's user controller (kubesphere@v3.4.1:pkg/controller/user/
+user_controller.go multiClusterSync/createFederatedUser), on a host with multicluster: each User is labelled kubefed.io/managed=false
   (ensureNotControlledByKubefed) and gets a FederatedUser of its name whose template carries its labels and spec,
   placed by an empty clusterSelector (every member); the garbage collector removes it with its User.
 kube-controller-manager (live tier only; kind clusters run the real one): namespace finalization and
@@ -274,6 +277,8 @@ USER_CRD = _crd("iam.kubesphere.io", "users", "User", "Cluster", "v1alpha2")
 FEDERATED_USER_CRD = _crd("types.kubefed.io", "federatedusers", "FederatedUser", "Cluster", "v1beta1")
 KUBEFED_MANAGED = "kubefed.io/managed"
 FED_HEALTH_SECONDS = 2.0
+FED_FAILURE_THRESHOLD = 3  # kubefed@v0.8.1 defaults.go DefaultClusterHealthCheckFailureThreshold
+DEFAULT_ADMIN_PASSWORD = "P@88w0rd"  # ks-core chart, getOrDefaultPass
 
 
 def _kubeconfig_unusable_in_pod(doc: dict) -> str | None:
@@ -431,6 +436,7 @@ class ClusterActor:
         # controller state
         self.synced: dict[str, tuple[str, float]] = {}  # Cluster name -> (spec digest, time of last sync)
         self.health_checked = 0.0
+        self.health_failures: dict[str, int] = {}  # KubeFedCluster -> failed probes in a row
         self.propagated: dict[tuple[str, str], str] = {}  # (member, user) -> resourceVersion kubefed wrote
 
     # --- ks-installer -------------------------------------------------------------------------------
@@ -562,6 +568,12 @@ class ClusterActor:
         # the ks-core chart
         for crd in KS_CORE_CRDS + (USER_CRD,):
             self._ensure_crd(crd)
+        # the chart's account.yaml: User admin (only if absent), password getOrDefaultPass, not yet encrypted
+        _create(lambda: self.custom.create_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users", {
+            "apiVersion": "iam.kubesphere.io/v1alpha2", "kind": "User",
+            "metadata": {"name": "admin", "annotations": {"iam.kubesphere.io/uninitialized": "true"}},
+            "spec": {"email": "admin@kubesphere.io", "password": DEFAULT_ADMIN_PASSWORD},
+            "status": {"state": "Active"}}, _request_timeout=5))
         self._ensure_ks_apiserver_service()
         self._ensure_ks_core_workloads()
         if self.version == "v3.4.1":
@@ -1039,15 +1051,31 @@ class ClusterActor:
         spec = fed["spec"]
         secret = self.core.read_namespaced_secret(spec["secretRef"]["name"], KUBEFED_NS, _request_timeout=5)
         cluster = {"server": spec["apiEndpoint"]}
-        if "*" in (spec.get("disabledTLSValidations") or []) or not spec.get("caBundle"):
+        if "*" in (spec.get("disabledTLSValidations") or []):
             cluster["insecure-skip-tls-verify"] = True
-        else:
+        elif spec.get("caBundle"):  # without one, the system's roots (which do not know the lab's CAs)
             cluster["certificate-authority-data"] = spec["caBundle"]
         token = base64.b64decode(secret.data["token"]).decode()
         return _api(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "m",
                                     "clusters": [{"name": "m", "cluster": cluster}],
                                     "users": [{"name": "m", "user": {"token": token}}],
                                     "contexts": [{"name": "m", "context": {"cluster": "m", "user": "m"}}]})), token
+
+    def reconcile_users(self) -> None:
+        """The user controller's encryptPassword, on every cluster: a password that is not a bcrypt hash is
+        replaced by one (bcrypt.GenerateFromPassword, a random salt: each cluster's hash of one password differs).
+        A stand-in hash of bcrypt's shape is enough here: nothing logs in."""
+        if self.version is None:
+            return
+        users = self.custom.list_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users",
+                                                       _request_timeout=5)["items"]
+        for user in users:
+            password = (user.get("spec") or {}).get("password")
+            if password and not password.startswith("$2a$"):
+                alphabet = string.ascii_letters + string.digits + "./"
+                user["spec"]["password"] = "$2a$10$" + "".join(random.choice(alphabet) for _ in range(53))
+                self.custom.replace_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users",
+                                                          user["metadata"]["name"], user, _request_timeout=5)
 
     def reconcile_kubefed(self) -> None:
         if self.version is None or not self.multicluster_enabled():
@@ -1073,6 +1101,15 @@ class ClusterActor:
         except Exception as exc:
             conditions = [{"type": "Offline", "status": "True", "reason": "ClusterNotReachable"}]
             text = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:160]}"
+        name = fed["metadata"]["name"]
+        # thresholdAdjustedClusterStatus (controller.go): a change to not-ready counts only after
+        # FailureThreshold probes in a row; one success is enough back (SuccessThreshold 1)
+        if text == "ok":
+            self.health_failures[name] = 0
+        else:
+            self.health_failures[name] = self.health_failures.get(name, 0) + 1
+            if self.health_failures[name] < FED_FAILURE_THRESHOLD and (fed.get("status") or {}).get("conditions"):
+                return
         old = {c["type"]: c for c in (fed.get("status") or {}).get("conditions") or []}
         if {c["type"]: c["status"] for c in conditions} == {t: c["status"] for t, c in old.items()}:
             return
@@ -1157,7 +1194,7 @@ class ClusterActor:
         self.propagated[(member, name)] = written["metadata"]["resourceVersion"]
 
     def tick(self) -> None:
-        steps = [self.reconcile_installer, self.reconcile_clusters, self.reconcile_kubefed]
+        steps = [self.reconcile_installer, self.reconcile_clusters, self.reconcile_users, self.reconcile_kubefed]
         if self.play_kube_controllers:
             steps += [self.collect_garbage, self.finalize_namespaces]
         for step in steps:
