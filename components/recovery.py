@@ -125,7 +125,7 @@ class Candidate:
 
 def best_restore(candidates: Iterable[Candidate]) -> Candidate | None:
     """The newest usable copy of the checkpoint among the backend's own: `<stack>.json.bak` (the state before
-    the last write), `backups/` (before each update), `history/` (after each update)."""
+    the last write), `backups/` and `history/` (each written at the end of an update)."""
     usable = [c for c in candidates if checkpoint_problem(c.data) is None]
     return max(usable, key=lambda c: c.mtime) if usable else None
 
@@ -137,6 +137,7 @@ class Report:
     advice: list[str] = field(default_factory=list)
     stop: str | None = None
     pending: list[tuple[str, str]] = field(default_factory=list)
+    restored: bool = False  # the checkpoint was restored from an older copy: refresh before going on
 
     @property
     def pending_creates(self) -> list[str]:
@@ -161,7 +162,8 @@ class StackFiles:
         locks = os.path.join(self.pulumi, "locks")
         for org in _listdir(locks):
             d = os.path.join(locks, org, self.project, self.stack)
-            found += [os.path.join(d, f) for f in _listdir(d) if f.endswith(".json")]
+            # a lock is written as <id>.json.<hex>.tmp and renamed; the backend counts a leftover temp as a lock too
+            found += [os.path.join(d, f) for f in _listdir(d) if f.endswith(".json") or f.endswith(".tmp")]
         return sorted(found)
 
     def restore_candidates(self) -> list[Candidate]:
@@ -234,15 +236,37 @@ def _ppid(pid: int) -> int | None:
         return None
 
 
-def _is_plugin(pid: int) -> bool:
+PLUGIN_PROGRAMS = ("pulumi-resource-", "pulumi-language-", "pulumi-analyzer-")
+PLUGIN_MODULES = ("pulumi.policy", "components.provider")  # the policy pack's and kslab's provider's Python
+
+
+def _argv(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            cmd = fh.read().decode(errors="replace")
+            return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
     except OSError:
+        return []
+
+
+def is_plugin_argv(argv: list[str]) -> bool:
+    """An engine plugin (by its program's name), or the Python of the policy pack or kslab's step provider
+    (`python -m <module>`); never an editor or a grep that merely names one."""
+    if not argv:
         return False
-    # the engine's plugins, the Python program and policy pack they run, and kslab's own step provider
-    return any(k in cmd for k in ("pulumi-resource-", "pulumi-language-", "pulumi-analyzer-", "-m\0pulumi.policy",
-                                  "-m\0components.provider"))
+    if os.path.basename(argv[0]).startswith(PLUGIN_PROGRAMS):
+        return True
+    return "python" in os.path.basename(argv[0]) and len(argv) >= 3 and argv[1] == "-m" and argv[2] in PLUGIN_MODULES
+
+
+def _is_plugin(pid: int) -> bool:
+    return is_plugin_argv(_argv(pid))
+
+
+def _owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
 
 
 def orphaned_plugins(project_dir: str) -> list[int]:
@@ -260,7 +284,10 @@ def orphaned_plugins(project_dir: str) -> list[int]:
                 continue
         except OSError:
             continue
-        if not _is_plugin(pid):
+        # another test stack's scratch project under .kslab/projects is not this one's
+        if cwd.startswith(os.path.join(project_dir, ".kslab", "projects") + os.sep):
+            continue
+        if _owner(pid) != os.getuid() or not _is_plugin(pid):
             continue
         ancestor, seen = _ppid(pid), 0
         while ancestor and ancestor > 1 and seen < 64 and not is_pulumi_pid(ancestor):
@@ -284,15 +311,26 @@ def orphaned_plugins(project_dir: str) -> list[int]:
 
 
 def stop_processes(pids: list[int], grace: float = 3.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") and _ppid(p) for p in pids):
-            time.sleep(0.1)
+    """SIGTERM, then SIGKILL what is left, through pidfds opened first: a pid reused meanwhile is never hit."""
+    fds = {}
+    for pid in pids:
+        try:
+            fds[pid] = os.pidfd_open(pid)
+        except OSError:
+            continue  # already gone
+    try:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for fd in fds.values():
+                try:
+                    signal.pidfd_send_signal(fd, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") and _ppid(p) for p in fds):
+                time.sleep(0.1)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
 # ---- recovery -------------------------------------------------------------------------------------------------
@@ -326,7 +364,7 @@ def recover_files(files: StackFiles, action: str, this_host: str | None = None,
         if not is_stale:
             report.stop = (f"the stack '{files.stack}' is locked: {why}. Wait for that run to end; if it is "
                            f"stuck, stop it (Ctrl-C), or if you know it is gone, remove the lock with: "
-                           f"pulumi cancel --stack {files.stack} --yes")
+                           f"tools/lab.sh cancel {files.stack}")
             return report
         stale.append((path, why))
     # No live run holds the stack: plugins with no pulumi CLI above them are leftovers (a kill, or a Ctrl-C
@@ -366,7 +404,8 @@ def recover_files(files: StackFiles, action: str, this_host: str | None = None,
         if best is None:
             report.stop = (f"the state of stack '{files.stack}' ({files.checkpoint}) cannot be read: {problem}; "
                            f"and no backup of it can be read either (.bak, backups/, history/). If the lab's "
-                           f"clusters are disposable: pulumi stack rm --force --stack {files.stack}, then make up")
+                           f"clusters are disposable: tools/lab.sh forget {files.stack} (keeps the stack file), delete the clusters, "
+                           f"then make up")
             return report
         os.makedirs(aside_dir, mode=0o700, exist_ok=True)
         kept = os.path.join(aside_dir, os.path.basename(files.checkpoint) + ".unreadable")
@@ -377,9 +416,15 @@ def recover_files(files: StackFiles, action: str, this_host: str | None = None,
         saved = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(best.mtime))
         report.done.append(f"the state of stack '{files.stack}' could not be read ({problem}); restored it from "
                            f"{os.path.relpath(best.path, files.root)} (saved {saved}); the unreadable file is "
-                           f"kept as {kept}. Changes made after that save are found again by the next up "
-                           f"(objects that exist are adopted)")
+                           f"kept as {kept}. A refresh reads the clusters back before the next up (objects made after "
+                           f"that save are adopted, ones deleted since are made again)")
         data = best.data
+        report.restored = True
+        if action == "destroy":
+            report.stop = (f"the state was restored from a copy older than the last run: objects created after it "
+                           f"are unknown to it, and a destroy now would leave them behind. Run `tools/lab.sh up "
+                           f"{files.stack}` first (it refreshes and brings the state up to date), then destroy")
+            return report
 
     # 5. Operations the interrupted run started and never finished.
     report.pending = pending_operations(data)
@@ -388,7 +433,7 @@ def recover_files(files: StackFiles, action: str, this_host: str | None = None,
                        f"recorded ({', '.join(u.split('::')[-1] for u in report.pending_creates)}); a destroy now "
                        f"would leave whatever they made behind. Run `tools/lab.sh up {files.stack}` first (it "
                        f"adopts them), then destroy; or, to forget them and remove what they made yourself: "
-                       f"pulumi refresh --stack {files.stack} --clear-pending-creates --yes")
+                       f"tools/lab.sh refresh {files.stack} --clear-pending-creates --yes")
     elif report.pending and action not in ("up", "refresh"):
         report.advice.append(f"{len(report.pending)} operation(s) of an interrupted run are pending; "
                              f"`tools/lab.sh up {files.stack}` clears them")
@@ -402,6 +447,14 @@ def refresh_command(stack: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C during the refresh or while stopping leftovers: no traceback
+        print("kslab: recovery interrupted; run the same command again to finish it", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.recovery",
                                      description="repair a lab's file state backend after an interrupted run")
     parser.add_argument("action")
@@ -426,15 +479,16 @@ def main(argv: list[str] | None = None) -> int:
     if report.stop:
         print(f"kslab: {report.stop}", file=sys.stderr)
         return EXIT_STOP
-    if report.pending and args.action == "up":
+    if (report.pending or report.restored) and args.action == "up":
         names = ", ".join(f"{urn.split('::')[-1]} ({op})" for op, urn in report.pending)
-        print(f"kslab: an interrupted run left {len(report.pending)} pending operation(s): {names}; "
-              f"refreshing first: {' '.join(refresh_command(args.stack))}", file=sys.stderr)
+        why = (f"an interrupted run left {len(report.pending)} pending operation(s): {names}" if report.pending
+               else "the state was restored from an older copy")
+        print(f"kslab: {why}; refreshing first: {' '.join(refresh_command(args.stack))}", file=sys.stderr)
         sys.stderr.flush()
         done = subprocess.run(refresh_command(args.stack), cwd=args.project_dir)
         if done.returncode != 0:
             print(f"kslab: the refresh failed (exit {done.returncode}); fix what it names, then run it again: "
-                  f"{' '.join(refresh_command(args.stack))}", file=sys.stderr)
+                  f"tools/lab.sh refresh {args.stack} --clear-pending-creates --yes", file=sys.stderr)
             return EXIT_STOP
     return 0
 

@@ -98,14 +98,14 @@ def test_a_live_lock_stops_everything_and_touches_nothing(files):
     lock = lock_at(files, 4242)
     put(files.checkpoint + ".attrs", "")  # even a broken sidecar: the live run may be writing it right now
     report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: pid == 4242)
-    assert report.stop and "pulumi pid 4242" in report.stop and "pulumi cancel --stack s --yes" in report.stop
+    assert report.stop and "pulumi pid 4242" in report.stop and "tools/lab.sh cancel s" in report.stop
     assert os.path.exists(lock) and os.path.getsize(files.checkpoint + ".attrs") == 0
 
 
 def test_a_lock_of_another_host_is_left_with_the_command(files):
     lock = lock_at(files, 4242, host="laptop")
     report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
-    assert report.stop and "laptop" in report.stop and "pulumi cancel" in report.stop and os.path.exists(lock)
+    assert report.stop and "laptop" in report.stop and "tools/lab.sh cancel s" in report.stop and os.path.exists(lock)
 
 
 def test_a_stale_lock_is_moved_aside(files, tmp_path):
@@ -149,7 +149,7 @@ def test_an_unreadable_checkpoint_without_any_good_copy_stops_with_the_way_out(f
     put(files.checkpoint, b"{\"version\": 3, \"checkp")
     put(files.checkpoint + ".bak", b"")
     report = recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
-    assert report.stop and "cannot be read" in report.stop and "pulumi stack rm --force --stack s" in report.stop
+    assert report.stop and "cannot be read" in report.stop and "tools/lab.sh forget s" in report.stop
     assert open(files.checkpoint, "rb").read().startswith(b"{\"version\"")
 
 
@@ -171,14 +171,18 @@ def test_pending_operations_before_an_up_are_reported_for_the_refresh(files):
 def test_the_command_line_never_shows_a_traceback(tmp_path, capsys, monkeypatch):
     f = StackFiles(str(tmp_path), "kslab", "s")
     put(f.checkpoint, b"")
-    assert recovery.main(["up", "s", "--backend", f"file://{tmp_path}"]) == recovery.EXIT_STOP
+    project = tmp_path / "project"  # never this machine's working directory: leftovers are looked for there
+    project.mkdir()
+    assert recovery.main(["up", "s", "--backend", f"file://{tmp_path}", "--project-dir", str(project)]) == \
+        recovery.EXIT_STOP
     assert "cannot be read" in capsys.readouterr().err
 
     def unwritable(path, data):
         raise PermissionError(13, "Permission denied", path)
     put(f.checkpoint + ".bak", checkpoint())
     monkeypatch.setattr(recovery, "_write_atomic", unwritable)
-    assert recovery.main(["up", "s", "--backend", f"file://{tmp_path}"]) == recovery.EXIT_STOP
+    assert recovery.main(["up", "s", "--backend", f"file://{tmp_path}", "--project-dir", str(project)]) == \
+        recovery.EXIT_STOP
     err = capsys.readouterr().err
     assert "Traceback" not in err and "recovery of stack 's' failed: [Errno 13] Permission denied" in err
 
@@ -186,3 +190,27 @@ def test_the_command_line_never_shows_a_traceback(tmp_path, capsys, monkeypatch)
 def test_the_command_line_ignores_other_backends(capsys):
     assert recovery.main(["up", "s", "--backend", "s3://bucket/x"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_only_plugins_are_taken_for_leftovers_never_a_program_that_names_one():
+    assert recovery.is_plugin_argv(["/cache/bin/pulumi-resource-kubernetes"])
+    assert recovery.is_plugin_argv(["/p/venv/bin/python", "-m", "components.provider"])
+    assert not recovery.is_plugin_argv(["vim", "provider/pulumi-resource-kslab"])
+    assert not recovery.is_plugin_argv(["grep", "-r", "pulumi-resource-", "."])
+    assert not recovery.is_plugin_argv(["python3", "-c", "import components.provider"])
+
+
+def test_a_leftover_temp_lock_counts_as_a_lock(tmp_path):
+    f = StackFiles(str(tmp_path), "kslab", "s")
+    lock_dir = os.path.join(f.pulumi, "locks", "organization", "kslab", "s")
+    put(os.path.join(lock_dir, "abc.json.1234.tmp"), b'{"pid": 4242, "hostname": "laptop", "timestamp": "t"}')
+    report = recovery.recover_files(f, "up", this_host="laptop", is_pulumi=lambda pid: True)
+    assert report.stop and "tools/lab.sh cancel s" in report.stop
+
+
+def test_a_restored_state_needs_an_up_before_a_destroy(tmp_path):
+    f = StackFiles(str(tmp_path), "kslab", "s")
+    put(f.checkpoint, b"")
+    put(f.checkpoint + ".bak", checkpoint())
+    report = recovery.recover_files(f, "destroy")
+    assert report.restored and report.stop and "tools/lab.sh up s" in report.stop

@@ -2,6 +2,8 @@
 # Run a Pulumi command on a kslab stack with the project's defaults:
 #   tools/lab.sh <preview|up|destroy|refresh|output> <stack> [extra pulumi args]
 #   tools/lab.sh <status|graph> <stack> [options of python -m components.ops.status]
+#   tools/lab.sh cancel <stack>   remove the lock of a run you know is gone (pulumi cancel)
+#   tools/lab.sh forget <stack>   drop the stack's state, keeping its stack file (pulumi stack rm --preserve-config)
 # - state: a local file backend under .kslab/state (PULUMI_BACKEND_URL overrides it);
 # - secrets: passphrase from PULUMI_CONFIG_PASSPHRASE, else the file .kslab/passphrase
 #   (created once, mode 600: keep it, the state's secrets cannot be read without it);
@@ -10,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output|status|graph> <stack>}
+action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output|status|graph|cancel|forget> <stack>}
 stack=${2:?usage: tools/lab.sh <action> <stack>}
 shift 2
 extra=()
@@ -55,11 +57,14 @@ case "$action" in
     "$py" -m components.recovery "$action" "$stack" || exit $? ;;
 esac
 # status and graph only read: they must not create a stack (which writes an encryption salt into its file).
-[[ "$action" == status || "$action" == graph ]] || pulumi stack select "$stack" --create >/dev/null
+[[ "$action" == status || "$action" == graph || "$action" == cancel || "$action" == forget ]] \
+  || pulumi stack select "$stack" --create >/dev/null
 case "$action" in
   preview|up) exec pulumi "$action" --stack "$stack" --policy-pack "$pack" "${extra[@]}" "$@" ;;
   destroy|refresh) exec pulumi "$action" --stack "$stack" "$@" ;;
   output) exec pulumi stack output --stack "$stack" "$@" ;;
+  cancel) exec pulumi cancel --stack "$stack" --yes "$@" ;;
+  forget) exec pulumi stack rm --stack "$stack" --force --preserve-config --yes "$@" ;;
   # Read-only views of the lab (components/ops/status.py); the pictures go to the repository root by default.
   status) exec venv/bin/python -m components.ops.status status --stack "$stack" "$@" ;;
   graph) "$root/tools/graph/dot.sh"

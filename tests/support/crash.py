@@ -12,7 +12,6 @@ closed terminal or the OOM killer: the plugins run in their own process groups a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.recovery import StackFiles, checkpoint_problem, pending_operations, sidecar_is_broken
-from tests.support.live import POLICY_CONFIG, LiveLab
+from tests.support.live import LiveLab
 from tests.support.mock_run import ROOT
 
 STACK = "live-host-member"
@@ -98,9 +97,14 @@ def api_moment(lab: LiveLab) -> str:
     return "crd" if crd else "nothing"
 
 
+def _run_holds_lock(lab: LiveLab) -> bool:
+    """The engine has started the run: its lock is on disk (before that, the signal would hit tools/lab.sh)."""
+    return bool(_safe(lambda: StackFiles(lab.project.state, "kslab", STACK).lock_files(), []))
+
+
 def _reached(lab: LiveLab, phase: str, elapsed: float, at: float) -> bool:
     if phase in ("start", "random-up", "random-destroy"):
-        return elapsed >= at
+        return elapsed >= at and _run_holds_lock(lab)
     if phase == "objects":
         return _safe(lambda: "crd/clusterconfigurations" in lab.lab_objects("host"), False)
     if phase == "install-wait":
@@ -222,7 +226,7 @@ def recover(lab: LiveLab, action: str, trial: Trial) -> None:
     if procs:
         problems.append(f"leaked processes: {procs}")
     trial.problems += problems
-    trial.recovered = done.returncode == 0 and not problems
+    trial.recovered = done.returncode == 0 and not trial.problems
 
 
 def run_trial(lab: LiveLab, trial: Trial, rng: random.Random, log) -> Trial:
@@ -278,14 +282,26 @@ def campaign(trials: int, seed: int, workdir: Path, log=print,
         for n, (action, phase, sig) in enumerate(schedule or plan(trials), 1):
             if action == "destroy" and check_up(lab):  # the up trial before it was lost: start from a clean up
                 lab_sh(lab, "up", STACK, "--yes", "--skip-preview")
-            results.append(run_trial(lab, Trial(n, action, phase, sig), rng, log))
+            trial = Trial(n, action, phase, sig)
+            try:
+                results.append(run_trial(lab, trial, rng, log))
+            except Exception as exc:  # a check or a recovery command that blew up is a lost trial, with why
+                trial.problems.append(f"the trial itself failed: {exc.__class__.__name__}: {str(exc)[:200]}")
+                trial.recovered = False
+                log(f"trial {n:3d} {action:7s} {phase:14s} {sig:4s} LOST: {trial.problems[-1]}")
+                results.append(trial)
     finally:
         lab.close()
     return results
 
 
 def summary(results: list[Trial]) -> list[str]:
-    lines = ["phase x signal: recovered/trials"]
+    # A signal that came after its run had ended killed nothing: such a trial is not counted, unless the lab
+    # was then not as declared (which is a loss whatever the signal did).
+    late = [t for t in results if t.landed.startswith("run had ended") and t.recovered]
+    results = [t for t in results if t not in late]
+    lines = [f"signals that came after the run had already ended (not counted): {len(late)}",
+             "phase x signal: recovered/trials"]
     phases = [p for p in UP_PHASES + DESTROY_PHASES if any(t.phase == p for t in results)]
     lines.append(f"  {'phase':16s}" + "".join(f"{s:>8s}" for s in SIGNALS))
     for p in phases:
@@ -304,8 +320,6 @@ def summary(results: list[Trial]) -> list[str]:
     times = sorted(t.recovery_seconds for t in results)
     if times:
         lines.append(f"recovery seconds: min {times[0]:.1f} median {statistics.median(times):.1f} max {times[-1]:.1f}")
-    late = sum(t.landed.startswith("run had ended") for t in results)
-    lines.append(f"signals that came after the run had already ended: {late}")
     retried = sum(t.attempts > 1 for t in results)
     lines.append(f"recoveries needing a second run: {retried}")
     lost = [t for t in results if not t.recovered]
