@@ -255,7 +255,15 @@ def is_plugin_argv(argv: list[str]) -> bool:
         return False
     if os.path.basename(argv[0]).startswith(PLUGIN_PROGRAMS):
         return True
-    return "python" in os.path.basename(argv[0]) and len(argv) >= 3 and argv[1] == "-m" and argv[2] in PLUGIN_MODULES
+    if "python" not in os.path.basename(argv[0]):
+        return False
+    # python [-u ...] -m <module> | python [-u ...] <script>: the first argument that is not an option decides
+    args = argv[1:]
+    while args and args[0].startswith("-") and args[0] != "-m":
+        args = args[1:]
+    if len(args) >= 2 and args[0] == "-m":
+        return args[1] in PLUGIN_MODULES
+    return bool(args) and os.path.basename(args[0]).startswith(PLUGIN_PROGRAMS)
 
 
 def _is_plugin(pid: int) -> bool:

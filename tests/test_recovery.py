@@ -195,6 +195,8 @@ def test_the_command_line_ignores_other_backends(capsys):
 def test_only_plugins_are_taken_for_leftovers_never_a_program_that_names_one():
     assert recovery.is_plugin_argv(["/cache/bin/pulumi-resource-kubernetes"])
     assert recovery.is_plugin_argv(["/p/venv/bin/python", "-m", "components.provider"])
+    assert recovery.is_plugin_argv(["/p/venv/bin/python", "-u", "-m", "pulumi.policy", "127.0.0.1:1", "policies"])
+    assert recovery.is_plugin_argv(["/p/venv/bin/python", "-u", "/cache/bin/pulumi-language-python-exec", "x"])
     assert not recovery.is_plugin_argv(["vim", "provider/pulumi-resource-kslab"])
     assert not recovery.is_plugin_argv(["grep", "-r", "pulumi-resource-", "."])
     assert not recovery.is_plugin_argv(["python3", "-c", "import components.provider"])
