@@ -75,13 +75,21 @@ def test_a_kill_between_truncating_and_writing_the_sidecar_gives_eof_and_is_reco
          "--yes", "--skip-preview"],
         cwd=lab.project.dir, env=lab.project.env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def injected() -> bool:
+        """The CLI died in the injected write itself: strace shows that write unfinished (`= ?`, on one line or
+        as `<... write resumed>` when another thread interleaved) and the same thread killed. (Any other traced process the engine SIGKILLs, e.g. a plugin at shutdown, is not it.)"""
+        text = trace.read_text() if trace.exists() else ""
+        return any(re.search(rf"^{pid} \+\+\+ killed by SIGKILL", text, re.M)
+                   for pid in re.findall(r"^(\d+) (?:write\(|<\.\.\. write resumed>).*= \?$", text, re.M))
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (trace.exists() and "killed by SIGKILL" in trace.read_text()):
+    while time.monotonic() < deadline and not injected():
         time.sleep(0.2)
+    assert injected(), "strace never killed the CLI in the write of the sidecar:\n" + trace.read_text()[-3000:]
     time.sleep(1)
     lab.kill_strays()  # the traced plugins; strace then ends
     run.wait(timeout=30)
-    assert os.path.getsize(files.checkpoint + ".attrs") == 0 and os.path.getsize(files.checkpoint) > 0
+    assert os.path.getsize(files.checkpoint + ".attrs") == 0 and os.path.getsize(files.checkpoint) > 0, \
+        trace.read_text()[-3000:]
     plain = lab.pulumi("stack", "export")
     assert plain.returncode != 0 and "failed to load checkpoint: EOF" in _out(plain), _out(plain)
     recovered = lab_sh(lab, "up", lab.stack, "--yes", "--skip-preview")
