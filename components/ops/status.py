@@ -67,12 +67,14 @@ def read_cluster(c: st.ClusterStatus, kube: Kube | None) -> dict:
     if kube is None:
         return private
     uid, error = _read(kube.kube_system_uid)
+    cc = None
+    if error is None:  # a cc that cannot be read is not "no cc": it is the cluster failing to answer
+        cc, error = _read(kube.cluster_configuration)
     c.reachable = error is None
     if error is not None:
         c.refused = isinstance(error, ApiFailure)  # it answered: 401/403, not a way to heal by waiting
         c.unreachable_reason = str(error).split(": ", 1)[-1]
         return private
-    cc, _ = _fact(kube.cluster_configuration)
     c.cc_found = cc is not None
     spec_, status_ = (cc or {}).get("spec") or {}, (cc or {}).get("status") or {}
     c.cc_role = (spec_.get("multicluster") or {}).get("clusterRole")
