@@ -66,7 +66,7 @@ def read_cluster(c: st.ClusterStatus, kube: Kube | None) -> dict:
     private: dict = {}
     if kube is None:
         return private
-    uid, error = _read(kube.kube_system_uid)
+    _, error = _read(kube.kube_system_uid)  # the cheapest read that proves the cluster answers
     cc = None
     if error is None:  # a cc that cannot be read is not "no cc": it is the cluster failing to answer
         cc, error = _read(kube.cluster_configuration)
@@ -92,7 +92,7 @@ def read_cluster(c: st.ClusterStatus, kube: Kube | None) -> dict:
         c.reported_role = st.reported_role(release, config or {})
     jwt = render.jwt_secret_from_kubesphere_yaml(text) if text else None
     cc_jwt = (spec_.get("authentication") or {}).get("jwtSecret")
-    private.update(jwt=jwt, cc_jwt=cc_jwt, uid=uid)
+    private["jwt"] = jwt
     if jwt is not None and cc_jwt:
         c.jwt_in_cc = cc_jwt == jwt
     return private
