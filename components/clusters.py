@@ -24,7 +24,8 @@ TYPE_PREFIX = "kslab:lab"
 class KindClusterArgs:
     spec: ClusterSpec
     kind_wait: str
-    preflight: pulumi.Resource | None
+    # What must succeed before the cluster is created: the machine preflight and the image check.
+    wait_for: list[pulumi.Resource]
 
 
 @dataclass
@@ -68,7 +69,7 @@ class KindCluster(_ClusterBase):
             f"{name}-kind", "kind-create",
             {names.ENV_CLUSTER: spec.name, names.ENV_NODE_IMAGE: spec.node_image,
              names.ENV_KIND_CONFIG: config_yaml, names.ENV_KIND_WAIT: args.kind_wait},
-            pulumi.ResourceOptions(parent=self, depends_on=[args.preflight] if args.preflight else None),
+            pulumi.ResourceOptions(parent=self, depends_on=args.wait_for or None),
             delete_step="kind-delete", read_step="kind-read", secret_stdout=True, delete_before_replace=True,
             # A kind cluster cannot be changed in place: a new config means a new cluster.
             triggers=[spec.name, render.spec_fingerprint(render.kind_config(spec))],

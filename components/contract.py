@@ -11,6 +11,7 @@ STEP_PACKAGE = "kslab"
 STEP_MODULE = "steps"
 STEP_TYPE_NAMES = {
     "preflight": "Preflight",
+    "image-check": "ImageCheck",
     "gen-secret": "GeneratedSecret",
     "kind-create": "KindCluster",
     "role-guard": "RoleGuard",
@@ -43,6 +44,7 @@ ENV_NODE_IMAGE = "KSLAB_NODE_IMAGE"
 ENV_KIND_CONFIG = "KSLAB_KIND_CONFIG"
 ENV_KIND_WAIT = "KSLAB_KIND_WAIT"
 ENV_PLAN = "KSLAB_PLAN"
+ENV_IMAGES = "KSLAB_IMAGES"  # the image plan the image check asks the registries for: {ref: [cluster, ...]}
 ENV_TIMEOUT = "KSLAB_TIMEOUT"
 ENV_WAIT_KEYS = "KSLAB_WAIT_KEYS"
 ENV_BASELINE = "KSLAB_BASELINE"

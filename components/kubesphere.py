@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import contract as names
-from . import render
+from . import images, render
 from .clusters import TYPE_PREFIX
 from .spec import ClusterSpec
 from .steps import apply_object, ops_step
@@ -53,8 +53,10 @@ class KubeSphereInstallArgs:
     # "" lets the installer choose a random secret (a host in copy mode).
     jwt_secret: pulumi.Input[str]
     jwt_source: str
-    registry: str
+    naming: images.Naming  # ks-installer's image naming inputs (local_registry, namespace_override, zone)
     timeout_seconds: int
+    # The image check every install waits for (None: no cluster of the lab is checked).
+    image_check: pulumi.Resource | None = None
 
 
 class KubeSphereInstall(pulumi.ComponentResource):
@@ -63,9 +65,11 @@ class KubeSphereInstall(pulumi.ComponentResource):
     def __init__(self, name: str, args: KubeSphereInstallArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{TYPE_PREFIX}:KubeSphereInstall", name, None, opts)
         spec = args.spec
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.cluster])
+        # Nothing is applied before every planned image was found (an existing cluster has no kind step to wait).
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider,
+                                          depends_on=[args.cluster] + ([args.image_check] if args.image_check else []))
         self.objects = {}
-        for obj in render.installer_objects(spec.kubesphere_version, args.registry):
+        for obj in render.installer_objects(spec.kubesphere_version, args.naming):
             prior = list(self.objects.values())[:2]  # CRD and namespace first
             self.objects[obj["kind"]] = apply_object(
                 f"{name}-{obj['kind'].lower()}", obj,
@@ -74,7 +78,7 @@ class KubeSphereInstall(pulumi.ComponentResource):
         jwt = pulumi.Output.from_input(args.jwt_secret)
         # ks-installer runs on any change of the cc's spec (its hook watches `.spec`), so the spec and the
         # jwtSecret decide when kslab waits again; metadata changes start no run and must start no wait.
-        plain_spec = render.cluster_configuration_spec(spec, "", args.registry)
+        plain_spec = render.cluster_configuration_spec(spec, "", args.naming)
         spec_change = jwt.apply(lambda secret: render.spec_fingerprint({"spec": plain_spec, "jwt": secret}))
         base_env = {names.ENV_CLUSTER: spec.name, names.ENV_ROLE: spec.role, names.ENV_KUBECONFIG: args.kubeconfig}
         # Read before the cc changes: the last run's start, so the wait knows a newer run from an old one.
@@ -82,7 +86,7 @@ class KubeSphereInstall(pulumi.ComponentResource):
                                  pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
                                  triggers=[spec_change], rerun_on_change=False)
         # Only the jwtSecret leaf is secret (and maybe unknown in preview): role and components stay visible.
-        cc = render.cluster_configuration(spec, pulumi.Output.secret(jwt), args.registry, args.jwt_source)
+        cc = render.cluster_configuration(spec, pulumi.Output.secret(jwt), args.naming, args.jwt_source)
         self.cluster_configuration = k8s.apiextensions.CustomResource(
             f"{name}-cc",
             api_version=cc["apiVersion"], kind=cc["kind"], metadata=cc["metadata"], spec=cc["spec"],

@@ -78,6 +78,16 @@ class Lab(pulumi.ComponentResource):
             }
             self.preflight = ops_step("preflight", "preflight", {names.ENV_PLAN: json.dumps(plan)}, child)
 
+        # Every image the clusters will pull, asked of its registry before anything is created.
+        self.image_plan = {c.name: spec.images_of(c) for c in spec.clusters}
+        wanted: dict[str, list[str]] = {}
+        for c in spec.clusters:
+            for image in self.image_plan[c.name] if c.image_check else ():
+                wanted.setdefault(image.ref, []).append(c.name)
+        self.image_check = ops_step("image-check", "image-check", {names.ENV_IMAGES: json.dumps(wanted)},
+                                    child) if wanted else None
+        before_clusters = [r for r in (self.preflight, self.image_check) if r is not None]
+
         self.shared_jwt = None
         if spec.jwt_secret_mode == "shared":
             if args.jwt_secret is not None:
@@ -89,7 +99,7 @@ class Lab(pulumi.ComponentResource):
         self.clusters: dict[str, _ClusterBase] = {}
         for c in spec.clusters:
             if c.is_kind:
-                self.clusters[c.name] = KindCluster(c.name, KindClusterArgs(c, spec.kind_wait, self.preflight), child)
+                self.clusters[c.name] = KindCluster(c.name, KindClusterArgs(c, spec.kind_wait, before_clusters), child)
             else:
                 self.clusters[c.name] = ExistingCluster(
                     c.name, ExistingClusterArgs(c, args.existing_kubeconfigs[c.name]), child)
@@ -107,7 +117,8 @@ class Lab(pulumi.ComponentResource):
                 spec=c, provider=self.clusters[c.name].provider, kubeconfig=self.clusters[c.name].kubeconfig,
                 cluster=self.clusters[c.name], role=self.roles[c.name], jwt_secret=self._jwt_for(spec, c),
                 jwt_source=self._jwt_source(spec, c),
-                registry=spec.registry, timeout_seconds=spec.install_timeout_seconds), child)
+                naming=spec.naming, timeout_seconds=spec.install_timeout_seconds, image_check=self.image_check),
+                child)
 
         self.joins = {
             j.name: KubeFedJoin(j.name, KubeFedJoinArgs(
@@ -166,6 +177,8 @@ class Lab(pulumi.ComponentResource):
                  for name, j in self.joins.items()}
         outputs = {
             "clusters": clusters,
+            # The image plan per cluster: what its nodes pull, as ks-installer names it (make images).
+            "images": {name: [image.ref for image in plan] for name, plan in self.image_plan.items()},
             "joins": joins,
             "kubeconfigs": pulumi.Output.secret(kubeconfigs),
             "internalKubeconfigs": pulumi.Output.secret(internal),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from . import cc_defaults, versions
+from . import cc_defaults, images, versions
 # Labels and annotations the policy pack reads off the registered objects (one source: contract.py).
 from .contract import (CLUSTER_LABEL, HOST_LABEL, JWT_SOURCE_ANNOTATION, K8S_VERSION_ANNOTATION,  # noqa: F401
                        LOOPBACK_ANNOTATION, MEMBER_LABEL, MEMBER_UID_ANNOTATION, MULTI_HOST_ANNOTATION)
@@ -60,12 +60,15 @@ def kind_config_yaml(cluster: ClusterSpec) -> str:
     return yaml.safe_dump(kind_config(cluster), sort_keys=False)
 
 
-def installer_image(ks_version: str, registry: str = "") -> str:
-    repo = versions.INSTALLER_IMAGE_REPO
-    return f"{registry.rstrip('/')}/{repo}:{ks_version}" if registry else f"{repo}:{ks_version}"
+UPSTREAM_NAMING = images.Naming()  # no local_registry, no namespace_override, no zone: upstream's own names
 
 
-def installer_objects(ks_version: str, registry: str = "") -> list[dict]:
+def installer_image(ks_version: str, naming: images.Naming = UPSTREAM_NAMING) -> str:
+    """ks-installer's own image, named by the installer's rules like every other image of the plan."""
+    return images.installer_image(ks_version, naming)
+
+
+def installer_objects(ks_version: str, naming: images.Naming = UPSTREAM_NAMING) -> list[dict]:
     """The ks-installer objects: CRD, namespace, RBAC and Deployment, in apply order."""
     release = versions.KUBESPHERE_RELEASES[ks_version]
     labels = {**MANAGED_BY_LABEL, "kubesphere.io/version": ks_version}
@@ -120,7 +123,7 @@ def installer_objects(ks_version: str, registry: str = "") -> list[dict]:
                     "serviceAccountName": "ks-installer",
                     "containers": [{
                         "name": "installer",
-                        "image": installer_image(ks_version, registry),
+                        "image": installer_image(ks_version, naming),
                         # Upstream says Always. kslab pins release tags, and labs often preload the
                         # image with `kind load docker-image`, which Always would defeat (kind docs,
                         # "Loading an image into your cluster"); with local_registry the tag resolves there.
@@ -177,7 +180,7 @@ def _component_overlay(cluster: ClusterSpec) -> dict:
     return overlay
 
 
-def cluster_configuration_spec(cluster: ClusterSpec, jwt_secret, registry: str = "") -> dict:
+def cluster_configuration_spec(cluster: ClusterSpec, jwt_secret, naming: images.Naming = UPSTREAM_NAMING) -> dict:
     """The release's full default cc spec (cc_defaults) with kslab's values laid over it.
 
     Every default key stays: ks-installer's playbooks get only the cc as variables, and its v3.4.1
@@ -187,7 +190,7 @@ def cluster_configuration_spec(cluster: ClusterSpec, jwt_secret, registry: str =
     spec = cc_defaults.default_spec(cluster.kubesphere_version)
     overlay = {
         "authentication": {"jwtSecret": jwt_secret},
-        "local_registry": registry,
+        **naming.cc_fields(),
         "common": {"core": {"console": {"port": cluster.console_port}}},
         "multicluster": multicluster_spec(cluster),
         **_component_overlay(cluster),
@@ -198,7 +201,8 @@ def cluster_configuration_spec(cluster: ClusterSpec, jwt_secret, registry: str =
     return _deep_merge(spec, overlay)
 
 
-def cluster_configuration(cluster: ClusterSpec, jwt_secret, registry: str = "", jwt_source: str = "") -> dict:
+def cluster_configuration(cluster: ClusterSpec, jwt_secret, naming: images.Naming = UPSTREAM_NAMING,
+                          jwt_source: str = "") -> dict:
     """The `ks-installer` ClusterConfiguration. `jwt_secret` "" lets the installer pick a random one.
 
     `jwt_source` records where the secret comes from ("shared", "copy:<host>", "installer"), so
@@ -211,7 +215,7 @@ def cluster_configuration(cluster: ClusterSpec, jwt_secret, registry: str = "", 
                                 **MANAGED_BY_LABEL},
                      "annotations": {K8S_VERSION_ANNOTATION: cluster.kubernetes_version,
                                      JWT_SOURCE_ANNOTATION: jwt_source}},
-        "spec": cluster_configuration_spec(cluster, jwt_secret, registry),
+        "spec": cluster_configuration_spec(cluster, jwt_secret, naming),
     }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import versions
+from . import images, versions
 
 ROLES = ("none", "host", "member")
 BACKENDS = ("kind", "existing")
@@ -34,7 +34,7 @@ CLUSTER_FIELDS = {
     "name", "role", "backend", "nodeImage", "kubernetesVersion", "kubesphereVersion",
     "hostClusterName", "consoleHostPort", "consolePort", "podSubnet", "serviceSubnet",
     "components", "kubeconfigPath", "kubeconfigSecret", "internalServer", "consoleUrl",
-    "allowLoopbackJoin", "loopbackReason",
+    "allowLoopbackJoin", "loopbackReason", "imageCheck",
 }
 JOIN_FIELDS = {"member", "host"}
 
@@ -98,6 +98,9 @@ class ClusterSpec:
     console_url: str | None = None
     allow_loopback_join: bool = False
     loopback_reason: str | None = None
+    # Ask the registries for every planned image before anything is created (README "Where the images come
+    # from"); off for a cluster whose nodes reach a registry this machine cannot.
+    image_check: bool = True
 
     @property
     def is_kind(self) -> bool:
@@ -155,8 +158,18 @@ class LabSpec:
     kind_wait: str
     registry: str
     validation_mode: str = "strict"
+    namespace_override: str = ""
+    zone: str = ""
     warnings: tuple[str, ...] = field(default=())
     dev_workspaces: tuple[DevWorkspaceSpec, ...] = field(default=())
+
+    @property
+    def naming(self) -> images.Naming:
+        """ks-installer's image naming inputs, as every cluster's cc carries them."""
+        return images.Naming(self.registry, self.namespace_override, self.zone)
+
+    def images_of(self, cluster: ClusterSpec) -> list[images.PlannedImage]:
+        return images.plan(cluster.kubesphere_version, cluster.role, cluster.kubernetes_version, self.naming)
 
     def cluster(self, name: str) -> ClusterSpec:
         return next(c for c in self.clusters if c.name == name)
@@ -300,6 +313,7 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
         problems.append(Problem(f"{path}.kubesphereVersion", ks_version, "is not a KubeSphere release kslab knows",
                                 "use one of " + ", ".join(versions.KUBESPHERE_RELEASES)))
     allow_loopback = _as_bool(problems, f"{path}.allowLoopbackJoin", raw.get("allowLoopbackJoin"), False)
+    image_check = _as_bool(problems, f"{path}.imageCheck", raw.get("imageCheck"), True)
     loopback_reason = text("loopbackReason")
     console_url = text("consoleUrl", example="https://console.example:30880")
 
@@ -442,6 +456,7 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
         console_url=console_url if isinstance(console_url, str) else None,
         allow_loopback_join=allow_loopback,
         loopback_reason=loopback_reason if isinstance(loopback_reason, str) else None,
+        image_check=image_check,
     )
 
 
@@ -562,7 +577,8 @@ def _check_subnet_sizes(problems: list[Problem], path: str, pod: str | None, ser
 # Every top-level `kslab:*` key: the structured ones (lists, mappings, numbers, booleans) and the strings.
 STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "installTimeoutSeconds",
                    "joinTimeoutSeconds", "unjoinTimeoutSeconds", "devWorkspaces")
-STRING_KEYS = ("validationMode", "jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait")
+STRING_KEYS = ("validationMode", "jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait",
+               "namespaceOverride", "zone")
 JWT_SECRET_KEY = "jwtSecret"
 # kind's --wait: 0s is kind's own "do not wait"; bounded so a typo cannot wait for hours.
 KIND_WAIT_SECONDS = (0, 3600)
@@ -580,6 +596,30 @@ def check_config_keys(keys: list[str], kubeconfig_secret_keys: list[str]) -> lis
                                 f"did you mean kslab:{close[0]}?" if close else
                                 "remove it; settings: " + ", ".join(sorted(set(STRUCTURED_KEYS) | set(STRING_KEYS)))))
     return problems
+
+
+# A registry namespace (distribution's path component grammar, one component).
+_NAMESPACE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+ZONES = ("", "cn")
+
+
+def _naming(problems: list[Problem], raw: dict[str, Any]) -> tuple[str, str]:
+    """kslab:namespaceOverride and kslab:zone: ks-installer's own naming inputs, passed to the cc as they are."""
+    namespace = _as_text(problems, "kslab:namespaceOverride", raw.get("namespaceOverride"), "", example="kubesphere")
+    if namespace is _WRONG_TYPE:
+        namespace = ""
+    elif namespace and not _NAMESPACE.match(namespace):
+        problems.append(Problem("kslab:namespaceOverride", namespace,
+                                "is not one registry namespace (lower-case letters, digits, '.', '_', '-')",
+                                "use e.g. kubesphereio, the namespace every image sits in on your registry"))
+        namespace = ""
+    zone = _as_text(problems, "kslab:zone", raw.get("zone"), "", example="cn")
+    if zone is _WRONG_TYPE or zone not in ZONES:
+        if zone is not _WRONG_TYPE:
+            problems.append(Problem("kslab:zone", zone, "is not a zone ks-installer knows",
+                                    "leave it out, or use cn (images from registry.cn-beijing.aliyuncs.com/kubesphereio)"))
+        zone = ""
+    return namespace, zone
 
 
 def _kind_wait(problems: list[Problem], value: Any) -> str:
@@ -792,6 +832,7 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
         problems.append(Problem("kslab:registry", registry,
                                 "is not a registry host[:port][/path] (no scheme, no leading or trailing '/')",
                                 "use e.g. registry.local:5000 or registry.local:5000/kubesphere"))
+    namespace_override, zone = _naming(problems, raw)
     kind_wait = _kind_wait(problems, raw.get("kindWait"))
     if jwt_secret is not None:
         # The value is never shown: only what is wrong with it.
@@ -823,7 +864,8 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
                                      600, 5, 3600),
         unjoin_timeout_seconds=_as_int(problems, "kslab:unjoinTimeoutSeconds", raw.get("unjoinTimeoutSeconds"),
                                        300, 5, 3600),
-        kind_wait=kind_wait, registry=registry, warnings=tuple(warnings),
+        kind_wait=kind_wait, registry=registry, namespace_override=namespace_override, zone=zone,
+        warnings=tuple(warnings),
         dev_workspaces=_parse_dev_workspaces(problems, raw.get("devWorkspaces"), {c.name for c in clusters}),
     )
     return lab, problems

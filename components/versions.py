@@ -142,7 +142,6 @@ KIND_RELEASE_NODE_MINORS: dict[str, tuple[int, int]] = {
 
 DEFAULT_KUBESPHERE_VERSION = "v3.4.1"
 DEFAULT_NODE_IMAGE = "kindest/node:v1.25.16"
-INSTALLER_IMAGE_REPO = "kubesphere/ks-installer"
 
 _K8S_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
 _IMAGE_TAG = re.compile(r":(v\d+\.\d+\.\d+)(?:@sha256:[0-9a-f]{64})?$")

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from components import kubeconfig as kc
-from components import render
+from components import images, render
 from components.spec import parse_lab
 from tests.support.mock_run import fake_kubeconfig
 
@@ -64,10 +64,10 @@ def test_installer_cluster_role_matches_upstream(version, count, edge, last):
 
 
 def test_registry_override():
-    objs = render.installer_objects("v3.4.1", "registry.local:5000")
+    objs = render.installer_objects("v3.4.1", images.Naming("registry.local:5000"))
     image = objs[-1]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.local:5000/kubesphere/ks-installer:v3.4.1"
-    cc = render.cluster_configuration(lab().clusters[0], "", "registry.local:5000")
+    cc = render.cluster_configuration(lab().clusters[0], "", images.Naming("registry.local:5000"))
     assert cc["spec"]["local_registry"] == "registry.local:5000"
 
 

@@ -274,5 +274,5 @@ def test_pulumi_yaml_defaults_match_the_program():
         "kubesphereVersion": c.kubesphere_version, "nodeImage": c.node_image, "registry": lab.registry,
         "kindWait": lab.kind_wait, "installTimeoutSeconds": lab.install_timeout_seconds,
         "joinTimeoutSeconds": lab.join_timeout_seconds, "unjoinTimeoutSeconds": lab.unjoin_timeout_seconds,
-        "validationMode": "strict",
+        "validationMode": "strict", "namespaceOverride": lab.namespace_override, "zone": lab.zone,
     }

@@ -53,7 +53,8 @@ def test_kind_cluster_inputs(stack):
         assert "stdout" in cmd.additional_secret_outputs, "kind's kubeconfig output must be secret"
         assert "environment" in cmd.additional_secret_outputs
         assert cmd.delete_before_replace and cmd.inputs["delete_before_replace"], "a kind name cannot exist twice"
-        assert run.all_dependencies(cmd) == {run.named("preflight").urn}
+        # Created only after the machine preflight and the image check both passed.
+        assert run.all_dependencies(cmd) == {run.named("preflight").urn, run.named("image-check").urn}
 
 
 def test_cluster_configuration_inputs(stack):

@@ -2,6 +2,7 @@
 # Run a Pulumi command on a kslab stack with the project's defaults:
 #   tools/lab.sh <preview|up|destroy|refresh|output> <stack> [extra pulumi args]
 #   tools/lab.sh <status|graph> <stack> [options of python -m components.ops.status]
+#   tools/lab.sh images <stack> [--check] [--json]   the image plan (python -m components.ops.images)
 #   tools/lab.sh cancel <stack>   remove the lock of a run you know is gone (pulumi cancel)
 #   tools/lab.sh forget <stack>   drop the stack's state, keeping its stack file (pulumi stack rm --preserve-config)
 # - state: a local file backend under .kslab/state (PULUMI_BACKEND_URL overrides it);
@@ -12,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output|status|graph|cancel|forget> <stack>}
+action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output|status|graph|images|cancel|forget> <stack>}
 stack=${2:?usage: tools/lab.sh <action> <stack>}
 shift 2
 extra=()
@@ -26,8 +27,11 @@ if [[ ! -f "stacks/Pulumi.${stack}.yaml" ]]; then
   [[ -f "$work/stacks/Pulumi.${stack}.yaml" ]] || cp "tests/stacks/Pulumi.${stack}.yaml" "$work/stacks/"
   [[ "$stack" != live-* ]] || extra=(--policy-pack-config "$PWD/tests/stacks/policy-config.live.json")
   # kind test stacks run on the Docker, kind and node image kslab builds (tools/kind/tier.sh).
-  if [[ "$stack" == kind-* ]]; then eval "$(tools/kind/tier.sh)"; fi
+  if [[ "$stack" == kind-* && "$action" != images ]]; then eval "$(tools/kind/tier.sh)"; fi
 fi
+
+# The image plan reads the stack file alone: no state, no engine.
+[[ "$action" != images ]] || exec venv/bin/python -m components.ops.images --stack "$stack" --project-dir "${work:-.}" "$@"
 
 mkdir -p .kslab/state
 export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.kslab/state}

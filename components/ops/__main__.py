@@ -64,6 +64,20 @@ def step_preflight() -> None:
                       "docker": facts.docker_detail, "warnings": verdict.warnings}))
 
 
+def step_image_check() -> None:
+    """Every planned image, asked of its registry (a manifest HEAD), before any cluster or object exists."""
+    from .. import registry_check  # the HTTP client loads only for this step
+    wanted: dict[str, list[str]] = json.loads(env(names.ENV_IMAGES))
+    started = time.monotonic()
+    answers = registry_check.check(list(wanted))
+    refusal = registry_check.report(answers, wanted)
+    if refusal:
+        fail("image check failed: " + refusal)
+    log(f"image check: all {len(answers)} planned images found in {time.monotonic() - started:.1f}s")
+    print(json.dumps({"images": len(answers), "registries": sorted({registry_check.ImageRef.parse(r).registry
+                                                                   for r in answers})}))
+
+
 def _kind(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(["kind", *args], capture_output=True, text=True, timeout=timeout)
 
@@ -621,6 +635,7 @@ def _remove_workspace_files(directory: str, marker: str, component: str) -> None
 
 STEPS = {
     "preflight": step_preflight,
+    "image-check": step_image_check,
     "kind-create": step_kind_create,
     "kind-delete": step_kind_delete,
     "kind-read": step_kind_read,

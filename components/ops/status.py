@@ -37,6 +37,20 @@ def load_spec(project_dir: str, stack: str) -> LabSpec:
     return settle(lab, [p for p in problems if p.field != "kslab:jwtSecret"])
 
 
+def load_spec_or_say_why(project_dir: str, stack: str) -> LabSpec | None:
+    """The stack file's lab, or None after saying on stderr why it cannot be read (for the read-only commands)."""
+    try:
+        return load_spec(project_dir, stack)
+    except LabConfigError as exc:
+        print(f"kslab: the stack file of {stack} has problems (make preview STACK={stack} lists them):\n{exc}",
+              file=sys.stderr)
+    except FileNotFoundError:
+        print(f"kslab: no stack file for {stack} (stacks/Pulumi.{stack}.yaml)", file=sys.stderr)
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"kslab: the stack file of {stack} cannot be read: {str(exc).splitlines()[0][:200]}", file=sys.stderr)
+    return None
+
+
 def stack_outputs(project_dir: str, stack: str) -> dict:
     """The stack's outputs with secrets shown, in memory only ({} before the first up)."""
     proc = subprocess.run(["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack],
@@ -261,18 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=".", help="where graph writes <stack>.svg and <stack>.png")
     parser.add_argument("--offline", action="store_true", help="graph: draw the stack file only, read nothing")
     args = parser.parse_args(argv)
-    try:
-        spec = load_spec(args.project_dir, args.stack)
-    except LabConfigError as exc:
-        print(f"kslab: the stack file of {args.stack} has problems (make preview STACK={args.stack} lists them):\n"
-              f"{exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError:
-        print(f"kslab: no stack file for {args.stack} (stacks/Pulumi.{args.stack}.yaml)", file=sys.stderr)
-        return 2
-    except (OSError, yaml.YAMLError) as exc:
-        print(f"kslab: the stack file of {args.stack} cannot be read: {str(exc).splitlines()[0][:200]}",
-              file=sys.stderr)
+    spec = load_spec_or_say_why(args.project_dir, args.stack)
+    if spec is None:
         return 2
     outputs: dict = {}
     if not args.offline:

@@ -19,6 +19,8 @@ def expected_resources(lab: LabSpec) -> set[tuple[str, str, str]]:
     out = {("kslab:lab:Lab", "lab", "")}
     if any(c.is_kind for c in lab.clusters):
         out.add((step("preflight"), "preflight", "lab"))
+    if any(c.image_check for c in lab.clusters):
+        out.add((step("image-check"), "image-check", "lab"))
     if lab.jwt_secret_mode == "shared":
         out.add((step("gen-secret"), "jwt-secret", "lab"))
     for c in lab.clusters:

@@ -1,0 +1,104 @@
+"""A source registry played on this machine's loopback: CNCF distribution's own `registry` (built by
+tools/registry/build.sh from its Go module), holding stand-in images built here with crane under the names
+ks-installer's plan gives them. Its access log records every request, so tests can count what was asked."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+import time
+import urllib.request
+
+import pytest
+
+
+def require_registry_tools() -> None:
+    """`make test` puts both on PATH (tools/registry/build.sh): fail loudly, never skip."""
+    missing = [tool for tool in ("registry", "crane") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"{' and '.join(missing)} not on PATH: run the tests through `make test`, which builds them "
+                    "(tools/registry/build.sh)", pytrace=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SourceRegistry:
+    def __init__(self, root: str):
+        require_registry_tools()
+        self.root = root
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        os.makedirs(os.path.join(root, "data"), exist_ok=True)
+        config = os.path.join(root, "config.yml")
+        with open(config, "w") as fh:  # JSON is YAML: the registry's own configuration format
+            json.dump({"version": 0.1, "log": {"level": "info", "formatter": "json"},
+                       "storage": {"filesystem": {"rootdirectory": os.path.join(root, "data")},
+                                   "delete": {"enabled": True}},
+                       "http": {"addr": self.address}}, fh)
+        self.log_path = os.path.join(root, "registry.log")
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(["registry", "serve", config], stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.address}/v2/", timeout=2).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the played registry did not start: {open(self.log_path).read()[-2000:]}")
+                time.sleep(0.2)
+        self._stand_in = None
+        self._mark = 0
+
+    def mark(self) -> None:
+        """Count only the requests logged from now on (e.g. after the stand-ins were pushed)."""
+        with open(self.log_path) as fh:
+            self._mark = len(fh.readlines())
+
+    def _crane(self, *args: str) -> None:
+        proc = subprocess.run(["crane", *args, "--insecure"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"crane {' '.join(args)} failed: {proc.stderr[-2000:]}"
+
+    def push_stand_in(self, ref: str) -> None:
+        """An image of one small layer that names what it stands in for, pushed (or copied) as `ref`."""
+        if self._stand_in is None:
+            layer = os.path.join(self.root, "stand-in.tar")
+            body = b"a stand-in built by kslab's tests; not the real image\n"
+            with tarfile.open(layer, "w") as tar:
+                info = tarfile.TarInfo("kslab-stand-in.txt")
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+            self._crane("append", "-f", layer, "-t", ref)
+            self._stand_in = ref
+        else:
+            self._crane("copy", self._stand_in, ref)
+
+    def manifest_requests(self) -> list[tuple[str, str]]:
+        """(method, path) of every manifest request the registry logged since the mark."""
+        found = []
+        with open(self.log_path) as fh:
+            for line in fh.readlines()[self._mark:]:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                uri = entry.get("http.request.uri", "")
+                if "/manifests/" in uri and entry.get("msg", "").startswith("response completed"):
+                    found.append((entry.get("http.request.method"), uri))
+        return found
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()

@@ -1,0 +1,95 @@
+"""The image check in `pulumi up`, on the real engine, against a source registry played on loopback (CNCF
+distribution built here, stand-in images under the plan's names): a gap refuses the lab before any cluster
+exists and names exactly that image and the registry's answer; with the gap filled the check passes."""
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from components import images
+from tests.support.engine import make_project, policy_pack
+from tests.support.registry import SourceRegistry
+
+pytestmark = pytest.mark.engine
+STACK = "imgcheck"
+CLUSTER = "kt-imgcheck"  # a kind cluster that must never be created
+
+
+@pytest.fixture
+def source(tmp_path):
+    registry = SourceRegistry(str(tmp_path / "source"))
+    yield registry
+    registry.close()
+
+
+def _write_stack(project, registry: str) -> None:
+    doc = {"config": {"kslab:registry": registry, "kslab:kubesphereVersion": "v3.4.1",
+                      "kslab:nodeImage": "kindest/node:v1.25.16",
+                      "kslab:clusters": [{"name": CLUSTER, "role": "host", "consoleHostPort": 31899}]}}
+    with open(os.path.join(project.dir, "stacks", f"Pulumi.{STACK}.yaml"), "w") as fh:
+        yaml.safe_dump(doc, fh)
+
+
+def _plan(registry: str) -> list[str]:
+    return [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming(registry))]
+
+
+def _kind_clusters() -> set[str]:
+    try:
+        out = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        return set()
+    return set(out.stdout.split())
+
+
+def test_a_missing_image_refuses_the_lab_before_any_cluster(tmp_path, source):
+    plan = _plan(source.address)
+    gap = f"{source.address}/kubesphere/tower:v0.2.1"
+    for ref in plan:
+        if ref != gap:
+            source.push_stand_in(ref)
+    source.mark()
+    project = make_project(tmp_path)
+    _write_stack(project, source.address)
+    project.init(STACK)
+    proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--policy-pack", policy_pack(),
+                          timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "image check failed: 1 of 19 planned images cannot be found; no cluster was created" in out, out[-3000:]
+    assert f"{gap} (for {CLUSTER}): {source.address} answered missing (404 MANIFEST_UNKNOWN)" in out
+    assert "Traceback" not in out and "2025-07-31" not in out  # not Docker Hub's namespace: no withdrawal note
+    resources = project.export(STACK)["deployment"].get("resources") or []
+    assert not [r for r in resources if r["type"] == "kslab:steps:KindCluster"], "no kind step ran"
+    assert CLUSTER not in _kind_clusters()
+    # Asked with HEAD only; a GET only where the HEAD said 404 (to read the registry's error code).
+    asked = source.manifest_requests()
+    assert {m for m, _ in asked} <= {"HEAD", "GET"}
+    assert [uri for m, uri in asked if m == "GET"] == ["/v2/kubesphere/tower/manifests/v0.2.1"]
+
+    source.push_stand_in(gap)
+    target = f"urn:pulumi:{STACK}::kslab::kslab:lab:Lab$kslab:steps:ImageCheck::image-check"
+    project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--target", target, timeout=600)
+    # Only the check runs (the engine then stops at the cluster's provider, which is outside --target): it is
+    # recorded as passed, with its result, and still no cluster exists.
+    checks = [r for r in project.export(STACK)["deployment"].get("resources") or []
+              if r["type"] == "kslab:steps:ImageCheck"]
+    assert len(checks) == 1 and '"images": 19' in checks[0]["outputs"]["stdout"]
+    assert CLUSTER not in _kind_clusters()
+
+
+def test_docker_hub_kubesphere_is_refused_with_the_withdrawal(tmp_path):
+    """The shipped host-member stack, no registry configured: refused at the image check, before any cluster,
+    whatever Docker Hub answers here (this machine cannot reach it; a laptop gets 'denied')."""
+    project = make_project(tmp_path)
+    project.init("host-member")
+    proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", "host-member", "--policy-pack",
+                          policy_pack(), timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "image check failed: 19 of 19 planned images cannot be found" in out, out[-3000:]
+    assert "docker.io/kubesphere/ks-apiserver:v3.4.1 (for host, member): docker.io answered" in out
+    assert "withdrew its open-source distribution on 2025-07-31 (kubesphere/kubesphere#6550)" in out
+    resources = project.export("host-member")["deployment"].get("resources") or []
+    assert not [r for r in resources if r["type"] == "kslab:steps:KindCluster"]

@@ -1,0 +1,175 @@
+"""The image check's registry client against a small registry played on loopback (the distribution API's
+manifest HEAD, its errors, and the bearer-token challenge Docker Hub and Harbor use), and its report."""
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from components import registry_check as rc
+
+
+class PlayedRegistry:
+    """Manifests by (repository, tag); a bearer challenge when `token` is set; scripted failures per path."""
+
+    def __init__(self, manifests, token=None, failures=None):
+        self.manifests, self.token, self.failures = set(manifests), token, dict(failures or {})
+        self.requests = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code, body=b"", headers=()):
+                self.send_response(code)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(body)
+
+            def _answer(self):
+                outer.requests.append((self.command, self.path, self.headers.get("Authorization")))
+                if self.path.startswith("/token"):
+                    return self._send(200, json.dumps({"token": outer.token}).encode())
+                scripted = outer.failures.get(self.path)
+                if scripted:
+                    return self._send(scripted.pop(0))
+                if outer.token and self.headers.get("Authorization") != f"Bearer {outer.token}":
+                    realm = f"http://127.0.0.1:{outer.port}/token"
+                    return self._send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [(
+                        "WWW-Authenticate", f'Bearer realm="{realm}",service="played",scope="x"')])
+                _, _, repo_tag = self.path.partition("/v2/")
+                repo, _, tag = repo_tag.partition("/manifests/")
+                if (repo, tag) in outer.manifests:
+                    return self._send(200, b"{}", [("Docker-Content-Digest", "sha256:00")])
+                return self._send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
+
+            do_HEAD = do_GET = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def ref(self, repo_tag):
+        return f"127.0.0.1:{self.port}/{repo_tag}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def registry():
+    played = []
+
+    def start(*args, **kw):
+        played.append(PlayedRegistry(*args, **kw))
+        return played[-1]
+    yield start
+    for r in played:
+        r.close()
+
+
+def fast_checker():
+    return rc.Checker(timeout=2, attempts=3, backoff=0.01)
+
+
+def test_found_image(registry):
+    reg = registry({("kubesphere/ks-apiserver", "v3.4.1")})
+    assert rc.check([reg.ref("kubesphere/ks-apiserver:v3.4.1")], checker=fast_checker())[
+        reg.ref("kubesphere/ks-apiserver:v3.4.1")].state == rc.FOUND
+
+
+def test_check_uses_head_only_when_found(registry):
+    reg = registry({("prom/prometheus", "v2.39.1")})
+    rc.check([reg.ref("prom/prometheus:v2.39.1")], checker=fast_checker())
+    assert [m for m, _, _ in reg.requests] == ["HEAD"]
+
+
+def test_missing_image_names_the_registry_error(registry):
+    reg = registry(set())
+    answer = fast_checker().ask(reg.ref("kubesphere/tower:v0.2.1"))
+    assert (answer.state, answer.detail) == (rc.MISSING, "404 MANIFEST_UNKNOWN")
+
+
+def test_bearer_challenge_is_followed(registry):
+    reg = registry({("kubesphere/kubefed", "v0.8.1")}, token="t0k")
+    assert fast_checker().ask(reg.ref("kubesphere/kubefed:v0.8.1")).state == rc.FOUND
+    assert any(path.startswith("/token?") and "scope=x" in path for _, path, _ in reg.requests)
+
+
+def test_one_token_per_scope_is_reused(registry):
+    reg = registry({("a/b", "1")}, token="t0k")
+    checker = fast_checker()
+    checker.ask(reg.ref("a/b:1"))
+    checker.ask(reg.ref("a/b:1"))
+    assert sum(path.startswith("/token") for _, path, _ in reg.requests) == 1
+
+
+def test_denied_after_the_token(registry):
+    reg = registry(set(), failures={"/v2/kubesphere/ks-console/manifests/v3.4.1": [401, 401]})
+    answer = fast_checker().ask(reg.ref("kubesphere/ks-console:v3.4.1"))
+    assert answer.state == rc.DENIED
+
+
+def test_server_error_is_retried_until_it_heals(registry):
+    reg = registry({("a/b", "1")}, failures={"/v2/a/b/manifests/1": [503, 502]})
+    assert fast_checker().ask(reg.ref("a/b:1")).state == rc.FOUND
+    assert len(reg.requests) == 3
+
+
+def test_final_answers_are_not_retried(registry):
+    reg = registry(set(), failures={"/v2/a/b/manifests/1": [400, 400, 400]})
+    answer = fast_checker().ask(reg.ref("a/b:1"))
+    assert answer.state == rc.FAILED and len([r for r in reg.requests if r[0] == "HEAD"]) == 1
+
+
+def test_unreachable_registry():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        answer = fast_checker().ask(f"127.0.0.1:{port}/a/b:1")
+    assert answer.state == rc.UNREACHABLE and "Connection" in answer.detail
+
+
+def test_docker_hub_names_use_its_api_host():
+    ref = rc.ImageRef.parse("kubesphere/ks-apiserver:v3.4.1")
+    assert ref.manifest_url == "https://registry-1.docker.io/v2/kubesphere/ks-apiserver/manifests/v3.4.1"
+
+
+def test_loopback_registries_speak_http():
+    assert rc.ImageRef.parse("127.0.0.1:5000/a/b:1").base_url == "http://127.0.0.1:5000"
+    assert rc.ImageRef.parse("harbor.corp/a/b:1").base_url == "https://harbor.corp"
+
+
+def test_digest_references():
+    ref = rc.ImageRef.parse("harbor.corp/a/b@sha256:" + "0" * 64)
+    assert (ref.repository, ref.reference) == ("a/b", "sha256:" + "0" * 64)
+
+
+def test_report_lists_every_missing_image_with_its_answer():
+    text = rc.report({"prom/prometheus:v2.39.1": rc.Answer(rc.FOUND, "200"),
+                      "reg:5000/kubesphere/tower:v0.2.1": rc.Answer(rc.MISSING, "404 MANIFEST_UNKNOWN"),
+                      "reg:5000/kubesphere/kubefed:v0.8.1": rc.Answer(rc.UNREACHABLE, "ConnectionRefusedError")},
+                     {"reg:5000/kubesphere/tower:v0.2.1": ["host"], "reg:5000/kubesphere/kubefed:v0.8.1": ["host"]})
+    assert text.startswith("2 of 3 planned images cannot be found; no cluster was created:")
+    assert "reg:5000/kubesphere/tower:v0.2.1 (for host): reg:5000 answered missing (404 MANIFEST_UNKNOWN)" in text
+    assert "answered unreachable (ConnectionRefusedError)" in text and "prometheus" not in text
+
+
+def test_report_cites_the_withdrawal_for_docker_hub_kubesphere():
+    text = rc.report({"kubesphere/ks-apiserver:v3.4.1": rc.Answer(rc.DENIED, "401 UNAUTHORIZED")}, {})
+    assert "2025-07-31" in text and "kubesphere/kubesphere#6550" in text and "kslab:registry" in text
+
+
+def test_report_cites_no_withdrawal_elsewhere():
+    text = rc.report({"harbor.corp/kubesphere/ks-apiserver:v3.4.1": rc.Answer(rc.MISSING, "404")}, {})
+    assert "2025-07-31" not in text
+
+
+def test_report_is_none_when_everything_is_found():
+    assert rc.report({"a/b:1": rc.Answer(rc.FOUND, "200")}, {}) is None
