@@ -77,10 +77,12 @@ def _read_bytes(path: str) -> bytes:
         return fh.read()
 
 
-def load_lab(config: pulumi.Config, project_dir: str, stack: str | None) -> tuple[LabSpec, dict[str, pulumi.Output[str]]]:
+def load_lab(config: pulumi.Config, project_dir: str, stack: str | None,
+             stack_dir: str | None = None) -> tuple[LabSpec, dict[str, pulumi.Output[str]]]:
     """The validated lab and each existing cluster's kubeconfig. Every problem of the settings and of every
-    kubeconfig is raised together in one LabConfigError, before anything is registered."""
-    keys = stack_config_keys(project_dir, stack) if stack else None
+    kubeconfig is raised together in one LabConfigError, before anything is registered. `stack_dir` is the
+    Pulumi project the stack file is read from (default: `project_dir`)."""
+    keys = stack_config_keys(stack_dir or project_dir, stack) if stack else None
     # Decrypted in memory only, to check it is usable; never shown.
     lab, problems = parse_lab_problems(read_raw(config), keys, jwt_secret=config.get(JWT_SECRET_KEY))
     kubeconfigs, kubeconfig_problems = read_existing_kubeconfigs(config, project_dir, lab)

@@ -20,7 +20,9 @@ import pulumi_kubernetes as k8s
 from . import contract
 from .provider import Steps, StepRunner
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The checkout itself, also when tools/lab.sh runs the program from a scratch project that links to it: paths a
+# stack gives relative to the project (kubeconfigPath, a workspace dir) stay relative to the checkout.
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 
 class StepProvider(dynamic.ResourceProvider):

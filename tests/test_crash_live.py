@@ -65,13 +65,18 @@ def test_killed_up_then_converges(standalone):
                     "strace; .ci/run installs it): it stops the CLI at one exact syscall")
 def test_a_kill_between_truncating_and_writing_the_sidecar_gives_eof_and_is_recovered(standalone):
     """The cause, on purpose: SIGKILL on entering the write() that refills `<stack>.json.attrs`, right after
-    its O_TRUNC open. Pulumi itself then reads 'failed to load checkpoint: EOF'; tools/lab.sh recovers."""
+    its O_TRUNC open. Pulumi itself then reads 'failed to load checkpoint: EOF'; tools/lab.sh recovers.
+
+    Every write to that file refills it after an O_TRUNC open (gocloud's fileblob setAttrs: os.Create, then one
+    write), so the kill is injected on the first write to it (`when=1`). strace counts syscalls per tracee, that
+    is per thread: the former `when=3` waited for some thread's third write to the file, which the Go runtime
+    spreads over its threads differently under load, so under a busy machine the kill could never come."""
     lab = standalone
     files = _files(lab)
     trace = Path(lab.project.dir) / "strace.log"
     run = subprocess.Popen(
         ["strace", "-f", "-qq", "-o", str(trace), "-P", files.checkpoint + ".attrs", "-e", "trace=openat,write",
-         "-e", "inject=write:signal=KILL:when=3", os.path.join(lab.project.dir, "tools", "lab.sh"), "up", lab.stack,
+         "-e", "inject=write:signal=KILL:when=1", os.path.join(lab.project.dir, "tools", "lab.sh"), "up", lab.stack,
          "--yes", "--skip-preview"],
         cwd=lab.project.dir, env=lab.project.env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -3,6 +3,7 @@
 #   tools/lab.sh <preview|up|destroy|refresh|output> <stack> [extra pulumi args]
 #   tools/lab.sh <status|graph> <stack> [options of python -m components.ops.status]
 #   tools/lab.sh images <stack> [--check] [--json]   the image plan (python -m components.ops.images)
+#   tools/lab.sh config <stack> <pulumi config args>   settings of your own, kept in .kslab/stacks (not the stack file)
 #   tools/lab.sh cancel <stack>   remove the lock of a run you know is gone (pulumi cancel)
 #   tools/lab.sh forget <stack>   drop the stack's state, keeping its stack file (pulumi stack rm --preserve-config)
 # - state: a local file backend under .kslab/state (PULUMI_BACKEND_URL overrides it);
@@ -13,25 +14,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output|status|graph|images|cancel|forget> <stack>}
+action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output|config|status|graph|images|cancel|forget> <stack>}
 stack=${2:?usage: tools/lab.sh <action> <stack>}
 shift 2
 extra=()
-if [[ ! -f "stacks/Pulumi.${stack}.yaml" ]]; then
-  # A test stack (tests/stacks, e.g. against `make harness-up`) runs in a scratch copy of the
-  # project under .kslab/projects, so Pulumi's writes to its stack file stay out of the repository.
-  [[ -f "tests/stacks/Pulumi.${stack}.yaml" ]] || { echo "kslab: no stack file stacks/Pulumi.${stack}.yaml" >&2; exit 2; }
-  work=.kslab/projects/$stack
-  mkdir -p "$work/stacks"
-  for item in Pulumi.yaml __main__.py components provider policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
-  [[ -f "$work/stacks/Pulumi.${stack}.yaml" ]] || cp "tests/stacks/Pulumi.${stack}.yaml" "$work/stacks/"
+# Every stack runs in a scratch copy of the project under .kslab/projects, whose stack file is made anew from
+# the stack file you edit and the lab's own settings (.kslab/stacks), so Pulumi never writes a tracked file
+# (components/stack_files.py): not the passphrase's encryption salt, not `tools/lab.sh config` values.
+source_file=stacks/Pulumi.${stack}.yaml
+if [[ ! -f "$source_file" ]]; then
+  source_file=tests/stacks/Pulumi.${stack}.yaml  # a test stack (e.g. against `make harness-up`)
+  [[ -f "$source_file" ]] || { echo "kslab: no stack file stacks/Pulumi.${stack}.yaml" >&2; exit 2; }
   [[ "$stack" != live-* ]] || extra=(--policy-pack-config "$PWD/tests/stacks/policy-config.live.json")
   # kind test stacks run on the Docker, kind and node image kslab builds (tools/kind/tier.sh).
   if [[ "$stack" == kind-* && "$action" != images ]]; then eval "$(tools/kind/tier.sh)"; fi
 fi
+work=.kslab/projects/$stack
+settings=.kslab/stacks/Pulumi.${stack}.yaml
+scratch=$work/stacks/Pulumi.${stack}.yaml
+mkdir -p "$work/stacks"
+for item in Pulumi.yaml __main__.py components provider policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
+py=$root/venv/bin/python; [[ -x $py ]] || py=python3
+"$py" -m components.stack_files compose "$source_file" "$settings" "$scratch"
+keep_settings() { (cd "$root" && "$py" -m components.stack_files keep "$source_file" "$settings" "$scratch"); }
 
 # The image plan reads the stack file alone: no state, no engine.
-[[ "$action" != images ]] || exec venv/bin/python -m components.ops.images --stack "$stack" --project-dir "${work:-.}" "$@"
+[[ "$action" != images ]] || exec venv/bin/python -m components.ops.images --stack "$stack" --project-dir "$work" "$@"
 
 mkdir -p .kslab/state
 export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.kslab/state}
@@ -45,7 +53,7 @@ fi
 if ! command -v pulumi >/dev/null 2>&1; then
   eval "$(tools/engine/build.sh)"
 fi
-[[ -z "${work:-}" ]] || cd "$work"
+cd "$work"
 export PULUMI_SKIP_UPDATE_CHECK=true
 pack=policies
 case "$(command -v pulumi)" in
@@ -57,16 +65,19 @@ esac
 # repaired or named with its fix before anything else reads the state: components/recovery.py.
 case "$action" in
   preview|up|destroy|refresh)
-    py=venv/bin/python; [[ -x $py ]] || py=python3
     "$py" -m components.recovery "$action" "$stack" || exit $? ;;
 esac
 # status and graph only read: they must not create a stack (which writes an encryption salt into its file).
-[[ "$action" == status || "$action" == graph || "$action" == cancel || "$action" == forget ]] \
-  || pulumi stack select "$stack" --create >/dev/null
+if [[ "$action" != status && "$action" != graph && "$action" != cancel && "$action" != forget ]]; then
+  pulumi stack select "$stack" --create >/dev/null
+  keep_settings  # a new stack's encryption salt goes to the lab's own settings at once
+fi
 case "$action" in
   preview|up) exec pulumi "$action" --stack "$stack" --policy-pack "$pack" "${extra[@]}" "$@" ;;
   destroy|refresh) exec pulumi "$action" --stack "$stack" "$@" ;;
   output) exec pulumi stack output --stack "$stack" "$@" ;;
+  # Stack settings of your own (e.g. `config <stack> set --secret kslab:jwtSecret`): kept in .kslab/stacks.
+  config) status=0; pulumi config --stack "$stack" "$@" || status=$?; keep_settings; exit $status ;;
   cancel) exec pulumi cancel --stack "$stack" --yes "$@" ;;
   forget) exec pulumi stack rm --stack "$stack" --force --preserve-config --yes "$@" ;;
   # Read-only views of the lab (components/ops/status.py); the pictures go to the repository root by default.

@@ -58,7 +58,8 @@ def lab_sh_tree(lab: LiveLab) -> Path:
     shutil.copy(os.path.join(ROOT, "tools", "lab.sh"), tree / "tools" / "lab.sh")
     work = tree / ".kslab" / "projects" / lab.stack / "stacks"
     work.mkdir(parents=True, exist_ok=True)
-    # lab.sh runs a test stack (no stacks/Pulumi.<stack>.yaml) in its own folder with the live policy config
+    # lab.sh runs every stack in its own folder (the live ones with the live policy config); the stack file the lab
+    # made there is the lab's record of its salt, which lab.sh adopts into .kslab/stacks on its first command
     os.replace(tree / "stacks" / f"Pulumi.{lab.stack}.yaml", work / f"Pulumi.{lab.stack}.yaml")
     return tree
 

@@ -2,6 +2,7 @@
 backend, a passphrase, and no plugin downloads (a missing plugin fails loudly)."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
+from components.stack_files import without_salt
 from tests.support.mock_run import ROOT
 
 PASSPHRASE = "kslab-test-passphrase"
@@ -52,7 +54,10 @@ class Project:
         self.pulumi("stack", "select", stack, "--create", check=True)
 
     def add_stack_file(self, path: str, stack: str) -> None:
-        shutil.copy(path, os.path.join(self.dir, "stacks", f"Pulumi.{stack}.yaml"))
+        with open(path) as fh:
+            text = without_salt(fh.read())
+        with open(os.path.join(self.dir, "stacks", f"Pulumi.{stack}.yaml"), "w") as fh:
+            fh.write(text)
 
     def preview_json(self, stack: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict | None]:
         proc = self.pulumi("preview", "--stack", stack, "--json", "--policy-pack", policy_pack(), *extra)
@@ -66,13 +71,19 @@ class Project:
 
 
 def copy_items(dest, items=PROJECT_ITEMS) -> None:
-    """Copy these items of this checkout into `dest` (a project copy), without bytecode caches."""
+    """Copy these items of this checkout into `dest` (a project copy), without bytecode caches. Stack files are
+    copied pristine: an encryption salt a user's run left in one (kslab before .kslab/stacks) is not the test's."""
     for item in items:
         src = os.path.join(ROOT, item)
         if os.path.isdir(src):
             shutil.copytree(src, os.path.join(dest, item), ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(src, os.path.join(dest, item))
+    for stack_file in glob.glob(os.path.join(dest, "stacks", "Pulumi.*.yaml")):
+        with open(stack_file) as fh:
+            text = fh.read()
+        with open(stack_file, "w") as fh:
+            fh.write(without_salt(text))
 
 
 def make_project(tmp_path, extra_env: dict | None = None) -> Project:

@@ -1,0 +1,145 @@
+"""A stack's own settings live outside the repository (components/stack_files.py): the pure merge, and the
+README's commands in a fresh clone, which must leave `git status --porcelain` empty."""
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from components import stack_files as sf
+from tests.support.engine import PASSPHRASE, require_pulumi
+from tests.support.mock_run import ROOT
+
+SOURCE = {"config": {"kslab:registry": "", "kslab:clusters": [{"name": "a"}]}}
+
+
+def test_compose_lays_the_labs_settings_over_the_stack_file():
+    doc = sf.compose(SOURCE, {"encryptionsalt": "v1:x", "config": {"kslab:registry": "harbor.corp"}})
+    assert doc == {"encryptionsalt": "v1:x", "config": {"kslab:registry": "harbor.corp",
+                                                        "kslab:clusters": [{"name": "a"}]}}
+
+
+def test_an_edit_of_the_stack_file_takes_effect():
+    edited = {"config": {**SOURCE["config"], "kslab:kindWait": "1m"}}
+    assert sf.compose(edited, {"encryptionsalt": "v1:x"})["config"]["kslab:kindWait"] == "1m"
+
+
+def test_settings_are_what_pulumi_added():
+    scratch = {"encryptionsalt": "v1:x", "config": {**SOURCE["config"], "kslab:jwtSecret": {"secure": "v1:y"}}}
+    assert sf.settings_of(scratch, SOURCE) == {"encryptionsalt": "v1:x",
+                                              "config": {"kslab:jwtSecret": {"secure": "v1:y"}}}
+
+
+def test_a_value_equal_to_the_stack_files_is_not_a_setting():
+    assert sf.settings_of(sf.compose(SOURCE, {}), SOURCE) == {}
+
+
+def test_the_salt_moves_out_of_a_stack_file_once(tmp_path):
+    source = tmp_path / "Pulumi.s.yaml"
+    text = "# a comment   aligned\nconfig:\n  kslab:registry: ''   # why\n"
+    source.write_text("encryptionsalt: v1:abc\n" + text)
+    settings = tmp_path / "settings" / "Pulumi.s.yaml"
+    assert "moved the encryption salt" in sf.move_salt_out(str(source), str(settings))
+    assert source.read_text() == text  # only that line went; comments and alignment stay
+    assert yaml.safe_load(settings.read_text()) == {"encryptionsalt": "v1:abc"}
+    assert sf.move_salt_out(str(source), str(settings)) is None
+
+
+def test_a_different_salt_is_never_overwritten(tmp_path):
+    source = tmp_path / "Pulumi.s.yaml"
+    source.write_text("encryptionsalt: v1:new\nconfig: {}\n")
+    settings = tmp_path / "Pulumi.settings.yaml"
+    settings.write_text("encryptionsalt: v1:old\n")
+    assert "differs" in sf.move_salt_out(str(source), str(settings))
+    assert "v1:new" in source.read_text() and "v1:old" in settings.read_text()
+
+
+def test_a_scratch_file_of_the_old_layout_is_adopted(tmp_path):
+    source, settings, scratch = (tmp_path / n for n in ("source.yaml", "settings.yaml", "scratch.yaml"))
+    source.write_text(yaml.safe_dump(SOURCE))
+    scratch.write_text(yaml.safe_dump(sf.compose(SOURCE, {"encryptionsalt": "v1:kept"})))
+    assert sf.main(["compose", str(source), str(settings), str(scratch)]) == 0
+    assert yaml.safe_load(settings.read_text()) == {"encryptionsalt": "v1:kept"}
+    assert yaml.safe_load(scratch.read_text())["encryptionsalt"] == "v1:kept"
+
+
+def test_a_broken_stack_file_is_said_without_a_traceback(tmp_path, capsys):
+    source = tmp_path / "source.yaml"
+    source.write_text("config: [unclosed\n")
+    assert sf.main(["compose", str(source), str(tmp_path / "s.yaml"), str(tmp_path / "x.yaml")]) == 2
+    assert "cannot prepare the stack's settings" in capsys.readouterr().err
+
+
+def _fresh_clone(tmp_path) -> str:
+    """This checkout's tracked files as they are now, committed in a new repository: what a fresh clone holds."""
+    clone = str(tmp_path / "clone")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for rel in filter(None, files.stdout.split("\0")):
+        if os.path.lexists(os.path.join(ROOT, rel)):
+            os.makedirs(os.path.dirname(os.path.join(clone, rel)), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, rel), os.path.join(clone, rel), follow_symlinks=False)
+    git = ["git", "-c", "user.name=kslab-test", "-c", "user.email=test@kslab.invalid"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fresh"]):
+        subprocess.run(git + args, cwd=clone, check=True, capture_output=True)
+    os.symlink(os.path.join(ROOT, "venv"), os.path.join(clone, "venv"))
+    with open(os.path.join(clone, ".git", "info", "exclude"), "a") as fh:
+        fh.write("/venv\n")  # a link to this checkout's virtualenv (.gitignore's venv/ names a folder)
+    os.utime(os.path.join(clone, "requirements.txt"), (0, 0))  # the linked venv is up to date for make
+    return clone
+
+
+def _porcelain(clone) -> str:
+    return subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.engine
+def test_the_readme_commands_leave_the_clone_clean(tmp_path):
+    """`make up` (stopped at the image check here, or anywhere Docker or kind is missing), `make preview`,
+    `make status` and `make destroy` of a shipped stack write no tracked file; the salt is the lab's own."""
+    require_pulumi()
+    clone = _fresh_clone(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+    env.update(PULUMI_HOME=str(tmp_path / "pulumi-home"), PULUMI_SKIP_UPDATE_CHECK="true")
+    shipped = open(os.path.join(clone, "stacks", "Pulumi.host-member.yaml")).read()
+    for target, args in (("up", "--yes"), ("preview", ""), ("status", ""), ("destroy", "--yes")):
+        proc = subprocess.run(["make", target, "STACK=host-member", f"ARGS={args}"], cwd=clone, env=env,
+                              capture_output=True, text=True, timeout=600)
+        out = proc.stdout + proc.stderr
+        assert "Traceback" not in out, out[-3000:]
+        if target == "up":
+            # refused before any cluster: by the image check (no registry of ours is reachable), and by the
+            # preflight too wherever Docker or kind is missing
+            assert proc.returncode != 0 and ("image check failed" in out or "preflight failed" in out), out[-3000:]
+        assert _porcelain(clone) == "", f"make {target} wrote a tracked file:\n{_porcelain(clone)}\n{out[-2000:]}"
+    assert open(os.path.join(clone, "stacks", "Pulumi.host-member.yaml")).read() == shipped
+    own = yaml.safe_load(open(os.path.join(clone, ".kslab", "stacks", "Pulumi.host-member.yaml")))
+    assert own["encryptionsalt"].startswith("v1:")
+
+
+@pytest.mark.engine
+def test_a_lab_of_the_old_layout_keeps_its_secrets(tmp_path):
+    """A stack made by plain `pulumi` in the checkout (salt and a secret in the tracked stack file): the salt moves
+    out once, the secret still decrypts, and the stack file keeps the user's own line only."""
+    require_pulumi()
+    clone = _fresh_clone(tmp_path)
+    env = {**os.environ, "PULUMI_HOME": str(tmp_path / "pulumi-home"), "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+           "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}", "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    os.makedirs(tmp_path / "state")
+    for args in (["stack", "select", "--create", "standalone"],
+                 ["config", "set", "--secret", "kslab:jwtSecret", "the-old-secret", "--stack", "standalone"]):
+        subprocess.run(["pulumi", *args], cwd=clone, env=env, check=True, capture_output=True, timeout=120)
+    stack_file = os.path.join(clone, "stacks", "Pulumi.standalone.yaml")
+    before = open(stack_file).read()
+    assert "encryptionsalt:" in before and "kslab:jwtSecret:" in before
+    lab_sh = os.path.join(clone, "tools", "lab.sh")
+    got = subprocess.run([lab_sh, "config", "standalone", "get", "kslab:jwtSecret"], cwd=clone, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0 and got.stdout.strip() == "the-old-secret", got.stderr[-2000:]
+    assert "moved the encryption salt of this lab" in got.stderr
+    # Only the salt line left the file (Pulumi's own rewrite of it, from the old layout, is the user's to undo).
+    assert open(stack_file).read() == sf.without_salt(before) != before
+    again = subprocess.run([lab_sh, "config", "standalone", "get", "kslab:jwtSecret"], cwd=clone, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.stdout.strip() == "the-old-secret" and "moved" not in again.stderr
