@@ -68,7 +68,8 @@ bench: venv
 	eval "$$(tools/kind/tier.sh)"; \
 	trap '[ -z "$${KSLAB_DOCKER_STARTED:-}" ] || tools/docker/docker.sh stop' EXIT; \
 	$(VENV)/bin/python -m bench.bench_engine; $(VENV)/bin/python -m bench.bench_live; \
-	$(VENV)/bin/python -m bench.bench_kind; $(VENV)/bin/python -m bench.bench_status
+	$(VENV)/bin/python -m bench.bench_kind; $(VENV)/bin/python -m bench.bench_status; \
+	eval "$$(tools/registry/build.sh)"; $(VENV)/bin/python -m bench.bench_images
 
 preview up destroy: venv
 	tools/lab.sh $@ $(STACK) $(ARGS)

@@ -84,8 +84,9 @@ def test_a_kill_between_truncating_and_writing_the_sidecar_gives_eof_and_is_reco
         """The CLI died in the injected write itself: strace shows that write unfinished (`= ?`, on one line or
         as `<... write resumed>` when another thread interleaved) and the same thread killed. (Any other traced process the engine SIGKILLs, e.g. a plugin at shutdown, is not it.)"""
         text = trace.read_text() if trace.exists() else ""
-        return any(re.search(rf"^{pid} \+\+\+ killed by SIGKILL", text, re.M)
-                   for pid in re.findall(r"^(\d+) (?:write\(|<\.\.\. write resumed>).*= \?$", text, re.M))
+        # strace pads the pid column to a fixed width, so a short pid is followed by more than one space
+        return any(re.search(rf"^{pid}\s+\+\+\+ killed by SIGKILL", text, re.M)
+                   for pid in re.findall(r"^(\d+)\s+(?:write\(|<\.\.\. write resumed>).*= \?$", text, re.M))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not injected():
         time.sleep(0.2)
