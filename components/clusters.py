@@ -17,7 +17,7 @@ from . import render
 from .spec import ClusterSpec
 from .steps import ops_step
 
-TYPE_PREFIX = "kslab:lab"
+TYPE_PREFIX = names.TYPE_PREFIX
 
 
 @dataclass

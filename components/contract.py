@@ -4,6 +4,15 @@ Pure data, no imports beyond the standard library: the policy pack imports it to
 """
 from __future__ import annotations
 
+import os
+
+# The checkout itself, also when tools/lab.sh runs the program from a scratch project that links to it: paths a
+# stack gives relative to the project (kubeconfigPath, a workspace dir) stay relative to the checkout, and the
+# steps run from it.
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+# The namespace of kslab's component resource types (kslab:lab:Lab, kslab:lab:KindCluster, ...).
+TYPE_PREFIX = "kslab:lab"
+
 # --- step resources --------------------------------------------------------------------------
 # Every apply-time step is a resource of kslab's own provider plugin (provider/, declared in
 # Pulumi.yaml), one type per kind of step, so previews and policies can tell them apart.

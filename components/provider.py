@@ -27,9 +27,7 @@ from typing import Any, Callable, Mapping
 from . import contract
 from .ops import GONE_EXIT
 
-# The checkout itself, also when tools/lab.sh runs the program from a scratch project that links to it: paths a
-# stack gives relative to the project (kubeconfigPath, a workspace dir) stay relative to the checkout.
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+PROJECT_DIR = contract.PROJECT_DIR
 VERSION = "1.0.0"
 # Inputs whose change re-runs the step in place; a change of `triggers` replaces it.
 RERUN_KEYS = ("step", "environment", "delete_step")

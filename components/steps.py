@@ -8,7 +8,6 @@ decides precisely what replaces a step (its `triggers`) and what re-runs it (pro
 """
 from __future__ import annotations
 
-import os
 from typing import Mapping, Sequence
 
 import sys
@@ -20,9 +19,7 @@ import pulumi_kubernetes as k8s
 from . import contract
 from .provider import Steps, StepRunner
 
-# The checkout itself, also when tools/lab.sh runs the program from a scratch project that links to it: paths a
-# stack gives relative to the project (kubeconfigPath, a workspace dir) stay relative to the checkout.
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+PROJECT_DIR = contract.PROJECT_DIR
 
 
 class StepProvider(dynamic.ResourceProvider):
