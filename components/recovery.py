@@ -297,10 +297,11 @@ def orphaned_plugins(project_dir: str) -> list[int]:
             continue
         if _owner(pid) != os.getuid() or not _is_plugin(pid):
             continue
+        # Up to pid 1 included: in a container whose entrypoint is `tools/lab.sh up X`, the live pulumi is pid 1.
         ancestor, seen = _ppid(pid), 0
-        while ancestor and ancestor > 1 and seen < 64 and not is_pulumi_pid(ancestor):
+        while ancestor and seen < 64 and not is_pulumi_pid(ancestor):
             ancestor, seen = _ppid(ancestor), seen + 1
-        if not (ancestor and ancestor > 1 and is_pulumi_pid(ancestor)):
+        if not (ancestor and is_pulumi_pid(ancestor)):
             roots.append(pid)
     # and their descendants (a step's own commands)
     children: dict[int, list[int]] = {}

@@ -216,3 +216,26 @@ def test_a_restored_state_needs_an_up_before_a_destroy(tmp_path):
     put(f.checkpoint + ".bak", checkpoint())
     report = recovery.recover_files(f, "destroy")
     assert report.restored and report.stop and "tools/lab.sh up s" in report.stop
+
+
+def _fake_proc(monkeypatch, tmp_path, table):
+    """A /proc of `table` {pid: (ppid, program)}: every process of this user, started in `tmp_path`."""
+    real_readlink = os.readlink
+    monkeypatch.setattr(recovery, "_listdir", lambda d: [str(p) for p in table] if d == "/proc" else [])
+    monkeypatch.setattr(recovery, "_ppid", lambda pid: table[pid][0] if pid in table else None)
+    monkeypatch.setattr(recovery, "_owner", lambda pid: os.getuid())
+    monkeypatch.setattr(recovery, "_is_plugin", lambda pid: table[pid][1].startswith("pulumi-resource-"))
+    monkeypatch.setattr(recovery, "is_pulumi_pid", lambda pid: pid in table and table[pid][1] == "pulumi")
+    monkeypatch.setattr(os, "readlink", lambda path: str(tmp_path) if path.startswith("/proc/")
+                        else real_readlink(path))
+
+
+def test_a_plugin_of_a_live_pulumi_that_is_pid_1_is_not_a_leftover(monkeypatch, tmp_path):
+    # issue #20, defect 5: a container whose entrypoint is `tools/lab.sh up X` runs that pulumi as pid 1
+    _fake_proc(monkeypatch, tmp_path, {1: (0, "pulumi"), 50: (1, "pulumi-resource-kubernetes")})
+    assert recovery.orphaned_plugins(str(tmp_path)) == []
+
+
+def test_a_plugin_whose_pulumi_is_gone_is_a_leftover(monkeypatch, tmp_path):
+    _fake_proc(monkeypatch, tmp_path, {1: (0, "init"), 50: (1, "pulumi-resource-kubernetes"), 51: (50, "kind")})
+    assert recovery.orphaned_plugins(str(tmp_path)) == [50, 51]
