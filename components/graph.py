@@ -7,8 +7,10 @@ The DOT source is pure (dot_source); write() needs Graphviz's `dot` program.
 from __future__ import annotations
 
 import html
+import contextlib
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 
 import graphviz
@@ -85,11 +87,29 @@ def write(spec: LabSpec, lab: st.LabStatus, out_dir: str, name: str) -> list[str
     source = dot_source(lab)
     written = []
     for fmt in ("svg", "png"):
+        path = os.path.join(out_dir, f"{name}.{fmt}")
         try:
-            path = source.render(outfile=os.path.join(out_dir, f"{name}.{fmt}"), format=fmt, cleanup=True)
+            # dot reads the source on stdin: no file of the source is written (or removed) in out_dir.
+            drawing = source.pipe(format=fmt)
         except (graphviz.ExecutableNotFound, graphviz.CalledProcessError) as exc:
             raise GraphError(f"Graphviz could not draw {name}.{fmt}: {exc}") from None
+        try:
+            _replace(path, drawing)
         except OSError as exc:
             raise GraphError(f"cannot write {name}.{fmt} into {out_dir}: {exc.strerror or exc}") from None
         written.append(path)
     return written
+
+
+def _replace(path: str, data: bytes) -> None:
+    """Write through a private temp file renamed over `path`: a symlink there is replaced, never followed."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".kslab-graph-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise

@@ -313,3 +313,19 @@ def test_a_sample_window_out_of_bounds_is_refused_before_anything_is_read(capsys
     with pytest.raises(SystemExit) as exit_:
         ops_status.main(["status", "--stack", "standalone", "--project-dir", ROOT, "--sample-seconds", "999"])
     assert exit_.value.code == 2 and "between 0 and 120" in capsys.readouterr().err
+
+
+@requires_dot
+def test_graph_never_writes_or_removes_a_file_through_a_link_in_the_out_dir(tmp_path):
+    # issue #20, defect 7: the source was rendered through <out-dir>/<stack>.gv (following a link) and removed
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.gv").symlink_to(outside)
+    (out / "mine.svg").symlink_to(outside)
+    from components.spec import parse_lab
+    graph.write(parse_lab({"clusters": [{"name": "x"}]}), healthy_lab(), str(out), "mine")
+    assert outside.read_text() == "mine" and (out / "mine.gv").is_symlink()
+    assert not (out / "mine.svg").is_symlink() and (out / "mine.svg").read_text().startswith("<?xml")
+    assert sorted(p.name for p in out.iterdir()) == ["mine.gv", "mine.png", "mine.svg"]
