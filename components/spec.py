@@ -828,10 +828,12 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
     registry = _as_text(problems, "kslab:registry", raw.get("registry"), "", example="registry.local:5000")
     if registry is _WRONG_TYPE:
         registry = ""
-    elif registry and not _REGISTRY.match(registry):
+    elif registry and not _REGISTRY.match(registry.rstrip("/")):
         problems.append(Problem("kslab:registry", registry,
-                                "is not a registry host[:port][/path] (no scheme, no leading or trailing '/')",
+                                "is not a registry host[:port][/path] (no scheme, no leading '/')",
                                 "use e.g. registry.local:5000 or registry.local:5000/kubesphere"))
+    else:
+        registry = registry.rstrip("/")  # a harmless trailing '/' (the cc and the image names get none)
     namespace_override, zone = _naming(problems, raw)
     kind_wait = _kind_wait(problems, raw.get("kindWait"))
     if jwt_secret is not None:

@@ -153,3 +153,10 @@ def test_make_images_of_an_unknown_stack_says_so(capsys):
     from tests.support.mock_run import ROOT
     assert images_cli.main(["--stack", "nope", "--project-dir", ROOT]) == 2
     assert "no stack file for nope" in capsys.readouterr().err
+
+
+def test_a_trailing_slash_on_the_registry_is_dropped():
+    # issue #20 ("Also"): refused before, although harmless; now normalised for the cc and every image name
+    lab = parse_lab({"clusters": [{"name": "a"}], "registry": "harbor.corp:5000/"})
+    assert lab.registry == "harbor.corp:5000"
+    assert lab.images_of(lab.clusters[0])[0].ref == "harbor.corp:5000/kubesphere/ks-installer:v3.4.1"
