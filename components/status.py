@@ -233,9 +233,14 @@ def findings(lab: LabStatus) -> list[Finding]:
             found.append(Finding("cluster-stuck-deleting", subject,
                                  f"the Cluster {j.member} on {j.host} has been deleting since {j.deleting_since}, "
                                  f"held by finalizer(s) {', '.join(j.finalizers)}",
-                                 "bring the member back so its controller can finish the unjoin, or force it: "
-                                 f"KSLAB_FORCE_UNJOIN=1 make destroy STACK={stack} (or remove the join from "
-                                 f"kslab:joins and KSLAB_FORCE_UNJOIN=1 make up STACK={stack})"))
+                                 # Narrowest first: the member back ends it by itself; forcing only this
+                                 # join touches nothing else; a destroy removes the whole lab.
+                                 f"bring {j.member} back (its API server) so the controller can finish the unjoin, "
+                                 f"then `make up STACK={stack}` makes the Cluster again if the join is still in "
+                                 f"kslab:joins; if {j.member} is gone for good, remove only this join from "
+                                 f"kslab:joins and run KSLAB_FORCE_UNJOIN=1 make up STACK={stack} (forces this "
+                                 f"unjoin alone); last resort: KSLAB_FORCE_UNJOIN=1 make destroy STACK={stack}, "
+                                 "which removes the whole lab (every cluster kslab made, every install and join)"))
         member_away = j.member_reachable is False or j.kubefed_offline is True or j.kubefed_ready == "False"
         if member_away and not j.deleting_since:
             seen = ("KubeFedCluster Offline" if j.kubefed_offline else "its API server does not answer here"

@@ -128,6 +128,19 @@ def test_a_cluster_deleting_on_its_finalizer_for_long_is_stuck():
     assert "cluster-stuck-deleting" in kinds(lab)
 
 
+def test_a_stuck_cluster_is_fixed_narrowest_first_and_destroy_comes_last():
+    # issue #20, defect 10: the first fix offered was a destroy of the whole lab
+    lab = healthy_lab()
+    lab.joins[0].deleting_since, lab.joins[0].finalizers = "2026-11-28T00:00:00Z", ["finalizer.cluster.kubesphere.io"]
+    lab.joins[0].deleting_seconds = st.STUCK_DELETING_SECONDS
+    fix = next(f.fix for f in st.findings(lab) if f.kind == "cluster-stuck-deleting")
+    assert fix.startswith("bring member back")
+    steps = [fix.index("bring member back"), fix.index("KSLAB_FORCE_UNJOIN=1 make up"),
+             fix.index("KSLAB_FORCE_UNJOIN=1 make destroy")]
+    assert steps == sorted(steps) and fix.endswith("which removes the whole lab (every cluster kslab made, every "
+                                                   "install and join)")
+
+
 def test_a_cluster_deleting_for_a_few_seconds_is_an_unjoin_under_way():
     lab = healthy_lab()
     lab.joins[0].deleting_since, lab.joins[0].finalizers = "2026-11-28T00:00:00Z", ["finalizer.cluster.kubesphere.io"]
