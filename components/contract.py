@@ -74,10 +74,12 @@ ENV_POLL_SECONDS = "KSLAB_POLL_SECONDS"
 ENV_PROGRESS_SECONDS = "KSLAB_PROGRESS_SECONDS"
 ENV_JWT_READ_SECONDS = "KSLAB_JWT_READ_SECONDS"
 ENV_STALE_WAIT = "KSLAB_STALE_WAIT"
+# The cluster a user says is gone for good, so its dev workspace is forgotten with nothing given back.
+ENV_DEV_GONE = "KSLAB_DEV_GONE"
 # Set by the user to see the step provider's own tracebacks (kslab bugs only).
 ENV_DEBUG = "KSLAB_DEBUG"
 USER_STEP_ENV = (ENV_FORCE_UNJOIN, ENV_POLL_SECONDS, ENV_PROGRESS_SECONDS, ENV_JWT_READ_SECONDS, ENV_STALE_WAIT,
-                 ENV_DEBUG)
+                 ENV_DEBUG, ENV_DEV_GONE)
 # What a step's programs (python, kind, docker) need from the machine; nothing else is passed on (never
 # PULUMI_* such as the passphrase, never the user's KUBECONFIG).
 MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ", "XDG_RUNTIME_DIR",

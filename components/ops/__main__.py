@@ -17,6 +17,8 @@ import tempfile
 import time
 import traceback
 
+import yaml
+
 from .. import contract as names
 from .. import kubeconfig as kc
 from .. import devworkspace, preflight_rules, render, versions
@@ -604,12 +606,35 @@ def step_dev_down() -> None:
     try:
         replicas = _give_back(kube, c, devworkspace.NAMESPACE)
     except Transient as exc:
-        log(f"WARNING: {exc}; if cluster '{name}' is gone there is nothing to give back")
+        # Only a cluster that is really gone has nothing to give back; a 503, a 429 or a timeout is not that.
+        gone = _cluster_gone(name, env(names.ENV_KUBECONFIG))
+        if gone is None:
+            fail(f"cannot give {c.name} back on cluster '{name}': {exc}. The workspace is kept, and the next up or "
+                 f"destroy tries again. If '{name}' is gone for good, say so: {names.ENV_DEV_GONE}={name} with that "
+                 "command (kslab then forgets the workspace, giving nothing back)")
+        log(f"cluster '{name}' is gone ({gone}): nothing to give back")
         replicas = None
     if env(names.ENV_DEV_KEEP_FILES, "false") != "true":
         _remove_workspace_files(directory, devworkspace.marker(name, c.name), c.name)
     log(f"{c.name} on '{name}' given back" + (f" ({replicas} replica(s))" if replicas is not None else
                                               " (nothing was taken over)"))
+
+
+def _cluster_gone(name: str, kubeconfig: str) -> str | None:
+    """How we know cluster `name` is gone, or None when it is not known to be. A kind cluster (its kubeconfig's
+    context is kind's `kind-<name>`) is gone when kind no longer lists it; any cluster is, when the user says so."""
+    if os.environ.get(names.ENV_DEV_GONE) == name:
+        return f"{names.ENV_DEV_GONE}={name}"
+    try:
+        context = (yaml.safe_load(kubeconfig) or {}).get("current-context")
+    except yaml.YAMLError:
+        return None
+    if context != f"kind-{name}":
+        return None
+    listed = _kind("get", "clusters", timeout=60)
+    if listed.returncode == 0 and name not in listed.stdout.split():
+        return "kind no longer lists it"
+    return None
 
 
 def _remove_workspace_files(directory: str, marker: str, component: str) -> None:
