@@ -80,6 +80,11 @@ IMAGE_FACTS: tuple[ImageFact, ...] = (
               _KS_CORE + "ks-controller-manager.yaml"),
     ImageFact("ks_kubectl", "kubesphere", "kubectl", _same(KUBECTL_RULE),
               "roles/ks-core/config/templates/kubesphere-config.yaml.j2 (kubectlImage)"),
+    # v3.4.1's notification-manager post-install hook Job (roles/ks-monitor/files/notification-manager/templates/
+    # hooks.yaml): the monitoring playbook never runs ks-core/config's set_fact, so the tag stays
+    # ks_kubectl_tag's default v1.22.0 whatever the cluster's version (one image with ks_kubectl from 1.22 on).
+    ImageFact("ks_kubectl_notification_hook", "kubesphere", "kubectl", (("v3.4.1", KUBECTL_DEFAULT_TAG),),
+              "roles/ks-monitor/templates/custom-values-notification.yaml.j2 (hook.postInstall)"),
     ImageFact("defaultbackend", "mirrorgooglecontainers", "defaultbackend-amd64", _same("1.4"),
               _KS_CORE + "kubesphere-controls-system.yaml"),
     ImageFact("snapshot_controller", "csiplugin", "snapshot-controller", _same("v4.0.0"),
@@ -178,6 +183,8 @@ def facts_for(release: str, role: str, kubernetes_version: str) -> list[ImageFac
     parsed = versions.parse_k8s_version(kubernetes_version or "")
     chosen = []
     for fact in IMAGE_FACTS:
+        if release not in dict(fact.tags):
+            continue  # not installed by this release
         if fact.hosts_only and role != "host":
             continue
         if fact.min_kubernetes and parsed is not None and parsed[:2] < fact.min_kubernetes:
@@ -191,9 +198,11 @@ def plan(release: str, role: str, kubernetes_version: str, naming: Naming) -> li
     The installer's own image follows the same rules (kslab renders its Deployment with them)."""
     if release not in versions.KUBESPHERE_RELEASES:
         raise ValueError(f"no image facts for KubeSphere {release}")
-    return [PlannedImage(fact.key, f"{naming.repository(fact)}:{fact.tag(release, kubernetes_version)}",
-                         f"kubesphere/ks-installer@{release}:{fact.used_by}")
-            for fact in facts_for(release, role, kubernetes_version)]
+    planned: dict[str, PlannedImage] = {}
+    for fact in facts_for(release, role, kubernetes_version):
+        ref = f"{naming.repository(fact)}:{fact.tag(release, kubernetes_version)}"
+        planned.setdefault(ref, PlannedImage(fact.key, ref, f"kubesphere/ks-installer@{release}:{fact.used_by}"))
+    return list(planned.values())  # one entry per image, the first role that pulls it named
 
 
 def installer_image(release: str, naming: Naming) -> str:

@@ -180,9 +180,16 @@ class StackFiles:
         return out
 
     def sidecars(self) -> list[str]:
-        out = []
-        for dirpath, _, files in os.walk(self.pulumi):
-            out += [os.path.join(dirpath, f) for f in files if f.endswith(".attrs")]
+        """This stack's metadata sidecars only: its checkpoint's (and that file's .bak), its backups, its history
+        and its locks. Another stack's (or project's) sidecar may be mid-rewrite by a live run of its own."""
+        prefix = f"{self.stack}.json"
+        out = [os.path.join(self.stacks_dir, f) for f in _listdir(self.stacks_dir)
+               if f.startswith(prefix) and f.endswith(".attrs")]
+        locks = os.path.join(self.pulumi, "locks")
+        dirs = [self.backups_dir, self.history_dir] + [os.path.join(locks, org, self.project, self.stack)
+                                                       for org in _listdir(locks)]
+        for d in dirs:
+            out += [os.path.join(d, f) for f in _listdir(d) if f.endswith(".attrs")]
         return sorted(out)
 
     def leftover_temps(self) -> list[str]:

@@ -7,7 +7,7 @@ The classification and the report are pure; `check` does the I/O.
 """
 from __future__ import annotations
 
-import base64
+import http.client
 import ipaddress
 import json
 import re
@@ -49,6 +49,8 @@ class ImageRef:
     def parse(cls, ref: str) -> "ImageRef":
         full = canonical_ref(ref)
         registry, rest = full.split("/", 1)
+        if registry == DEFAULT_REGISTRY and "/" not in rest.split("@", 1)[0].rsplit(":", 1)[0]:
+            rest = f"library/{rest}"  # Docker Hub's official images: docker.io/nginx is docker.io/library/nginx
         if "@" in rest:
             repository, reference = rest.split("@", 1)
         else:
@@ -120,18 +122,24 @@ class Checker:
     def __init__(self, timeout: float = REQUEST_TIMEOUT, attempts: int = ATTEMPTS, backoff: float = 1.0):
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
         self.tokens: dict[tuple[str, str, str], str] = {}
-        self.context = ssl.create_default_context()
+        context = ssl.create_default_context()
+        self.default = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        self.direct = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                  urllib.request.HTTPSHandler(context=context))
 
     def _request(self, url: str, method: str, headers: dict[str, str]) -> tuple[int, dict, bytes]:
         request = urllib.request.Request(url, method=method, headers=headers)
+        # A registry on this machine is asked directly, never through a proxy the environment names.
+        opener = self.direct if is_loopback(urllib.parse.urlsplit(url).netloc) else self.default
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as response:
+            with opener.open(request, timeout=self.timeout) as response:
                 return response.status, dict(response.headers), response.read() if method == "GET" else b""
         except urllib.error.HTTPError as error:
             body = error.read() if method == "GET" or error.code >= 400 else b""
             return error.code, dict(error.headers or {}), body
 
-    def _token(self, ref: ImageRef, params: dict[str, str]) -> str | None:
+    def _token(self, ref: ImageRef, params: dict[str, str]) -> str | Answer | None:
+        """The bearer token the challenge asks for; an Answer when the token endpoint itself failed."""
         realm = params.get("realm", "")
         if not realm.startswith(("https://", "http://")):
             return None
@@ -142,9 +150,12 @@ class Checker:
                                             if v})
             status, _, body = self._request(f"{realm}?{query}", "GET", {})
             if status != 200:
-                return None
+                # the token endpoint's own answer: a 429 or 5xx there is retried like one of the registry's
+                return classify(status, body) if status == 429 or status >= 500 else None
             doc = json.loads(body or b"{}")
-            self.tokens[key] = doc.get("token") or doc.get("access_token") or ""
+            if not isinstance(doc, dict):
+                raise ValueError("the token endpoint did not answer a JSON object")
+            self.tokens[key] = str(doc.get("token") or doc.get("access_token") or "")
         return self.tokens[key] or None
 
     def _head(self, ref: ImageRef) -> Answer:
@@ -153,6 +164,8 @@ class Checker:
         if status == 401:
             scheme, params = parse_challenge(_header(response_headers, "WWW-Authenticate"))
             token = self._token(ref, params) if scheme == "bearer" else None
+            if isinstance(token, Answer):
+                return token
             if token:
                 headers["Authorization"] = f"Bearer {token}"
                 status, response_headers, body = self._request(ref.manifest_url, "HEAD", headers)
@@ -171,7 +184,7 @@ class Checker:
             try:
                 answer = self._head(parsed)
             except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, ssl.SSLError,
-                    OSError) as error:
+                    http.client.HTTPException, OSError) as error:
                 reason = getattr(error, "reason", error)
                 answer = Answer(UNREACHABLE, f"{type(reason).__name__}: {reason}"[:200])
             except ValueError as error:  # a token endpoint that does not answer JSON

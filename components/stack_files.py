@@ -11,11 +11,15 @@ file you edit (what `make up` wrote there before) is moved out of it once, by re
 
     python -m components.stack_files compose <source> <settings> <scratch>
     python -m components.stack_files keep <source> <settings> <scratch>
+    python -m components.stack_files run <source> <settings> <scratch> -- <command...>   (then keep)
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
+import subprocess
 import sys
 
 import yaml
@@ -83,33 +87,62 @@ def move_salt_out(source_path: str, settings_path: str) -> str | None:
                 "kept the lab's and left the stack file as it is")
     settings[SALT_KEY] = salt
     _write(settings_path, settings)
-    with open(source_path, "w") as fh:
+    # Through a temp file and a rename: a kill can never leave your stack file half-written.
+    tmp = f"{source_path}.kslab-{os.getpid()}"
+    with open(tmp, "w") as fh:
         fh.write(without_salt(text))
+    os.chmod(tmp, os.stat(source_path).st_mode & 0o7777)
+    os.replace(tmp, source_path)
     return (f"moved the encryption salt of this lab from {source_path} to {settings_path} (once; the stack file "
             "is yours again: `git diff` it, and `git checkout` it if you made no edits of your own)")
 
 
+@contextlib.contextmanager
+def _locked(settings_path: str):
+    """One command at a time per stack between making the scratch file and keeping what Pulumi wrote there."""
+    os.makedirs(os.path.dirname(settings_path) or ".", exist_ok=True)
+    with open(os.open(f"{settings_path}.lock", os.O_WRONLY | os.O_CREAT, 0o600)) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _compose(source_path: str, settings_path: str, scratch_path: str) -> None:
+    note = move_salt_out(source_path, settings_path)
+    if note:
+        print(f"kslab: {note}", file=sys.stderr)
+    source = _load(source_path)
+    if not os.path.exists(settings_path):
+        settings = {}
+        if os.path.exists(scratch_path):
+            # A lab whose scratch file was its only record (test stacks before .kslab/stacks): adopt what Pulumi
+            # wrote there beside the config (the salt), once; its config was a copy of an older stack file.
+            settings = {k: v for k, v in _load(scratch_path).items() if k != "config"}
+        _write(settings_path, settings)  # from now on the settings file exists: nothing is adopted again
+    _write(scratch_path, compose(source, _load(settings_path)))
+
+
+def _keep(source_path: str, settings_path: str, scratch_path: str) -> None:
+    _write(settings_path, settings_of(_load(scratch_path), _load(source_path)))
+
+
 def _main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[0] not in ("compose", "keep"):
+    command = argv[5:] if len(argv) > 5 and argv[4] == "--" else None
+    valid = (argv[:1] in (["compose"], ["keep"]) and len(argv) == 4) or (argv[:1] == ["run"] and command)
+    if not valid:
         print(__doc__.rsplit("\n\n", 1)[-1], file=sys.stderr)
         return 2
-    action, source_path, settings_path, scratch_path = argv
-    source = _load(source_path)
-    if action == "compose":
-        note = move_salt_out(source_path, settings_path)
-        if note:
-            print(f"kslab: {note}", file=sys.stderr)
-            source = _load(source_path)
-        settings = _load(settings_path)
-        if not settings and os.path.exists(scratch_path):
-            # A lab whose scratch file was its only record (test stacks before this layout): adopt it.
-            settings = settings_of(_load(scratch_path), source)
-            if settings:
-                _write(settings_path, settings)
-        _write(scratch_path, compose(source, settings))
-    else:
-        _write(settings_path, settings_of(_load(scratch_path), source))
-    return 0
+    action, source_path, settings_path, scratch_path = argv[:4]
+    with _locked(settings_path):
+        if action == "compose":
+            _compose(source_path, settings_path, scratch_path)
+            return 0
+        if action == "keep":
+            _keep(source_path, settings_path, scratch_path)
+            return 0
+        # run: a command that may write the scratch file (pulumi stack select --create, pulumi config), then keep
+        status = subprocess.run(command).returncode
+        _keep(source_path, settings_path, scratch_path)
+        return status
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 distribution built here, stand-in images under the plan's names): a gap refuses the lab before any cluster
 exists and names exactly that image and the registry's answer; with the gap filled the check passes."""
 import os
+import re
 import subprocess
 
 import pytest
@@ -81,15 +82,17 @@ def test_a_missing_image_refuses_the_lab_before_any_cluster(tmp_path, source):
 
 def test_docker_hub_kubesphere_is_refused_with_the_withdrawal(tmp_path):
     """The shipped host-member stack, no registry configured: refused at the image check, before any cluster,
-    whatever Docker Hub answers here (this machine cannot reach it; a laptop gets 'denied')."""
+    whatever Docker Hub answers (unreachable on a machine without the internet; 'denied' for kubesphere/*
+    where it is reachable, while prom/* and the other upstreams may still be found)."""
     project = make_project(tmp_path)
     project.init("host-member")
     proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", "host-member", "--policy-pack",
                           policy_pack(), timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "image check failed: 19 of 19 planned images cannot be found" in out, out[-3000:]
-    assert "docker.io/kubesphere/ks-apiserver:v3.4.1 (for host, member): docker.io answered" in out
+    assert re.search(r"image check failed: 1[2-9] of 19 planned images cannot be found", out), out[-3000:]
+    assert re.search(r"docker.io/kubesphere/ks-apiserver:v3.4.1 \(for host, member\): docker.io answered "
+                     r"(unreachable|denied)", out), out[-3000:]
     assert "withdrew its open-source distribution on 2025-07-31 (kubesphere/kubesphere#6550)" in out
     resources = project.export("host-member")["deployment"].get("resources") or []
     assert not [r for r in resources if r["type"] == "kslab:steps:KindCluster"]

@@ -239,3 +239,25 @@ def test_a_plugin_of_a_live_pulumi_that_is_pid_1_is_not_a_leftover(monkeypatch, 
 def test_a_plugin_whose_pulumi_is_gone_is_a_leftover(monkeypatch, tmp_path):
     _fake_proc(monkeypatch, tmp_path, {1: (0, "init"), 50: (1, "pulumi-resource-kubernetes"), 51: (50, "kind")})
     assert recovery.orphaned_plugins(str(tmp_path)) == [50, 51]
+
+
+def test_recovery_touches_no_other_stacks_sidecars(files, tmp_path):
+    # issue #20, defect 3: the walk covered the whole .pulumi tree, so another stack's sidecar that a live run was
+    # rewriting (empty for a moment), or another project's, was moved aside
+    put(files.checkpoint + ".attrs", "")
+    others = [os.path.join(files.stacks_dir, "s-2.json.attrs"), os.path.join(files.stacks_dir, "t.json.attrs"),
+              os.path.join(files.pulumi, "stacks", "other-project", "s.json.attrs"),
+              os.path.join(files.pulumi, "backups", "kslab", "t", "t.1.json.attrs"),
+              os.path.join(files.pulumi, "locks", "organization", "kslab", "t", "9f.json.attrs")]
+    for path in others:
+        put(path, "")
+    recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
+    assert not os.path.exists(files.checkpoint + ".attrs"), "this stack's own broken sidecar is still repaired"
+    assert all(os.path.exists(p) and os.path.getsize(p) == 0 for p in others)
+
+
+def test_recovery_repairs_its_own_backups_sidecars(files):
+    mine = os.path.join(files.backups_dir, "s.1.json.attrs")
+    put(mine, "")
+    recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
+    assert not os.path.exists(mine)

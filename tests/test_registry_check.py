@@ -13,8 +13,9 @@ from components import registry_check as rc
 class PlayedRegistry:
     """Manifests by (repository, tag); a bearer challenge when `token` is set; scripted failures per path."""
 
-    def __init__(self, manifests, token=None, failures=None):
+    def __init__(self, manifests, token=None, failures=None, denied=(), token_status=200, token_body=None):
         self.manifests, self.token, self.failures = set(manifests), token, dict(failures or {})
+        self.denied, self.token_status, self.token_body = set(denied), token_status, token_body
         self.requests = []
         outer = self
 
@@ -34,11 +35,14 @@ class PlayedRegistry:
             def _answer(self):
                 outer.requests.append((self.command, self.path, self.headers.get("Authorization")))
                 if self.path.startswith("/token"):
-                    return self._send(200, json.dumps({"token": outer.token}).encode())
+                    body = outer.token_body if outer.token_body is not None else json.dumps({"token": outer.token})
+                    return self._send(outer.token_status, body.encode())
                 scripted = outer.failures.get(self.path)
                 if scripted:
                     return self._send(scripted.pop(0))
-                if outer.token and self.headers.get("Authorization") != f"Bearer {outer.token}":
+                _, _, repo_tag = self.path.partition("/v2/")
+                denied = repo_tag.partition("/manifests/")[0] in outer.denied
+                if outer.token and (denied or self.headers.get("Authorization") != f"Bearer {outer.token}"):
                     realm = f"http://127.0.0.1:{outer.port}/token"
                     return self._send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [(
                         "WWW-Authenticate", f'Bearer realm="{realm}",service="played",scope="x"')])
@@ -111,9 +115,44 @@ def test_one_token_per_scope_is_reused(registry):
 
 
 def test_denied_after_the_token(registry):
-    reg = registry(set(), failures={"/v2/kubesphere/ks-console/manifests/v3.4.1": [401, 401]})
+    # what Docker Hub answers for a withdrawn repository: 401 even with the anonymous token it handed out
+    reg = registry(set(), token="t0k", denied={"kubesphere/ks-console"})
     answer = fast_checker().ask(reg.ref("kubesphere/ks-console:v3.4.1"))
-    assert answer.state == rc.DENIED
+    assert (answer.state, answer.detail) == (rc.DENIED, "401 UNAUTHORIZED")
+    assert any(auth == "Bearer t0k" for _, _, auth in reg.requests), "the token was used"
+
+
+def test_a_failing_token_endpoint_is_retried_and_named(registry):
+    reg = registry(set(), token="t0k", token_status=503)
+    answer = fast_checker().ask(reg.ref("a/b:1"))
+    assert answer.state == rc.FAILED and answer.detail.startswith("503")
+    assert sum(path.startswith("/token") for _, path, _ in reg.requests) == 3
+
+
+def test_a_token_answer_that_is_not_an_object_is_a_failure_not_a_traceback(registry):
+    reg = registry(set(), token="t0k", token_body="[1, 2]")
+    assert fast_checker().ask(reg.ref("a/b:1")).state == rc.FAILED
+
+
+def test_a_server_that_speaks_no_http_is_unreachable_not_a_traceback():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def garbage():
+            for _ in range(3):
+                conn, _ = server.accept()
+                conn.recv(1024)
+                conn.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+                conn.close()
+        threading.Thread(target=garbage, daemon=True).start()
+        answer = fast_checker().ask(f"127.0.0.1:{server.getsockname()[1]}/a/b:1")
+    assert answer.state == rc.UNREACHABLE and "BadStatusLine" in answer.detail
+
+
+def test_docker_hub_official_images_live_under_library():
+    assert rc.ImageRef.parse("docker.io/busybox:1.36").repository == "library/busybox"
+    assert rc.ImageRef.parse("busybox:1.36").repository == "library/busybox"
 
 
 def test_server_error_is_retried_until_it_heals(registry):

@@ -1,8 +1,10 @@
 """A stack's own settings live outside the repository (components/stack_files.py): the pure merge, and the
 README's commands in a fresh clone, which must leave `git status --porcelain` empty."""
+import glob
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -55,13 +57,33 @@ def test_a_different_salt_is_never_overwritten(tmp_path):
     assert "v1:new" in source.read_text() and "v1:old" in settings.read_text()
 
 
-def test_a_scratch_file_of_the_old_layout_is_adopted(tmp_path):
+def test_a_scratch_file_of_the_old_layout_gives_its_salt_once(tmp_path):
     source, settings, scratch = (tmp_path / n for n in ("source.yaml", "settings.yaml", "scratch.yaml"))
     source.write_text(yaml.safe_dump(SOURCE))
-    scratch.write_text(yaml.safe_dump(sf.compose(SOURCE, {"encryptionsalt": "v1:kept"})))
+    old = sf.compose({"config": {"kslab:registry": "old"}}, {"encryptionsalt": "v1:kept"})
+    scratch.write_text(yaml.safe_dump(old))
     assert sf.main(["compose", str(source), str(settings), str(scratch)]) == 0
-    assert yaml.safe_load(settings.read_text()) == {"encryptionsalt": "v1:kept"}
-    assert yaml.safe_load(scratch.read_text())["encryptionsalt"] == "v1:kept"
+    assert yaml.safe_load(settings.read_text()) == {"encryptionsalt": "v1:kept"}  # the salt, not the old config
+    assert yaml.safe_load(scratch.read_text())["config"]["kslab:registry"] == ""
+
+
+def test_an_edit_of_the_stack_file_is_never_lost_to_an_older_scratch_file(tmp_path):
+    source, settings, scratch = (tmp_path / n for n in ("source.yaml", "settings.yaml", "scratch.yaml"))
+    source.write_text(yaml.safe_dump(SOURCE))
+    assert sf.main(["compose", str(source), str(settings), str(scratch)]) == 0
+    source.write_text(yaml.safe_dump({"config": {**SOURCE["config"], "kslab:registry": "harbor.corp"}}))
+    assert sf.main(["compose", str(source), str(settings), str(scratch)]) == 0
+    assert yaml.safe_load(scratch.read_text())["config"]["kslab:registry"] == "harbor.corp"
+
+
+def test_run_keeps_what_the_command_wrote(tmp_path):
+    source, settings, scratch = (tmp_path / n for n in ("source.yaml", "settings.yaml", "scratch.yaml"))
+    source.write_text(yaml.safe_dump(SOURCE))
+    assert sf.main(["compose", str(source), str(settings), str(scratch)]) == 0
+    writer = f"import yaml; p={str(scratch)!r}; d=yaml.safe_load(open(p)); d['encryptionsalt']='v1:new'; " \
+             "yaml.safe_dump(d, open(p, 'w'))"
+    assert sf.main(["run", str(source), str(settings), str(scratch), "--", sys.executable, "-c", writer]) == 0
+    assert yaml.safe_load(settings.read_text()) == {"encryptionsalt": "v1:new"}
 
 
 def test_a_broken_stack_file_is_said_without_a_traceback(tmp_path, capsys):
@@ -79,6 +101,11 @@ def _fresh_clone(tmp_path) -> str:
         if os.path.lexists(os.path.join(ROOT, rel)):
             os.makedirs(os.path.dirname(os.path.join(clone, rel)), exist_ok=True)
             shutil.copy2(os.path.join(ROOT, rel), os.path.join(clone, rel), follow_symlinks=False)
+    for stack_file in glob.glob(os.path.join(clone, "stacks", "Pulumi.*.yaml")):  # as committed, with no salt
+        with open(stack_file) as fh:
+            text = sf.without_salt(fh.read())
+        with open(stack_file, "w") as fh:
+            fh.write(text)
     git = ["git", "-c", "user.name=kslab-test", "-c", "user.email=test@kslab.invalid"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fresh"]):
         subprocess.run(git + args, cwd=clone, check=True, capture_output=True)

@@ -36,7 +36,9 @@ mkdir -p "$work/stacks"
 for item in Pulumi.yaml __main__.py components provider policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
 py=$root/venv/bin/python; [[ -x $py ]] || py=python3
 "$py" -m components.stack_files compose "$source_file" "$settings" "$scratch"
-keep_settings() { (cd "$root" && "$py" -m components.stack_files keep "$source_file" "$settings" "$scratch"); }
+# A command that may write the stack file (stack select --create: the salt; config), under the stack's settings
+# lock, then what it wrote is kept in .kslab/stacks.
+then_keep() { "$py" -m components.stack_files run "$root/$source_file" "$root/$settings" "$root/$scratch" -- "$@"; }
 
 # The image plan reads the stack file alone: no state, no engine.
 [[ "$action" != images ]] || exec venv/bin/python -m components.ops.images --stack "$stack" --project-dir "$work" "$@"
@@ -69,15 +71,14 @@ case "$action" in
 esac
 # status and graph only read: they must not create a stack (which writes an encryption salt into its file).
 if [[ "$action" != status && "$action" != graph && "$action" != cancel && "$action" != forget ]]; then
-  pulumi stack select "$stack" --create >/dev/null
-  keep_settings  # a new stack's encryption salt goes to the lab's own settings at once
+  then_keep pulumi stack select "$stack" --create >/dev/null  # a new stack's salt goes to .kslab/stacks at once
 fi
 case "$action" in
   preview|up) exec pulumi "$action" --stack "$stack" --policy-pack "$pack" "${extra[@]}" "$@" ;;
   destroy|refresh) exec pulumi "$action" --stack "$stack" "$@" ;;
   output) exec pulumi stack output --stack "$stack" "$@" ;;
   # Stack settings of your own (e.g. `config <stack> set --secret kslab:jwtSecret`): kept in .kslab/stacks.
-  config) status=0; pulumi config --stack "$stack" "$@" || status=$?; keep_settings; exit $status ;;
+  config) then_keep pulumi config --stack "$stack" "$@"; exit $? ;;
   cancel) exec pulumi cancel --stack "$stack" --yes "$@" ;;
   forget) exec pulumi stack rm --stack "$stack" --force --preserve-config --yes "$@" ;;
   # Read-only views of the lab (components/ops/status.py); the pictures go to the repository root by default.

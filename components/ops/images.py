@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         if r["ref"] in answers:
             r["answer"] = {"state": answers[r["ref"]].state, "detail": answers[r["ref"]].detail}
     print(json.dumps(rows, indent=2) if args.json else render_text(spec, args.stack, rows, answers))
-    return 1 if any(a.state != registry_check.FOUND for a in answers.values()) else 0
+    # as `up` judges: only images of clusters whose check is on can refuse the lab
+    return 1 if any(r["checked"] and r["answer"]["state"] != registry_check.FOUND for r in rows if "answer" in r) \
+        else 0
 
 
 if __name__ == "__main__":
