@@ -47,7 +47,7 @@ test: venv
 	trap '[ -z "$${KSLAB_DOCKER_STARTED:-}" ] || tools/docker/docker.sh stop' EXIT; \
 	eval "$$(tools/registry/build.sh)"; \
 	tools/graph/dot.sh; \
-	$(PYTEST) -q -rs
+	$(PYTEST) -q -rfs
 
 kind-tier:
 	@tools/kind/tier.sh

@@ -1,5 +1,6 @@
 """kslab: a KubeSphere multi-cluster lab as one Pulumi stack (see README)."""
 import os
+import signal
 
 import pulumi
 
@@ -7,6 +8,11 @@ from components.lab import Lab, LabArgs
 from components.spec import LabConfigError
 from components.stack_config import load_lab
 from components.steps import PROJECT_DIR
+
+# The language host interrupts the program (SIGINT) when a run stops early, e.g. once a step has failed, while the
+# program may still be registering resources; the run's own error says why it stopped, so the program ends
+# quietly instead of printing Python's traceback of the interrupted registration.
+signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
 
 config = pulumi.Config("kslab")
 try:

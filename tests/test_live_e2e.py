@@ -298,7 +298,11 @@ PROGRAM_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "policies")
 
 
 def _use_program(lab, commit: str | None) -> None:
-    """Put the program of `commit` (None: this checkout) into the lab's project copy."""
+    """Put the program of `commit` (None: this checkout) into the lab's project copy. An older program knows no
+    `imageCheck` (the test stacks turn the image check off): its stack file is the test stack without it, as it
+    was then; this checkout's gets it back."""
+    clusters = [{k: v for k, v in c.items() if k != "imageCheck"} for c in lab.config["kslab:clusters"]]
+    lab.set_config("kslab:clusters", clusters if commit else [{**c, "imageCheck": False} for c in clusters])
     for item in PROGRAM_ITEMS:
         path = os.path.join(lab.project.dir, item)
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)

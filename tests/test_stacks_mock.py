@@ -9,7 +9,7 @@ import pytest
 from components.spec import parse_lab
 from components.stack_config import STRING_KEYS
 from tests.support.expected import expected_resources
-from tests.support.mock_run import STACKS_DIR, run_program, stack_config
+from tests.support.mock_run import ROOT, STACKS_DIR, run_program, stack_config
 
 STACKS = sorted(os.path.basename(p)[len("Pulumi."):-len(".yaml")]
                 for p in glob.glob(os.path.join(STACKS_DIR, "Pulumi.*.yaml")))
@@ -187,3 +187,19 @@ def test_existing_backend_from_file(tmp_path):
     check = run.named("member-to-host-check")
     assert "10.1.2.3:6443" in check.inputs["environment"]["KSLAB_JOIN_KUBECONFIG"]
     assert "kubeconfig-member" in run.secret_outputs
+
+
+def test_the_program_ends_quietly_when_the_language_host_interrupts_it():
+    """A run stopped early (a step failed) interrupts the program while it may still be registering: it exits
+    at once with 130, printing nothing (never Python's traceback of the interrupted registration). The probe runs
+    the program's opening (up to reading the config) in a process of its own, then is interrupted."""
+    import subprocess
+    import sys
+    probe = ("import os, signal, time\n"
+             f"opening = open({os.path.join(ROOT, '__main__.py')!r}).read().split('config = pulumi.Config')[0]\n"
+             "exec(compile(opening, '__main__.py', 'exec'), {'__name__': '__main__'})\n"
+             "os.kill(os.getpid(), signal.SIGINT)\n"
+             "time.sleep(5)\n"
+             "print('not interrupted')\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")

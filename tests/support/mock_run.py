@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import runpy
+import signal
 from dataclasses import dataclass, field
 
 import pulumi
@@ -175,7 +176,12 @@ def run_program(config: dict[str, str], preview: bool = False, secret_keys: list
 
     @pulumi.runtime.test
     def program():
-        runpy.run_path(MAIN, run_name="__main__")
+        # The program ends itself quietly on SIGINT (the language host's stop); pytest keeps its own Ctrl-C.
+        handler = signal.getsignal(signal.SIGINT)
+        try:
+            runpy.run_path(MAIN, run_name="__main__")
+        finally:
+            signal.signal(signal.SIGINT, handler)
 
     program()
     _collect_stack_outputs(run)
