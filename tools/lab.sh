@@ -41,7 +41,7 @@ py=$root/venv/bin/python; [[ -x $py ]] || py=python3
 then_keep() { "$py" -m components.stack_files run "$root/$source_file" "$root/$settings" "$root/$scratch" -- "$@"; }
 
 # The image plan reads the stack file alone: no state, no engine.
-[[ "$action" != images ]] || exec venv/bin/python -m components.ops.images --stack "$stack" --project-dir "$work" "$@"
+[[ "$action" != images ]] || exec "$py" -m components.ops.images --stack "$stack" --project-dir "$work" "$@"
 
 mkdir -p .kslab/state
 export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.kslab/state}
