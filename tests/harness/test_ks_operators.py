@@ -36,10 +36,10 @@ def world(tmp_path):
         c.stop()
 
 
-def install(cluster: LiveCluster, version: str, role: str, spec_override=None, jwt: str = "") -> None:
-    """The installer objects and a cc, as kslab applies them (or with a spec of the test's own)."""
+def install(cluster: LiveCluster, version: str, role: str, spec_override=None, jwt: str = "") -> str:
+    """The installer objects and a cc, as kslab applies them (or with a spec of the test's own); the cc's uid."""
     install_objects(cluster, version)
-    create_cc(cluster, version, role, spec_override, jwt)
+    return create_cc(cluster, version, role, spec_override, jwt)
 
 
 def install_objects(cluster: LiveCluster, version: str) -> None:
@@ -57,14 +57,17 @@ def _cc_listable(api) -> bool:
         return False
 
 
-def create_cc(cluster: LiveCluster, version: str, role: str, spec_override=None, jwt: str = "") -> None:
+def create_cc(cluster: LiveCluster, version: str, role: str, spec_override=None, jwt: str = "") -> str:
+    """Create the cc; its uid, from the create's own answer (a read after it may already see a migrated cc)."""
     lab = parse_lab({"clusters": [{"name": "c", "role": role, "backend": "existing", "kubernetesVersion": "v1.26.13",
                                    "kubesphereVersion": version, "kubeconfigPath": "unused"}]})
     api = api_of(cluster)
     cc = render.cluster_configuration(lab.clusters[0], jwt)
     if spec_override is not None:
         cc["spec"] = spec_override
-    client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, NS, "clusterconfigurations", cc)
+    created = client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, NS,
+                                                                           "clusterconfigurations", cc)
+    return created["metadata"]["uid"]
 
 
 def cc_of(cluster: LiveCluster) -> dict | None:
@@ -104,8 +107,7 @@ def test_v3_4_migration_recreates_a_cc_without_terminal(world):
                                    "kubeconfigPath": "unused"}]})
     spec = render.cluster_configuration(lab.clusters[0], "")["spec"]
     del spec["terminal"]
-    install(clusters["host"], "v3.4.1", "none", spec_override=spec)
-    first_uid = until(lambda: (cc_of(clusters["host"]) or {}).get("metadata", {}).get("uid"))
+    first_uid = install(clusters["host"], "v3.4.1", "none", spec_override=spec)
     until(lambda: op.actor("host").recreated, what="the migration")
     cc = until(lambda: cc_of(clusters["host"]))
     assert cc["metadata"]["uid"] != first_uid
