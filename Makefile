@@ -6,7 +6,7 @@ STACK ?= standalone
 export KSLAB_CACHE ?= $(HOME)/.cache/kslab
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: help venv check test engine kube kind-tier preview up destroy outputs status graph images crash-campaign bench harness-up harness-down
+.PHONY: help venv check test engine kube kind-tier preview up destroy outputs status graph images registry crash-campaign bench harness-up harness-down
 
 help:
 	@echo "make up STACK=<name>       create/converge the lab of stacks/Pulumi.<name>.yaml (main job)"
@@ -15,6 +15,7 @@ help:
 	@echo "make outputs STACK=<name>  show the stack outputs (add ARGS=--show-secrets for kubeconfigs)"
 	@echo "make status STACK=<name>   the running lab at a glance, with findings and fixes (ARGS=--json); exit 1 on findings"
 	@echo "make images STACK=<name>   every image the lab pulls and where it comes from (ARGS=--check asks the registries)"
+	@echo "make registry ARGS=<list|size|status|remove --yes>  the lab registry every lab shares (STACK= names its own)"
 	@echo "make graph STACK=<name>    draw the lab to <name>.svg and <name>.png (coloured by live status once it is up)"
 	@echo "make check                 fast tests: pure functions, mocks, policies (~1 min)"
 	@echo "make test                  every test this machine can run (builds the engine etc. once)"
@@ -82,6 +83,9 @@ status: venv
 
 images: venv
 	@tools/lab.sh images $(STACK) $(ARGS)
+
+registry: venv
+	@tools/lab.sh registry $(STACK) $(ARGS)
 
 graph: venv
 	@tools/lab.sh graph $(STACK) $(if $(OUT),--out-dir $(abspath $(OUT))) $(ARGS)

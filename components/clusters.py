@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 from . import contract as names
 from . import kubeconfig as kc
 from . import render
+from .image_sources import LabRegistry
 from .spec import ClusterSpec
 from .steps import ops_step
 
@@ -24,8 +25,10 @@ TYPE_PREFIX = names.TYPE_PREFIX
 class KindClusterArgs:
     spec: ClusterSpec
     kind_wait: str
-    # What must succeed before the cluster is created: the machine preflight and the image check.
+    # What must succeed before the cluster is created: the machine preflight, the image check, the lab images.
     wait_for: list[pulumi.Resource]
+    # The lab registry the nodes pull every KubeSphere image from (kslab:imageSources), or None.
+    lab_registry: LabRegistry | None = None
 
 
 @dataclass
@@ -64,15 +67,18 @@ class KindCluster(_ClusterBase):
     def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{TYPE_PREFIX}:KindCluster", name, None, opts)
         spec = self.spec = args.spec
-        config_yaml = render.kind_config_yaml(spec)
+        pulls_from_lab = args.lab_registry is not None
+        config_yaml = render.kind_config_yaml(spec, pulls_from_lab)
+        environment = {names.ENV_CLUSTER: spec.name, names.ENV_NODE_IMAGE: spec.node_image,
+                       names.ENV_KIND_CONFIG: config_yaml, names.ENV_KIND_WAIT: args.kind_wait}
+        if args.lab_registry is not None:
+            environment[names.ENV_LAB_REGISTRY] = args.lab_registry.as_env()
         self.create = ops_step(
-            f"{name}-kind", "kind-create",
-            {names.ENV_CLUSTER: spec.name, names.ENV_NODE_IMAGE: spec.node_image,
-             names.ENV_KIND_CONFIG: config_yaml, names.ENV_KIND_WAIT: args.kind_wait},
+            f"{name}-kind", "kind-create", environment,
             pulumi.ResourceOptions(parent=self, depends_on=args.wait_for or None),
             delete_step="kind-delete", read_step="kind-read", secret_stdout=True, delete_before_replace=True,
             # A kind cluster cannot be changed in place: a new config means a new cluster.
-            triggers=[spec.name, render.spec_fingerprint(render.kind_config(spec))],
+            triggers=[spec.name, render.spec_fingerprint(render.kind_config(spec, pulls_from_lab))],
         )
         result = self.create.stdout.apply(json.loads)
         self.kubeconfig = pulumi.Output.secret(result.apply(lambda r: r["kubeconfig"]))

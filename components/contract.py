@@ -21,6 +21,7 @@ STEP_MODULE = "steps"
 STEP_TYPE_NAMES = {
     "preflight": "Preflight",
     "image-check": "ImageCheck",
+    "lab-images": "LabImages",
     "gen-secret": "GeneratedSecret",
     "kind-create": "KindCluster",
     "role-guard": "RoleGuard",
@@ -54,6 +55,11 @@ ENV_KIND_CONFIG = "KSLAB_KIND_CONFIG"
 ENV_KIND_WAIT = "KSLAB_KIND_WAIT"
 ENV_PLAN = "KSLAB_PLAN"
 ENV_IMAGES = "KSLAB_IMAGES"  # the image plan the image check asks the registries for: {ref: [cluster, ...]}
+# The lab registry ({"name", "hostPort"}) and what goes into it: {namespace/name:tag: {"candidates": [ref, ...],
+# "clusters": [...]}}; the source registries' credentials ({host: {"username", "password"}}, a secret).
+ENV_LAB_REGISTRY = "KSLAB_LAB_REGISTRY"
+ENV_LAB_IMAGES = "KSLAB_LAB_IMAGES"
+ENV_REGISTRY_AUTH = "KSLAB_REGISTRY_AUTH"
 ENV_TIMEOUT = "KSLAB_TIMEOUT"
 ENV_WAIT_KEYS = "KSLAB_WAIT_KEYS"
 ENV_BASELINE = "KSLAB_BASELINE"

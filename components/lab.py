@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 
 from . import contract as names
-from . import devworkspace, versions
+from . import devworkspace, image_sources, versions
 from .clusters import TYPE_PREFIX, ExistingCluster, ExistingClusterArgs, KindCluster, KindClusterArgs, _ClusterBase
 from .join import KubeFedJoin, KubeFedJoinArgs
 from .kubesphere import KubeSphereInstall, KubeSphereInstallArgs, MulticlusterRole, MulticlusterRoleArgs
@@ -58,6 +58,8 @@ class LabArgs:
     existing_kubeconfigs: dict[str, pulumi.Output[str]]
     # A user-provided shared jwtSecret (secret config), or None to generate one once.
     jwt_secret: pulumi.Output[str] | None = None
+    # kslab:registryCredentials (secret JSON: {host: {username, password}}) for the image sources, or None.
+    registry_credentials: pulumi.Output[str] | None = None
 
 
 class Lab(pulumi.ComponentResource):
@@ -82,11 +84,27 @@ class Lab(pulumi.ComponentResource):
         self.image_plan = {c.name: spec.images_of(c) for c in spec.clusters}
         wanted: dict[str, list[str]] = {}
         for c in spec.clusters:
-            for image in self.image_plan[c.name] if c.image_check else ():
-                wanted.setdefault(image.ref, []).append(c.name)
+            if c.image_check and not spec.uses_lab_registry(c):  # the lab registry's images: lab-images below
+                for image in self.image_plan[c.name]:
+                    wanted.setdefault(image.ref, []).append(c.name)
         self.image_check = ops_step("image-check", "image-check", {names.ENV_IMAGES: json.dumps(wanted)},
                                     child) if wanted else None
-        before_clusters = [r for r in (self.preflight, self.image_check) if r is not None]
+        # kslab:imageSources: each image of the kind clusters found in the sources, then copied once into the lab
+        # registry they all pull from. The registry outlives the lab, so this step deletes nothing.
+        self.lab_images = None
+        sources = spec.image_sources
+        lab_wanted: dict[str, dict] = {}
+        for c in spec.clusters:
+            for image in self.image_plan[c.name] if spec.uses_lab_registry(c) else ():
+                path = image_sources.upstream_path(image, sources.lab)
+                entry = lab_wanted.setdefault(path, {"candidates": sources.candidates(path), "clusters": []})
+                entry["clusters"].append(c.name)
+        if lab_wanted:
+            environment = {names.ENV_LAB_REGISTRY: sources.lab.as_env(), names.ENV_LAB_IMAGES: json.dumps(lab_wanted)}
+            if args.registry_credentials is not None:
+                environment[names.ENV_REGISTRY_AUTH] = pulumi.Output.secret(args.registry_credentials)
+            self.lab_images = ops_step("lab-images", "lab-images", environment, child)
+        before_clusters = [r for r in (self.preflight, self.image_check, self.lab_images) if r is not None]
 
         self.shared_jwt = None
         if spec.jwt_secret_mode == "shared":
@@ -99,7 +117,9 @@ class Lab(pulumi.ComponentResource):
         self.clusters: dict[str, _ClusterBase] = {}
         for c in spec.clusters:
             if c.is_kind:
-                self.clusters[c.name] = KindCluster(c.name, KindClusterArgs(c, spec.kind_wait, before_clusters), child)
+                lab_registry = sources.lab if spec.uses_lab_registry(c) else None
+                self.clusters[c.name] = KindCluster(c.name, KindClusterArgs(c, spec.kind_wait, before_clusters,
+                                                                            lab_registry), child)
             else:
                 self.clusters[c.name] = ExistingCluster(
                     c.name, ExistingClusterArgs(c, args.existing_kubeconfigs[c.name]), child)
@@ -117,7 +137,8 @@ class Lab(pulumi.ComponentResource):
                 spec=c, provider=self.clusters[c.name].provider, kubeconfig=self.clusters[c.name].kubeconfig,
                 cluster=self.clusters[c.name], role=self.roles[c.name], jwt_secret=self._jwt_for(spec, c),
                 jwt_source=self._jwt_source(spec, c),
-                naming=spec.naming, timeout_seconds=spec.install_timeout_seconds, image_check=self.image_check),
+                naming=spec.naming_of(c), timeout_seconds=spec.install_timeout_seconds,
+                image_check=self.image_check),
                 child)
 
         self.joins = {

@@ -119,8 +119,10 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 class Checker:
     """Asks registries for manifests; one token per registry, service and repository, shared by the threads."""
 
-    def __init__(self, timeout: float = REQUEST_TIMEOUT, attempts: int = ATTEMPTS, backoff: float = 1.0):
+    def __init__(self, timeout: float = REQUEST_TIMEOUT, attempts: int = ATTEMPTS, backoff: float = 1.0,
+                 credentials: dict[str, tuple[str, str]] | None = None):
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
+        self.credentials = credentials or {}  # registry host as written -> (username, password); never logged
         self.tokens: dict[tuple[str, str, str], str] = {}
         context = ssl.create_default_context()
         self.default = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
@@ -138,6 +140,15 @@ class Checker:
             body = error.read() if method == "GET" or error.code >= 400 else b""
             return error.code, dict(error.headers or {}), body
 
+    def _basic(self, ref: ImageRef) -> dict[str, str]:
+        """The Authorization header of the registry's credentials, if any (sent to its token endpoint or to a
+        registry that asks for Basic)."""
+        import base64
+        pair = self.credentials.get(ref.registry)
+        if not pair:
+            return {}
+        return {"Authorization": "Basic " + base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode()}
+
     def _token(self, ref: ImageRef, params: dict[str, str]) -> str | Answer | None:
         """The bearer token the challenge asks for; an Answer when the token endpoint itself failed."""
         realm = params.get("realm", "")
@@ -148,7 +159,7 @@ class Checker:
         if key not in self.tokens:
             query = urllib.parse.urlencode({k: v for k, v in (("service", params.get("service")), ("scope", scope))
                                             if v})
-            status, _, body = self._request(f"{realm}?{query}", "GET", {})
+            status, _, body = self._request(f"{realm}?{query}", "GET", self._basic(ref))
             if status != 200:
                 # the token endpoint's own answer: a 429 or 5xx there is retried like one of the registry's
                 return classify(status, body) if status == 429 or status >= 500 else None
@@ -166,8 +177,8 @@ class Checker:
             token = self._token(ref, params) if scheme == "bearer" else None
             if isinstance(token, Answer):
                 return token
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
+            if token or (scheme == "basic" and self._basic(ref)):
+                headers.update({"Authorization": f"Bearer {token}"} if token else self._basic(ref))
                 status, response_headers, body = self._request(ref.manifest_url, "HEAD", headers)
         if status in (401, 403, 404) and not body:
             # A HEAD answer has no body: ask once more with GET for the registry's error code (never on success,
@@ -225,4 +236,49 @@ def report(answers: dict[str, Answer], clusters_of: dict[str, list[str]]) -> str
         "  Fix: put these images in a registry you control under the same names (skopeo copy, or KubeSphere's "
         "offline image list) and set kslab:registry to it (README 'Where the images come from'); or, for a cluster "
         "whose nodes reach a registry this machine cannot, set imageCheck: false on that cluster.")
+    return "\n".join(lines)
+
+
+def locate(candidates: dict[str, list[str]], concurrency: int = CONCURRENCY,
+           checker: Checker | None = None) -> dict[str, list[tuple[str, Answer]]]:
+    """For each image (upstream's `namespace/name:tag`), its candidates asked in order until one has it: every
+    (candidate, answer) asked. The image is found when the last answer is FOUND."""
+    checker = checker or Checker()
+
+    def ask_in_order(path: str) -> list[tuple[str, Answer]]:
+        asked = []
+        for ref in candidates[path]:
+            answer = checker.ask(ref)
+            asked.append((ref, answer))
+            if answer.state == FOUND:
+                break
+        return asked
+
+    paths = list(candidates)
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(paths) or 1))) as pool:
+        return dict(zip(paths, pool.map(ask_in_order, paths)))
+
+
+def found_at(asked: list[tuple[str, Answer]]) -> str | None:
+    return asked[-1][0] if asked and asked[-1][1].state == FOUND else None
+
+
+def report_sources(located: dict[str, list[tuple[str, Answer]]], clusters_of: dict[str, list[str]]) -> str | None:
+    """The refusal for every image no source has, with what each source answered; None when all were found."""
+    missing = {path: asked for path, asked in located.items() if found_at(asked) is None}
+    if not missing:
+        return None
+    lines = [f"{len(missing)} of {len(located)} planned images are in none of the image sources; no cluster "
+             "was created:"]
+    withdrawn = False
+    for path, asked in missing.items():
+        lines.append(f"  - {path} (for {', '.join(clusters_of.get(path, [])) or 'the lab'}):")
+        for ref, answer in asked:
+            lines.append(f"      {canonical_ref(ref)}: {answer.state} ({answer.detail})")
+            withdrawn = withdrawn or canonical_ref(ref).startswith(WITHDRAWN_NAMESPACE)
+    if withdrawn:
+        lines.append(f"  {WITHDRAWAL_NOTE}.")
+    lines.append(
+        "  Fix: add a source that has them to kslab:imageSources (they are asked in order), name one image's own "
+        "source in kslab:imageOverrides, or load them from an archive (README 'Where the images come from').")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from . import cc_defaults, images, versions
+from . import cc_defaults, image_sources, images, versions
 # Labels and annotations the policy pack reads off the registered objects (one source: contract.py).
 from .contract import (CLUSTER_LABEL, HOST_LABEL, JWT_SOURCE_ANNOTATION, K8S_VERSION_ANNOTATION,  # noqa: F401
                        LOOPBACK_ANNOTATION, MEMBER_LABEL, MEMBER_UID_ANNOTATION, MULTI_HOST_ANNOTATION)
@@ -28,8 +28,10 @@ KUBESPHERE_CONFIG_MAP = "kubesphere-config"
 MANAGED_BY_LABEL = {"app.kubernetes.io/managed-by": "kslab"}
 
 
-def kind_config(cluster: ClusterSpec) -> dict:
-    """kind.x-k8s.io/v1alpha4 config: one control-plane with the console NodePort mapped."""
+def kind_config(cluster: ClusterSpec, pulls_from_lab_registry: bool = False) -> dict:
+    """kind.x-k8s.io/v1alpha4 config: one control-plane with the console NodePort mapped; with the lab registry,
+    containerd reads per-registry host configs (kind's `containerdConfigPatches`, as its "Local Registry" guide
+    uses them; kslab writes the lab registry's hosts.toml once the nodes exist)."""
     networking: dict = {}
     if cluster.pod_subnet:
         networking["podSubnet"] = cluster.pod_subnet
@@ -53,11 +55,13 @@ def kind_config(cluster: ClusterSpec) -> dict:
     }
     if networking:
         doc["networking"] = networking
+    if pulls_from_lab_registry:
+        doc["containerdConfigPatches"] = [image_sources.CONTAINERD_PATCH]
     return doc
 
 
-def kind_config_yaml(cluster: ClusterSpec) -> str:
-    return yaml.safe_dump(kind_config(cluster), sort_keys=False)
+def kind_config_yaml(cluster: ClusterSpec, pulls_from_lab_registry: bool = False) -> str:
+    return yaml.safe_dump(kind_config(cluster, pulls_from_lab_registry), sort_keys=False)
 
 
 UPSTREAM_NAMING = images.Naming()  # no local_registry, no namespace_override, no zone: upstream's own names

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import images, versions
+from . import image_sources, images, versions
 
 ROLES = ("none", "host", "member")
 BACKENDS = ("kind", "existing")
@@ -162,14 +162,26 @@ class LabSpec:
     zone: str = ""
     warnings: tuple[str, ...] = field(default=())
     dev_workspaces: tuple[DevWorkspaceSpec, ...] = field(default=())
+    # kslab:imageSources: kind clusters pull from the lab registry, filled from these (components/image_sources.py)
+    image_sources: image_sources.ImageSources | None = None
 
     @property
     def naming(self) -> images.Naming:
-        """ks-installer's image naming inputs, as every cluster's cc carries them."""
+        """ks-installer's image naming inputs from kslab:registry, namespaceOverride and zone."""
         return images.Naming(self.registry, self.namespace_override, self.zone)
 
+    def uses_lab_registry(self, cluster: ClusterSpec) -> bool:
+        """A kind cluster of a lab with image sources pulls from the lab registry (on kind's network, which an
+        existing cluster cannot reach)."""
+        return self.image_sources is not None and cluster.is_kind
+
+    def naming_of(self, cluster: ClusterSpec) -> images.Naming:
+        """The naming inputs this cluster's cc carries."""
+        return self.image_sources.naming if self.uses_lab_registry(cluster) else self.naming
+
     def images_of(self, cluster: ClusterSpec) -> list[images.PlannedImage]:
-        return images.plan(cluster.kubesphere_version, cluster.role, cluster.kubernetes_version, self.naming)
+        return images.plan(cluster.kubesphere_version, cluster.role, cluster.kubernetes_version,
+                           self.naming_of(cluster))
 
     def cluster(self, name: str) -> ClusterSpec:
         return next(c for c in self.clusters if c.name == name)
@@ -576,7 +588,8 @@ def _check_subnet_sizes(problems: list[Problem], path: str, pod: str | None, ser
 
 # Every top-level `kslab:*` key: the structured ones (lists, mappings, numbers, booleans) and the strings.
 STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "installTimeoutSeconds",
-                   "joinTimeoutSeconds", "unjoinTimeoutSeconds", "devWorkspaces")
+                   "joinTimeoutSeconds", "unjoinTimeoutSeconds", "devWorkspaces", "imageSources", "imageOverrides",
+                   "labRegistry")
 STRING_KEYS = ("validationMode", "jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait",
                "namespaceOverride", "zone")
 JWT_SECRET_KEY = "jwtSecret"
@@ -588,7 +601,8 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 def check_config_keys(keys: list[str], kubeconfig_secret_keys: list[str]) -> list[Problem]:
     """Unknown top-level `kslab:*` keys (a typo keeps a default silently), with the nearest valid one.
     `keys` are without the namespace; the secret keys clusters name as kubeconfigSecret are allowed."""
-    known = set(STRUCTURED_KEYS) | set(STRING_KEYS) | {JWT_SECRET_KEY} | set(kubeconfig_secret_keys)
+    known = (set(STRUCTURED_KEYS) | set(STRING_KEYS) | {JWT_SECRET_KEY, image_sources.CREDENTIALS_KEY}
+             | set(kubeconfig_secret_keys))
     problems = []
     for key in sorted(set(keys) - known):
         close = difflib.get_close_matches(key, sorted(known), n=1)
@@ -835,6 +849,9 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
     else:
         registry = registry.rstrip("/")  # a harmless trailing '/' (the cc and the image names get none)
     namespace_override, zone = _naming(problems, raw)
+    sources, source_problems = image_sources.parse_sources(raw.get("imageSources"), raw.get("imageOverrides"),
+                                                           raw.get("labRegistry"))
+    problems.extend(Problem(*p) for p in source_problems)
     kind_wait = _kind_wait(problems, raw.get("kindWait"))
     if jwt_secret is not None:
         # The value is never shown: only what is wrong with it.
@@ -869,6 +886,7 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
         kind_wait=kind_wait, registry=registry, namespace_override=namespace_override, zone=zone,
         warnings=tuple(warnings),
         dev_workspaces=_parse_dev_workspaces(problems, raw.get("devWorkspaces"), {c.name for c in clusters}),
+        image_sources=sources,
     )
     return lab, problems
 

@@ -7,6 +7,7 @@ import os
 import pulumi
 import yaml
 
+from . import image_sources
 from . import kubeconfig as kc
 from .spec import (JWT_SECRET_KEY, STRING_KEYS, STRUCTURED_KEYS, LabSpec, Problem, parse_lab_problems,
                    settle)
@@ -78,15 +79,20 @@ def _read_bytes(path: str) -> bytes:
 
 
 def load_lab(config: pulumi.Config, project_dir: str, stack: str | None,
-             stack_dir: str | None = None) -> tuple[LabSpec, dict[str, pulumi.Output[str]]]:
-    """The validated lab and each existing cluster's kubeconfig. Every problem of the settings and of every
-    kubeconfig is raised together in one LabConfigError, before anything is registered. `stack_dir` is the
-    Pulumi project the stack file is read from (default: `project_dir`)."""
+             stack_dir: str | None = None) -> tuple[LabSpec, dict[str, pulumi.Output[str]], pulumi.Output[str] | None]:
+    """The validated lab, each existing cluster's kubeconfig and the image sources' credentials (both secrets).
+    Every problem of the settings and of every kubeconfig is raised together in one LabConfigError, before
+    anything is registered. `stack_dir` is the Pulumi project the stack file is read from (default: `project_dir`)."""
     keys = stack_config_keys(stack_dir or project_dir, stack) if stack else None
     # Decrypted in memory only, to check it is usable; never shown.
     lab, problems = parse_lab_problems(read_raw(config), keys, jwt_secret=config.get(JWT_SECRET_KEY))
     kubeconfigs, kubeconfig_problems = read_existing_kubeconfigs(config, project_dir, lab)
-    return settle(lab, problems + kubeconfig_problems), kubeconfigs
+    credentials, credential_problems = image_sources.parse_credentials(
+        config.get(image_sources.CREDENTIALS_KEY),
+        pulumi.runtime.is_config_secret(f"kslab:{image_sources.CREDENTIALS_KEY}"))
+    problems = problems + kubeconfig_problems + [Problem(*p) for p in credential_problems]
+    return (settle(lab, problems), kubeconfigs,
+            pulumi.Output.secret(credentials) if credentials is not None else None)
 
 
 def read_existing_kubeconfigs(config: pulumi.Config, project_dir: str,

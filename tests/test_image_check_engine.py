@@ -96,3 +96,57 @@ def test_docker_hub_kubesphere_is_refused_with_the_withdrawal(tmp_path):
     assert "withdrew its open-source distribution on 2025-07-31 (kubesphere/kubesphere#6550)" in out
     resources = project.export("host-member")["deployment"].get("resources") or []
     assert not [r for r in resources if r["type"] == "kslab:steps:KindCluster"]
+
+
+def test_image_sources_refuse_a_gap_before_any_cluster_then_fill_the_lab_registry_once(tmp_path, source):
+    """kslab:imageSources on the real engine: with one image in no source, the lab-images step refuses the lab
+    naming it with each source's answer, before any cluster and before the lab registry exists; with the gap
+    filled it creates the lab registry and copies every image once from the first source that has it."""
+    from components.image_sources import LabRegistry
+    from components.ops import lab_registry
+    from tests.support.registry import _free_port
+    upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming())]
+    gap = "kubesphere/tower:v0.2.1"
+    for path in upstream:
+        if path != gap:
+            source.push_stand_in(f"{source.address}/{path}")
+    source.mark()
+    registry = LabRegistry("kt-imgsrc-registry", _free_port())
+    project = make_project(tmp_path)
+    doc = {"config": {"kslab:imageSources": [f"{source.address}/mirror", source.address],
+                      "kslab:labRegistry": {"name": registry.name, "hostPort": registry.host_port},
+                      "kslab:kubesphereVersion": "v3.4.1", "kslab:nodeImage": "kindest/node:v1.25.16",
+                      "kslab:clusters": [{"name": CLUSTER, "role": "host", "consoleHostPort": 31899}]}}
+    with open(os.path.join(project.dir, "stacks", f"Pulumi.{STACK}.yaml"), "w") as fh:
+        yaml.safe_dump(doc, fh)
+    project.init(STACK)
+    try:
+        proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--policy-pack", policy_pack(),
+                              timeout=600)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert "image sources: 1 of 19 planned images are in none of the image sources; no cluster was created" \
+            in out, out[-3000:]
+        assert f"{source.address}/mirror/tower:v0.2.1: missing (404 MANIFEST_UNKNOWN)" in out
+        assert f"{source.address}/kubesphere/tower:v0.2.1: missing (404 MANIFEST_UNKNOWN)" in out
+        assert "Traceback" not in out
+        assert lab_registry.container_state(registry) is None, "no lab registry before every image is found"
+        assert CLUSTER not in _kind_clusters()
+        assert not [m for m, _ in source.manifest_requests() if m not in ("HEAD", "GET")]
+
+        source.push_stand_in(f"{source.address}/{gap}")
+        source.mark()
+        target = f"urn:pulumi:{STACK}::kslab::kslab:lab:Lab$kslab:steps:LabImages::lab-images"
+        project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--target", target, timeout=900)
+        steps = [r for r in project.export(STACK)["deployment"].get("resources") or []
+                 if r["type"] == "kslab:steps:LabImages"]
+        assert len(steps) == 1 and '"held": 0' in steps[0]["outputs"]["stdout"], steps
+        copied = [uri for m, uri in source.manifest_requests() if m == "GET"]
+        assert sorted(copied) == sorted(f"/v2/{p.replace(':', '/manifests/')}" for p in upstream), \
+            "each image copied once, from the second source (the first has none)"
+        from components.ops.registry import images as held_images
+        assert held_images(registry) == sorted(upstream)
+        assert CLUSTER not in _kind_clusters()
+    finally:
+        lab_registry._docker("rm", "-f", registry.name)
+        lab_registry._docker("volume", "rm", registry.volume)

@@ -13,8 +13,10 @@ from components import registry_check as rc
 class PlayedRegistry:
     """Manifests by (repository, tag); a bearer challenge when `token` is set; scripted failures per path."""
 
-    def __init__(self, manifests, token=None, failures=None, denied=(), token_status=200, token_body=None):
+    def __init__(self, manifests, token=None, failures=None, denied=(), token_status=200, token_body=None,
+                 token_basic=None):
         self.manifests, self.token, self.failures = set(manifests), token, dict(failures or {})
+        self.token_basic = token_basic  # the Basic Authorization header the token endpoint demands, if any
         self.denied, self.token_status, self.token_body = set(denied), token_status, token_body
         self.requests = []
         outer = self
@@ -35,6 +37,8 @@ class PlayedRegistry:
             def _answer(self):
                 outer.requests.append((self.command, self.path, self.headers.get("Authorization")))
                 if self.path.startswith("/token"):
+                    if outer.token_basic and self.headers.get("Authorization") != outer.token_basic:
+                        return self._send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
                     body = outer.token_body if outer.token_body is not None else json.dumps({"token": outer.token})
                     return self._send(outer.token_status, body.encode())
                 scripted = outer.failures.get(self.path)

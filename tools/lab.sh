@@ -3,6 +3,7 @@
 #   tools/lab.sh <preview|up|destroy|refresh|output> <stack> [extra pulumi args]
 #   tools/lab.sh <status|graph> <stack> [options of python -m components.ops.status]
 #   tools/lab.sh images <stack> [--check] [--json]   the image plan (python -m components.ops.images)
+#   tools/lab.sh registry <stack> <list|size|status|remove [--yes]>   the lab registry (components/ops/registry.py)
 #   tools/lab.sh config <stack> <pulumi config args>   settings of your own, kept in .kslab/stacks (not the stack file)
 #   tools/lab.sh cancel <stack>   remove the lock of a run you know is gone (pulumi cancel)
 #   tools/lab.sh forget <stack>   drop the stack's state, keeping its stack file (pulumi stack rm --preserve-config)
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output|config|status|graph|images|cancel|forget> <stack>}
+action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output|config|status|graph|images|registry|cancel|forget> <stack>}
 stack=${2:?usage: tools/lab.sh <action> <stack>}
 shift 2
 extra=()
@@ -42,6 +43,12 @@ then_keep() { "$py" -m components.stack_files run "$root/$source_file" "$root/$s
 
 # The image plan reads the stack file alone: no state, no engine.
 [[ "$action" != images ]] || exec "$py" -m components.ops.images --stack "$stack" --project-dir "$work" "$@"
+[[ "$action" != registry ]] || exec "$py" -m components.ops.registry --stack "$stack" --project-dir "$work" "$@"
+# A lab with image sources copies its images with crane into a lab registry run from distribution's binary; both
+# are built once from their Go modules (tools/registry/build.sh, cached).
+if [[ "$action" == up ]] && grep -qs '^ *kslab:imageSources:' "$source_file" "$settings"; then
+  eval "$(tools/registry/build.sh)"
+fi
 
 mkdir -p .kslab/state
 export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.kslab/state}

@@ -80,6 +80,52 @@ def step_image_check() -> None:
                                                                    for r in answers})}))
 
 
+def _registry_auth() -> dict[str, tuple[str, str]]:
+    doc = json.loads(os.environ.get(names.ENV_REGISTRY_AUTH) or "{}")
+    return {host: (entry["username"], entry["password"]) for host, entry in doc.items()}
+
+
+def step_lab_images() -> None:
+    """Every image of the lab's kind clusters into the lab registry: found in the sources first (a refusal lists
+    each one no source has, before anything is copied or created), then copied once. What the lab registry
+    already holds is asked of no source, so a re-up copies nothing and works offline."""
+    from .. import registry_check  # the HTTP client loads only for this step
+    from ..image_sources import LabRegistry
+    from . import lab_registry
+    lab = LabRegistry.from_env(env(names.ENV_LAB_REGISTRY))
+    wanted: dict[str, dict] = json.loads(env(names.ENV_LAB_IMAGES))
+    credentials = _registry_auth()
+    started = time.monotonic()
+    try:
+        state = lab_registry.container_state(lab)
+        held: set[str] = set()
+        if state is not None:
+            log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
+            present = registry_check.check([f"{lab.local}/{path}" for path in wanted])
+            held = {path for path in wanted if present[f"{lab.local}/{path}"].state == registry_check.FOUND}
+        missing = [path for path in wanted if path not in held]
+        checker = registry_check.Checker(credentials=credentials)
+        located = registry_check.locate({path: wanted[path]["candidates"] for path in missing}, checker=checker)
+        refusal = registry_check.report_sources(located, {path: wanted[path]["clusters"] for path in wanted})
+        if refusal:
+            fail("image sources: " + refusal)
+        if state is None:
+            log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
+        copied: dict[str, str] = {}
+        with tempfile.TemporaryDirectory(prefix="kslab-auth-") as auth_dir:
+            docker_config = lab_registry.write_docker_config(auth_dir, credentials) if credentials else None
+            for path in missing:
+                source = registry_check.found_at(located[path])
+                lab_registry.copy(source, f"{lab.local}/{path}", docker_config)
+                copied[path] = source
+                log(f"copied {source} into the lab registry as {path}")
+    except lab_registry.RegistryError as error:
+        fail(f"lab registry: {error}")
+    log(f"lab registry: {len(wanted)} images, {len(held)} already there, {len(copied)} copied, in "
+        f"{time.monotonic() - started:.1f}s")
+    print(json.dumps({"registry": lab.local, "images": len(wanted), "held": len(held), "copied": copied}))
+
+
 def _kind(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(["kind", *args], capture_output=True, text=True, timeout=timeout)
 
@@ -123,6 +169,15 @@ def step_kind_create() -> None:
                                   stdout=sys.stderr, timeout=1800)
         if proc.returncode != 0:
             fail(f"`kind create cluster --name {name}` failed (exit {proc.returncode}); see the output above")
+    if os.environ.get(names.ENV_LAB_REGISTRY):
+        from ..image_sources import LabRegistry
+        from . import lab_registry
+        lab = LabRegistry.from_env(os.environ[names.ENV_LAB_REGISTRY])
+        try:
+            nodes = lab_registry.configure_nodes(lab, name)
+        except lab_registry.RegistryError as error:
+            fail(f"cluster '{name}': {error}")
+        log(f"cluster '{name}': {len(nodes)} node(s) pull from the lab registry {lab.in_network}")
     _print_kind_access(name)
 
 
@@ -661,6 +716,7 @@ def _remove_workspace_files(directory: str, marker: str, component: str) -> None
 STEPS = {
     "preflight": step_preflight,
     "image-check": step_image_check,
+    "lab-images": step_lab_images,
     "kind-create": step_kind_create,
     "kind-delete": step_kind_delete,
     "kind-read": step_kind_read,

@@ -9,29 +9,67 @@ import argparse
 import json
 import sys
 
-from .. import registry_check
+from .. import image_sources, registry_check
 from ..spec import LabSpec
 from .status import load_spec_or_say_why
 
 
 def plan_rows(spec: LabSpec) -> list[dict]:
-    """One row per cluster and image, in plan order."""
+    """One row per cluster and image, in plan order. An image of the lab registry names the sources it is copied
+    from (asked in order); any other image is pulled by the cluster from its own registry."""
     rows = []
     for cluster in spec.clusters:
+        lab = spec.uses_lab_registry(cluster)
         for image in spec.images_of(cluster):
-            rows.append({"cluster": cluster.name, "ref": image.ref, "image": image.canonical,
-                         "from": registry_check.ImageRef.parse(image.ref).registry,
-                         "checked": cluster.image_check, "usedBy": image.used_by})
+            row = {"cluster": cluster.name, "ref": image.ref, "image": image.canonical,
+                   "from": registry_check.ImageRef.parse(image.ref).registry,
+                   "checked": cluster.image_check or lab, "usedBy": image.used_by}
+            if lab:
+                row["sources"] = spec.image_sources.candidates(image_sources.upstream_path(image, spec.image_sources.lab))
+            rows.append(row)
     return rows
+
+
+def check_rows(spec: LabSpec, rows: list[dict]) -> dict[str, registry_check.Answer]:
+    """Each row's answer: its own registry's, or for a lab image the lab registry's (when it already holds it)
+    or else the first source's that has it."""
+    direct = [r["ref"] for r in rows if "sources" not in r]
+    answers = registry_check.check(direct) if direct else {}
+    lab_rows = [r for r in rows if "sources" in r]
+    if lab_rows:
+        lab = spec.image_sources.lab
+        paths = {r["ref"]: image_sources.upstream_path_of_ref(r["ref"], lab) for r in lab_rows}
+        held = registry_check.check([f"{lab.local}/{p}" for p in set(paths.values())],
+                                    checker=registry_check.Checker(attempts=1))
+        missing = {r["ref"]: r["sources"] for r in lab_rows if held[f"{lab.local}/{paths[r['ref']]}"].state
+                   != registry_check.FOUND}
+        located = registry_check.locate(missing)
+        for r in lab_rows:
+            if r["ref"] in located:
+                asked = located[r["ref"]]
+                where = registry_check.found_at(asked)
+                answers[r["ref"]] = registry_check.Answer(asked[-1][1].state, f"{where}" if where else "; ".join(
+                    f"{ref}: {a.state} ({a.detail})" for ref, a in asked))
+            else:
+                answers[r["ref"]] = registry_check.Answer(registry_check.FOUND, f"in the lab registry {lab.local}")
+    return answers
 
 
 def render_text(spec: LabSpec, stack: str, rows: list[dict], answers: dict[str, registry_check.Answer]) -> str:
     naming = spec.naming
     lines = [f"Images of stack {stack}, named as ks-installer names them (kslab:registry={naming.local_registry!r}, "
              f"kslab:namespaceOverride={naming.namespace_override!r}, kslab:zone={naming.zone!r}):"]
+    if spec.image_sources is not None:
+        lab = spec.image_sources.lab
+        lines.append(f"kind clusters pull from the lab registry '{lab.name}' ({lab.in_network} on kind's network, "
+                     f"{lab.local} here), filled once from kslab:imageSources in order: "
+                     + ", ".join(spec.image_sources.prefixes))
     for cluster in spec.clusters:
         mine = [r for r in rows if r["cluster"] == cluster.name]
-        check = "checked before anything is created" if cluster.image_check else "not checked (imageCheck: false)"
+        if spec.uses_lab_registry(cluster):
+            check = "copied from the sources into the lab registry before anything is created"
+        else:
+            check = "checked before anything is created" if cluster.image_check else "not checked (imageCheck: false)"
         lines.append(f"\ncluster {cluster.name} ({cluster.role}, KubeSphere {cluster.kubesphere_version} on "
                      f"Kubernetes {cluster.kubernetes_version}): {len(mine)} images, {check}")
         width = max(len(r["image"]) for r in mine)
@@ -39,14 +77,18 @@ def render_text(spec: LabSpec, stack: str, rows: list[dict], answers: dict[str, 
             answer = answers.get(r["ref"])
             state = f"  [{answer.state}: {answer.detail}]" if answer else ""
             lines.append(f"  {r['image']:<{width}}  {r['usedBy'].split(':', 1)[1]}{state}")
+            if "sources" in r:
+                lines.append(f"  {'':<{width}}  from: {', '.join(r['sources'])}")
     by_registry: dict[str, set[str]] = {}
     for r in rows:
         by_registry.setdefault(r["from"], set()).add(r["ref"])
     lines.append("\n" + f"{len({r['ref'] for r in rows})} distinct images, from " + ", ".join(
         f"{registry} ({len(refs)})" for registry, refs in sorted(by_registry.items())))
-    if any(r["image"].startswith(registry_check.WITHDRAWN_NAMESPACE) for r in rows):
+    withdrawn = registry_check.WITHDRAWN_NAMESPACE
+    if any(r["image"].startswith(withdrawn) or any(registry_check.canonical_ref(s).startswith(withdrawn)
+                                                    for s in r.get("sources", ())) for r in rows):
         lines.append(f"Note: {registry_check.WITHDRAWAL_NOTE}. Point kslab at your copy of these images: set "
-                     "kslab:registry (README 'Where the images come from').")
+                     "kslab:imageSources, or kslab:registry (README 'Where the images come from').")
     return "\n".join(lines)
 
 
@@ -61,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if spec is None:
         return 2
     rows = plan_rows(spec)
-    answers = registry_check.check([r["ref"] for r in rows]) if args.check else {}
+    answers = check_rows(spec, rows) if args.check else {}
     for r in rows:
         if r["ref"] in answers:
             r["answer"] = {"state": answers[r["ref"]].state, "detail": answers[r["ref"]].detail}

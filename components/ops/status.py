@@ -299,10 +299,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("wrote " + " and ".join(written))
         return 0
+    # The lab registry is the machine's, not the lab's: a line of its own, never a finding of the lab.
+    registry_line = None
+    if spec.image_sources is not None:
+        from .registry import status_line
+        registry_line = status_line(spec.image_sources.lab)
     if args.json:
-        print(json.dumps(st.as_json(lab, found), indent=2))
+        doc = st.as_json(lab, found)
+        if registry_line:
+            doc["labRegistry"] = registry_line
+        print(json.dumps(doc, indent=2))
     else:
-        print(st.table(lab, found))
+        print(st.table(lab, found) + (f"\n{registry_line}" if registry_line else ""))
     return 1 if found else 0
 
 

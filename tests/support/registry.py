@@ -81,6 +81,28 @@ class SourceRegistry:
         else:
             self._crane("copy", self._stand_in, ref)
 
+    def push_runnable(self, ref: str, binary: str) -> None:
+        """An image whose entrypoint is `binary` (a static program built here), pushed as `ref`: a pod runs it."""
+        layer = os.path.join(self.root, "runnable.tar")
+        with tarfile.open(layer, "w") as tar:
+            tar.add(binary, arcname="kslab-stand-in")
+        self._crane("append", "-f", layer, "-t", ref)
+        self._crane("mutate", ref, "--entrypoint", "/kslab-stand-in", "-t", ref)  # without -t: by digest only
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, uri, bytes written) of every request the registry answered since the mark."""
+        found = []
+        with open(self.log_path) as fh:
+            for line in fh.readlines()[self._mark:]:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("msg", "").startswith("response completed"):
+                    found.append((entry.get("http.request.method"), entry.get("http.request.uri", ""),
+                                  int(entry.get("http.response.written") or 0)))
+        return found
+
     def manifest_requests(self) -> list[tuple[str, str]]:
         """(method, path) of every manifest request the registry logged since the mark."""
         found = []
@@ -102,3 +124,13 @@ class SourceRegistry:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self._log.close()
+
+
+def build_stand_in_program(out_dir: str) -> str:
+    """A static program that runs until it is stopped (the node image's own pause program, built for a pod)."""
+    out = os.path.join(out_dir, "kslab-stand-in")
+    source = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "kind", "node-image")
+    proc = subprocess.run(["go", "build", "-trimpath", "-o", out, "./cmd/pause"], cwd=source, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "CGO_ENABLED": "0", "GOWORK": "off"})
+    assert proc.returncode == 0, f"building the stand-in program failed: {proc.stderr[-2000:]}"
+    return out
