@@ -6,7 +6,7 @@ STACK ?= standalone
 export KSLAB_CACHE ?= $(HOME)/.cache/kslab
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: help venv check test engine kube kind-tier preview up destroy outputs status graph images registry crash-campaign bench harness-up harness-down
+.PHONY: help venv check test engine kube kind-tier preview up destroy outputs status graph images images-save registry crash-campaign bench harness-up harness-down
 
 help:
 	@echo "make up STACK=<name>       create/converge the lab of stacks/Pulumi.<name>.yaml (main job)"
@@ -15,6 +15,7 @@ help:
 	@echo "make outputs STACK=<name>  show the stack outputs (add ARGS=--show-secrets for kubeconfigs)"
 	@echo "make status STACK=<name>   the running lab at a glance, with findings and fixes (ARGS=--json); exit 1 on findings"
 	@echo "make images STACK=<name>   every image the lab pulls and where it comes from (ARGS=--check asks the registries)"
+	@echo "make images-save STACK=<name> OUT=<file>  every planned image into one archive (for kslab:imageArchives)"
 	@echo "make registry ARGS=<list|size|status|remove --yes>  the lab registry every lab shares (STACK= names its own)"
 	@echo "make graph STACK=<name>    draw the lab to <name>.svg and <name>.png (coloured by live status once it is up)"
 	@echo "make check                 fast tests: pure functions, mocks, policies (~1 min)"
@@ -86,6 +87,10 @@ images: venv
 
 registry: venv
 	@tools/lab.sh registry $(STACK) $(ARGS)
+
+images-save: venv
+	@test -n "$(OUT)" || { echo "usage: make images-save STACK=<name> OUT=<file>"; exit 2; }
+	@tools/lab.sh images $(STACK) --save $(abspath $(OUT))
 
 graph: venv
 	@tools/lab.sh graph $(STACK) $(if $(OUT),--out-dir $(abspath $(OUT))) $(ARGS)

@@ -74,11 +74,15 @@ CONTAINERD_PATCH = ('[plugins."io.containerd.grpc.v1.cri".registry]\n'
                     f'  config_path = "{CONTAINERD_CERTS_DIR}"\n')
 
 
+DOCKER_PREFIX = "docker:"  # an override from this machine's Docker (an image you built), not a registry
+
+
 @dataclass(frozen=True)
 class ImageSources:
     prefixes: tuple[str, ...]
     overrides: tuple[tuple[str, str], ...] = ()  # (key, ref), in the stack file's order
     lab: LabRegistry = field(default_factory=LabRegistry)
+    archives: tuple[str, ...] = ()  # image archives (make images-save), as the stack file names them
 
     @property
     def naming(self) -> images.Naming:
@@ -92,7 +96,7 @@ class ImageSources:
         ref = table.get(path) or table.get(repository)
         if ref is None:
             return None
-        return ref if _has_tag(ref) else f"{ref}:{tag}"
+        return ref if _has_tag(ref.removeprefix(DOCKER_PREFIX)) else f"{ref}:{tag}"
 
     def candidates(self, path: str) -> list[str]:
         """Where to look for `namespace/name:tag` (upstream's name), in order: its override alone, else each source."""
@@ -120,18 +124,40 @@ def upstream_path_of_ref(ref: str, lab: LabRegistry) -> str:
     return ref[len(prefix):]
 
 
-def parse_sources(raw_sources, raw_overrides, raw_registry) -> tuple[ImageSources | None, list[tuple[str, object, str, str]]]:
-    """kslab:imageSources, kslab:imageOverrides and kslab:labRegistry, and every problem as
-    (field, value, what is wrong, what to do). None when no sources are set (the lab pulls as before)."""
+def _archives(problems: list, raw) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        problems.append(("kslab:imageArchives", raw, "must be a non-empty list of archive files",
+                         "e.g. imageArchives: [~/kslab-images.tar] (made by make images-save)"))
+        return ()
+    found = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not item.strip():
+            problems.append((f"kslab:imageArchives[{i}]", item, "is not a file path",
+                             "name a file make images-save wrote, e.g. ~/kslab-images.tar"))
+        else:
+            found.append(item)
+    return tuple(found)
+
+
+def parse_sources(raw_sources, raw_overrides, raw_registry,
+                  raw_archives=None) -> tuple[ImageSources | None, list[tuple[str, object, str, str]]]:
+    """kslab:imageSources, kslab:imageOverrides, kslab:labRegistry and kslab:imageArchives, and every problem as
+    (field, value, what is wrong, what to do). None when neither sources nor archives are set (the lab pulls as
+    before)."""
     problems: list[tuple[str, object, str, str]] = []
-    if raw_sources is None:
+    archives = _archives(problems, raw_archives)
+    if raw_sources is None and raw_archives is None:
         for key, value in (("kslab:imageOverrides", raw_overrides), ("kslab:labRegistry", raw_registry)):
             if value is not None:
-                problems.append((key, value, "has no effect without kslab:imageSources",
+                problems.append((key, value, "has no effect without kslab:imageSources or kslab:imageArchives",
                                  "set kslab:imageSources (README 'Where the images come from'), or remove it"))
         return None, problems
     prefixes: list[str] = []
-    if not isinstance(raw_sources, list) or not raw_sources:
+    if raw_sources is None:
+        pass  # archives alone: a lab with no network
+    elif not isinstance(raw_sources, list) or not raw_sources:
         problems.append(("kslab:imageSources", raw_sources, "must be a non-empty list of registry prefixes",
                          "e.g. imageSources: [harbor.corp/kubesphere, docker.io/prom]"))
     else:
@@ -157,9 +183,11 @@ def parse_sources(raw_sources, raw_overrides, raw_registry) -> tuple[ImageSource
                     problems.append((f"kslab:imageOverrides[{key}]", key,
                                      "is not an image's upstream name namespace/name[:tag]",
                                      "use a name `make images` prints, e.g. kubesphere/ks-apiserver"))
-                elif not isinstance(ref, str) or "://" in ref or not re.match(r"^[A-Za-z0-9][A-Za-z0-9./_:@-]*$", ref):
+                elif (not isinstance(ref, str) or "://" in ref
+                      or not re.match(r"^[A-Za-z0-9][A-Za-z0-9./_:@-]*$", ref.removeprefix(DOCKER_PREFIX))):
                     problems.append((f"kslab:imageOverrides[{key}]", ref, "is not an image reference",
-                                     "use e.g. me.local:5000/ks-controller-manager:dev"))
+                                     "use e.g. me.local:5000/ks-controller-manager:dev, or docker:kcm:dev for an "
+                                     "image in this machine's Docker"))
                 else:
                     overrides.append((key, ref))
     lab = LabRegistry()
@@ -180,7 +208,7 @@ def parse_sources(raw_sources, raw_overrides, raw_registry) -> tuple[ImageSource
                                  f"use e.g. {DEFAULT_LAB_REGISTRY_PORT}"))
                 port = lab.host_port
             lab = LabRegistry(name, port)
-    return ImageSources(tuple(prefixes), tuple(overrides), lab), problems
+    return ImageSources(tuple(prefixes), tuple(overrides), lab, archives), problems
 
 
 CREDENTIALS_KEY = "registryCredentials"

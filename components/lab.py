@@ -7,6 +7,7 @@ for its host's secret.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 import pulumi
@@ -97,10 +98,14 @@ class Lab(pulumi.ComponentResource):
         for c in spec.clusters:
             for image in self.image_plan[c.name] if spec.uses_lab_registry(c) else ():
                 path = image_sources.upstream_path(image, sources.lab)
-                entry = lab_wanted.setdefault(path, {"candidates": sources.candidates(path), "clusters": []})
+                entry = lab_wanted.setdefault(path, {"candidates": sources.candidates(path), "clusters": [],
+                                                     "override": sources.override_for(path) is not None})
                 entry["clusters"].append(c.name)
         if lab_wanted:
             environment = {names.ENV_LAB_REGISTRY: sources.lab.as_env(), names.ENV_LAB_IMAGES: json.dumps(lab_wanted)}
+            if sources.archives:
+                environment[names.ENV_LAB_ARCHIVES] = json.dumps([
+                    os.path.join(PROJECT_DIR, os.path.expanduser(a)) for a in sources.archives])
             if args.registry_credentials is not None:
                 environment[names.ENV_REGISTRY_AUTH] = pulumi.Output.secret(args.registry_credentials)
             self.lab_images = ops_step("lab-images", "lab-images", environment, child)

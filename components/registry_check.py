@@ -263,8 +263,10 @@ def found_at(asked: list[tuple[str, Answer]]) -> str | None:
     return asked[-1][0] if asked and asked[-1][1].state == FOUND else None
 
 
-def report_sources(located: dict[str, list[tuple[str, Answer]]], clusters_of: dict[str, list[str]]) -> str | None:
-    """The refusal for every image no source has, with what each source answered; None when all were found."""
+def report_sources(located: dict[str, list[tuple[str, Answer]]], clusters_of: dict[str, list[str]],
+                   archives: list[str] | tuple[str, ...] = ()) -> str | None:
+    """The refusal for every image no source (and no archive) has, with what each source answered; None when all
+    were found."""
     missing = {path: asked for path, asked in located.items() if found_at(asked) is None}
     if not missing:
         return None
@@ -273,6 +275,10 @@ def report_sources(located: dict[str, list[tuple[str, Answer]]], clusters_of: di
     withdrawn = False
     for path, asked in missing.items():
         lines.append(f"  - {path} (for {', '.join(clusters_of.get(path, [])) or 'the lab'}):")
+        for archive in archives:
+            lines.append(f"      {archive}: not in this archive")
+        if not asked and not archives:
+            lines.append("      no image source is set")
         for ref, answer in asked:
             lines.append(f"      {canonical_ref(ref)}: {answer.state} ({answer.detail})")
             withdrawn = withdrawn or canonical_ref(ref).startswith(WITHDRAWN_NAMESPACE)

@@ -589,7 +589,7 @@ def _check_subnet_sizes(problems: list[Problem], path: str, pod: str | None, ser
 # Every top-level `kslab:*` key: the structured ones (lists, mappings, numbers, booleans) and the strings.
 STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "installTimeoutSeconds",
                    "joinTimeoutSeconds", "unjoinTimeoutSeconds", "devWorkspaces", "imageSources", "imageOverrides",
-                   "labRegistry")
+                   "labRegistry", "imageArchives")
 STRING_KEYS = ("validationMode", "jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait",
                "namespaceOverride", "zone")
 JWT_SECRET_KEY = "jwtSecret"
@@ -850,7 +850,7 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
         registry = registry.rstrip("/")  # a harmless trailing '/' (the cc and the image names get none)
     namespace_override, zone = _naming(problems, raw)
     sources, source_problems = image_sources.parse_sources(raw.get("imageSources"), raw.get("imageOverrides"),
-                                                           raw.get("labRegistry"))
+                                                           raw.get("labRegistry"), raw.get("imageArchives"))
     problems.extend(Problem(*p) for p in source_problems)
     kind_wait = _kind_wait(problems, raw.get("kindWait"))
     if jwt_secret is not None:

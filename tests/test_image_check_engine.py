@@ -36,6 +36,17 @@ def _plan(registry: str) -> list[str]:
     return [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming(registry))]
 
 
+def _one_file_tar(body: bytes) -> bytes:
+    import io
+    import tarfile
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("own.txt")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
 def _kind_clusters() -> set[str]:
     try:
         out = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True, timeout=60)
@@ -148,6 +159,69 @@ def test_image_sources_refuse_a_gap_before_any_cluster_then_fill_the_lab_registr
         from components.ops.registry import images as held_images
         assert sorted(held_images(registry)) == sorted(upstream)
         assert CLUSTER not in _kind_clusters()
+
+        # An image of your own, from this machine's Docker, overrides the plan's entry, even one already held.
+        own = "kslab-test/ks-controller-manager:dev"
+        lab_registry._docker("import", "-c", "LABEL io.kslab.test=own-build", "-", own,
+                             stdin=_one_file_tar(b"built here\n"))
+        doc["config"]["kslab:imageOverrides"] = {"kubesphere/ks-controller-manager": f"docker:{own}"}
+        with open(os.path.join(project.dir, "stacks", f"Pulumi.{STACK}.yaml"), "w") as fh:
+            yaml.safe_dump(doc, fh)
+        source.mark()
+        proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--target", target, timeout=900)
+        out = proc.stdout + proc.stderr
+        assert f"pushed docker:{own} from this machine's Docker" in out and "18 already there, 1 copied" in out, \
+            out[-3000:]
+        assert not source.manifest_requests(), "no source is asked for what the lab registry holds"
+        config = subprocess.run(["crane", "config", f"{registry.local}/kubesphere/ks-controller-manager:v3.4.1"],
+                                capture_output=True, text=True, timeout=60, check=True).stdout
+        assert "own-build" in config
+    finally:
+        lab_registry._docker("rmi", "kslab-test/ks-controller-manager:dev")
+        lab_registry._docker("rm", "-f", registry.name)
+        lab_registry._docker("volume", "rm", registry.volume)
+
+
+def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_path, source):
+    """make images-save writes every planned image into one file; a stack with only kslab:imageArchives then
+    fills the lab registry from it, the source registry stopped (a lab with no network)."""
+    import sys
+    from components.image_sources import LabRegistry
+    from components.ops import lab_registry
+    from components.ops.registry import images as held_images
+    from tests.support.registry import _free_port
+    upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming())]
+    for path in upstream:
+        source.push_stand_in(f"{source.address}/{path}")
+    registry = LabRegistry("kt-archive-registry", _free_port())
+    project = make_project(tmp_path)
+    stack_file = os.path.join(project.dir, "stacks", f"Pulumi.{STACK}.yaml")
+    doc = {"config": {"kslab:imageSources": [source.address],
+                      "kslab:labRegistry": {"name": registry.name, "hostPort": registry.host_port},
+                      "kslab:kubesphereVersion": "v3.4.1", "kslab:nodeImage": "kindest/node:v1.25.16",
+                      "kslab:clusters": [{"name": CLUSTER, "role": "host", "consoleHostPort": 31899}]}}
+    with open(stack_file, "w") as fh:
+        yaml.safe_dump(doc, fh)
+    archive = str(tmp_path / "lab-images.tar")
+    saved = subprocess.run([sys.executable, "-m", "components.ops.images", "--stack", STACK, "--project-dir",
+                            project.dir, "--save", archive], capture_output=True, text=True, timeout=900,
+                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert saved.returncode == 0, saved.stderr[-3000:]
+    assert f"wrote {archive}: 19 images" in saved.stdout
+    source.close()
+    del doc["config"]["kslab:imageSources"]
+    doc["config"]["kslab:imageArchives"] = [archive]
+    with open(stack_file, "w") as fh:
+        yaml.safe_dump(doc, fh)
+    project.init(STACK)
+    try:
+        target = f"urn:pulumi:{STACK}::kslab::kslab:lab:Lab$kslab:steps:LabImages::lab-images"
+        parent = f"urn:pulumi:{STACK}::kslab::kslab:lab:Lab::lab"  # a first up: the component is made too
+        proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--target", parent, "--target",
+                              target, timeout=900)
+        out = proc.stdout + proc.stderr
+        assert "19 images, 0 already there, 19 copied" in out, out[-3000:]
+        assert sorted(held_images(registry)) == sorted(upstream)
     finally:
         lab_registry._docker("rm", "-f", registry.name)
         lab_registry._docker("volume", "rm", registry.volume)

@@ -41,12 +41,13 @@ py=$root/venv/bin/python; [[ -x $py ]] || py=python3
 # lock, then what it wrote is kept in .kslab/stacks.
 then_keep() { "$py" -m components.stack_files run "$root/$source_file" "$root/$settings" "$root/$scratch" -- "$@"; }
 
-# The image plan reads the stack file alone: no state, no engine.
+# The image plan reads the stack file alone: no state, no engine. Saving an archive pulls with crane.
+if [[ "$action" == images && " $* " == *" --save "* ]]; then eval "$(tools/registry/build.sh)"; fi
 [[ "$action" != images ]] || exec "$py" -m components.ops.images --stack "$stack" --project-dir "$work" "$@"
 [[ "$action" != registry ]] || exec "$py" -m components.ops.registry --stack "$stack" --project-dir "$work" "$@"
 # A lab with image sources copies its images with crane into a lab registry run from distribution's binary; both
 # are built once from their Go modules (tools/registry/build.sh, cached).
-if [[ "$action" == up ]] && grep -qs '^ *kslab:imageSources:' "$source_file" "$settings"; then
+if [[ "$action" == up ]] && grep -qsE '^ *kslab:image(Sources|Archives):' "$source_file" "$settings"; then
   eval "$(tools/registry/build.sh)"
 fi
 

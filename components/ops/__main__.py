@@ -86,14 +86,16 @@ def _registry_auth() -> dict[str, tuple[str, str]]:
 
 
 def step_lab_images() -> None:
-    """Every image of the lab's kind clusters into the lab registry: found in the sources first (a refusal lists
-    each one no source has, before anything is copied or created), then copied once. What the lab registry
-    already holds is asked of no source, so a re-up copies nothing and works offline."""
+    """Every image of the lab's kind clusters into the lab registry. What it already holds is asked of nobody (a
+    re-up copies nothing, and works offline); an image overridden in the stack is always put in again (it is
+    yours, and may have changed); the rest comes from the image archives, else from the first source that has it.
+    Every image is found before anything is copied or created: a refusal lists each one nothing has."""
     from .. import registry_check  # the HTTP client loads only for this step
-    from ..image_sources import LabRegistry
-    from . import lab_registry
+    from ..image_sources import DOCKER_PREFIX, LabRegistry
+    from . import archives, lab_registry
     lab = LabRegistry.from_env(env(names.ENV_LAB_REGISTRY))
     wanted: dict[str, dict] = json.loads(env(names.ENV_LAB_IMAGES))
+    archive_files: list[str] = json.loads(os.environ.get(names.ENV_LAB_ARCHIVES) or "[]")
     credentials = _registry_auth()
     started = time.monotonic()
     try:
@@ -102,19 +104,42 @@ def step_lab_images() -> None:
         if state is not None:
             log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
             present = registry_check.check([f"{lab.local}/{path}" for path in wanted])
-            held = {path for path in wanted if present[f"{lab.local}/{path}"].state == registry_check.FOUND}
+            held = {path for path in wanted if present[f"{lab.local}/{path}"].state == registry_check.FOUND
+                    and not wanted[path].get("override")}
         missing = [path for path in wanted if path not in held]
+        in_archive: dict[str, tuple[str, str]] = {}
+        for archive in archive_files:
+            index = archives.read_index(archive)
+            for path in missing:
+                if path in index and path not in in_archive and not wanted[path].get("override"):
+                    in_archive[path] = (archive, index[path])
+        from_docker = {path: wanted[path]["candidates"][0] for path in missing
+                       if wanted[path]["candidates"] and wanted[path]["candidates"][0].startswith(DOCKER_PREFIX)}
+        for path, ref in from_docker.items():
+            if not lab_registry.docker_has(ref.removeprefix(DOCKER_PREFIX)):
+                fail(f"image sources: {path} is overridden with {ref}, which this machine's Docker does not have. "
+                     f"Fix: build or pull it (docker images), or change kslab:imageOverrides")
+        ask = [path for path in missing if path not in in_archive and path not in from_docker]
         checker = registry_check.Checker(credentials=credentials)
-        located = registry_check.locate({path: wanted[path]["candidates"] for path in missing}, checker=checker)
-        refusal = registry_check.report_sources(located, {path: wanted[path]["clusters"] for path in wanted})
+        located = registry_check.locate({path: wanted[path]["candidates"] for path in ask}, checker=checker)
+        refusal = registry_check.report_sources(located, {path: wanted[path]["clusters"] for path in wanted},
+                                                archive_files)
         if refusal:
             fail("image sources: " + refusal)
         if state is None:
             log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
         copied: dict[str, str] = {}
+        for path, (archive, member) in in_archive.items():
+            archives.load(archive, member, f"{lab.local}/{path}")
+            copied[path] = f"{archive}:{member}"
+            log(f"loaded {path} from the archive {archive}")
+        for path, ref in from_docker.items():
+            lab_registry.push_from_docker(ref.removeprefix(DOCKER_PREFIX), f"{lab.local}/{path}")
+            copied[path] = ref
+            log(f"pushed {ref} from this machine's Docker into the lab registry as {path}")
         with tempfile.TemporaryDirectory(prefix="kslab-auth-") as auth_dir:
             docker_config = lab_registry.write_docker_config(auth_dir, credentials) if credentials else None
-            for path in missing:
+            for path in ask:
                 source = registry_check.found_at(located[path])
                 lab_registry.copy(source, f"{lab.local}/{path}", docker_config)
                 copied[path] = source

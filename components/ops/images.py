@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .. import image_sources, registry_check
+from .. import image_sources, images, registry_check
 from ..spec import LabSpec
 from .status import load_spec_or_say_why
 
@@ -92,16 +92,59 @@ def render_text(spec: LabSpec, stack: str, rows: list[dict], answers: dict[str, 
     return "\n".join(lines)
 
 
+def archive_plan(spec: LabSpec) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """What `make images-save` puts in an archive: every image of every cluster under upstream's name, and where to
+    look for it (the sources in order, or without sources the name the cluster would pull); and which clusters
+    need each one."""
+    candidates: dict[str, list[str]] = {}
+    clusters_of: dict[str, list[str]] = {}
+    sources = spec.image_sources
+    for cluster in spec.clusters:
+        upstream = images.plan(cluster.kubesphere_version, cluster.role, cluster.kubernetes_version, images.Naming())
+        named = images.plan(cluster.kubesphere_version, cluster.role, cluster.kubernetes_version, spec.naming)
+        for path, image in zip((i.ref for i in upstream), named):
+            if sources is not None and (sources.prefixes or sources.override_for(path)):
+                found = sources.candidates(path)
+            else:
+                found = [image.ref]
+            candidates.setdefault(path, [c for c in found if not c.startswith(image_sources.DOCKER_PREFIX)])
+            clusters_of.setdefault(path, []).append(cluster.name)
+    return candidates, clusters_of
+
+
+def save_archive(spec: LabSpec, out: str) -> int:
+    from . import archives
+    from .lab_registry import RegistryError
+    candidates, clusters_of = archive_plan(spec)
+    located = registry_check.locate({p: c for p, c in candidates.items() if c})
+    refusal = registry_check.report_sources(located, clusters_of)
+    if refusal:
+        print(f"kslab: nothing was saved. {refusal}", file=sys.stderr)
+        return 1
+    try:
+        size = archives.save({path: registry_check.found_at(asked) for path, asked in located.items()}, out,
+                             progress=lambda line: print(line, file=sys.stderr))
+    except RegistryError as error:
+        print(f"kslab: nothing was saved: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}: {len(located)} images, {size} bytes ({size / 1e6:.1f} MB); load it with "
+          f"kslab:imageArchives: [{out}]")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kslab images", description=__doc__.split("\n")[0])
     parser.add_argument("--stack", required=True)
     parser.add_argument("--project-dir", default=".")
     parser.add_argument("--check", action="store_true", help="ask each image's registry now (a manifest HEAD)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument("--save", metavar="FILE", help="write every planned image into one archive (images-save)")
     args = parser.parse_args(argv)
     spec = load_spec_or_say_why(args.project_dir, args.stack)
     if spec is None:
         return 2
+    if args.save:
+        return save_archive(spec, args.save)
     rows = plan_rows(spec)
     answers = check_rows(spec, rows) if args.check else {}
     for r in rows:

@@ -229,3 +229,23 @@ def write_docker_config(directory: str, credentials: dict[str, tuple[str, str]])
     with os.fdopen(fd, "w") as fh:
         json.dump({"auths": auths}, fh)
     return directory
+
+
+def docker_has(image: str) -> bool:
+    return _docker("image", "inspect", image, timeout=60).returncode == 0
+
+
+def push_from_docker(image: str, destination: str) -> None:
+    """An image of this machine's Docker (one you built) into the lab registry: `docker save`, then `crane push`."""
+    with tempfile.TemporaryDirectory(prefix="kslab-docker-") as scratch:
+        tarball = os.path.join(scratch, "image.tar")
+        saved = _docker("save", "-o", tarball, image, timeout=900)
+        if saved.returncode != 0:
+            raise RegistryError(f"`docker save {image}` failed: {_text(saved)}")
+        crane = shutil.which("crane")
+        if not crane:
+            raise RegistryError("the `crane` binary is not on PATH (tools/registry/build.sh builds it)")
+        proc = subprocess.run([crane, "push", tarball, destination], capture_output=True, text=True, timeout=900,
+                              env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", scratch)})
+        if proc.returncode != 0:
+            raise RegistryError(f"pushing {image} into the lab registry failed: {proc.stderr.strip()[-400:]}")
