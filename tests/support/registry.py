@@ -81,6 +81,16 @@ class SourceRegistry:
         else:
             self._crane("copy", self._stand_in, ref)
 
+    def push_unique(self, ref: str, payload_bytes: int) -> None:
+        """An image of one layer of `payload_bytes` random bytes of its own (no layer shared with another image)."""
+        layer = os.path.join(self.root, "unique.tar")
+        with tarfile.open(layer, "w") as tar:
+            body = os.urandom(payload_bytes)
+            info = tarfile.TarInfo("kslab-stand-in.bin")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+        self._crane("append", "-f", layer, "-t", ref)
+
     def push_runnable(self, ref: str, binary: str) -> None:
         """An image whose entrypoint is `binary` (a static program built here), pushed as `ref`: a pod runs it."""
         layer = os.path.join(self.root, "runnable.tar")
