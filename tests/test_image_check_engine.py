@@ -225,3 +225,50 @@ def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_p
     finally:
         lab_registry._docker("rm", "-f", registry.name)
         lab_registry._docker("volume", "rm", registry.volume)
+
+
+def test_a_source_that_asks_for_a_login_gets_the_secret_credentials_and_nothing_shows_them(tmp_path):
+    """kslab:registryCredentials, a Pulumi secret, opens a source that asks for a login (distribution's htpasswd
+    auth): without it the lab is refused ('denied'), with it every image is copied; the password is in no output,
+    not in the state (encrypted there) and not in the stack file."""
+    from components.image_sources import LabRegistry
+    from components.ops import lab_registry
+    from tests.support.registry import _free_port
+    password = "kslab-test-Pa55word-not-to-be-seen"
+    source = SourceRegistry(str(tmp_path / "source"), login=("robot", password))
+    upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming())]
+    try:
+        for path in upstream:
+            source.push_stand_in(f"{source.address}/{path}")
+        registry = LabRegistry("kt-login-registry", _free_port())
+        project = make_project(tmp_path)
+        doc = {"config": {"kslab:imageSources": [source.address],
+                          "kslab:labRegistry": {"name": registry.name, "hostPort": registry.host_port},
+                          "kslab:kubesphereVersion": "v3.4.1", "kslab:nodeImage": "kindest/node:v1.25.16",
+                          "kslab:clusters": [{"name": CLUSTER, "role": "host", "consoleHostPort": 31899}]}}
+        stack_file = os.path.join(project.dir, "stacks", f"Pulumi.{STACK}.yaml")
+        with open(stack_file, "w") as fh:
+            yaml.safe_dump(doc, fh)
+        project.init(STACK)
+        parent = f"urn:pulumi:{STACK}::kslab::kslab:lab:Lab::lab"
+        target = f"urn:pulumi:{STACK}::kslab::kslab:lab:Lab$kslab:steps:LabImages::lab-images"
+        up = ("up", "--yes", "--skip-preview", "--stack", STACK, "--target", parent, "--target", target)
+        refused = project.pulumi(*up, timeout=900)
+        refused_out = refused.stdout + refused.stderr
+        assert f"{source.address}/kubesphere/tower:v0.2.1: denied (401 UNAUTHORIZED)" in refused_out, \
+            refused_out[-3000:]
+        assert lab_registry.container_state(registry) is None
+        credentials = '{"%s": {"username": "robot", "password": "%s"}}' % (source.address, password)
+        project.pulumi("config", "set", "--secret", "kslab:registryCredentials", credentials, "--stack", STACK,
+                       check=True)
+        proc = project.pulumi(*up, timeout=900)
+        out = proc.stdout + proc.stderr
+        assert "19 images, 0 already there, 19 copied" in out, out[-3000:]
+        state = open(os.path.join(project.state, ".pulumi", "stacks", "kslab", f"{STACK}.json")).read()
+        for text, where in ((out, "the run's output"), (refused_out, "the refused run's output"),
+                            (state, "the state"), (open(stack_file).read(), "the stack file")):
+            assert password not in text, f"the password shows in {where}"
+    finally:
+        source.close()
+        lab_registry._docker("rm", "-f", "kt-login-registry")
+        lab_registry._docker("volume", "rm", "kt-login-registry-data")

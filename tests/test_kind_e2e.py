@@ -229,9 +229,10 @@ def _lifecycle(lab, sources):
         "the lab registry outlives destroy"
     if lab.stack != "kind-host-member":
         return
-    # A new lab after destroy: its new nodes pull everything from the lab registry; no source is asked for any
-    # image or blob.
+    # A new lab after destroy, with the source registry stopped (offline): its new nodes pull everything from the
+    # lab registry, and no source is asked for any image or blob.
     sources.source.mark()
+    sources.source.close()
     second_lab = lab.up()
     _assert_ok(second_lab, "up after destroy")
     assert not sources.pulls(), f"the source was asked again: {sources.pulls()}"

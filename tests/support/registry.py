@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tarfile
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -31,18 +32,32 @@ def _free_port() -> int:
 
 
 class SourceRegistry:
-    def __init__(self, root: str):
+    def __init__(self, root: str, login: tuple[str, str] | None = None):
+        """`login`: the registry asks for this user and password (distribution's htpasswd auth)."""
         require_registry_tools()
         self.root = root
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         os.makedirs(os.path.join(root, "data"), exist_ok=True)
         config = os.path.join(root, "config.yml")
+        settings = {"version": 0.1, "log": {"level": "info", "formatter": "json"},
+                    "storage": {"filesystem": {"rootdirectory": os.path.join(root, "data")},
+                                "delete": {"enabled": True}},
+                    "http": {"addr": self.address}}
+        self.docker_config = os.path.join(root, "docker-config")  # crane's own login to this registry
+        os.makedirs(self.docker_config, exist_ok=True)
+        if login:
+            import base64
+            import bcrypt
+            htpasswd = os.path.join(root, "htpasswd")
+            with open(htpasswd, "w") as fh:
+                fh.write(f"{login[0]}:{bcrypt.hashpw(login[1].encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
+            settings["auth"] = {"htpasswd": {"realm": "kslab-played-source", "path": htpasswd}}
+            with open(os.path.join(self.docker_config, "config.json"), "w") as fh:
+                json.dump({"auths": {self.address: {"auth": base64.b64encode(":".join(login).encode()).decode()}}},
+                          fh)
         with open(config, "w") as fh:  # JSON is YAML: the registry's own configuration format
-            json.dump({"version": 0.1, "log": {"level": "info", "formatter": "json"},
-                       "storage": {"filesystem": {"rootdirectory": os.path.join(root, "data")},
-                                   "delete": {"enabled": True}},
-                       "http": {"addr": self.address}}, fh)
+            json.dump(settings, fh)
         self.log_path = os.path.join(root, "registry.log")
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(["registry", "serve", config], stdout=self._log, stderr=subprocess.STDOUT)
@@ -51,6 +66,8 @@ class SourceRegistry:
             try:
                 urllib.request.urlopen(f"http://{self.address}/v2/", timeout=2).close()
                 break
+            except urllib.error.HTTPError:
+                break  # it answers (401: it asks for the login)
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"the played registry did not start: {open(self.log_path).read()[-2000:]}")
@@ -64,7 +81,8 @@ class SourceRegistry:
             self._mark = len(fh.readlines())
 
     def _crane(self, *args: str) -> None:
-        proc = subprocess.run(["crane", *args, "--insecure"], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(["crane", *args, "--insecure"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "DOCKER_CONFIG": self.docker_config})
         assert proc.returncode == 0, f"crane {' '.join(args)} failed: {proc.stderr[-2000:]}"
 
     def push_stand_in(self, ref: str) -> None:
