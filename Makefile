@@ -18,7 +18,7 @@ help:
 	@echo "make images-save STACK=<name> OUT=<file>  every planned image into one archive (for kslab:imageArchives)"
 	@echo "make registry ARGS=<list|size|status|remove --yes>  the lab registry every lab shares (STACK= names its own)"
 	@echo "make graph STACK=<name>    draw the lab to <name>.svg and <name>.png (coloured by live status once it is up)"
-	@echo "make check                 fast tests: pure functions, mocks, policies (~1 min)"
+	@echo "make check                 lint (ruff), types (mypy) and the fast tests: pure functions, mocks, policies (~2 min)"
 	@echo "make test                  every test this machine can run (builds the engine etc. once)"
 	@echo "make engine | make kube    build/locate the Pulumi engine | kube-apiserver+etcd (cached)"
 	@echo "make kind-tier             Docker, kind and the node image for the real-kind tier (cached)"
@@ -33,6 +33,8 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PYTEST) -q -m "not engine and not live and not kind"
 
 engine:

@@ -101,16 +101,15 @@ def step_figures(tmp: Path, source: SourceRegistry, stack: str) -> None:
             else:
                 targets_replace = []
             source.mark()
-            started = time.perf_counter()
             proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", stack, *targets, *targets_replace,
                                   timeout=1800)
-            seconds = time.perf_counter() - started
             # The engine stops after the step, at the first resource outside --target (a cluster): the step's
             # own summary line says whether it ran.
             summary = re.search(r"lab registry: (\d+) images, (\d+) already there, (\d+) copied, in ([\d.]+)s",
                                 proc.stdout + proc.stderr)
             if summary is None:
-                raise SystemExit(f"{stack}: the lab-images step did not run:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+                raise SystemExit(f"{stack}: the lab-images step did not run:\n"
+                                 f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
             manifests, fetched = served(source)
             print(f"{stack:<12} {clusters:>8} {label:<5} {summary.group(1):>6} planned, {summary.group(3):>3} copied: "
                   f"{manifests:>3} images {fetched / 1e6:>7.2f} MB from the source; step {summary.group(4)}s")

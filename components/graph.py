@@ -6,8 +6,8 @@ The DOT source is pure (dot_source); write() needs Graphviz's `dot` program.
 """
 from __future__ import annotations
 
-import html
 import contextlib
+import html
 import os
 import shutil
 import tempfile

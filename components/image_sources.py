@@ -59,7 +59,7 @@ class LabRegistry:
         return json.dumps({"name": self.name, "hostPort": self.host_port})
 
     @classmethod
-    def from_env(cls, text: str) -> "LabRegistry":
+    def from_env(cls, text: str) -> LabRegistry:
         doc = json.loads(text)
         return cls(doc["name"], int(doc["hostPort"]))
 
@@ -124,7 +124,10 @@ def upstream_path_of_ref(ref: str, lab: LabRegistry) -> str:
     return ref[len(prefix):]
 
 
-def _archives(problems: list, raw) -> tuple[str, ...]:
+Found = list[tuple[str, object, str, str]]  # (field, value, what is wrong, what to do)
+
+
+def _archives(problems: Found, raw: object) -> tuple[str, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list) or not raw:
@@ -141,12 +144,12 @@ def _archives(problems: list, raw) -> tuple[str, ...]:
     return tuple(found)
 
 
-def parse_sources(raw_sources, raw_overrides, raw_registry,
-                  raw_archives=None) -> tuple[ImageSources | None, list[tuple[str, object, str, str]]]:
+def parse_sources(raw_sources: object, raw_overrides: object, raw_registry: object,
+                  raw_archives: object = None) -> tuple[ImageSources | None, Found]:
     """kslab:imageSources, kslab:imageOverrides, kslab:labRegistry and kslab:imageArchives, and every problem as
     (field, value, what is wrong, what to do). None when neither sources nor archives are set (the lab pulls as
     before)."""
-    problems: list[tuple[str, object, str, str]] = []
+    problems: Found = []
     archives = _archives(problems, raw_archives)
     if raw_sources is None and raw_archives is None:
         for key, value in (("kslab:imageOverrides", raw_overrides), ("kslab:labRegistry", raw_registry)):
@@ -214,7 +217,7 @@ def parse_sources(raw_sources, raw_overrides, raw_registry,
 CREDENTIALS_KEY = "registryCredentials"
 
 
-def parse_credentials(text: str | None, is_secret: bool) -> tuple[str | None, list[tuple[str, object, str, str]]]:
+def parse_credentials(text: str | None, is_secret: bool) -> tuple[str | None, Found]:
     """kslab:registryCredentials: a secret JSON mapping of registry host to {username, password}. The value is
     never put into a problem; the normalised JSON is returned for the lab-images step (a secret there too)."""
     field_name, shown_value = f"kslab:{CREDENTIALS_KEY}", "(secret)"
@@ -230,7 +233,7 @@ def parse_credentials(text: str | None, is_secret: bool) -> tuple[str | None, li
         doc = None
     if not isinstance(doc, dict) or not doc:
         return None, [(field_name, shown_value, "is not a JSON mapping of registry host to {username, password}", fix)]
-    problems = []
+    problems: Found = []
     normal = {}
     for host, entry in doc.items():
         if not isinstance(host, str) or "/" in host or not _PREFIX.match(host):

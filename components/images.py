@@ -96,7 +96,8 @@ IMAGE_FACTS: tuple[ImageFact, ...] = (
     # Also notification_manager_operator_proxy: the same repository and tag at both releases.
     ImageFact("kube_rbac_proxy", "kubesphere", "kube-rbac-proxy", _per("v0.8.0", "v0.11.0"),
               _MONITOR + "kube-state-metrics-deployment.yaml.j2"),
-    ImageFact("prometheus", "prom", "prometheus", _per("v2.26.0", "v2.39.1"), _MONITOR + "prometheus-prometheus.yaml.j2"),
+    ImageFact("prometheus", "prom", "prometheus", _per("v2.26.0", "v2.39.1"),
+              _MONITOR + "prometheus-prometheus.yaml.j2"),
     ImageFact("node_exporter", "prom", "node-exporter", _per("v0.18.1", "v1.3.1"),
               _MONITOR + "node-exporter-daemonset.yaml.j2"),
     ImageFact("kube_state_metrics", "kubesphere", "kube-state-metrics", _per("v1.9.7", "v2.6.0"),

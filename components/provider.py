@@ -21,8 +21,9 @@ import sys
 import threading
 import traceback
 import uuid
+from collections.abc import Callable, Mapping
 from concurrent import futures
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import contract
 from .ops import GONE_EXIT

@@ -25,8 +25,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 from urllib.parse import unquote, urlparse
 
 PULUMI_DIR = ".pulumi"
@@ -420,7 +420,8 @@ def recover_files(files: StackFiles, action: str, this_host: str | None = None,
         if best is None:
             report.stop = (f"the state of stack '{files.stack}' ({files.checkpoint}) cannot be read: {problem}; "
                            f"and no backup of it can be read either (.bak, backups/, history/). If the lab's "
-                           f"clusters are disposable: tools/lab.sh forget {files.stack} (keeps the stack file), delete the clusters, "
+                           f"clusters are disposable: tools/lab.sh forget {files.stack} (keeps the stack file), "
+                           "delete the clusters, "
                            f"then make up")
             return report
         os.makedirs(aside_dir, mode=0o700, exist_ok=True)

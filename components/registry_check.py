@@ -11,7 +11,6 @@ import http.client
 import ipaddress
 import json
 import re
-import socket
 import ssl
 import time
 import urllib.error
@@ -46,7 +45,7 @@ class ImageRef:
     reference: str  # a tag or a digest
 
     @classmethod
-    def parse(cls, ref: str) -> "ImageRef":
+    def parse(cls, ref: str) -> ImageRef:
         full = canonical_ref(ref)
         registry, rest = full.split("/", 1)
         if registry == DEFAULT_REGISTRY and "/" not in rest.split("@", 1)[0].rsplit(":", 1)[0]:
@@ -129,7 +128,7 @@ class Checker:
         self.direct = urllib.request.build_opener(urllib.request.ProxyHandler({}),
                                                   urllib.request.HTTPSHandler(context=context))
 
-    def _request(self, url: str, method: str, headers: dict[str, str]) -> tuple[int, dict, bytes]:
+    def _request(self, url: str, method: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         request = urllib.request.Request(url, method=method, headers=headers)
         # A registry on this machine is asked directly, never through a proxy the environment names.
         opener = self.direct if is_loopback(urllib.parse.urlsplit(url).netloc) else self.default
@@ -194,8 +193,8 @@ class Checker:
         for attempt in range(self.attempts):
             try:
                 answer = self._head(parsed)
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, ssl.SSLError,
-                    http.client.HTTPException, OSError) as error:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException,
+                    OSError) as error:
                 reason = getattr(error, "reason", error)
                 answer = Answer(UNREACHABLE, f"{type(reason).__name__}: {reason}"[:200])
             except ValueError as error:  # a token endpoint that does not answer JSON
@@ -207,7 +206,7 @@ class Checker:
         return answer
 
 
-def _header(headers: dict, name: str) -> str:
+def _header(headers: dict[str, str], name: str) -> str:
     return next((v for k, v in headers.items() if k.lower() == name.lower()), "")
 
 
@@ -216,7 +215,7 @@ def check(refs: list[str], concurrency: int = CONCURRENCY, checker: Checker | No
     checker = checker or Checker()
     unique = list(dict.fromkeys(refs))
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(unique) or 1))) as pool:
-        return dict(zip(unique, pool.map(checker.ask, unique)))
+        return dict(zip(unique, pool.map(checker.ask, unique), strict=True))
 
 
 def report(answers: dict[str, Answer], clusters_of: dict[str, list[str]]) -> str | None:
@@ -256,7 +255,7 @@ def locate(candidates: dict[str, list[str]], concurrency: int = CONCURRENCY,
 
     paths = list(candidates)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(paths) or 1))) as pool:
-        return dict(zip(paths, pool.map(ask_in_order, paths)))
+        return dict(zip(paths, pool.map(ask_in_order, paths), strict=True))
 
 
 def found_at(asked: list[tuple[str, Answer]]) -> str | None:

@@ -13,9 +13,18 @@ from dataclasses import dataclass
 import yaml
 
 from . import cc_defaults, image_sources, images, versions
+
 # Labels and annotations the policy pack reads off the registered objects (one source: contract.py).
-from .contract import (CLUSTER_LABEL, HOST_LABEL, JWT_SOURCE_ANNOTATION, K8S_VERSION_ANNOTATION,  # noqa: F401
-                       LOOPBACK_ANNOTATION, MEMBER_LABEL, MEMBER_UID_ANNOTATION, MULTI_HOST_ANNOTATION)
+from .contract import (  # noqa: F401
+    CLUSTER_LABEL,
+    HOST_LABEL,
+    JWT_SOURCE_ANNOTATION,
+    K8S_VERSION_ANNOTATION,
+    LOOPBACK_ANNOTATION,
+    MEMBER_LABEL,
+    MEMBER_UID_ANNOTATION,
+    MULTI_HOST_ANNOTATION,
+)
 from .spec import ClusterSpec
 
 KS_NAMESPACE = "kubesphere-system"

@@ -296,7 +296,8 @@ _MAX_SERVICE_HOST_BITS = 20
 def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict[str, Any]) -> ClusterSpec | None:
     path = f"kslab:clusters[{index}]"
     if not isinstance(raw, dict):
-        problems.append(Problem(path, raw, "must be a mapping with at least 'name'", "see stacks/Pulumi.standalone.yaml"))
+        problems.append(Problem(path, raw, "must be a mapping with at least 'name'",
+                                "see stacks/Pulumi.standalone.yaml"))
         return None
     for unknown in sorted(set(raw) - CLUSTER_FIELDS):
         close = difflib.get_close_matches(unknown, CLUSTER_FIELDS, n=1)
@@ -423,7 +424,8 @@ def _parse_cluster(problems: list[Problem], index: int, raw: Any, defaults: dict
     components: dict[str, bool] = dict(defaults["components"])  # checked once, at kslab:components
     if not isinstance(components_raw, dict):
         problems.append(Problem(f"{path}.components", components_raw,
-                                f"must be a mapping of component: true/false, but YAML read {_yaml_kind(components_raw)}",
+                                "must be a mapping of component: true/false, but YAML read "
+                                f"{_yaml_kind(components_raw)}",
                                 "e.g. components: {devops: true}"))
         components_raw = {}
     components.update(_parse_components(problems, f"{path}.components", components_raw))
@@ -582,7 +584,8 @@ def _check_subnet_sizes(problems: list[Problem], path: str, pod: str | None, ser
                                 f"use a /{smallest} or smaller"))
     if pod_net and service_net and pod_net.version != service_net.version:
         problems.append(Problem(f"{path}.serviceSubnet", service,
-                                f"is IPv{service_net.version} but podSubnet {pod} is IPv{pod_net.version}; kslab has no "
+                                f"is IPv{service_net.version} but podSubnet {pod} is IPv{pod_net.version}; kslab has "
+                                "no "
                                 "dual-stack setting", "give both subnets the same address family"))
 
 
@@ -631,7 +634,8 @@ def _naming(problems: list[Problem], raw: dict[str, Any]) -> tuple[str, str]:
     if zone is _WRONG_TYPE or zone not in ZONES:
         if zone is not _WRONG_TYPE:
             problems.append(Problem("kslab:zone", zone, "is not a zone ks-installer knows",
-                                    "leave it out, or use cn (images from registry.cn-beijing.aliyuncs.com/kubesphereio)"))
+                                    "leave it out, or use cn (images from "
+                                    "registry.cn-beijing.aliyuncs.com/kubesphereio)"))
         zone = ""
     return namespace, zone
 
@@ -644,7 +648,8 @@ def _kind_wait(problems: list[Problem], value: Any) -> str:
     lo, hi = KIND_WAIT_SECONDS
     if not match or not lo <= int(match.group(1)) * _DURATION_UNITS[match.group(2)] <= hi:
         problems.append(Problem("kslab:kindWait", text,
-                                f"must be a duration from {lo}s to {hi // 60}m (digits, then s, m or h; 0s: do not wait)",
+                                f"must be a duration from {lo}s to {hi // 60}m (digits, then s, m or h; 0s: do not "
+                                "wait)",
                                 "use e.g. 5m or 300s"))
         return "5m"
     return text
@@ -684,7 +689,8 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
         top_components = {}
     if not isinstance(top_components, dict):
         problems.append(Problem("kslab:components", top_components,
-                                f"must be a mapping of component: true/false, but YAML read {_yaml_kind(top_components)}",
+                                "must be a mapping of component: true/false, but YAML read "
+                                f"{_yaml_kind(top_components)}",
                                 "e.g. components: {devops: true}"))
         top_components = {}
     defaults = {
@@ -766,7 +772,8 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
     for i, item in enumerate(joins_raw):
         path = f"kslab:joins[{i}]"
         if not isinstance(item, dict):
-            problems.append(Problem(path, item, "must be a mapping {member, host}", "e.g. {member: member, host: host}"))
+            problems.append(Problem(path, item, "must be a mapping {member, host}",
+                                    "e.g. {member: member, host: host}"))
             continue
         for unknown in sorted(set(item) - JOIN_FIELDS):
             problems.append(Problem(f"{path}.{unknown}", item[unknown], "is not a join field", "use member and host"))

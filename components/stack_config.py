@@ -9,8 +9,8 @@ import yaml
 
 from . import image_sources
 from . import kubeconfig as kc
-from .spec import (JWT_SECRET_KEY, STRING_KEYS, STRUCTURED_KEYS, LabSpec, Problem, parse_lab_problems,
-                   settle)
+from .spec import JWT_SECRET_KEY, STRING_KEYS, STRUCTURED_KEYS, LabSpec, Problem, parse_lab_problems, settle
+
 
 def read_raw(config: pulumi.Config) -> dict:
     """Every `kslab:*` setting as YAML gave it. Pulumi hands a non-string value over as JSON text

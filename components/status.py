@@ -67,7 +67,8 @@ class ClusterStatus:
     console_url: str | None
     reachable: bool | None = None  # None: not looked at (no kubeconfig: the lab is not up)
     unreachable_reason: str | None = None
-    refused: bool = False          # it answers but refuses the lab's credentials (401/403) or its kubeconfig is unusable
+    # it answers but refuses the lab's credentials (401/403), or its kubeconfig is unusable
+    refused: bool = False
     in_outputs: bool = True        # the stack's outputs have its kubeconfig (False: declared after the last up)
     cc_found: bool = False
     cc_role: str | None = None     # spec.multicluster.clusterRole of the ClusterConfiguration
@@ -337,7 +338,8 @@ def join_state(j: JoinStatus) -> str:
 
 def declared(spec: LabSpec, stack: str) -> LabStatus:
     """The lab as the stack file declares it, with nothing read yet (every state unknown)."""
-    clusters = [ClusterStatus(c.name, c.backend, c.role, c.kubesphere_version, c.kubernetes_version, c.declared_console_url,
+    clusters = [ClusterStatus(c.name, c.backend, c.role, c.kubesphere_version, c.kubernetes_version,
+                              c.declared_console_url,
                               expected_components=expected_status_keys(c)) for c in spec.clusters]
     joins = [JoinStatus(j.member, j.host) for j in spec.joins]
     return LabStatus(stack, False, clusters, joins)
@@ -403,4 +405,4 @@ def table(lab: LabStatus, found: list[Finding]) -> str:
 
 def _columns(rows: list[tuple]) -> list[str]:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]

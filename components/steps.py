@@ -8,16 +8,15 @@ decides precisely what replaces a step (its `triggers`) and what re-runs it (pro
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
-
 import sys
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi.dynamic as dynamic
 import pulumi_kubernetes as k8s
 
 from . import contract
-from .provider import Steps, StepRunner
+from .provider import StepRunner, Steps
 
 PROJECT_DIR = contract.PROJECT_DIR
 

@@ -57,7 +57,7 @@ class KubeSphereRelease:
     # status.edgeruntime) only with edgeruntime.kubeedge.enabled (roles/edgeruntime/tasks/main.yaml@v3.4.1).
     edge_component_key: str
     # kslab component name -> cc status key the installer writes for it (None: nothing is written).
-    component_status_keys: dict
+    component_status_keys: dict[str, str | None]
     # roles/ks-core/config/templates/kubesphere-config.yaml.j2: v3.4.1 always writes
     # multicluster.clusterRole; v3.2.1 writes a multicluster section for hosts only.
     kubesphere_config_has_role: bool
@@ -201,8 +201,8 @@ def kind_supports_image(kind_version: str, image: str) -> bool | None:
     if key is None or k8s is None or key not in KIND_RELEASE_NODE_MINORS:
         return None
     lo, hi = KIND_RELEASE_NODE_MINORS[key]
-    minor = parse_k8s_version(k8s)[1]
-    return lo <= minor <= hi
+    parsed = parse_k8s_version(k8s)
+    return parsed is not None and lo <= parsed[1] <= hi
 
 
 def cluster_memory_mib(ks_version: str, components: dict[str, bool], kind_node: bool,

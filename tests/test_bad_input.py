@@ -243,7 +243,8 @@ CASES = [
     ("member-joined-to-itself", "  kslab:clusters:\n    - {name: host, role: host}\n    - {name: m, role: member}\n"
      "  kslab:joins: [{member: m, host: m}]\n", None, "kslab:joins[0]", "joins a cluster to itself", "different host"),
     ("top-components-blame-the-top", "  kslab:clusters:\n    - {name: a}\n    - {name: b}\n"
-     "  kslab:components: {devopz: true}\n", None, "kslab:components.devopz", "not a KubeSphere 3.x optional", "devops"),
+     "  kslab:components: {devopz: true}\n", None, "kslab:components.devopz", "not a KubeSphere 3.x optional",
+     "devops"),
 ]
 
 

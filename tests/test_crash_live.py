@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from components.recovery import RECOVERY_DIR, StackFiles
-from tests.support.crash import (backend_leftovers, campaign, lab_sh, lab_sh_tree, project_processes,
-                                 summary)
+from tests.support.crash import backend_leftovers, campaign, lab_sh, lab_sh_tree, project_processes, summary
 from tests.support.live import LiveLab
 from tests.test_live_e2e import _check_lab
 
@@ -82,7 +81,8 @@ def test_a_kill_between_truncating_and_writing_the_sidecar_gives_eof_and_is_reco
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     def injected() -> bool:
         """The CLI died in the injected write itself: strace shows that write unfinished (`= ?`, on one line or
-        as `<... write resumed>` when another thread interleaved) and the same thread killed. (Any other traced process the engine SIGKILLs, e.g. a plugin at shutdown, is not it.)"""
+        as `<... write resumed>` when another thread interleaved) and the same thread killed. (Any other traced
+        process the engine SIGKILLs, e.g. a plugin at shutdown, is not it.)"""
         text = trace.read_text() if trace.exists() else ""
         # strace pads the pid column to a fixed width, so a short pid is followed by more than one space
         return any(re.search(rf"^{pid}\s+\+\+\+ killed by SIGKILL", text, re.M)

@@ -1,6 +1,7 @@
 """The image check in `pulumi up`, on the real engine, against a source registry played on loopback (CNCF
 distribution built here, stand-in images under the plan's names): a gap refuses the lab before any cluster
 exists and names exactly that image and the registry's answer; with the gap filled the check passes."""
+import json
 import os
 import re
 import subprocess
@@ -186,6 +187,7 @@ def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_p
     """make images-save writes every planned image into one file; a stack with only kslab:imageArchives then
     fills the lab registry from it, the source registry stopped (a lab with no network)."""
     import sys
+
     from components.image_sources import LabRegistry
     from components.ops import lab_registry
     from components.ops.registry import images as held_images
@@ -258,7 +260,7 @@ def test_a_source_that_asks_for_a_login_gets_the_secret_credentials_and_nothing_
         assert f"{source.address}/kubesphere/tower:v0.2.1: denied (401 UNAUTHORIZED)" in refused_out, \
             refused_out[-3000:]
         assert lab_registry.container_state(registry) is None
-        credentials = '{"%s": {"username": "robot", "password": "%s"}}' % (source.address, password)
+        credentials = json.dumps({source.address: {"username": "robot", "password": password}})
         project.pulumi("config", "set", "--secret", "kslab:registryCredentials", credentials, "--stack", STACK,
                        check=True)
         proc = project.pulumi(*up, timeout=900)

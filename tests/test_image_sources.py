@@ -7,7 +7,8 @@ import json
 import pytest
 
 from components import image_sources as src
-from components import images, registry_check as rc, render
+from components import images, render
+from components import registry_check as rc
 from components.spec import LabConfigError, parse_lab
 from tests.test_registry_check import registry  # noqa: F401 (the fixture)
 

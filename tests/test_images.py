@@ -21,8 +21,8 @@ V341_HOST = [
 ]
 
 
-def refs(release, role, k8s=None, naming=Naming()):
-    return [image.ref for image in plan(release, role, k8s or K8S[release], naming)]
+def refs(release, role, k8s=None, naming=None):
+    return [image.ref for image in plan(release, role, k8s or K8S[release], naming or Naming())]
 
 
 @pytest.mark.parametrize("release", ["v3.2.1", "v3.4.1"])

@@ -21,13 +21,13 @@ import time
 import pytest
 import yaml
 
-from tests.support.status_cli import finding, kinds, quiet, status
-from tests.support.kind import KindLab, inspect, kind, kind_clusters, node_containers
-from tests.support.mock_run import ROOT
-from tests.support.registry import SourceRegistry, build_stand_in_program
 from components import image_sources, images
 from components.ops import lab_registry
 from components.spec import parse_lab
+from tests.support.kind import KindLab, inspect, kind, kind_clusters, node_containers
+from tests.support.mock_run import ROOT
+from tests.support.registry import SourceRegistry, build_stand_in_program
+from tests.support.status_cli import finding, kinds, quiet, status
 
 pytestmark = [pytest.mark.engine, pytest.mark.kind]
 
@@ -94,7 +94,8 @@ def _check_lab(lab, first):
         objs = {o["metadata"]["name"]: o for o in lab.joined(join["host"])}
         obj = objs[join["member"]]
         kubeconfig = yaml.safe_load(base64.b64decode(obj["spec"]["connection"]["kubeconfig"]))
-        assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{member_ip}:6443", "joined over the container IP"
+        server = kubeconfig["clusters"][0]["cluster"]["server"]
+        assert server == f"https://{member_ip}:6443", "joined over the container IP"
         assert "kslab.io/loopback-join-reason" not in obj["metadata"]["annotations"]
         assert {c["type"]: c["status"] for c in obj["status"]["conditions"]}["Ready"] == "True"
         assert obj["status"]["uid"] == lab.core(join["member"]).read_namespace("kube-system").metadata.uid

@@ -26,7 +26,9 @@ if args[:2] == ["get", "clusters"]:
 elif args[:2] == ["create", "cluster"]:
     name = arg("--name")
     if name in db["clusters"]:
-        print(f"ERROR: node(s) already exist for a cluster with the name \"{name}\"", file=sys.stderr); save(); sys.exit(1)
+        print(f"ERROR: node(s) already exist for a cluster with the name \"{name}\"", file=sys.stderr)
+        save()
+        sys.exit(1)
     cfg = open(arg("--config")).read()
     db["clusters"][name] = {"image": arg("--image"), "config": cfg}
     print("Creating cluster ...", file=sys.stderr)

@@ -288,7 +288,7 @@ def test_the_one_pulumi_policy_internal_the_pack_replaces_is_still_where_it_was(
 
     import pulumi_policy.policy as sdk
 
-    from policies.kslab_policies.facts import props_from_rpc, is_secret
+    from policies.kslab_policies.facts import is_secret, props_from_rpc
     assert list(inspect.signature(sdk.deserialize_properties).parameters) == \
         list(inspect.signature(props_from_rpc).parameters) == ["props", "proxy_secrets"]
     source = inspect.getsource(sdk._PolicyAnalyzerServicer)
@@ -296,4 +296,5 @@ def test_the_one_pulumi_policy_internal_the_pack_replaces_is_still_where_it_was(
     assert source.count("deserialize_properties(json_format.MessageToDict(") >= 2
     wire = {"kubeconfig": {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
                            "value": "apiVersion: v1"}}
-    assert is_secret(props_from_rpc(wire)["kubeconfig"]) and not is_secret(sdk.deserialize_properties(wire)["kubeconfig"])
+    assert is_secret(props_from_rpc(wire)["kubeconfig"])
+    assert not is_secret(sdk.deserialize_properties(wire)["kubeconfig"])

@@ -6,8 +6,18 @@ import time
 import pytest
 
 from components import recovery
-from components.recovery import (Candidate, StackFiles, backend_dir, best_restore, checkpoint_problem, lock_verdict,
-                                 parse_lock, pending_operations, recover_files, sidecar_is_broken)
+from components.recovery import (
+    Candidate,
+    StackFiles,
+    backend_dir,
+    best_restore,
+    checkpoint_problem,
+    lock_verdict,
+    parse_lock,
+    pending_operations,
+    recover_files,
+    sidecar_is_broken,
+)
 
 HOST = "labhost"
 GOOD_ATTRS = json.dumps({"user.content_type": "text/plain; charset=utf-8", "md5": "yzX7IaqAo1MnMJc8uef1Uw=="})
@@ -114,7 +124,8 @@ def test_a_stale_lock_is_moved_aside(files, tmp_path):
     assert report.stop is None and not os.path.exists(lock) and not os.path.exists(lock + ".attrs")
     assert any("pulumi pid 4242" in d and "no longer running" in d for d in report.done)
     kept = os.listdir(os.path.join(tmp_path, recovery.RECOVERY_DIR))
-    assert len(kept) == 1 and any(n.endswith("1d2c.json") for n in os.listdir(tmp_path / recovery.RECOVERY_DIR / kept[0]))
+    assert len(kept) == 1
+    assert any(n.endswith("1d2c.json") for n in os.listdir(tmp_path / recovery.RECOVERY_DIR / kept[0]))
 
 
 def test_the_eof_case_an_empty_sidecar_is_moved_aside_and_the_checkpoint_kept(files):

@@ -4,8 +4,8 @@ import base64
 import pytest
 import yaml
 
-from components import kubeconfig as kc
 from components import images, render
+from components import kubeconfig as kc
 from components.spec import parse_lab
 from tests.support.mock_run import fake_kubeconfig
 

@@ -10,7 +10,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from components import graph, status as st
+from components import graph
+from components import status as st
 from components.ops import status as ops_status
 from tests.support.mock_run import ROOT
 
@@ -156,7 +157,8 @@ def test_an_insecure_join_is_a_finding():
 
 def test_the_clusters_join_kubeconfig_is_read_for_insecure_skip_tls_verify():
     import base64
-    kubeconfig = "clusters:\n- name: m\n  cluster:\n    server: https://10.0.0.2:6443\n    insecure-skip-tls-verify: true\n"
+    kubeconfig = ("clusters:\n- name: m\n  cluster:\n    server: https://10.0.0.2:6443\n"
+                  "    insecure-skip-tls-verify: true\n")
     obj = {"spec": {"connection": {"kubeconfig": base64.b64encode(kubeconfig.encode()).decode()}}}
     assert ops_status._insecure(obj) is True
     assert ops_status._insecure({"spec": {"connection": {"kubeconfig": base64.b64encode(b"clusters: []").decode()}}}) \
@@ -265,7 +267,8 @@ def _svg(path):
         gid, cls = g.get("id") or "", g.get("class")
         shape = next((e for e in g.iter() if e.tag in (f"{SVG}path", f"{SVG}polygon")), None)
         if cls == "node" and gid.startswith("cluster-"):
-            nodes[gid.removeprefix("cluster-")] = (shape.get("fill"), " ".join(t.text or "" for t in g.iter(f"{SVG}text")))
+            label = " ".join(t.text or "" for t in g.iter(f"{SVG}text"))
+            nodes[gid.removeprefix("cluster-")] = (shape.get("fill"), label)
         elif cls == "edge" and gid.startswith("join-"):
             edges[gid.removeprefix("join-")] = (g.find(f"{SVG}title").text, shape.get("stroke"))
         elif cls == "node" and gid.startswith("legend-"):

@@ -15,7 +15,8 @@ import yaml
 
 from components import graph as graph_mod
 from tests.support.live import LiveLab
-from tests.support.status_cli import run_status_command as _run, eventually, finding, kinds, quiet, status
+from tests.support.status_cli import eventually, finding, kinds, quiet, status
+from tests.support.status_cli import run_status_command as _run
 
 pytestmark = [pytest.mark.engine, pytest.mark.live]
 SVG = "{http://www.w3.org/2000/svg}"

@@ -11,8 +11,7 @@ import pytest
 
 from components import contract
 from components.ops import GONE_EXIT
-from components.provider import (REDACTED, Gone, StepError, StepRunner, Steps, redact, secret_fragments,
-                                 step_environment)
+from components.provider import REDACTED, Gone, StepError, StepRunner, Steps, redact, secret_fragments, step_environment
 
 KUBECONFIG = textwrap.dedent("""\
     apiVersion: v1
@@ -164,6 +163,7 @@ def test_step_environment_names_are_spelled_only_in_the_contract():
     """One source: the program, the steps and the provider name a step's variables through contract.py."""
     import glob
     import re
+
     from tests.support.mock_run import ROOT
     spelled = {}
     for path in glob.glob(os.path.join(ROOT, "components", "**", "*.py"), recursive=True):

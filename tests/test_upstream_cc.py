@@ -16,8 +16,14 @@ import pytest
 from components import cc_defaults, render, versions
 from components.spec import parse_lab
 from components.stack_config import STRING_KEYS
-from tests.harness.ks_operators import HookError, component_status_writes, migrate, preinstall_status_writes, \
-    render_kubesphere_yaml, required_reads
+from tests.harness.ks_operators import (
+    HookError,
+    component_status_writes,
+    migrate,
+    preinstall_status_writes,
+    render_kubesphere_yaml,
+    required_reads,
+)
 from tests.support.mock_run import ROOT, stack_config
 
 RELEASES = sorted(versions.KUBESPHERE_RELEASES)
@@ -194,7 +200,8 @@ def test_a_rerun_is_waited_for_until_kubesphere_config_reflects_the_change(versi
 def test_config_gaps_never_show_the_secret():
     gaps = render.kubesphere_config_gaps("v3.4.1", {"authentication": {"jwtSecret": "wanted-secret"},
                                                     "multicluster": {"clusterRole": "member"}},
-                                         "authentication: {jwtSecret: other-secret}\nmulticluster: {clusterRole: none}\n")
+                                         "authentication: {jwtSecret: other-secret}\nmulticluster: "
+                                         "{clusterRole: none}\n")
     assert gaps and not any("secret-" in g or "other" in g for g in gaps)
     assert any("clusterRole is 'none', not 'member'" in g for g in gaps)
 

@@ -20,8 +20,8 @@ import traceback
 import yaml
 
 from .. import contract as names
-from .. import kubeconfig as kc
 from .. import devworkspace, preflight_rules, render, versions
+from .. import kubeconfig as kc
 from . import GONE_EXIT
 from .errors import ApiFailure, Transient
 

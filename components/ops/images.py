@@ -25,7 +25,8 @@ def plan_rows(spec: LabSpec) -> list[dict]:
                    "from": registry_check.ImageRef.parse(image.ref).registry,
                    "checked": cluster.image_check or lab, "usedBy": image.used_by}
             if lab:
-                row["sources"] = spec.image_sources.candidates(image_sources.upstream_path(image, spec.image_sources.lab))
+                path = image_sources.upstream_path(image, spec.image_sources.lab)
+                row["sources"] = spec.image_sources.candidates(path)
             rows.append(row)
     return rows
 
@@ -102,7 +103,7 @@ def archive_plan(spec: LabSpec) -> tuple[dict[str, list[str]], dict[str, list[st
     for cluster in spec.clusters:
         upstream = images.plan(cluster.kubesphere_version, cluster.role, cluster.kubernetes_version, images.Naming())
         named = images.plan(cluster.kubesphere_version, cluster.role, cluster.kubernetes_version, spec.naming)
-        for path, image in zip((i.ref for i in upstream), named):
+        for path, image in zip((i.ref for i in upstream), named, strict=True):
             if sources is not None and (sources.prefixes or sources.override_for(path)):
                 found = sources.candidates(path)
             else:

@@ -20,8 +20,13 @@ import time
 import urllib.error
 import urllib.request
 
-from ..image_sources import (CONTAINERD_CERTS_DIR, KIND_NETWORK, LAB_REGISTRY_CONTAINER_PORT, LAB_REGISTRY_LABEL,
-                             LabRegistry)
+from ..image_sources import (
+    CONTAINERD_CERTS_DIR,
+    KIND_NETWORK,
+    LAB_REGISTRY_CONTAINER_PORT,
+    LAB_REGISTRY_LABEL,
+    LabRegistry,
+)
 
 IMAGE_REPOSITORY = "kslab.local/registry"
 DATA_DIR = "/var/lib/registry"

@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
-from .. import render, status as st, versions
+from .. import render, versions
+from .. import status as st
 from ..spec import LabConfigError, LabSpec, parse_lab_problems, settle
 from ..stack_config import read_stack_file
 from .errors import ApiFailure, Transient
@@ -165,10 +166,10 @@ def _age_seconds(timestamp: str | None) -> float | None:
     if not timestamp:
         return None
     try:
-        then = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        then = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
         return None
-    return max(0.0, (dt.datetime.now(dt.timezone.utc) - then).total_seconds())
+    return max(0.0, (dt.datetime.now(dt.UTC) - then).total_seconds())
 
 
 def _placed_on(placement: dict, member: str) -> bool:
@@ -186,7 +187,8 @@ def shared_objects(member: str, hosts: dict[str, Kube]) -> list[st.SharedObject]
     placed: dict[tuple[str, str], dict[str, str]] = {}  # (member plural, name) -> host -> template (JSON)
     for host_name, kube in hosts.items():
         for member_plural, fed_plural in st.FEDERATED_IAM_KINDS:
-            items, _ = _fact(lambda: kube.list_objects(st.FEDERATED_GROUP, st.FEDERATED_VERSION, fed_plural), [])
+            items, _ = _fact(lambda kube=kube, fed_plural=fed_plural: kube.list_objects(
+                st.FEDERATED_GROUP, st.FEDERATED_VERSION, fed_plural), [])
             for item in items or []:
                 spec = item.get("spec") or {}
                 if _placed_on(spec.get("placement") or {}, member):
@@ -205,7 +207,7 @@ def churning(member: str, kube: Kube, seconds: float) -> list[st.ChurningObject]
     deadline = time.monotonic() + seconds
     while True:
         for plural, _ in st.FEDERATED_IAM_KINDS:
-            items, _ = _fact(lambda: kube.list_objects(st.MEMBER_GROUP, st.MEMBER_VERSION, plural,
+            items, _ = _fact(lambda plural=plural: kube.list_objects(st.MEMBER_GROUP, st.MEMBER_VERSION, plural,
                                                        st.KUBEFED_MANAGED_SELECTOR), [])
             for item in items or []:
                 versions_ = seen.setdefault((plural, item["metadata"]["name"]), [])
@@ -239,7 +241,7 @@ def collect(spec: LabSpec, stack: str, outputs: dict, sample_seconds: float) -> 
             c.unreachable_reason = f"its kubeconfig cannot be used: {exc.__class__.__name__}"
     with ThreadPoolExecutor(max_workers=max(1, len(lab.clusters))) as pool:  # clusters are read side by side
         private = dict(zip([c.name for c in lab.clusters],
-                           pool.map(lambda c: read_cluster(c, kubes.get(c.name)), lab.clusters)))
+                           pool.map(lambda c: read_cluster(c, kubes.get(c.name)), lab.clusters), strict=True))
     by_name = {c.name: c for c in lab.clusters}
     for j in lab.joins:
         host_kube = kubes.get(j.host) if by_name[j.host].reachable else None

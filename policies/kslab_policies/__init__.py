@@ -11,6 +11,6 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from .rules import MANDATORY_POLICIES, POLICIES, POLICY_NAMES
+from .rules import MANDATORY_POLICIES, POLICIES, POLICY_NAMES  # noqa: E402 (after the path above)
 
 __all__ = ["POLICIES", "POLICY_NAMES", "MANDATORY_POLICIES"]

@@ -4,8 +4,9 @@ components register. No Pulumi engine or policy server is needed to use this mod
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -132,7 +133,7 @@ class Res:
     additional_secret_outputs: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, r: Any) -> "Res":
+    def of(cls, r: Any) -> Res:
         opts = getattr(r, "opts", None)
         return cls(type=getattr(r, "resource_type", ""), name=getattr(r, "name", ""), urn=getattr(r, "urn", ""),
                    props=plain(getattr(r, "props", {}) or {}),
@@ -249,7 +250,7 @@ class LabView:
     resources: list[Res]
 
     @classmethod
-    def of(cls, resources: Iterable[Any]) -> "LabView":
+    def of(cls, resources: Iterable[Any]) -> LabView:
         res = [r if isinstance(r, Res) else REGISTERED.get(getattr(r, "urn", ""), None) or Res.of(r)
                for r in resources]
         clusters = {}

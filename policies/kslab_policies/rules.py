@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ReportViolation, ResourceValidationArgs,
-                           ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy)
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 from pulumi_policy.proxy import UnknownValueError
 
 from components import contract as names
@@ -18,9 +25,23 @@ from components import kubeconfig as kc
 from components import versions
 from components.spec import ROLES
 
-from .facts import (CC_TYPE, DEPLOYMENT_TYPE, JOIN_TYPE, K8S_PROVIDER_TYPE, KIND_CLUSTER_TYPE, STEP_TYPES,
-                    UNKNOWN_STRING, LabView, Res, decode_kubeconfig, dig, is_secret, is_unknown, record,
-                    secret_paths)
+from .facts import (
+    CC_TYPE,
+    DEPLOYMENT_TYPE,
+    JOIN_TYPE,
+    K8S_PROVIDER_TYPE,
+    KIND_CLUSTER_TYPE,
+    STEP_TYPES,
+    UNKNOWN_STRING,
+    LabView,
+    Res,
+    decode_kubeconfig,
+    dig,
+    is_secret,
+    is_unknown,
+    record,
+    secret_paths,
+)
 
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 
@@ -237,7 +258,8 @@ def _dual_host_experiment(args: StackValidationArgs, report: ReportViolation):
                    "Expect: same-named users/roles created on both hosts flap forever on the member; deleting on one "
                    "host leaves an undeletable Federated object that reappears; both hosts federate through the same "
                    f"ServiceAccount '{member}-kubesphere', and an unjoin removes only that host's KubeFedCluster "
-                   "(the member keeps every host's kubefed objects). Avoid same-named resources across hosts.", joins[0].urn)
+                   "(the member keeps every host's kubefed objects). Avoid same-named resources across hosts.",
+                   joins[0].urn)
 
 
 # 9 ------------------------------------------------------------------------------------------

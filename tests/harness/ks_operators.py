@@ -51,7 +51,8 @@ KubeFed on a host with multicluster (kubesphere's kubefed v0.8.1 build; kubernet
 The ks-core chart's User admin (ks-installer@<tag>:roles/ks-core/ks-core/files/ks-core/templates/account.yaml) on
 every cluster, its password encrypted by the user controller with a random salt (encryptPassword), so every
 cluster's admin differs. ks-controller-manager's user controller (kubesphere@v3.4.1:pkg/controller/user/
-user_controller.go multiClusterSync/createFederatedUser), on a host with multicluster: each User is labelled kubefed.io/managed=false
+user_controller.go multiClusterSync/createFederatedUser), on a host with multicluster: each User is labelled
+kubefed.io/managed=false
   (ensureNotControlledByKubefed) and gets a FederatedUser of its name whose template carries its labels and spec,
   placed by an empty clusterSelector (every member); the garbage collector removes it with its User.
 kube-controller-manager (live tier only; kind clusters run the real one): namespace finalization and
@@ -108,7 +109,7 @@ _STATUS_KEY = {"devops": "devops", "logging": "logging", "auditing": "auditing",
 
 def _now() -> str:
     # `date +%Y-%m-%dT%H:%M:%S%Z` (roles/ks-core/ks-core/tasks/main.yaml)
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + "UTC"
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + "UTC"
 
 
 def _api(kubeconfig_text: str) -> client.ApiClient:
@@ -176,7 +177,8 @@ def migrate(version: str, spec, status) -> list[str]:
         reasons.append("servicemesh without istio")
     if v34 and "kubeedge" in spec:
         reasons.append("kubeedge (moved to edgeruntime)")
-    if v34 and (spec.get("devops") or {}).get("enabled") and not {"jenkinsCpuReq", "jenkinsCpuLim"} <= set(spec["devops"]):
+    devops = spec.get("devops") or {}
+    if v34 and devops.get("enabled") and not {"jenkinsCpuReq", "jenkinsCpuLim"} <= set(devops):
         reasons.append("devops without jenkinsCpuReq/jenkinsCpuLim")
     if isinstance(status, dict) and "core" in status:
         core = status["core"] or {}
@@ -304,7 +306,7 @@ def _kubeconfig_unusable_in_pod(doc: dict) -> str | None:
 def _serving_cert(address: str, workdir: str) -> tuple[str, str, str]:
     """A CA and a serving certificate for `address` (an IP SAN): (ca_pem, cert_path, key_path)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kslab-fixture-webhook")])
     import ipaddress
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
@@ -333,7 +335,7 @@ class _Servers:
         self.workdir = tempfile.mkdtemp(prefix="kslab-fixture-")
         self.ca_pem, cert, key = _serving_cert(address, self.workdir)
         self.cert_path, self.key_path = cert, key
-        self.actors: dict[str, "ClusterActor"] = {}
+        self.actors: dict[str, ClusterActor] = {}
         outer = self
 
         class WebhookHandler(BaseHTTPRequestHandler):
@@ -369,7 +371,7 @@ class _Servers:
     def webhook_url(self, cluster: str) -> str:
         return f"https://{self.address}:{self.webhook_port}/{cluster}{WEBHOOK_PATH}"
 
-    def apiserver_port(self, actor: "ClusterActor") -> int:
+    def apiserver_port(self, actor: ClusterActor) -> int:
         if actor.name not in self.apiservers:
             class VersionHandler(BaseHTTPRequestHandler):
                 def log_message(self, *args):
@@ -522,7 +524,7 @@ class ClusterActor:
                  if (snapshot.get(key) or {}).get("status") != "enabled"]
         steps.append(at(0.15, lambda: self._ks_core(spec, snapshot)))
         window = [0.3 + 0.45 * random.random() for _ in component_status_writes(version, spec)]
-        for fraction, key in sorted(zip(window, component_status_writes(version, spec))):
+        for fraction, key in sorted(zip(window, component_status_writes(version, spec), strict=True)):
             if ((snapshot.get(key) or {}).get("status")) != "enabled":
                 steps.append(at(fraction, lambda key=key, spec=spec: self._component(key, spec)))
         steps.append(at(0.85, lambda: self._write_kubesphere_config(version, spec)))
@@ -693,7 +695,7 @@ class ClusterActor:
                             name=name, image=f"kubesphere/{name}:{self.version}", command=command,
                             ports=[client.V1ContainerPort(container_port=p, protocol="TCP") for p in ports],
                             volume_mounts=[client.V1VolumeMount(name=v, mount_path=m) for v, m in mounts])]))))
-            _create(lambda: apps.create_namespaced_deployment(NS, body, _request_timeout=5))
+            _create(lambda body=body: apps.create_namespaced_deployment(NS, body, _request_timeout=5))
         service = client.V1Service(
             metadata=client.V1ObjectMeta(name="ks-controller-manager",
                                          labels={"app": "ks-controller-manager", "tier": "backend"}),
@@ -885,7 +887,7 @@ class ClusterActor:
         sa_name = f"{name}-kubesphere"
         member.read_namespace("kube-system", _request_timeout=5)  # preflight: the member answers
         for body in (client.V1Namespace(metadata=client.V1ObjectMeta(name=KUBEFED_NS)),):
-            _create(lambda: member.create_namespace(body, _request_timeout=5))
+            _create(lambda body=body: member.create_namespace(body, _request_timeout=5))
         _create(lambda: member.create_namespaced_service_account(
             KUBEFED_NS, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=sa_name)), _request_timeout=5))
         rbac = client.RbacAuthorizationV1Api(member_api)
@@ -1146,7 +1148,7 @@ class ClusterActor:
                     "spec": {"template": {"metadata": {"labels": user["metadata"].get("labels") or {}},
                                           "spec": user.get("spec") or {}},
                              "placement": {"clusterSelector": {}}}}
-            _create(lambda: self.custom.create_cluster_custom_object("types.kubefed.io", "v1beta1",
+            _create(lambda body=body: self.custom.create_cluster_custom_object("types.kubefed.io", "v1beta1",
                                                                      "federatedusers", body, _request_timeout=5))
         federated = self.custom.list_cluster_custom_object("types.kubefed.io", "v1beta1", "federatedusers",
                                                            _request_timeout=5)["items"]
@@ -1291,7 +1293,7 @@ class Operator:
                 actor.tick()
             self._stop.wait(self.interval)
 
-    def start(self) -> "Operator":
+    def start(self) -> Operator:
         self._thread = threading.Thread(target=self.run, name="kubesphere-operator-fixture", daemon=True)
         self._thread.start()
         return self

@@ -34,8 +34,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any
 
 import yaml
 from cryptography import x509
@@ -71,14 +72,14 @@ class LiveClusterError(RuntimeError):
     """A live cluster could not be built, started or stopped."""
 
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 # ---------------------------------------------------------------------------------------------------
 # binaries
 
 
-def find_bin_dir(build: bool = False, timeout: Optional[float] = None) -> Path:
+def find_bin_dir(build: bool = False, timeout: float | None = None) -> Path:
     """Return the directory holding kube-apiserver and etcd built by tools/kube/build.sh.
 
     ``$KSLAB_KUBE_BIN_DIR`` overrides the lookup. Otherwise ``build.sh --check`` reports the cache
@@ -149,7 +150,7 @@ class _PKI:
         self.days = days
         self.ca_key = _new_ec_key()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"kslab-{cluster_name}-ca")])
-        now = _dt.datetime.now(_dt.timezone.utc)
+        now = _dt.datetime.now(_dt.UTC)
         self.ca_cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -180,7 +181,7 @@ class _PKI:
         ips: Iterable[str] = (),
         server: bool = False,
         client: bool = False,
-    ) -> Tuple[bytes, bytes]:
+    ) -> tuple[bytes, bytes]:
         """Return (cert PEM, key PEM) signed by the CA."""
         key = _new_ec_key()
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
@@ -188,7 +189,7 @@ class _PKI:
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
             [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
         )
-        now = _dt.datetime.now(_dt.timezone.utc)
+        now = _dt.datetime.now(_dt.UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name(attrs))
@@ -211,7 +212,7 @@ class _PKI:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()), critical=False
             )
         )
-        sans: List[x509.GeneralName] = [x509.DNSName(d) for d in dict.fromkeys(dns)]
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dict.fromkeys(dns)]
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in dict.fromkeys(ips)]
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -247,7 +248,7 @@ def _free_port(address: str) -> int:
     raise LiveClusterError(f"no free port found on {address}")
 
 
-def _proc_start_time(pid: int) -> Optional[str]:
+def _proc_start_time(pid: int) -> str | None:
     """Field 22 of /proc/<pid>/stat: tells a live process from a recycled pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -256,7 +257,7 @@ def _proc_start_time(pid: int) -> Optional[str]:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def _alive(pid: int, start_time: Optional[str] = None) -> bool:
+def _alive(pid: int, start_time: str | None = None) -> bool:
     st = _proc_start_time(pid)
     if st is None:
         return False
@@ -268,7 +269,7 @@ def _alive(pid: int, start_time: Optional[str] = None) -> bool:
     return start_time is None or st == start_time
 
 
-def _terminate_pid(pid: int, start_time: Optional[str], timeout: float, popen=None) -> None:
+def _terminate_pid(pid: int, start_time: str | None, timeout: float, popen=None) -> None:
     """SIGTERM, wait up to `timeout`, then SIGKILL. Only signals the recorded process."""
     if popen is not None:
         if popen.poll() is not None:
@@ -315,9 +316,9 @@ def _reap(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def _read_pidfile(workdir: Path) -> List[Tuple[str, int, Optional[str]]]:
+def _read_pidfile(workdir: Path) -> list[tuple[str, int, str | None]]:
     path = Path(workdir) / "pids"
-    out: List[Tuple[str, int, Optional[str]]] = []
+    out: list[tuple[str, int, str | None]] = []
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -329,7 +330,7 @@ def _read_pidfile(workdir: Path) -> List[Tuple[str, int, Optional[str]]]:
     return out
 
 
-def kill_recorded(workdir: PathLike, timeout: float = 10.0) -> List[str]:
+def kill_recorded(workdir: PathLike, timeout: float = 10.0) -> list[str]:
     """Stop every process recorded in ``<workdir>/pids`` that is still the same process.
 
     For cleaning up after a test run that died without calling stop(). Returns what was stopped.
@@ -353,7 +354,7 @@ def kill_recorded(workdir: PathLike, timeout: float = 10.0) -> List[str]:
 
 # Clusters with running processes; stopped at interpreter exit unless detach()ed, so an aborted test
 # session does not leave servers behind (a SIGKILLed one still can: see kill_recorded).
-_RUNNING: "set[LiveCluster]" = set()
+_RUNNING: set[LiveCluster] = set()
 
 
 @atexit.register
@@ -374,7 +375,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def _tail_text(text: str, lines: int, header: str = "") -> str:
-    body = "\n".join("  " + l for l in text.rstrip().splitlines()[-lines:])
+    body = "\n".join("  " + line for line in text.rstrip().splitlines()[-lines:])
     return f"{header}\n{body}" if header else body
 
 
@@ -419,12 +420,12 @@ class LiveCluster:
         self.apiserver_log = self.workdir / "kube-apiserver.log"
         self.pidfile = self.workdir / "pids"
 
-        self.etcd_client_port: Optional[int] = None
-        self.etcd_peer_port: Optional[int] = None
-        self.port: Optional[int] = None
-        self._procs: Dict[str, subprocess.Popen] = {}
-        self._ssl_ctx: Optional[ssl.SSLContext] = None
-        self.startup_seconds: Optional[float] = None
+        self.etcd_client_port: int | None = None
+        self.etcd_peer_port: int | None = None
+        self.port: int | None = None
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._ssl_ctx: ssl.SSLContext | None = None
+        self.startup_seconds: float | None = None
 
     # ----- public properties ----------------------------------------------------------------------
 
@@ -447,7 +448,7 @@ class LiveCluster:
         return f"https://{self.address}:{self.etcd_client_port}"
 
     @property
-    def pids(self) -> Dict[str, int]:
+    def pids(self) -> dict[str, int]:
         """Pids of the processes that are running now, by program name."""
         return {n: p.pid for n, p in self._procs.items() if p.poll() is None}
 
@@ -468,13 +469,13 @@ class LiveCluster:
 
     # ----- lifecycle ------------------------------------------------------------------------------
 
-    def __enter__(self) -> "LiveCluster":
+    def __enter__(self) -> LiveCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self) -> "LiveCluster":
+    def start(self) -> LiveCluster:
         """Make fresh PKI and etcd data, start etcd then kube-apiserver, wait for /readyz, write kubeconfig."""
         if self._procs:
             raise LiveClusterError(f"cluster {self.name!r} is already started")
@@ -513,7 +514,7 @@ class LiveCluster:
         self._write_pidfile()
         _RUNNING.discard(self)
 
-    def detach(self) -> Dict[str, int]:
+    def detach(self) -> dict[str, int]:
         """Forget the processes and leave them running (they stay recorded in ``<workdir>/pids``).
 
         For handing a cluster to another process; stop it later with ``kill_recorded(workdir)``.
@@ -569,7 +570,7 @@ class LiveCluster:
         *,
         content_type: str = "application/json",
         timeout: float = 30.0,
-    ) -> Tuple[int, Any]:
+    ) -> tuple[int, Any]:
         """One HTTPS request as the admin user. Returns (status, decoded JSON or text); never raises on
         HTTP error statuses, only on connection errors."""
         data = None
@@ -632,14 +633,14 @@ class LiveCluster:
             ),
         )
 
-    def _env(self) -> Dict[str, str]:
+    def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         for var in ("NO_PROXY", "no_proxy"):
             extra = f"{self.address},127.0.0.1,localhost"
             env[var] = f"{env[var]},{extra}" if env.get(var) else extra
         return env
 
-    def _spawn(self, name: str, args: List[str], log: Path) -> None:
+    def _spawn(self, name: str, args: list[str], log: Path) -> None:
         with open(log, "ab") as logf:
             logf.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(args)}\n".encode())
             logf.flush()
@@ -746,7 +747,8 @@ class LiveCluster:
 
     def _wait_etcd_healthy(self, deadline: float) -> None:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.pki_dir / "ca.crt"))
-        ctx.load_cert_chain(str(self.pki_dir / "apiserver-etcd-client.crt"), str(self.pki_dir / "apiserver-etcd-client.key"))
+        ctx.load_cert_chain(str(self.pki_dir / "apiserver-etcd-client.crt"),
+                            str(self.pki_dir / "apiserver-etcd-client.key"))
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
         last = "no answer"
         while True:
@@ -818,7 +820,7 @@ class LiveCluster:
 # command line: bring a cluster up for manual use, and tear down what a run left behind
 
 
-def _main(argv: Optional[List[str]] = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -107,7 +107,8 @@ def _exercise(c: LiveCluster, size: int) -> None:
             break
         assert status == 404 and time.monotonic() < deadline, f"HTTP {status}: {body}"
         time.sleep(0.2)
-    _ok(c.request("PUT", widgets + "/w1/status", {**_ok(c.request("GET", widgets + "/w1")), "status": {"phase": "Ready"}}))
+    current = _ok(c.request("GET", widgets + "/w1"))
+    _ok(c.request("PUT", widgets + "/w1/status", {**current, "status": {"phase": "Ready"}}))
     w = _ok(c.request("GET", widgets + "/w1"))
     assert w["spec"] == {"size": size} and w["status"] == {"phase": "Ready"}, w
 

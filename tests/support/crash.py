@@ -169,7 +169,7 @@ def check_up(lab: LiveLab) -> list[str]:
     problems = []
     jwts = set()
     for c in lab.config["kslab:clusters"]:
-        cc = _safe(lambda: lab.cc(c["name"]))
+        cc = _safe(lambda c=c: lab.cc(c["name"]))
         if cc is None:
             problems.append(f"no cc on {c['name']}")
             continue
@@ -183,7 +183,8 @@ def check_up(lab: LiveLab) -> list[str]:
     joined = _safe(lambda: lab.joined("host"), [])
     if [o["metadata"]["name"] for o in joined] != ["member"]:
         problems.append(f"joined: {[o['metadata']['name'] for o in joined]}")
-    elif {c["type"]: c["status"] for c in (joined[0].get("status") or {}).get("conditions") or []}.get("Ready") != "True":
+    elif {c["type"]: c["status"]
+          for c in (joined[0].get("status") or {}).get("conditions") or []}.get("Ready") != "True":
         problems.append("member not Ready")
     elif joined[0]["metadata"].get("deletionTimestamp"):
         problems.append("Cluster member is being deleted")
@@ -256,7 +257,8 @@ def run_trial(lab: LiveLab, trial: Trial, rng: random.Random, log) -> Trial:
     recover(lab, trial.action, trial)
     log(f"trial {trial.n:3d} {trial.action:7s} {trial.phase:14s} {trial.sig:4s} killed at {trial.killed_at:5.1f}s "
         f"({trial.landed}); left {trial.left or '-'}; {'recovered' if trial.recovered else 'LOST'} in "
-        f"{trial.recovery_seconds:.1f}s ({trial.attempts} run(s)){'; ' + '; '.join(trial.problems) if trial.problems else ''}")
+        f"{trial.recovery_seconds:.1f}s ({trial.attempts} "
+        f"run(s)){'; ' + '; '.join(trial.problems) if trial.problems else ''}")
     return trial
 
 
@@ -267,7 +269,8 @@ def plan(trials: int) -> list[tuple[str, str, str]]:
     for i in range(trials):
         k = i // 2
         if i % 2 == 0:
-            out.append(("up", UP_PHASES[k % len(UP_PHASES)], SIGNALS[(k % len(UP_PHASES) + k // len(UP_PHASES)) % len(SIGNALS)]))
+            signal_index = (k % len(UP_PHASES) + k // len(UP_PHASES)) % len(SIGNALS)
+            out.append(("up", UP_PHASES[k % len(UP_PHASES)], SIGNALS[signal_index]))
         else:
             out.append(("destroy", DESTROY_PHASES[k % len(DESTROY_PHASES)], SIGNALS[(k // 2) % len(SIGNALS)]))
     return out

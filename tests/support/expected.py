@@ -30,7 +30,8 @@ def expected_resources(lab: LabSpec) -> set[tuple[str, str, str]]:
         else:
             out.add(("kslab:lab:ExistingCluster", n, "lab"))
         out.add(("pulumi:providers:kubernetes", f"{n}-k8s", n))
-        out |= {("kslab:lab:MulticlusterRole", f"{n}-role", "lab"), (step("role-guard"), f"{n}-role-guard", f"{n}-role")}
+        out |= {("kslab:lab:MulticlusterRole", f"{n}-role", "lab"),
+                (step("role-guard"), f"{n}-role-guard", f"{n}-role")}
         inst = f"{n}-kubesphere"
         out.add(("kslab:lab:KubeSphereInstall", inst, "lab"))
         out |= {(t, f"{inst}-{suffix}", inst) for suffix, t in INSTALLER_TYPES.items()}

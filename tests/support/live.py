@@ -8,8 +8,8 @@ import signal
 import yaml
 from kubernetes import client, config
 
-from tests.harness.live_cluster import LiveCluster, find_bin_dir
 from tests.harness.ks_operators import Operator
+from tests.harness.live_cluster import LiveCluster, find_bin_dir
 from tests.support.engine import StackLab, make_project, policy_pack
 from tests.support.mock_run import ROOT
 

@@ -7,8 +7,15 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from pulumi_policy import (EnforcementLevel, PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions,
-                           ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs)
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+)
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from tests.support.mock_run import ROOT, Run

@@ -48,6 +48,7 @@ class SourceRegistry:
         os.makedirs(self.docker_config, exist_ok=True)
         if login:
             import base64
+
             import bcrypt
             htpasswd = os.path.join(root, "htpasswd")
             with open(htpasswd, "w") as fh:
@@ -70,7 +71,8 @@ class SourceRegistry:
                 break  # it answers (401: it asks for the login)
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the played registry did not start: {open(self.log_path).read()[-2000:]}")
+                    raise AssertionError(
+                        f"the played registry did not start: {open(self.log_path).read()[-2000:]}") from None
                 time.sleep(0.2)
         self._stand_in = None
         self._mark = 0
