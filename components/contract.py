@@ -37,6 +37,13 @@ STEP_TYPE_NAMES = {
 LEGACY_STEP_TYPE = "pulumi-python:dynamic:Resource"
 
 
+# The exit status of a read step that found its object gone (a refresh then drops the step from the state).
+GONE_EXIT = 3
+# The cc's label that names the KubeSphere release it is for (ks-installer's own deploy/cluster-configuration.yaml
+# sets it; the program writes it, the policy pack reads it).
+CC_VERSION_LABEL = "version"
+
+
 def step_type(step: str) -> str:
     return f"{STEP_PACKAGE}:{STEP_MODULE}:{STEP_TYPE_NAMES[step]}"
 

@@ -9,7 +9,6 @@ import pulumi_kubernetes as k8s
 
 from . import contract as names
 from . import images, render
-from .clusters import TYPE_PREFIX
 from .spec import ClusterSpec
 from .steps import apply_object, ops_step
 
@@ -29,7 +28,7 @@ class MulticlusterRole(pulumi.ComponentResource):
     """
 
     def __init__(self, name: str, args: MulticlusterRoleArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{TYPE_PREFIX}:MulticlusterRole", name, None, opts)
+        super().__init__(f"{names.TYPE_PREFIX}:MulticlusterRole", name, None, opts)
         spec = args.spec
         self.role = spec.role
         self.host_cluster_name = spec.host_cluster_name
@@ -63,7 +62,7 @@ class KubeSphereInstall(pulumi.ComponentResource):
     """ks-installer objects + the `ks-installer` cc, then a wait on the cc's real status."""
 
     def __init__(self, name: str, args: KubeSphereInstallArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{TYPE_PREFIX}:KubeSphereInstall", name, None, opts)
+        super().__init__(f"{names.TYPE_PREFIX}:KubeSphereInstall", name, None, opts)
         spec = args.spec
         # Nothing is applied before every planned image was found (an existing cluster has no kind step to wait).
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider,

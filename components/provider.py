@@ -26,7 +26,6 @@ from concurrent import futures
 from typing import Any
 
 from . import contract
-from .ops import GONE_EXIT
 
 PROJECT_DIR = contract.PROJECT_DIR
 VERSION = "1.0.0"
@@ -129,7 +128,7 @@ class StepRunner:
         stdout = proc.stdout.read()
         proc.wait()
         reader.join(timeout=10)
-        if proc.returncode == GONE_EXIT and step_key == "read_step":
+        if proc.returncode == contract.GONE_EXIT and step_key == "read_step":
             raise Gone()
         if proc.returncode != 0:
             raise StepError(redact(failure_message(progress, str(step), proc.returncode), fragments))

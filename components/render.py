@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from . import cc_defaults, image_sources, images, versions
+from . import cc_defaults, contract, image_sources, images, versions
 
 # Labels and annotations the policy pack reads off the registered objects (one source: contract.py).
 from .contract import (  # noqa: F401
@@ -224,7 +224,7 @@ def cluster_configuration(cluster: ClusterSpec, jwt_secret, naming: images.Namin
     return {
         "apiVersion": CC_API_VERSION, "kind": CC_KIND,
         "metadata": {"name": CC_NAME, "namespace": KS_NAMESPACE,
-                     "labels": {"version": cluster.kubesphere_version, CLUSTER_LABEL: cluster.name,
+                     "labels": {contract.CC_VERSION_LABEL: cluster.kubesphere_version, CLUSTER_LABEL: cluster.name,
                                 **MANAGED_BY_LABEL},
                      "annotations": {K8S_VERSION_ANNOTATION: cluster.kubernetes_version,
                                      JWT_SOURCE_ANNOTATION: jwt_source}},

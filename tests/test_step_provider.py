@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from components import contract
-from components.ops import GONE_EXIT
+from components.contract import GONE_EXIT
 from components.provider import REDACTED, Gone, StepError, StepRunner, Steps, redact, secret_fragments, step_environment
 
 KUBECONFIG = textwrap.dedent("""\

@@ -22,7 +22,6 @@ import yaml
 from .. import contract as names
 from .. import devworkspace, preflight_rules, render, versions
 from .. import kubeconfig as kc
-from . import GONE_EXIT
 from .errors import ApiFailure, Transient
 
 
@@ -227,7 +226,7 @@ def step_kind_read() -> None:
         fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
     if name not in existing.stdout.split():
         log(f"kind cluster '{name}' is gone")
-        sys.exit(GONE_EXIT)
+        sys.exit(names.GONE_EXIT)
     _print_kind_access(name)
 
 

@@ -198,7 +198,7 @@ def cluster_of(r: Res) -> Cluster:
         name=labels.get(names.CLUSTER_LABEL) or r.name, urn=r.urn,
         role=dig(spec, "multicluster", "clusterRole", default="none"),
         host_cluster_name=dig(spec, "multicluster", "hostClusterName"),
-        kubesphere_version=str(labels.get("version", "")),
+        kubesphere_version=str(labels.get(names.CC_VERSION_LABEL, "")),
         kubernetes_version=str(ann.get(names.K8S_VERSION_ANNOTATION, "")),
         jwt=dig(spec, "authentication", "jwtSecret", default=""),
         jwt_source=str(ann.get(names.JWT_SOURCE_ANNOTATION, "")),
