@@ -92,6 +92,9 @@ ENV_STALE_WAIT = "KSLAB_STALE_WAIT"
 ENV_DEV_GONE = "KSLAB_DEV_GONE"
 # Set by the user to see the step provider's own tracebacks (kslab bugs only).
 ENV_DEBUG = "KSLAB_DEBUG"
+# Every variable a step may be given: the ENV_* names above, nothing else (the step plugin drops any other name a
+# request carries, such as LD_PRELOAD).
+STEP_ENV = frozenset(value for key, value in dict(globals()).items() if key.startswith("ENV_"))
 USER_STEP_ENV = (ENV_FORCE_UNJOIN, ENV_POLL_SECONDS, ENV_PROGRESS_SECONDS, ENV_JWT_READ_SECONDS, ENV_STALE_WAIT,
                  ENV_DEBUG, ENV_DEV_GONE)
 # What a step's programs (python, kind, docker) need from the machine; nothing else is passed on (never

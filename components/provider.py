@@ -48,11 +48,62 @@ class Gone(Exception):
 
 def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str]) -> dict[str, str]:
     """What a step's process gets: the few machine variables its programs need, the user's kslab knobs, and
-    the step's own settings. Never the Pulumi passphrase or any other PULUMI_* variable, never the user's
-    KUBECONFIG, never another step's kubeconfig."""
+    the step's own settings, by name from contract.STEP_ENV only (a request naming LD_PRELOAD or PATH gets
+    nothing of it). Never the Pulumi passphrase or any other PULUMI_* variable, never the user's KUBECONFIG,
+    never another step's kubeconfig."""
     env = {k: machine[k] for k in contract.MACHINE_ENV + contract.USER_STEP_ENV if k in machine}
-    env.update({k: str(v) for k, v in step_env.items() if v is not None})
+    env.update({k: str(v) for k, v in step_env.items() if v is not None and k in contract.STEP_ENV})
     return env
+
+
+def undeclared(step_env: Mapping[str, Any]) -> list[str]:
+    """Names a request carries that are no step variable (dropped, and said so)."""
+    return sorted(k for k in step_env if k not in contract.STEP_ENV)
+
+
+# --- who may call: the engine that started this plugin --------------------------------------------
+
+def _tcp_inode(local_port: int, remote_port: int, tables: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6")
+               ) -> str | None:
+    """The inode of the loopback TCP socket from `local_port` to `remote_port` (the caller's end)."""
+    for table in tables:
+        try:
+            with open(table) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if int(local.rsplit(":", 1)[1], 16) == local_port and int(remote.rsplit(":", 1)[1], 16) == remote_port:
+                return inode
+    return None
+
+
+def caller_is(pid: int, peer: str, server_port: int, proc_root: str = "/proc") -> bool | None:
+    """Whether the gRPC peer (`ipv4:127.0.0.1:PORT`) is a socket process `pid` holds; None where /proc cannot
+    tell (not Linux)."""
+    if not os.path.isdir(os.path.join(proc_root, str(pid), "fd")):
+        return None
+    try:
+        peer_port = int(peer.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    inode = _tcp_inode(peer_port, server_port, (f"{proc_root}/net/tcp", f"{proc_root}/net/tcp6"))
+    if inode is None:
+        return False
+    wanted = f"socket:[{inode}]"
+    fd_dir = os.path.join(proc_root, str(pid), "fd")
+    try:
+        for fd in os.listdir(fd_dir):
+            try:
+                if os.readlink(os.path.join(fd_dir, fd)) == wanted:
+                    return True
+            except OSError:
+                continue
+    except OSError:
+        return None
+    return False
 
 
 def secret_fragments(step_env: Mapping[str, Any]) -> list[str]:
@@ -112,6 +163,8 @@ class StepRunner:
         step = props.get(step_key)
         step_env = props.get("environment") or {}
         fragments = secret_fragments(step_env)
+        for name in undeclared(step_env):
+            self.log(f"[kslab] step {step}: ignored {name}, which is no kslab step variable")
         proc = subprocess.Popen([self.python, "-m", "components.ops", str(step)], cwd=PROJECT_DIR,
                                 env=step_environment(step_env, self.machine), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -201,9 +254,17 @@ def serve(engine_address: str | None) -> None:
         out.update(props)
         return out
 
+    # Only the engine that started this plugin may run steps: any other local process could otherwise call it on
+    # 127.0.0.1 and run a step, as the lab's user, with settings of its own.
+    engine_pid = os.getppid()
+    server_port = 0
+
     def guarded(fn):
         """A failing step shows its own message only; anything else is kslab's bug, said as such."""
         def call(self, request, context):
+            if caller_is(engine_pid, context.peer(), server_port) is False:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                              "kslab step provider: only the Pulumi engine that started it may run its steps")
             try:
                 return fn(self, request, context)
             except StepError as exc:
@@ -272,7 +333,7 @@ def serve(engine_address: str | None) -> None:
     # Every step of a big lab may be waiting at once (installs, joins); each holds a thread while it runs.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     provider_pb2_grpc.add_ResourceProviderServicer_to_server(Servicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     # The engine reads the port from the first line of stdout.
     sys.stdout.write(f"{port}\n")

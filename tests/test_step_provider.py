@@ -118,12 +118,14 @@ def test_redaction_keeps_plain_settings_readable():
 FAKE_STEP = textwrap.dedent("""\
     #!{python}
     import json, os, sys
-    with open(os.environ["RECORD"], "w") as fh:
+    # what it was given, and its exit status, through TMPDIR (a machine variable steps get)
+    with open(os.path.join(os.environ["TMPDIR"], "record.json"), "w") as fh:
         json.dump({{"argv": sys.argv[1:], "env": sorted(os.environ)}}, fh)
     print("stdout may hold a secret: " + os.environ["KSLAB_KUBECONFIG"])
     sys.stderr.write("[kslab] waiting for member\\n")
     sys.stderr.write("[kslab] ERROR: member refused key " + os.environ["KSLAB_KUBECONFIG"].split()[-1] + "\\n")
-    sys.exit(int(os.environ.get("EXIT", "1")))
+    exit_file = os.path.join(os.environ["TMPDIR"], "exit")
+    sys.exit(int(open(exit_file).read()) if os.path.exists(exit_file) else 1)
     """)
 
 
@@ -138,25 +140,65 @@ def fake_python(tmp_path):
 def test_a_failing_step_shows_its_own_error_line_without_secrets_or_progress(tmp_path, fake_python):
     record = tmp_path / "record.json"
     logged: list[str] = []
-    machine = {"PATH": os.environ["PATH"], "PULUMI_CONFIG_PASSPHRASE": "pass"}
+    machine = {"PATH": os.environ["PATH"], "PULUMI_CONFIG_PASSPHRASE": "pass", "TMPDIR": str(tmp_path)}
     runner = StepRunner(logged.append, machine=machine, python=str(fake_python))
     with pytest.raises(StepError) as info:
-        runner.run(props(environment={"KSLAB_CLUSTER": "member", "KSLAB_KUBECONFIG": KUBECONFIG,
-                                      "RECORD": str(record)}))
+        runner.run(props(environment={"KSLAB_CLUSTER": "member", "KSLAB_KUBECONFIG": KUBECONFIG}))
     message = str(info.value)
     assert message == f"[kslab] ERROR: member refused key {REDACTED}"
     assert logged == ["[kslab] waiting for member", message]  # progress reaches the user, redacted too
     seen = json.loads(record.read_text())
     assert seen["argv"] == ["-m", "components.ops", "wait-install"]
     # (Python itself adds LC_CTYPE in a C locale, PEP 538.)
-    assert set(seen["env"]) - {"LC_CTYPE"} == {"PATH", "KSLAB_CLUSTER", "KSLAB_KUBECONFIG", "RECORD"}
+    assert set(seen["env"]) - {"LC_CTYPE"} == {"PATH", "TMPDIR", "KSLAB_CLUSTER", "KSLAB_KUBECONFIG"}
 
 
 def test_a_read_step_exiting_gone_is_gone(tmp_path, fake_python):
-    runner = StepRunner(lambda line: None, machine={"PATH": os.environ["PATH"]}, python=str(fake_python))
+    (tmp_path / "exit").write_text(str(GONE_EXIT))
+    runner = StepRunner(lambda line: None, machine={"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path)},
+                        python=str(fake_python))
     with pytest.raises(Gone):
-        runner.run(props(read_step="kind-read", environment={
-            "KSLAB_KUBECONFIG": KUBECONFIG, "RECORD": str(tmp_path / "r.json"), "EXIT": str(GONE_EXIT)}), "read_step")
+        runner.run(props(read_step="kind-read", environment={"KSLAB_KUBECONFIG": KUBECONFIG}), "read_step")
+
+
+def test_a_request_cannot_give_a_step_a_variable_that_is_no_step_variable(tmp_path, fake_python):
+    """Defect 9 of #20: a caller's LD_PRELOAD or PATH never reaches the step; it is dropped and said so."""
+    logged: list[str] = []
+    machine = {"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path)}
+    runner = StepRunner(logged.append, machine=machine, python=str(fake_python))
+    with pytest.raises(StepError):
+        runner.run(props(environment={"KSLAB_KUBECONFIG": KUBECONFIG, "LD_PRELOAD": str(tmp_path / "evil.so"),
+                                      "PATH": "/tmp/evil"}))
+    seen = json.loads((tmp_path / "record.json").read_text())
+    assert "LD_PRELOAD" not in seen["env"]
+    assert [line for line in logged if "ignored" in line] == [
+        "[kslab] step wait-install: ignored LD_PRELOAD, which is no kslab step variable",
+        "[kslab] step wait-install: ignored PATH, which is no kslab step variable"]
+
+
+def test_every_program_step_variable_is_declared():
+    assert {contract.ENV_LAB_IMAGES, contract.ENV_REGISTRY_AUTH, contract.ENV_KUBECONFIG} <= contract.STEP_ENV
+    assert not {"PATH", "LD_PRELOAD", "PULUMI_CONFIG_PASSPHRASE"} & contract.STEP_ENV
+
+
+def test_a_caller_is_the_engine_only_when_the_engine_holds_its_socket(tmp_path):
+    """The plugin's check of who calls it, on a /proc written here: the peer's port maps to a socket inode in
+    /proc/net/tcp, which the engine's pid holds or not."""
+    (tmp_path / "net").mkdir()
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    # 127.0.0.1:54321 (0xD431) -> 127.0.0.1:40000 (0x9C40), inode 777
+    row = "   0: 0100007F:D431 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 777\n"
+    (tmp_path / "net" / "tcp").write_text(header + row)
+    (tmp_path / "net" / "tcp6").write_text(header)
+    for pid, inode in ((10, "777"), (11, "778")):
+        fd = tmp_path / str(pid) / "fd"
+        fd.mkdir(parents=True)
+        os.symlink(f"socket:[{inode}]", fd / "5")
+    from components.provider import caller_is
+    assert caller_is(10, "ipv4:127.0.0.1:54321", 40000, str(tmp_path)) is True
+    assert caller_is(11, "ipv4:127.0.0.1:54321", 40000, str(tmp_path)) is False
+    assert caller_is(10, "ipv4:127.0.0.1:54322", 40000, str(tmp_path)) is False, "another connection"
+    assert caller_is(12, "ipv4:127.0.0.1:54321", 40000, str(tmp_path)) is None, "no /proc entry: cannot tell"
 
 
 def test_step_environment_names_are_spelled_only_in_the_contract():
@@ -176,3 +218,32 @@ def test_step_environment_names_are_spelled_only_in_the_contract():
     assert spelled == {}
     defined = {v for k, v in vars(contract).items() if k.startswith("ENV_")}
     assert len(defined) == len([k for k in vars(contract) if k.startswith("ENV_")]), "two names, one variable"
+
+
+def test_the_plugin_refuses_a_caller_that_is_not_its_engine():
+    """Defect 9 of #20, on the real plugin: started by another process (here a shell, standing for the engine),
+    it answers this test's Create, a local caller that is not its parent, with PERMISSION_DENIED and runs nothing."""
+    import signal
+    import subprocess
+
+    import grpc
+    from google.protobuf import struct_pb2
+    from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
+
+    from tests.support.mock_run import ROOT
+    plugin = os.path.join(ROOT, "provider", "pulumi-resource-kslab")
+    proc = subprocess.Popen(["sh", "-c", f"'{plugin}'; true"], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        port = int(proc.stdout.readline())
+        stub = provider_pb2_grpc.ResourceProviderStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        properties = struct_pb2.Struct()
+        properties.update({"step": "gen-secret", "environment": {}})
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Create(provider_pb2.CreateRequest(urn="urn:pulumi:s::kslab::kslab:steps:GeneratedSecret::x",
+                                                   properties=properties), timeout=30)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "only the Pulumi engine that started it" in info.value.details()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
