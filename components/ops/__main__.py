@@ -557,6 +557,35 @@ def _address_for(cluster_host: str) -> str:
          "a machine with a network interface")
 
 
+TEMPORARY_SUFFIX = ".kslab-"  # <file>.kslab-<pid>: a file being written by that step process
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Temporary files of `path` whose writer is gone (a step killed between its O_EXCL open and the rename):
+    they may hold a secret, and would keep the folder from being removed."""
+    folder, base = os.path.split(path)
+    try:
+        names_here = os.listdir(folder)
+    except OSError:
+        return
+    for name in names_here:
+        suffix = name[len(base):] if name.startswith(base + TEMPORARY_SUFFIX) else ""
+        pid_text = suffix[len(TEMPORARY_SUFFIX):]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # its writer still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # a live process of another user
+        try:
+            os.remove(os.path.join(folder, name))
+        except FileNotFoundError:
+            pass
+
+
 def _write_files(directory: str, written: dict[str, tuple[str, int]]) -> None:
     """Each file written whole at its mode: a temporary file made with O_EXCL (never following a link),
     then renamed over the old one, so a secret never sits under an old, wider mode."""
@@ -565,7 +594,8 @@ def _write_files(directory: str, written: dict[str, tuple[str, int]]) -> None:
     for rel, (content, mode) in written.items():
         path = os.path.join(directory, rel)
         os.makedirs(os.path.dirname(path), mode=devworkspace.DIR_MODE, exist_ok=True)
-        temporary = f"{path}.kslab-{os.getpid()}"
+        _remove_stale_temporaries(path)
+        temporary = f"{path}{TEMPORARY_SUFFIX}{os.getpid()}"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "w") as fh:
             fh.write(content)
@@ -725,6 +755,7 @@ def _remove_workspace_files(directory: str, marker: str, component: str) -> None
             return  # the folder now belongs to another workspace
     placeholders = {k: "" for k in devworkspace.component(component).cert_keys}
     for rel in [*devworkspace.files(component, directory, "", "", placeholders), devworkspace.MARKER]:
+        _remove_stale_temporaries(os.path.join(directory, rel))
         try:
             os.remove(os.path.join(directory, rel))
         except FileNotFoundError:
