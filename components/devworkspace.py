@@ -13,6 +13,8 @@ import os
 import shlex
 from dataclasses import dataclass
 
+from . import workspace_fs
+
 NAMESPACE = "kubesphere-system"
 # kubesphere-config, key kubesphere.yaml: the components look for "kubesphere" in /etc/kubesphere, then in
 # the working directory ("only used for debugging"), so the workspace folder is the process's cwd.
@@ -22,9 +24,8 @@ CONFIG_MAP, CONFIG_KEY = "kubesphere-config", "kubesphere.yaml"
 SAVED_REPLICAS_ANNOTATION = "kslab.io/dev-workspace-saved-replicas"
 SAVED_SERVICE_ANNOTATION = "kslab.io/dev-workspace-saved-service"
 SECRET_FILE_MODE, FILE_MODE, DIR_MODE = 0o600, 0o644, 0o700
-# Names the workspace a folder belongs to: kslab writes only into an empty folder or its own, and removes only
-# its own files.
-MARKER = ".kslab-workspace"
+# Names the workspace a folder belongs to and records what kslab wrote there (components/workspace_fs.py).
+MARKER = workspace_fs.MARKER
 
 
 def marker(cluster: str, component: str) -> str:

@@ -54,33 +54,3 @@ def test_the_user_can_say_a_cluster_is_gone(step, monkeypatch, capsys):
     monkeypatch.setenv("KSLAB_DEV_GONE", "lab")
     step(EXISTING_KUBECONFIG)
     assert "is gone (KSLAB_DEV_GONE=lab)" in capsys.readouterr().err
-
-
-def _workspace(tmp_path, marker="kslab workspace lab/ks-controller-manager\n"):
-    from components import devworkspace
-    directory = tmp_path / "ws"
-    component = devworkspace.component("ks-controller-manager")
-    placeholders = {k: "x" for k in component.cert_keys}
-    written = devworkspace.files("ks-controller-manager", str(directory), "kubesphere: {}", "kubeconfig", placeholders)
-    ops._write_files(str(directory), {**written, devworkspace.MARKER: (marker, 0o600)})
-    return directory, list(written), marker
-
-
-def test_a_secret_temp_file_of_a_killed_write_is_removed_with_the_workspace(tmp_path):
-    """Defect 8 of #20: a step killed between the O_EXCL open and the rename leaves `<file>.kslab-<pid>` (maybe a
-    key); giving the workspace back removes it too, so the folder goes."""
-    directory, written, marker = _workspace(tmp_path)
-    dead = 99999999  # above any pid_max: no such process
-    leftover = directory / f"{written[0]}.kslab-{dead}"
-    leftover.write_text("-----BEGIN PRIVATE KEY-----\n")
-    ops._remove_workspace_files(str(directory), marker, "ks-controller-manager")
-    assert not leftover.exists() and not directory.exists()
-
-
-def test_a_temp_file_of_a_live_writer_is_left_alone(tmp_path):
-    import os
-    directory, written, marker = _workspace(tmp_path)
-    live = directory / f"{written[0]}.kslab-{os.getpid()}"
-    live.write_text("being written\n")
-    ops._remove_stale_temporaries(str(directory / written[0]))
-    assert live.exists()

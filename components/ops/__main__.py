@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import traceback
 import yaml
 
 from .. import contract as names
-from .. import devworkspace, preflight_rules, render, versions
+from .. import devworkspace, preflight_rules, render, versions, workspace_fs
 from .. import kubeconfig as kc
 from .errors import ApiFailure, Transient
 
@@ -557,66 +556,36 @@ def _address_for(cluster_host: str) -> str:
          "a machine with a network interface")
 
 
-TEMPORARY_SUFFIX = ".kslab-"  # <file>.kslab-<pid>: a file being written by that step process
+def _usual_files(component: str) -> tuple[str, ...]:
+    """The files a workspace of this component holds (what a marker written before markers listed files means)."""
+    placeholders = {k: "" for k in devworkspace.component(component).cert_keys}
+    return tuple(devworkspace.files(component, "", "", "", placeholders))
 
 
-def _remove_stale_temporaries(path: str) -> None:
-    """Temporary files of `path` whose writer is gone (a step killed between its O_EXCL open and the rename):
-    they may hold a secret, and would keep the folder from being removed."""
-    folder, base = os.path.split(path)
+def _write_files(directory: str, written: dict[str, tuple[str, int]], marker: str, component: str) -> None:
+    """Each file written whole at its mode, through no link, with the marker recording them
+    (components/workspace_fs.py)."""
     try:
-        names_here = os.listdir(folder)
-    except OSError:
-        return
-    for name in names_here:
-        suffix = name[len(base):] if name.startswith(base + TEMPORARY_SUFFIX) else ""
-        pid_text = suffix[len(TEMPORARY_SUFFIX):]
-        if not pid_text.isdigit():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-            continue  # its writer still runs
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # a live process of another user
-        try:
-            os.remove(os.path.join(folder, name))
-        except FileNotFoundError:
-            pass
+        workspace_fs.write(directory, written, marker, _usual_files(component))
+    except workspace_fs.WorkspaceError as error:
+        fail(str(error))
 
 
-def _write_files(directory: str, written: dict[str, tuple[str, int]]) -> None:
-    """Each file written whole at its mode: a temporary file made with O_EXCL (never following a link),
-    then renamed over the old one, so a secret never sits under an old, wider mode."""
-    os.makedirs(directory, mode=devworkspace.DIR_MODE, exist_ok=True)
-    os.chmod(directory, devworkspace.DIR_MODE)
-    for rel, (content, mode) in written.items():
-        path = os.path.join(directory, rel)
-        os.makedirs(os.path.dirname(path), mode=devworkspace.DIR_MODE, exist_ok=True)
-        _remove_stale_temporaries(path)
-        temporary = f"{path}{TEMPORARY_SUFFIX}{os.getpid()}"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(content)
-        os.replace(temporary, path)
-
-
-def _check_workspace_folder(directory: str, marker: str) -> None:
-    """A folder kslab may write into: absent, empty, or one it made for this same workspace."""
-    if os.path.islink(directory) or (os.path.exists(directory) and not os.path.isdir(directory)):
-        fail(f"workspace folder {directory} is a link or a file. Fix: choose another dir")
-    if os.path.isdir(directory) and os.listdir(directory):
-        mine = os.path.join(directory, devworkspace.MARKER)
-        try:
-            with open(mine) as fh:
-                found = fh.read()
-        except OSError:
-            fail(f"workspace folder {directory} already holds files kslab did not write. Fix: choose an empty or "
-                 "new dir, so that giving the component back can never remove your files")
-        if found != marker:
-            fail(f"workspace folder {directory} belongs to another workspace ({found.strip()}). Fix: give each "
-                 "workspace its own dir")
+def _check_workspace_folder(directory: str, marker: str, component: str) -> None:
+    """A folder kslab may write into: the user's own, writable by no one else, and absent, empty, or one it made
+    for this same workspace."""
+    try:
+        exists = workspace_fs.check_owner(directory)
+        if exists and os.listdir(directory):
+            record = workspace_fs.read_record(directory, _usual_files(component))
+            if record is None:
+                fail(f"workspace folder {directory} already holds files kslab did not write. Fix: choose an empty "
+                     "or new dir, so that giving the component back can never remove your files")
+            if record.identity != marker:
+                fail(f"workspace folder {directory} belongs to another workspace ({record.identity.strip()}). "
+                     "Fix: give each workspace its own dir")
+    except workspace_fs.WorkspaceError as error:
+        fail(str(error))
 
 
 def _give_back(kube, c, ns: str) -> str | None:
@@ -667,11 +636,10 @@ def step_dev_up() -> None:
     absent = [k for k in c.cert_keys if k not in certs]
     if absent:
         fail(f"Secret {c.cert_secret} on '{name}' lacks {', '.join(absent)}. Fix: reinstall ks-core")
-    _check_workspace_folder(directory, marker)
+    _check_workspace_folder(directory, marker, c.name)
     address = _address_for(env(names.ENV_DEV_CLUSTER_ADDRESS))
     subsets_before = kube.endpoint_subsets(c.name, ns)
-    _write_files(directory, {**devworkspace.files(c.name, directory, config_yaml, kubeconfig, certs),
-                             devworkspace.MARKER: (marker, devworkspace.FILE_MODE)})
+    _write_files(directory, devworkspace.files(c.name, directory, config_yaml, kubeconfig, certs), marker, c.name)
 
     annotations = deployment.metadata.annotations or {}
     saved = annotations.get(devworkspace.SAVED_REPLICAS_ANNOTATION)
@@ -747,25 +715,9 @@ def _cluster_gone(name: str, kubeconfig: str) -> str | None:
 
 
 def _remove_workspace_files(directory: str, marker: str, component: str) -> None:
-    mine = os.path.join(directory, devworkspace.MARKER)
-    if os.path.islink(directory) or not os.path.isfile(mine):
-        return
-    with open(mine) as fh:
-        if fh.read() != marker:
-            return  # the folder now belongs to another workspace
-    placeholders = {k: "" for k in devworkspace.component(component).cert_keys}
-    for rel in [*devworkspace.files(component, directory, "", "", placeholders), devworkspace.MARKER]:
-        _remove_stale_temporaries(os.path.join(directory, rel))
-        try:
-            os.remove(os.path.join(directory, rel))
-        except FileNotFoundError:
-            pass
-    shutil.rmtree(os.path.join(directory, "bin"), ignore_errors=True)  # what run.sh builds
-    for folder in (os.path.join(directory, "serving-certs"), directory):
-        try:
-            os.rmdir(folder)  # only if empty: anything of the user's stays
-        except OSError:
-            pass
+    """Only what kslab wrote (as its marker records) and what run.sh builds, and the folder only if kslab made
+    it; nothing in a folder that is a link, another user's, or another workspace's."""
+    workspace_fs.remove(directory, marker, _usual_files(component), built=(f"bin/{component}",))
 
 
 STEPS = {
