@@ -71,6 +71,16 @@ case "$(command -v pulumi)" in
   */kslab/engine/pulumi-*) pack=policies/analyzer; export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true ;;
 esac
 
+# One command per stack at a time, for the whole of recovery plus the run: a holder process of its own keeps the
+# lock until this process (pulumi, after exec) ends; a second command is told at once (components/stack_lock.py).
+case "$action" in
+  preview|up|destroy|refresh|cancel|forget)
+    exec {lock_out}< <(exec "$py" -m components.stack_lock hold "$root/.kslab/locks/$stack.lock" $$ \
+                         "tools/lab.sh $action $stack")
+    read -r -u "$lock_out" locked || true
+    exec {lock_out}<&-
+    [[ "${locked:-}" == locked ]] || exit 3 ;;
+esac
 # What an interrupted run left (a stale lock, a cut-off file, an unreadable state, pending operations) is
 # repaired or named with its fix before anything else reads the state: components/recovery.py.
 case "$action" in
