@@ -284,9 +284,20 @@ def _owner(pid: int) -> int | None:
         return None
 
 
-def orphaned_plugins(project_dir: str) -> list[int]:
+def _identity(pid: int) -> tuple[int, int] | None:
+    """(owner uid, start time in clock ticks since boot): what a pid names, which a reused pid cannot repeat."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            start = int(fh.read().rsplit(")", 1)[1].split()[19])
+        return os.stat(f"/proc/{pid}").st_uid, start
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def orphaned_processes(project_dir: str) -> dict[int, tuple[int, int] | None]:
     """Pulumi plugins started from `project_dir` whose pulumi CLI is gone (their ancestry reaches no `pulumi`),
-    plus everything they started. A killed CLI leaves them behind: each plugin runs in its own process group."""
+    plus everything of this user they started, each with its identity as the scan saw it. A killed CLI leaves
+    them behind: each plugin runs in its own process group."""
     project_dir = os.path.realpath(project_dir)
     roots = []
     for entry in _listdir("/proc"):
@@ -310,30 +321,42 @@ def orphaned_plugins(project_dir: str) -> list[int]:
             ancestor, seen = _ppid(ancestor), seen + 1
         if not (ancestor and is_pulumi_pid(ancestor)):
             roots.append(pid)
-    # and their descendants (a step's own commands)
+    # and their descendants of this user (a step's own commands)
     children: dict[int, list[int]] = {}
     for entry in _listdir("/proc"):
         if entry.isdigit():
             parent = _ppid(int(entry))
             if parent:
                 children.setdefault(parent, []).append(int(entry))
-    out, todo = [], list(roots)
+    out: dict[int, tuple[int, int] | None] = {}
+    todo = list(roots)
     while todo:
         pid = todo.pop()
-        if pid not in out:
-            out.append(pid)
+        if pid not in out and _owner(pid) == os.getuid():
+            out[pid] = _identity(pid)
             todo += children.get(pid, [])
-    return sorted(out)
+    return dict(sorted(out.items()))
 
 
-def stop_processes(pids: list[int], grace: float = 3.0) -> None:
-    """SIGTERM, then SIGKILL what is left, through pidfds opened first: a pid reused meanwhile is never hit."""
+def orphaned_plugins(project_dir: str) -> list[int]:
+    return list(orphaned_processes(project_dir))
+
+
+def stop_processes(expected: dict[int, tuple[int, int] | None], grace: float = 3.0) -> list[int]:
+    """SIGTERM, then SIGKILL what is left, each through a pidfd opened first and then checked to be the very
+    process the scan saw (this user's, same start time): a pid reused meanwhile is never hit. The pids stopped."""
     fds = {}
-    for pid in pids:
+    for pid, identity in expected.items():
         try:
-            fds[pid] = os.pidfd_open(pid)
+            fd = os.pidfd_open(pid)
         except OSError:
             continue  # already gone
+        # The pidfd pins the process it was opened on: if /proc/<pid> still shows the scanned identity now,
+        # the fd is that process; if not, the pid was reused and is left alone.
+        if identity is None or _identity(pid) != identity or identity[0] != os.getuid():
+            os.close(fd)
+            continue
+        fds[pid] = fd
     try:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for fd in fds.values():
@@ -347,6 +370,7 @@ def stop_processes(pids: list[int], grace: float = 3.0) -> None:
     finally:
         for fd in fds.values():
             os.close(fd)
+    return sorted(fds)
 
 
 # ---- recovery -------------------------------------------------------------------------------------------------
@@ -386,9 +410,8 @@ def recover_files(files: StackFiles, action: str, this_host: str | None = None,
     # No live run holds the stack: plugins with no pulumi CLI above them are leftovers (a kill, or a Ctrl-C
     # while the engine was still starting them), and one still running a step must not race the next run.
     if project_dir:
-        left = orphaned_plugins(project_dir)
+        left = stop_processes(orphaned_processes(project_dir))
         if left:
-            stop_processes(left)
             report.done.append(f"stopped {len(left)} process(es) the interrupted run left behind (pids "
                                f"{', '.join(map(str, left))})")
     for path, why in stale:

@@ -272,3 +272,28 @@ def test_recovery_repairs_its_own_backups_sidecars(files):
     put(mine, "")
     recover_files(files, "up", this_host=HOST, is_pulumi=lambda pid: False)
     assert not os.path.exists(mine)
+
+
+def test_a_reused_pid_is_never_hit():
+    """#20, defect 6: the pidfd is opened first, then checked to be the process the scan saw (same owner and
+    start time); a pid that now names another process is left alone."""
+    import subprocess
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        uid, start = recovery._identity(victim.pid)
+        assert recovery.stop_processes({victim.pid: (uid, start - 1)}, grace=0.5) == []  # the scan saw another
+        assert victim.poll() is None
+        assert recovery.stop_processes({victim.pid: (uid, start)}, grace=2) == [victim.pid]
+        assert victim.wait(timeout=10) != 0
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_a_descendant_of_another_user_is_not_stopped(monkeypatch, tmp_path):
+    """#20, defect 6: a leftover plugin's children are stopped only when they are this user's."""
+    _fake_proc(monkeypatch, tmp_path, {1: (0, "init"), 50: (1, "pulumi-resource-kubernetes"), 51: (50, "kind"),
+                                       52: (50, "sudo-child")})
+    monkeypatch.setattr(recovery, "_owner", lambda pid: os.getuid() + 1 if pid == 52 else os.getuid())
+    monkeypatch.setattr(recovery, "_identity", lambda pid: (os.getuid(), pid))
+    assert recovery.orphaned_plugins(str(tmp_path)) == [50, 51]
