@@ -39,6 +39,9 @@ LEGACY_STEP_TYPE = "pulumi-python:dynamic:Resource"
 
 # The exit status of a read step that found its object gone (a refresh then drops the step from the state).
 GONE_EXIT = 3
+# Where the unjoin keeps the v3.4 Cluster webhook's configurations while it has them out of the way (a ConfigMap
+# in kubesphere-system on the host), so a run killed in that window is restored by the next one.
+SAVED_WEBHOOKS_CONFIG_MAP = "kslab-saved-webhook-configurations"
 # The cc's label that names the KubeSphere release it is for (ks-installer's own deploy/cluster-configuration.yaml
 # sets it; the program writes it, the policy pack reads it).
 CC_VERSION_LABEL = "version"

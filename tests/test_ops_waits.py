@@ -47,6 +47,24 @@ class FakeHost:
         self.events.append(f"restore-webhook {saved.metadata.name}")
         self.webhooks = [saved]
 
+    # what the unjoin keeps on the host while the webhook is out of the way (a ConfigMap there)
+    saved_on_host: list = []
+
+    def save_webhook_configurations(self, items):
+        self.events.append("save-webhooks")
+        self.saved_on_host = list(items)
+
+    def forget_saved_webhook_configurations(self):
+        self.events.append("forget-saved")
+        self.saved_on_host = []
+
+    def restore_saved_webhook_configurations(self):
+        restored, self.saved_on_host = self.saved_on_host, []
+        for item in restored:
+            self.events.append(f"restore-saved {item.metadata.name}")
+            self.webhooks = [item]
+        return [item.metadata.name for item in restored]
+
     def strip_member_cluster_finalizers(self, name):
         if self.webhooks:
             raise ApiFailure("admission webhook \"validating-cluster.kubesphere.io\" denied the request")
@@ -120,8 +138,8 @@ def test_forced_unjoin_on_v3_4_moves_the_webhook_aside_and_restores_it(env, caps
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     ops.step_unjoin()
     assert host.stripped and host.webhooks, "the finalizer is gone and the webhook is back"
-    assert host.events == ["delete", "delete-webhook cluster.kubesphere.io", "strip",
-                           "restore-webhook cluster.kubesphere.io"]
+    assert host.events == ["delete", "save-webhooks", "delete-webhook cluster.kubesphere.io", "strip",
+                           "restore-webhook cluster.kubesphere.io", "forget-saved"]
     err = capsys.readouterr().err
     assert "KSLAB_FORCE_UNJOIN set" in err and "restored ValidatingWebhookConfiguration" in err
     assert "KubeFedCluster kube-federation-system/member" in err and not host.kubefed
@@ -137,7 +155,30 @@ def test_forced_unjoin_restores_the_webhook_even_when_the_strip_fails(env):
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     with pytest.raises(SystemExit):
         ops._fatal_api_errors(ops.step_unjoin)()
-    assert host.webhooks and host.events[-1] == "restore-webhook cluster.kubesphere.io"
+    assert host.webhooks and host.events[-2:] == ["restore-webhook cluster.kubesphere.io", "forget-saved"]
+
+
+def test_a_run_killed_with_the_webhook_out_of_the_way_is_restored_by_the_next(env, capsys):
+    """#20, defect 6: killed between deleting the webhook and restoring it, a run leaves the webhook deleted;
+    what it saved on the host first is put back by the next unjoin, before anything else."""
+    host = FakeHost()
+
+    class Killed(BaseException):
+        pass
+
+    def killed_here(saved):
+        raise Killed()  # the process dies here: no finally of ours runs after a SIGKILL
+    host.restore_webhook_configuration = killed_here
+    env.setattr(ops, "_kube", lambda var, label: host)
+    env.setenv("KSLAB_FORCE_UNJOIN", "1")
+    with pytest.raises(Killed):
+        ops.step_unjoin()
+    assert not host.webhooks and host.saved_on_host, "deleted, and kept on the host"
+    env.delenv("KSLAB_FORCE_UNJOIN")
+    host.events.clear()
+    ops.step_unjoin()  # the next destroy: the webhook is back first (here the Cluster had already gone)
+    assert host.events[0] == "restore-saved cluster.kubesphere.io" and host.webhooks
+    assert "which an interrupted run had taken out of the way" in capsys.readouterr().err
 
 
 def test_forced_unjoin_on_v3_2_has_no_webhook_to_move(env):

@@ -451,6 +451,13 @@ def _replace_stale_cluster(host_kube, member: str, host: str, member_uid: str | 
     _remove_cluster_object(host_kube, member, host, ks_version, wait_seconds=float(env(names.ENV_STALE_WAIT, "10")))
 
 
+def _restore_saved_webhooks(kube, host: str) -> None:
+    restored = kube.restore_saved_webhook_configurations()
+    if restored:
+        log(f"restored ValidatingWebhookConfiguration {', '.join(restored)} on '{host}', which an interrupted run "
+            "had taken out of the way")
+
+
 def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_seconds: float,
                            delete: bool = True) -> None:
     """Delete a Cluster whose finalizer the controller cannot remove (member gone or rebuilt), and finish
@@ -458,6 +465,7 @@ def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_s
     webhook out of the way: the maintainers' workaround (kubesphere#2306) is to save the
     ValidatingWebhookConfiguration, delete it, drop the finalizer, and apply it again."""
     _, poll, progress = _timing()
+    _restore_saved_webhooks(kube, host)
     if delete:
         kube.delete_member_cluster(member)
     gone, _, _ = _wait_for(lambda: (kube.member_cluster(member) is None, "finalizer pending", True),
@@ -465,6 +473,9 @@ def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_s
     if not gone:
         saved = kube.cluster_webhook_configurations() if versions.KUBESPHERE_RELEASES[ks_version].cluster_webhook \
             else []
+        if saved:
+            # kept on the host first: a run killed before it restores them is restored by the next one
+            kube.save_webhook_configurations(saved)
         for item in saved:
             log(f"removing ValidatingWebhookConfiguration {item.metadata.name} on '{host}' for a moment "
                 "(it denies any change to a Cluster whose member is gone or rebuilt)")
@@ -475,6 +486,8 @@ def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_s
             for item in saved:
                 kube.restore_webhook_configuration(item)
                 log(f"restored ValidatingWebhookConfiguration {item.metadata.name} on '{host}'")
+            if saved:
+                kube.forget_saved_webhook_configurations()
         _wait_for(lambda: (kube.member_cluster(member) is None, "being deleted", True), 30, poll, progress,
                   f"Cluster '{member}' on '{host}'")
     left = kube.remove_kubefed_cluster(member)
@@ -510,6 +523,7 @@ def step_unjoin() -> None:
     timeout = float(env(names.ENV_UNJOIN_TIMEOUT, "300"))
     force = os.environ.get(names.ENV_FORCE_UNJOIN, "") in ("1", "true")
     kube = _kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
+    _restore_saved_webhooks(kube, host)
     if kube.member_cluster(member) is None:
         log(f"member '{member}' is not joined to '{host}' (already gone)")
         return

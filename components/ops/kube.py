@@ -8,7 +8,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from .. import render
+from .. import contract, render
 from .errors import ApiFailure, Transient
 
 REQUEST_TIMEOUT = 15  # seconds per API call, so an unreachable server fails fast
@@ -191,12 +191,38 @@ class Kube:
     def delete_webhook_configuration(self, name: str) -> None:
         self._call(self.admission.delete_validating_webhook_configuration, name)
 
-    def restore_webhook_configuration(self, saved) -> None:
+    def _webhook_body(self, saved) -> dict:
         body = self.api.sanitize_for_serialization(saved)
         meta = body.get("metadata", {})
         body["metadata"] = {k: v for k, v in meta.items()
                             if k in ("name", "labels", "annotations", "ownerReferences")}
-        self._call(self.admission.create_validating_webhook_configuration, body, allow=(409,))
+        return body
+
+    def restore_webhook_configuration(self, saved) -> None:
+        self._call(self.admission.create_validating_webhook_configuration, self._webhook_body(saved), allow=(409,))
+
+    def save_webhook_configurations(self, items: list) -> None:
+        """Keep the configurations on the host before they are deleted, for a run killed before it restores."""
+        body = {"metadata": {"name": contract.SAVED_WEBHOOKS_CONFIG_MAP, "namespace": render.KS_NAMESPACE,
+                             "labels": dict(render.MANAGED_BY_LABEL)},
+                "data": {item.metadata.name: json.dumps(self._webhook_body(item)) for item in items}}
+        if self._call(self.core.create_namespaced_config_map, render.KS_NAMESPACE, body, allow=(409,)) is None:
+            self._call(self.core.replace_namespaced_config_map, contract.SAVED_WEBHOOKS_CONFIG_MAP,
+                       render.KS_NAMESPACE, body, allow=())
+
+    def forget_saved_webhook_configurations(self) -> None:
+        self._call(self.core.delete_namespaced_config_map, contract.SAVED_WEBHOOKS_CONFIG_MAP, render.KS_NAMESPACE)
+
+    def restore_saved_webhook_configurations(self) -> list[str]:
+        """Put back what an interrupted run saved and did not restore; the names put back."""
+        saved = self._call(self.core.read_namespaced_config_map, contract.SAVED_WEBHOOKS_CONFIG_MAP,
+                           render.KS_NAMESPACE)
+        if saved is None:
+            return []
+        for text in (saved.data or {}).values():
+            self._call(self.admission.create_validating_webhook_configuration, json.loads(text), allow=(409,))
+        self.forget_saved_webhook_configurations()
+        return sorted(saved.data or {})
 
 
 def _status_message(exc: ApiException) -> str:
