@@ -158,12 +158,14 @@ def test_loopback_and_its_explicit_opt_out(runs):
     assert "kslab-join-loopback-server" not in run_policies(run, config, mutate=with_reason).mandatory
 
 
-def test_unknown_kubeconfig_in_preview_is_reported_not_passed():
+def test_an_unknown_join_kubeconfig_in_preview_makes_no_noise():
+    """#20: a kind member's kubeconfig is unknown in every preview; the join policies stay quiet (up checks the
+    real value, and so does the join-check step), instead of two advisory lines in every preview."""
     run = run_program(stack_config("host-member"), preview=True)
     v = run_policies(run)
     assert v.mandatory == set()
     for policy in ("kslab-join-insecure-tls", "kslab-join-loopback-server"):
-        assert any("member-to-host-cluster.spec.connection.kubeconfig" in m for m in v.unknown[policy]), v.unknown
+        assert policy not in v.unknown, v.unknown
 
 
 def test_versions(runs):

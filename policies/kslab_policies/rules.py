@@ -3,7 +3,9 @@
 Each policy reports which resource/field is wrong and how to fix it. Where a value is
 unknown during preview, the policy says so (pulumi-policy shows it as an advisory
 "can't run ... during preview") instead of passing silently; `pulumi up` checks again with
-the real values before the resource is created.
+the real values before the resource is created. The join kubeconfig policies stay quiet instead:
+a kind member's kubeconfig is always unknown in preview, and the join-check step applies the
+same rules at apply time.
 """
 from __future__ import annotations
 
@@ -109,7 +111,11 @@ def _join_kubeconfig(args: ResourceValidationArgs):
     r = Res.of(args)
     value = dig(r.props, "spec", "connection", "kubeconfig")
     if is_unknown(value):
-        _unknown([f"{r.name}.spec.connection.kubeconfig"])
+        # A kind member's kubeconfig exists only once its cluster does. Nothing is missed by staying quiet:
+        # `up` runs these policies again on the real value before the join is created, and the join-check
+        # step applies the same rules (kubeconfig.join_problems) before that (issue #20: no advisory noise in
+        # every preview of the shipped stacks).
+        return None, None
     return r, decode_kubeconfig(value)
 
 
