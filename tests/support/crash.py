@@ -262,6 +262,50 @@ def run_trial(lab: LiveLab, trial: Trial, rng: random.Random, log) -> Trial:
     return trial
 
 
+OTHER_STACK = "live-standalone"
+
+
+def concurrent_trial(lab: LiveLab, n: int, workdir: Path, log) -> Trial:
+    """Two `tools/lab.sh up` of one stack at once: the second is told the stack is busy and touches nothing,
+    the first converges the lab. Meanwhile an up of another stack (its own lab) runs beside it and converges."""
+    trial = Trial(n, "up", "concurrent", "-")
+    start = time.monotonic()
+    other = LiveLab(workdir / "other", OTHER_STACK, install_delay=1.0)
+    try:
+        lab_sh_tree(other)
+        first = start_run(lab, "up")
+        beside = start_run(other, "up")
+        while first.poll() is None and not _run_holds_lock(lab) and time.monotonic() - start < 60:
+            time.sleep(0.05)
+        trial.landed = api_moment(lab)
+        second = lab_sh(lab, "up", STACK, "--yes", "--skip-preview", timeout=120)
+        if second.returncode != 3 or "stack is busy" not in second.stderr:
+            trial.problems.append(f"a second up of the same stack was not refused as busy (exit "
+                                  f"{second.returncode}: {(second.stdout + second.stderr).strip().splitlines()[-1:]})")
+        for proc, what in ((first, "the first up"), (beside, f"the up of {OTHER_STACK} beside it")):
+            try:
+                if proc.wait(timeout=400) != 0:
+                    trial.problems.append(f"{what} failed (exit {proc.returncode})")
+            except subprocess.TimeoutExpired:
+                trial.problems.append(f"{what} did not end within 400 s")
+                os.killpg(proc.pid, signal.SIGKILL)
+        trial.problems += check_up(lab)
+        if not _safe(lambda: other.cc("host"), None):
+            trial.problems.append(f"{OTHER_STACK}: no cc after its up")
+        procs = project_processes(lab)
+        if procs:
+            trial.problems.append(f"leaked processes: {procs}")
+    finally:
+        other.close()
+    trial.recovery_seconds = time.monotonic() - start
+    trial.attempts = 1
+    trial.recovered = not trial.problems
+    log(f"trial {n:3d} up      concurrent     -    two ups of one stack, one of {OTHER_STACK} beside: "
+        f"{'nothing lost' if trial.recovered else 'LOST: ' + '; '.join(trial.problems)} "
+        f"({trial.recovery_seconds:.1f}s)")
+    return trial
+
+
 def plan(trials: int) -> list[tuple[str, str, str]]:
     """Alternating up/destroy kills; phases and signals rotate so that every up phase meets every signal
     within 15 up trials, and the unjoin every signal within 6 destroy trials."""
@@ -277,7 +321,7 @@ def plan(trials: int) -> list[tuple[str, str, str]]:
 
 
 def campaign(trials: int, seed: int, workdir: Path, log=print,
-             schedule: list[tuple[str, str, str]] | None = None) -> list[Trial]:
+             schedule: list[tuple[str, str, str]] | None = None, concurrent: bool = False) -> list[Trial]:
     rng = random.Random(seed)
     lab = LiveLab(workdir, STACK, install_delay=3.0)
     results = []
@@ -294,6 +338,8 @@ def campaign(trials: int, seed: int, workdir: Path, log=print,
                 trial.recovered = False
                 log(f"trial {n:3d} {action:7s} {phase:14s} {sig:4s} LOST: {trial.problems[-1]}")
                 results.append(trial)
+        if concurrent:
+            results.append(concurrent_trial(lab, len(results) + 1, workdir, log))
     finally:
         lab.close()
     return results
@@ -314,6 +360,10 @@ def summary(results: list[Trial]) -> list[str]:
             ts = [t for t in results if t.phase == p and t.sig == s]
             cells.append(f"{sum(t.recovered for t in ts)}/{len(ts)}" if ts else "-")
         lines.append(f"  {p:16s}" + "".join(f"{c:>8s}" for c in cells))
+    together = [t for t in results if t.phase == "concurrent"]
+    if together:
+        lines.append(f"  concurrent commands (two ups of one stack, another stack's beside): "
+                     f"{sum(t.recovered for t in together)}/{len(together)} nothing lost")
     left = {}
     for t in results:
         for item in t.left:
@@ -338,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kslab-crash-") as tmp:
-        results = campaign(args.trials, args.seed, Path(tmp), log=lambda s: print(s, flush=True))
+        results = campaign(args.trials, args.seed, Path(tmp), log=lambda s: print(s, flush=True), concurrent=True)
     lines = summary(results)
     print(f"total {time.monotonic() - start:.0f}s")
     print("\n".join(lines))
