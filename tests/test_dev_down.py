@@ -1,14 +1,13 @@
 """dev-down gives a component back, and counts a cluster as having nothing to give back only when it is really
 gone (issue #20, defect 1): a transient error (503, 429, a timeout, TLS) fails the step, so the workspace is kept
 and the next up or destroy tries again."""
-import importlib
 import subprocess
 
 import pytest
 
+from components.ops import steps as ops
 from components.ops.errors import Transient
 
-ops = importlib.import_module("components.ops.__main__")
 KIND_KUBECONFIG = "apiVersion: v1\nkind: Config\ncurrent-context: kind-lab\n"
 EXISTING_KUBECONFIG = "apiVersion: v1\nkind: Config\ncurrent-context: prod\n"
 

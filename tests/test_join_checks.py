@@ -1,18 +1,16 @@
 """The console's checks before an import, per release (kubesphere@<tag>:pkg/kapis/cluster/v1alpha1/handler.go),
 and the kubeconfigs of existing clusters made self-contained or refused before anything is registered."""
 import base64
-import importlib
 
 import pytest
 import yaml
 
 from components import kubeconfig as kc
+from components.ops import steps as ops
 from components.spec import LabConfigError
 from components.stack_config import load_lab
 from tests.support.mock_run import fake_kubeconfig
 from tests.support.stack_config import FakeConfig
-
-ops = importlib.import_module("components.ops.__main__")
 
 
 class FakeCluster:

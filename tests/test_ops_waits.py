@@ -1,13 +1,11 @@
 """The apply-time waits: bounded, with progress lines, only what can heal is retried, and the unjoin's
 documented way out (per release: v3.4.1's Cluster webhook must be out of the way to drop the finalizer)."""
-import importlib
 import json
 
 import pytest
 
+from components.ops import steps as ops
 from components.ops.errors import ApiFailure, Transient
-
-ops = importlib.import_module("components.ops.__main__")
 
 
 class FakeWebhook:
@@ -273,7 +271,7 @@ def test_install_wait_ignores_a_run_older_than_the_change(env, capsys):
 
 
 def test_a_bug_in_a_step_is_said_as_such_without_a_traceback(monkeypatch, capsys):
-    ops = importlib.import_module("components.ops.__main__")
+    from components.ops import steps as ops
 
     def broken():
         return {}["missing"]

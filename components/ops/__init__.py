@@ -1,1 +1,1 @@
-"""Apply-time steps (`python -m components.ops <step>`); see __main__.py."""
+"""Apply-time steps (`python -m components.ops <step>`); the steps are in steps.py."""
