@@ -126,9 +126,9 @@ def _insecure_tls(args: ResourceValidationArgs, report: ReportViolation):
     if text is None:
         report(f"join '{r.name}': spec.connection.kubeconfig is not base64 kubeconfig. Fix: let kslab render it.")
         return
-    problems = [p for p in kc.join_problems(text, allow_loopback=True) if "insecure-skip-tls-verify" in p]
-    for p in problems:
-        report(f"join '{r.name}': {p}.")
+    for message, policy in kc.join_findings(text, allow_loopback=True):
+        if policy == kc.INSECURE_POLICY:
+            report(f"join '{r.name}': {message}.")
 
 
 def _loopback(args: ResourceValidationArgs, report: ReportViolation):
@@ -138,9 +138,9 @@ def _loopback(args: ResourceValidationArgs, report: ReportViolation):
     cfg = _config(args, {"allowLoopbackWithReason": False})
     reason = dig(r.props, "metadata", "annotations", names.LOOPBACK_ANNOTATION)
     allowed = bool(cfg["allowLoopbackWithReason"]) and bool(reason)
-    for p in kc.join_problems(text, allow_loopback=allowed):
-        if "loopback" in p:
-            report(f"join '{r.name}': {p}.")
+    for message, policy in kc.join_findings(text, allow_loopback=allowed):
+        if policy == kc.LOOPBACK_POLICY:
+            report(f"join '{r.name}': {message}.")
 
 
 # 5 ------------------------------------------------------------------------------------------
@@ -347,10 +347,10 @@ POLICIES = [
         name="kslab-invalid-role", enforcement_level=MANDATORY, validate=_roles,
         description="Roles are none/host/member; a join's host is a host and its member a member."),
     ResourceValidationPolicy(
-        name="kslab-join-insecure-tls", enforcement_level=MANDATORY, validate=_insecure_tls,
+        name=kc.INSECURE_POLICY, enforcement_level=MANDATORY, validate=_insecure_tls,
         description="A join kubeconfig with insecure-skip-tls-verify panics kubefed (kubesphere#4891, kubefed#1504)."),
     ResourceValidationPolicy(
-        name="kslab-join-loopback-server", enforcement_level=MANDATORY, validate=_loopback,
+        name=kc.LOOPBACK_POLICY, enforcement_level=MANDATORY, validate=_loopback,
         description="A join kubeconfig must not point at a loopback address the host cannot reach.",
         config_schema=_schema({"allowLoopbackWithReason": {"type": "boolean", "default": False}})),
     StackValidationPolicy(
