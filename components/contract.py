@@ -70,7 +70,7 @@ ENV_IMAGES = "KSLAB_IMAGES"  # the image plan the image check asks the registrie
 ENV_LAB_REGISTRY = "KSLAB_LAB_REGISTRY"
 ENV_LAB_IMAGES = "KSLAB_LAB_IMAGES"
 ENV_LAB_ARCHIVES = "KSLAB_LAB_ARCHIVES"  # image archives to load from, absolute paths (JSON list)
-ENV_REGISTRY_AUTH = "KSLAB_REGISTRY_AUTH"
+ENV_REGISTRY_AUTH = "KSLAB_REGISTRY_CREDENTIALS"
 ENV_TIMEOUT = "KSLAB_TIMEOUT"
 ENV_WAIT_KEYS = "KSLAB_WAIT_KEYS"
 ENV_BASELINE = "KSLAB_BASELINE"
@@ -109,7 +109,7 @@ MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "T
                "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 # A step variable whose name holds one of these words carries a secret (a kubeconfig, a token): it is kept
 # secret in the state, checked so by the policy pack, and blotted out of any message a step prints.
-SECRET_ENV_WORDS = ("KUBECONFIG", "JWT", "TOKEN", "SECRET")
+SECRET_ENV_WORDS = ("KUBECONFIG", "JWT", "TOKEN", "SECRET", "CREDENTIALS")
 
 
 def is_secret_env(name: str) -> bool:

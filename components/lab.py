@@ -108,7 +108,8 @@ class Lab(pulumi.ComponentResource):
                     os.path.join(PROJECT_DIR, os.path.expanduser(a)) for a in sources.archives])
             if args.registry_credentials is not None:
                 environment[names.ENV_REGISTRY_AUTH] = pulumi.Output.secret(args.registry_credentials)
-            self.lab_images = ops_step("lab-images", "lab-images", environment, child)
+            # its read step: `up --refresh` fills the registry again when it lost an image (or was removed)
+            self.lab_images = ops_step("lab-images", "lab-images", environment, child, read_step="lab-images-read")
         before_clusters = [r for r in (self.preflight, self.image_check, self.lab_images) if r is not None]
 
         self.shared_jwt = None

@@ -75,7 +75,8 @@ def _tcp_inode(local_port: int, remote_port: int, tables: tuple[str, ...] = ("/p
         for row in rows:
             fields = row.split()
             local, remote, inode = fields[1], fields[2], fields[9]
-            if int(local.rsplit(":", 1)[1], 16) == local_port and int(remote.rsplit(":", 1)[1], 16) == remote_port:
+            if (int(local.rsplit(":", 1)[1], 16) == local_port and int(remote.rsplit(":", 1)[1], 16) == remote_port
+                    and inode != "0"):  # 0: a socket in TIME_WAIT, held by no process
                 return inode
     return None
 

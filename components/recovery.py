@@ -284,7 +284,7 @@ def _owner(pid: int) -> int | None:
         return None
 
 
-def _identity(pid: int) -> tuple[int, int] | None:
+def process_identity(pid: int) -> tuple[int, int] | None:
     """(owner uid, start time in clock ticks since boot): what a pid names, which a reused pid cannot repeat."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -333,7 +333,7 @@ def orphaned_processes(project_dir: str) -> dict[int, tuple[int, int] | None]:
     while todo:
         pid = todo.pop()
         if pid not in out and _owner(pid) == os.getuid():
-            out[pid] = _identity(pid)
+            out[pid] = process_identity(pid)
             todo += children.get(pid, [])
     return dict(sorted(out.items()))
 
@@ -353,7 +353,7 @@ def stop_processes(expected: dict[int, tuple[int, int] | None], grace: float = 3
             continue  # already gone
         # The pidfd pins the process it was opened on: if /proc/<pid> still shows the scanned identity now,
         # the fd is that process; if not, the pid was reused and is left alone.
-        if identity is None or _identity(pid) != identity or identity[0] != os.getuid():
+        if identity is None or process_identity(pid) != identity or identity[0] != os.getuid():
             os.close(fd)
             continue
         fds[pid] = fd

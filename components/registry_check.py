@@ -158,7 +158,9 @@ class Checker:
         if key not in self.tokens:
             query = urllib.parse.urlencode({k: v for k, v in (("service", params.get("service")), ("scope", scope))
                                             if v})
-            status, _, body = self._request(f"{realm}?{query}", "GET", self._basic(ref))
+            # credentials travel only over TLS, or to a registry on this machine
+            secure = realm.startswith("https://") or is_loopback(urllib.parse.urlsplit(realm).netloc)
+            status, _, body = self._request(f"{realm}?{query}", "GET", self._basic(ref) if secure else {})
             if status != 200:
                 # the token endpoint's own answer: a 429 or 5xx there is retried like one of the registry's
                 return classify(status, body) if status == 429 or status >= 500 else None

@@ -35,8 +35,11 @@ def _alive(pid: int) -> bool:
 
 def acquire(path: str, pid: int, what: str, wait: float = RELEASE_WAIT_SECONDS) -> int | str:
     """The locked descriptor, or who holds the lock (a message) when a live run does."""
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        return f"cannot open the stack's lock file {path}: {error.strerror}. Fix: remove it (it must be a plain file)"
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -62,13 +65,20 @@ def _holder(fd: int) -> dict:
         return {}
 
 
-def wait_for_exit(pid: int) -> None:
-    """Until process `pid` ends (a pidfd where the kernel has them; else polling)."""
+def watch(pid: int) -> int | None:
+    """A pidfd of process `pid`, opened before the lock is taken so a reused pid can never hold it; None where
+    the kernel has no pidfds (then polled)."""
     try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    except (AttributeError, OSError):
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError) as error:
+        if isinstance(error, ProcessLookupError):
+            raise
+        return None
+
+
+def wait_for_exit(pid: int, pidfd: int | None) -> None:
+    """Until process `pid` ends."""
+    if pidfd is None:
         while _alive(pid):
             time.sleep(0.2)
         return
@@ -81,13 +91,17 @@ def wait_for_exit(pid: int) -> None:
 def hold(path: str, pid: int, what: str) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        pidfd = watch(pid)
+    except ProcessLookupError:
+        return 0  # the command is gone already: nothing to guard
     locked = acquire(path, pid, what)
     if isinstance(locked, str):
         print(f"kslab: {locked}", file=sys.stderr)
         return BUSY_EXIT
     print("locked", flush=True)
     os.close(1)  # the command reads one line; nothing else comes
-    wait_for_exit(pid)
+    wait_for_exit(pid, pidfd)
     return 0
 
 

@@ -114,6 +114,13 @@ def _parent(root_fd: int, rel: str, create: bool) -> Iterator[tuple[int | None, 
             os.close(descriptor)
 
 
+def _check_opened(fd: int, directory: str) -> None:
+    """The folder as opened (not as a path looked up again): the user's, writable by no one else."""
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise WorkspaceError(f"workspace folder {directory} changed under kslab (owner or mode); nothing was written")
+
+
 def read_record(directory: str, default_files: tuple[str, ...]) -> Record | None:
     """The folder's marker, read without following a link; None without one."""
     with _open_dir(directory) as root:
@@ -159,7 +166,10 @@ def write(directory: str, files: dict[str, tuple[str, int]], identity: str, defa
         os.chmod(directory, DIR_MODE)
     record = Record(identity, created, tuple(sorted(set(files) | set(previous.files if previous else ()))))
     with _open_dir(directory) as root:
-        for rel, (content, mode) in {**files, MARKER: (record.text(), 0o644)}.items():
+        _check_opened(root, directory)
+        # The marker first, naming every file about to be written: a write killed half way leaves files that the
+        # next up accepts and dev-down removes, never orphaned secrets.
+        for rel, (content, mode) in {MARKER: (record.text(), 0o644), **files}.items():
             with _parent(root, rel, create=True) as (parent, name):
                 assert parent is not None
                 _remove_stale_temporaries(parent, name)

@@ -281,3 +281,21 @@ def test_a_bug_in_a_step_is_said_as_such_without_a_traceback(monkeypatch, capsys
     err = capsys.readouterr().err
     assert "[kslab] ERROR: step broken failed unexpectedly (KeyError: 'missing')" in err and "kslab bug" in err
     assert "Traceback" not in err
+
+
+def test_saved_webhooks_are_put_back_only_when_their_run_is_gone_and_only_the_cluster_webhook():
+    """#20, defect 6: another member's unjoin never puts the webhook back while a live run keeps it away, and the
+    saved ConfigMap cannot make kslab create any other ValidatingWebhookConfiguration."""
+    import os
+    import socket
+
+    from components.ops import kube
+    from components.recovery import process_identity
+    me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "start": process_identity(os.getpid())[1]})
+    assert kube._owner_runs(me)
+    assert not kube._owner_runs(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "start": 1}))
+    assert not kube._owner_runs(json.dumps({"host": "another-machine", "pid": os.getpid()}))
+    assert not kube._owner_runs("not json")
+    cluster_rule = {"apiGroups": ["cluster.kubesphere.io"], "resources": ["clusters"], "operations": ["UPDATE"]}
+    assert kube._guards_clusters({"webhooks": [{"rules": [cluster_rule]}]})
+    assert not kube._guards_clusters({"webhooks": [{"rules": [{"apiGroups": [""], "resources": ["pods"]}]}]})

@@ -280,7 +280,7 @@ def test_a_reused_pid_is_never_hit():
     import subprocess
     victim = subprocess.Popen(["sleep", "60"])
     try:
-        uid, start = recovery._identity(victim.pid)
+        uid, start = recovery.process_identity(victim.pid)
         assert recovery.stop_processes({victim.pid: (uid, start - 1)}, grace=0.5) == []  # the scan saw another
         assert victim.poll() is None
         assert recovery.stop_processes({victim.pid: (uid, start)}, grace=2) == [victim.pid]
@@ -295,5 +295,5 @@ def test_a_descendant_of_another_user_is_not_stopped(monkeypatch, tmp_path):
     _fake_proc(monkeypatch, tmp_path, {1: (0, "init"), 50: (1, "pulumi-resource-kubernetes"), 51: (50, "kind"),
                                        52: (50, "sudo-child")})
     monkeypatch.setattr(recovery, "_owner", lambda pid: os.getuid() + 1 if pid == 52 else os.getuid())
-    monkeypatch.setattr(recovery, "_identity", lambda pid: (os.getuid(), pid))
+    monkeypatch.setattr(recovery, "process_identity", lambda pid: (os.getuid(), pid))
     assert recovery.orphaned_plugins(str(tmp_path)) == [50, 51]

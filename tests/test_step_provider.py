@@ -120,7 +120,7 @@ FAKE_STEP = textwrap.dedent("""\
     import json, os, sys
     # what it was given, and its exit status, through TMPDIR (a machine variable steps get)
     with open(os.path.join(os.environ["TMPDIR"], "record.json"), "w") as fh:
-        json.dump({{"argv": sys.argv[1:], "env": sorted(os.environ)}}, fh)
+        json.dump({{"argv": sys.argv[1:], "env": sorted(os.environ), "PATH": os.environ.get("PATH")}}, fh)
     print("stdout may hold a secret: " + os.environ["KSLAB_KUBECONFIG"])
     sys.stderr.write("[kslab] waiting for member\\n")
     sys.stderr.write("[kslab] ERROR: member refused key " + os.environ["KSLAB_KUBECONFIG"].split()[-1] + "\\n")
@@ -171,6 +171,7 @@ def test_a_request_cannot_give_a_step_a_variable_that_is_no_step_variable(tmp_pa
                                       "PATH": "/tmp/evil"}))
     seen = json.loads((tmp_path / "record.json").read_text())
     assert "LD_PRELOAD" not in seen["env"]
+    assert seen["PATH"] == os.environ["PATH"], "the machine's PATH, not the caller's"
     assert [line for line in logged if "ignored" in line] == [
         "[kslab] step wait-install: ignored LD_PRELOAD, which is no kslab step variable",
         "[kslab] step wait-install: ignored PATH, which is no kslab step variable"]
@@ -179,6 +180,7 @@ def test_a_request_cannot_give_a_step_a_variable_that_is_no_step_variable(tmp_pa
 def test_every_program_step_variable_is_declared():
     assert {contract.ENV_LAB_IMAGES, contract.ENV_REGISTRY_AUTH, contract.ENV_KUBECONFIG} <= contract.STEP_ENV
     assert not {"PATH", "LD_PRELOAD", "PULUMI_CONFIG_PASSPHRASE"} & contract.STEP_ENV
+    assert contract.is_secret_env(contract.ENV_REGISTRY_AUTH), "the sources' credentials are redacted from messages"
 
 
 def test_a_caller_is_the_engine_only_when_the_engine_holds_its_socket(tmp_path):

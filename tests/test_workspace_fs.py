@@ -155,3 +155,15 @@ def test_a_temp_file_of_a_live_writer_is_left_alone(tmp_path):
     live.write_text("being written\n")
     _write(ws)
     assert live.exists()
+
+
+def test_a_write_cut_off_half_way_leaves_files_the_marker_names(tmp_path):
+    """A dev-up killed (here: failing) after the first file leaves no secret orphaned: the marker, written first,
+    names every file, so dev-down removes them and the folder."""
+    ws = tmp_path / "ws"
+    files = {"kubeconfig": ("secret", 0o600), "kubeconfig/oops": ("cannot be written", 0o600)}
+    with pytest.raises(wfs.WorkspaceError):
+        wfs.write(str(ws), files, IDENTITY, USUAL)
+    assert (ws / "kubeconfig").exists() and wfs.read_record(str(ws), USUAL).files == ("kubeconfig", "kubeconfig/oops")
+    _remove(ws)
+    assert not ws.exists()

@@ -68,7 +68,8 @@ def read_index(archive: str) -> dict[str, str]:
     except (OSError, tarfile.TarError, ValueError) as error:
         raise RegistryError(f"cannot read the image archive {archive}: {error}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("images"), dict):
-        raise RegistryError(f"{archive} has an index kslab does not know (format {doc.get('format')!r})")
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise RegistryError(f"{archive} has an index kslab does not know (format {found!r})")
     return {path: entry["member"] for path, entry in doc["images"].items()}
 
 

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import socket
 
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from .. import contract, render
+from ..recovery import process_identity
 from .errors import ApiFailure, Transient
 
 REQUEST_TIMEOUT = 15  # seconds per API call, so an unreachable server fails fast
@@ -202,9 +205,14 @@ class Kube:
         self._call(self.admission.create_validating_webhook_configuration, self._webhook_body(saved), allow=(409,))
 
     def save_webhook_configurations(self, items: list) -> None:
-        """Keep the configurations on the host before they are deleted, for a run killed before it restores."""
+        """Keep the configurations on the host before they are deleted, for a run killed before it restores;
+        with who holds them out of the way (this process: machine, pid, start time), so a run of another
+        member's unjoin does not put them back while this one still needs them away."""
+        me = process_identity(os.getpid()) or (0, 0)
+        owner = {"host": socket.gethostname(), "pid": os.getpid(), "start": me[1]}
         body = {"metadata": {"name": contract.SAVED_WEBHOOKS_CONFIG_MAP, "namespace": render.KS_NAMESPACE,
-                             "labels": dict(render.MANAGED_BY_LABEL)},
+                             "labels": dict(render.MANAGED_BY_LABEL),
+                             "annotations": {SAVED_BY_ANNOTATION: json.dumps(owner)}},
                 "data": {item.metadata.name: json.dumps(self._webhook_body(item)) for item in items}}
         if self._call(self.core.create_namespaced_config_map, render.KS_NAMESPACE, body, allow=(409,)) is None:
             self._call(self.core.replace_namespaced_config_map, contract.SAVED_WEBHOOKS_CONFIG_MAP,
@@ -214,15 +222,48 @@ class Kube:
         self._call(self.core.delete_namespaced_config_map, contract.SAVED_WEBHOOKS_CONFIG_MAP, render.KS_NAMESPACE)
 
     def restore_saved_webhook_configurations(self) -> list[str]:
-        """Put back what an interrupted run saved and did not restore; the names put back."""
+        """Put back what an interrupted run saved and did not restore (its owner is gone); the names put back.
+        Only configurations of the Cluster webhook are created from it, whatever else the ConfigMap holds."""
         saved = self._call(self.core.read_namespaced_config_map, contract.SAVED_WEBHOOKS_CONFIG_MAP,
                            render.KS_NAMESPACE)
-        if saved is None:
+        if saved is None or _owner_runs((saved.metadata.annotations or {}).get(SAVED_BY_ANNOTATION)):
             return []
-        for text in (saved.data or {}).values():
-            self._call(self.admission.create_validating_webhook_configuration, json.loads(text), allow=(409,))
+        restored = []
+        for name, text in (saved.data or {}).items():
+            try:
+                body = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(body, dict) and _guards_clusters(body) and (body.get("metadata") or {}).get("name") == name:
+                self._call(self.admission.create_validating_webhook_configuration, body, allow=(409,))
+                restored.append(name)
         self.forget_saved_webhook_configurations()
-        return sorted(saved.data or {})
+        return sorted(restored)
+
+
+SAVED_BY_ANNOTATION = "kslab.io/saved-by"
+
+
+def _owner_runs(text: str | None) -> bool:
+    """Whether the run that saved the webhook configurations still runs on this machine."""
+    try:
+        owner = json.loads(text or "{}")
+        pid, start = int(owner.get("pid") or 0), int(owner.get("start") or 0)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    if owner.get("host") != socket.gethostname() or pid <= 0:
+        return False
+    identity = process_identity(pid)
+    return identity is not None and identity[1] == start
+
+
+def _guards_clusters(body: dict) -> bool:
+    """A ValidatingWebhookConfiguration with a webhook on clusters.cluster.kubesphere.io (what the unjoin moves)."""
+    for hook in body.get("webhooks") or []:
+        for rule in (hook or {}).get("rules") or []:
+            if "cluster.kubesphere.io" in (rule.get("apiGroups") or []) and "clusters" in (rule.get("resources") or []):
+                return True
+    return False
 
 
 def _status_message(exc: ApiException) -> str:

@@ -7,6 +7,8 @@ deletes it. Copies are made with crane (go-containerregistry), never with regist
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
@@ -122,15 +124,19 @@ def ensure_running(lab: LabRegistry) -> str:
         volume = _docker("volume", "create", "--label", f"{LAB_REGISTRY_LABEL}=data", lab.volume, timeout=60)
         if volume.returncode != 0:
             raise RegistryError(f"`docker volume create {lab.volume}` failed: {_text(volume)}")
-        proc = _docker("run", "-d", "--name", lab.name, "--restart", "unless-stopped",
-                       "--label", f"{LAB_REGISTRY_LABEL}=container",
-                       "-p", f"127.0.0.1:{lab.host_port}:{LAB_REGISTRY_CONTAINER_PORT}",
-                       "-v", f"{lab.volume}:{DATA_DIR}", image, timeout=120)
+        created = _docker("create", "--name", lab.name, "--restart", "unless-stopped",
+                          "--label", f"{LAB_REGISTRY_LABEL}=container",
+                          "-p", f"127.0.0.1:{lab.host_port}:{LAB_REGISTRY_CONTAINER_PORT}",
+                          "-v", f"{lab.volume}:{DATA_DIR}", image, timeout=120)
+        if created.returncode != 0:
+            raise RegistryError(f"`docker create` of the lab registry failed: {_text(created)}")
+        container = created.stdout.decode().strip()
+        proc = _docker("start", container, timeout=120)
         if proc.returncode != 0:
             hint = (f" Fix: free port {lab.host_port} or set kslab:labRegistry.hostPort"
                     if "port is already allocated" in _text(proc) or "address already in use" in _text(proc) else "")
-            _docker("rm", "-f", lab.name, timeout=60)
-            raise RegistryError(f"`docker run` of the lab registry failed: {_text(proc)}.{hint}")
+            _docker("rm", "-f", container, timeout=60)  # the one just created, by its id
+            raise RegistryError(f"starting the lab registry failed: {_text(proc)}.{hint}")
         done = "created"
     else:
         bound = ((state.get("HostConfig") or {}).get("PortBindings") or {}).get(
@@ -148,6 +154,34 @@ def ensure_running(lab: LabRegistry) -> str:
     wait_ready(lab)
     connect_to_kind_network(lab)
     return done
+
+
+@contextlib.contextmanager
+def machine_lock(lab: LabRegistry, log, seconds: float = 3600.0):
+    """One lab at a time fills the machine's lab registry (two stacks' ups may run side by side): a flock on a file
+    named after the registry, waited for with a progress line, bounded."""
+    path = os.path.join(tempfile.gettempdir(), f"kslab-lab-registry-{lab.name}.lock")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise RegistryError(f"cannot open the lab registry's lock {path}: {error.strerror}") from None
+    started = last = time.monotonic()
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if now - started > seconds:
+                    raise RegistryError(f"another lab kept the lab registry busy for {seconds:.0f}s") from None
+                if now - last >= 30:
+                    log(f"waiting for another lab that is filling the lab registry '{lab.name}'")
+                    last = now
+                time.sleep(0.5)
+        yield
+    finally:
+        os.close(fd)
 
 
 def wait_ready(lab: LabRegistry, seconds: float = START_SECONDS) -> None:
@@ -185,6 +219,11 @@ def configure_nodes(lab: LabRegistry, cluster: str) -> list[str]:
         raise RegistryError(f"cannot list the nodes of kind cluster '{cluster}': {_text(proc) or 'none found'}")
     directory = f"{CONTAINERD_CERTS_DIR}/{lab.in_network}"
     for node in nodes:
+        reads = _docker("exec", node, "grep", "-qF", CONTAINERD_CERTS_DIR, "/etc/containerd/config.toml", timeout=60)
+        if reads.returncode != 0:
+            raise RegistryError(f"node {node} was made without the containerd setting the lab registry needs "
+                                f"(config_path = \"{CONTAINERD_CERTS_DIR}\"): a cluster made before kslab:imageSources "
+                                f"was set. Fix: `kind delete cluster --name {cluster}`, then up again")
         write = _docker("exec", "-i", node, "sh", "-c", f'mkdir -p "{directory}" && cat > "{directory}/hosts.toml"',
                         stdin=lab.hosts_toml().encode(), timeout=60)
         if write.returncode != 0:

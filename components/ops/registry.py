@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "remove":
             if not args.yes:
                 print(f"would delete the lab registry '{lab.name}' and its volume {lab.volume} with every image "
-                      "in it; every lab copies its images again on its next up. Add --yes to do it.")
+                      "in it; a lab copies its images again on its next `make up STACK=<name> ARGS=--refresh`. "
+                      "Add --yes to do it.")
                 return 1
             removed = remove(lab)
             print("removed " + ", ".join(removed) if removed else f"no lab registry '{lab.name}' here")

@@ -83,70 +83,103 @@ def _registry_auth() -> dict[str, tuple[str, str]]:
     return {host: (entry["username"], entry["password"]) for host, entry in doc.items()}
 
 
+def _fill_lab_registry(lab, wanted: dict[str, dict], archive_files: list[str],
+                       credentials: dict[str, tuple[str, str]]) -> tuple[set[str], dict[str, str]]:
+    """The lab-images step's work, under the machine's lab registry lock: what was already held, what was copied."""
+    from .. import registry_check
+    from ..image_sources import DOCKER_PREFIX
+    from . import archives, lab_registry
+    state = lab_registry.container_state(lab)
+    held: set[str] = set()
+    if state is not None:
+        log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
+        present = registry_check.check([f"{lab.local}/{path}" for path in wanted])
+        held = {path for path in wanted if present[f"{lab.local}/{path}"].state == registry_check.FOUND
+                and not wanted[path].get("override")}
+    missing = [path for path in wanted if path not in held]
+    in_archive: dict[str, tuple[str, str]] = {}
+    for archive in archive_files if missing else ():
+        index = archives.read_index(archive)
+        for path in missing:
+            if path in index and path not in in_archive and not wanted[path].get("override"):
+                in_archive[path] = (archive, index[path])
+    from_docker = {path: wanted[path]["candidates"][0] for path in missing
+                   if wanted[path]["candidates"] and wanted[path]["candidates"][0].startswith(DOCKER_PREFIX)}
+    for path, ref in from_docker.items():
+        if not lab_registry.docker_has(ref.removeprefix(DOCKER_PREFIX)):
+            fail(f"image sources: {path} is overridden with {ref}, which this machine's Docker does not have. "
+                 f"Fix: build or pull it (docker images), or change kslab:imageOverrides")
+    ask = [path for path in missing if path not in in_archive and path not in from_docker]
+    checker = registry_check.Checker(credentials=credentials)
+    located = registry_check.locate({path: wanted[path]["candidates"] for path in ask}, checker=checker)
+    refusal = registry_check.report_sources(located, {path: wanted[path]["clusters"] for path in wanted},
+                                            archive_files)
+    if refusal:
+        fail("image sources: " + refusal)
+    if state is None:
+        log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
+    copied: dict[str, str] = {}
+    for path, (archive, member) in in_archive.items():
+        archives.load(archive, member, f"{lab.local}/{path}")
+        copied[path] = f"{archive}:{member}"
+        log(f"loaded {path} from the archive {archive}")
+    for path, ref in from_docker.items():
+        lab_registry.push_from_docker(ref.removeprefix(DOCKER_PREFIX), f"{lab.local}/{path}")
+        copied[path] = ref
+        log(f"pushed {ref} from this machine's Docker into the lab registry as {path}")
+    with tempfile.TemporaryDirectory(prefix="kslab-auth-") as auth_dir:
+        docker_config = lab_registry.write_docker_config(auth_dir, credentials) if credentials else None
+        for path in ask:
+            source = registry_check.found_at(located[path])
+            lab_registry.copy(source, f"{lab.local}/{path}", docker_config)
+            copied[path] = source
+            log(f"copied {source} into the lab registry as {path}")
+    return held, copied
+
+
 def step_lab_images() -> None:
     """Every image of the lab's kind clusters into the lab registry. What it already holds is asked of nobody (a
     re-up copies nothing, and works offline); an image overridden in the stack is always put in again (it is
     yours, and may have changed); the rest comes from the image archives, else from the first source that has it.
     Every image is found before anything is copied or created: a refusal lists each one nothing has."""
-    from .. import registry_check  # the HTTP client loads only for this step
-    from ..image_sources import DOCKER_PREFIX, LabRegistry
-    from . import archives, lab_registry
+    from ..image_sources import LabRegistry
+    from . import lab_registry
     lab = LabRegistry.from_env(env(names.ENV_LAB_REGISTRY))
     wanted: dict[str, dict] = json.loads(env(names.ENV_LAB_IMAGES))
     archive_files: list[str] = json.loads(os.environ.get(names.ENV_LAB_ARCHIVES) or "[]")
     credentials = _registry_auth()
     started = time.monotonic()
     try:
-        state = lab_registry.container_state(lab)
-        held: set[str] = set()
-        if state is not None:
-            log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
-            present = registry_check.check([f"{lab.local}/{path}" for path in wanted])
-            held = {path for path in wanted if present[f"{lab.local}/{path}"].state == registry_check.FOUND
-                    and not wanted[path].get("override")}
-        missing = [path for path in wanted if path not in held]
-        in_archive: dict[str, tuple[str, str]] = {}
-        for archive in archive_files:
-            index = archives.read_index(archive)
-            for path in missing:
-                if path in index and path not in in_archive and not wanted[path].get("override"):
-                    in_archive[path] = (archive, index[path])
-        from_docker = {path: wanted[path]["candidates"][0] for path in missing
-                       if wanted[path]["candidates"] and wanted[path]["candidates"][0].startswith(DOCKER_PREFIX)}
-        for path, ref in from_docker.items():
-            if not lab_registry.docker_has(ref.removeprefix(DOCKER_PREFIX)):
-                fail(f"image sources: {path} is overridden with {ref}, which this machine's Docker does not have. "
-                     f"Fix: build or pull it (docker images), or change kslab:imageOverrides")
-        ask = [path for path in missing if path not in in_archive and path not in from_docker]
-        checker = registry_check.Checker(credentials=credentials)
-        located = registry_check.locate({path: wanted[path]["candidates"] for path in ask}, checker=checker)
-        refusal = registry_check.report_sources(located, {path: wanted[path]["clusters"] for path in wanted},
-                                                archive_files)
-        if refusal:
-            fail("image sources: " + refusal)
-        if state is None:
-            log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
-        copied: dict[str, str] = {}
-        for path, (archive, member) in in_archive.items():
-            archives.load(archive, member, f"{lab.local}/{path}")
-            copied[path] = f"{archive}:{member}"
-            log(f"loaded {path} from the archive {archive}")
-        for path, ref in from_docker.items():
-            lab_registry.push_from_docker(ref.removeprefix(DOCKER_PREFIX), f"{lab.local}/{path}")
-            copied[path] = ref
-            log(f"pushed {ref} from this machine's Docker into the lab registry as {path}")
-        with tempfile.TemporaryDirectory(prefix="kslab-auth-") as auth_dir:
-            docker_config = lab_registry.write_docker_config(auth_dir, credentials) if credentials else None
-            for path in ask:
-                source = registry_check.found_at(located[path])
-                lab_registry.copy(source, f"{lab.local}/{path}", docker_config)
-                copied[path] = source
-                log(f"copied {source} into the lab registry as {path}")
+        with lab_registry.machine_lock(lab, log):
+            held, copied = _fill_lab_registry(lab, wanted, archive_files, credentials)
     except lab_registry.RegistryError as error:
         fail(f"lab registry: {error}")
     log(f"lab registry: {len(wanted)} images, {len(held)} already there, {len(copied)} copied, in "
         f"{time.monotonic() - started:.1f}s")
     print(json.dumps({"registry": lab.local, "images": len(wanted), "held": len(held), "copied": copied}))
+
+
+def step_lab_images_read() -> None:
+    """Refresh: the lab images step counts as gone (and the next up fills the registry again) when the lab
+    registry is not there, lacks an image, or an image of your own is to be pushed again (it may be rebuilt)."""
+    from .. import registry_check
+    from ..image_sources import LabRegistry
+    from . import lab_registry
+    lab = LabRegistry.from_env(env(names.ENV_LAB_REGISTRY))
+    wanted: dict[str, dict] = json.loads(env(names.ENV_LAB_IMAGES))
+    try:
+        state = lab_registry.container_state(lab)
+    except lab_registry.RegistryError as error:
+        fail(f"lab registry: {error}")
+    if state is None or any(entry.get("override") for entry in wanted.values()):
+        sys.exit(names.GONE_EXIT)
+    if not (state.get("State") or {}).get("Running"):
+        sys.exit(names.GONE_EXIT)
+    present = registry_check.check([f"{lab.local}/{path}" for path in wanted],
+                                   checker=registry_check.Checker(attempts=1))
+    if any(answer.state != registry_check.FOUND for answer in present.values()):
+        sys.exit(names.GONE_EXIT)
+    print(json.dumps({"registry": lab.local, "images": len(wanted), "held": len(wanted), "copied": {}}))
 
 
 def _kind(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -161,6 +194,19 @@ def _container_ip(name: str) -> str:
     if out.returncode != 0 or not ip:
         fail(f"cluster '{name}': cannot read the control-plane container IP ({out.stderr.strip()[:200]})")
     return ip
+
+
+def _kind_create_env() -> dict[str, str]:
+    """kind hands the proxy variables to every node's containerd (kind: its proxy settings, with NO_PROXY for the
+    node network); the lab registry is named by its container name, which that list lacks, so it is added."""
+    environment = dict(os.environ)
+    if environment.get(names.ENV_LAB_REGISTRY):
+        from ..image_sources import LabRegistry
+        name = LabRegistry.from_env(environment[names.ENV_LAB_REGISTRY]).name
+        for key in ("NO_PROXY", "no_proxy"):
+            if any(environment.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")):
+                environment[key] = ",".join(filter(None, (environment.get(key), name)))
+    return environment
 
 
 def step_kind_create() -> None:
@@ -189,7 +235,7 @@ def step_kind_create() -> None:
             proc = subprocess.run(["kind", "create", "cluster", "--name", name, "--config", config_path,
                                    "--image", image, "--wait", env(names.ENV_KIND_WAIT, "5m"),
                                    "--kubeconfig", os.path.join(scratch, "kubeconfig")],
-                                  stdout=sys.stderr, timeout=1800)
+                                  stdout=sys.stderr, timeout=1800, env=_kind_create_env())
         if proc.returncode != 0:
             fail(f"`kind create cluster --name {name}` failed (exit {proc.returncode}); see the output above")
     if os.environ.get(names.ENV_LAB_REGISTRY):
@@ -731,13 +777,18 @@ def _cluster_gone(name: str, kubeconfig: str) -> str | None:
 def _remove_workspace_files(directory: str, marker: str, component: str) -> None:
     """Only what kslab wrote (as its marker records) and what run.sh builds, and the folder only if kslab made
     it; nothing in a folder that is a link, another user's, or another workspace's."""
-    workspace_fs.remove(directory, marker, _usual_files(component), built=(f"bin/{component}",))
+    try:
+        workspace_fs.remove(directory, marker, _usual_files(component), built=(f"bin/{component}",))
+    except (workspace_fs.WorkspaceError, OSError) as error:
+        # The component is already given back: the folder is the user's to look at, never a reason to fail.
+        log(f"WARNING: left the workspace folder {directory} as it is: {error}")
 
 
 STEPS = {
     "preflight": step_preflight,
     "image-check": step_image_check,
     "lab-images": step_lab_images,
+    "lab-images-read": step_lab_images_read,
     "kind-create": step_kind_create,
     "kind-delete": step_kind_delete,
     "kind-read": step_kind_read,
