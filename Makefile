@@ -73,7 +73,7 @@ bench: venv
 	trap '[ -z "$${KSLAB_DOCKER_STARTED:-}" ] || tools/docker/docker.sh stop' EXIT; \
 	$(VENV)/bin/python -m bench.bench_engine; $(VENV)/bin/python -m bench.bench_live; \
 	$(VENV)/bin/python -m bench.bench_kind; $(VENV)/bin/python -m bench.bench_status; \
-	eval "$$(tools/registry/build.sh)"; $(VENV)/bin/python -m bench.bench_images
+	eval "$$(tools/registry/build.sh)"; $(VENV)/bin/python -m bench.bench_images; $(VENV)/bin/python -m bench.bench_lab_registry
 
 preview up destroy: venv
 	tools/lab.sh $@ $(STACK) $(ARGS)
