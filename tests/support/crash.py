@@ -290,8 +290,9 @@ def concurrent_trial(lab: LiveLab, n: int, workdir: Path, log) -> Trial:
                 trial.problems.append(f"{what} did not end within 400 s")
                 os.killpg(proc.pid, signal.SIGKILL)
         trial.problems += check_up(lab)
-        if not _safe(lambda: other.cc("host"), None):
-            trial.problems.append(f"{OTHER_STACK}: no cc after its up")
+        for name in other.names:
+            if not ((_safe(lambda name=name: other.cc(name), None) or {}).get("status") or {}).get("core"):
+                trial.problems.append(f"{OTHER_STACK}: cluster '{name}' has no installed cc after its up")
         procs = project_processes(lab)
         if procs:
             trial.problems.append(f"leaked processes: {procs}")
