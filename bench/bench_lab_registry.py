@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,15 +31,9 @@ from components.spec import parse_lab
 from tests.support.engine import make_project
 from tests.support.kind import KindLab
 from tests.support.mock_run import ROOT
-from tests.support.registry import SourceRegistry, build_stand_in_program
+from tests.support.registry import SourceRegistry, build_stand_in_program, free_port
 
 PAYLOAD = 1 << 20
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def upstream_paths(stack: str) -> list[str]:
@@ -82,7 +75,7 @@ def remove(lab: LabRegistry) -> None:
 
 
 def step_figures(tmp: Path, source: SourceRegistry, stack: str) -> None:
-    lab = LabRegistry(f"bench-lab-registry-{stack}", _port())
+    lab = LabRegistry(f"bench-lab-registry-{stack}", free_port())
     (tmp / stack).mkdir()
     project = make_project(tmp / stack)
     path = Path(project.dir) / "stacks" / f"Pulumi.{stack}.yaml"
@@ -123,7 +116,7 @@ def step_figures(tmp: Path, source: SourceRegistry, stack: str) -> None:
 def kind_figures(tmp: Path, source: SourceRegistry) -> None:
     (tmp / "kind").mkdir()
     lab = KindLab(tmp / "kind", "kind-dual-host")
-    registry = LabRegistry("bench-kind-lab-registry", _port())
+    registry = LabRegistry("bench-kind-lab-registry", free_port())
     lab.set_config("kslab:imageSources", [source.address])
     lab.set_config("kslab:labRegistry", {"name": registry.name, "hostPort": registry.host_port})
     try:

@@ -116,14 +116,14 @@ def test_image_sources_refuse_a_gap_before_any_cluster_then_fill_the_lab_registr
     filled it creates the lab registry and copies every image once from the first source that has it."""
     from components.image_sources import LabRegistry
     from components.ops import lab_registry
-    from tests.support.registry import _free_port
+    from tests.support.registry import free_port
     upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming())]
     gap = "kubesphere/tower:v0.2.1"
     for path in upstream:
         if path != gap:
             source.push_stand_in(f"{source.address}/{path}")
     source.mark()
-    registry = LabRegistry("kt-imgsrc-registry", _free_port())
+    registry = LabRegistry("kt-imgsrc-registry", free_port())
     project = make_project(tmp_path)
     doc = {"config": {"kslab:imageSources": [f"{source.address}/mirror", source.address],
                       "kslab:labRegistry": {"name": registry.name, "hostPort": registry.host_port},
@@ -191,11 +191,11 @@ def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_p
     from components.image_sources import LabRegistry
     from components.ops import lab_registry
     from components.ops.registry import images as held_images
-    from tests.support.registry import _free_port
+    from tests.support.registry import free_port
     upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming())]
     for path in upstream:
         source.push_stand_in(f"{source.address}/{path}")
-    registry = LabRegistry("kt-archive-registry", _free_port())
+    registry = LabRegistry("kt-archive-registry", free_port())
     project = make_project(tmp_path)
     stack_file = os.path.join(project.dir, "stacks", f"Pulumi.{STACK}.yaml")
     doc = {"config": {"kslab:imageSources": [source.address],
@@ -235,14 +235,14 @@ def test_a_source_that_asks_for_a_login_gets_the_secret_credentials_and_nothing_
     not in the state (encrypted there) and not in the stack file."""
     from components.image_sources import LabRegistry
     from components.ops import lab_registry
-    from tests.support.registry import _free_port
+    from tests.support.registry import free_port
     password = "kslab-test-Pa55word-not-to-be-seen"
     source = SourceRegistry(str(tmp_path / "source"), login=("robot", password))
     upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming())]
     try:
         for path in upstream:
             source.push_stand_in(f"{source.address}/{path}")
-        registry = LabRegistry("kt-login-registry", _free_port())
+        registry = LabRegistry("kt-login-registry", free_port())
         project = make_project(tmp_path)
         doc = {"config": {"kslab:imageSources": [source.address],
                           "kslab:labRegistry": {"name": registry.name, "hostPort": registry.host_port},

@@ -12,7 +12,6 @@ import base64
 import collections
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from components.ops import lab_registry
 from components.spec import parse_lab
 from tests.support.kind import KindLab, inspect, kind, kind_clusters, node_containers
 from tests.support.mock_run import ROOT
-from tests.support.registry import SourceRegistry, build_stand_in_program
+from tests.support.registry import SourceRegistry, build_stand_in_program, free_port
 from tests.support.status_cli import finding, kinds, quiet, status
 
 pytestmark = [pytest.mark.engine, pytest.mark.kind]
@@ -135,9 +134,7 @@ class PlayedSources:
                 self.source.push_runnable(ref, program)
             else:
                 self.source.push_stand_in(ref)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         self.registry = image_sources.LabRegistry("kt-lab-registry", port)
         assert lab_registry.container_state(self.registry) is None, "a lab registry of a crashed run is left"
         lab.set_config("kslab:imageSources", [self.source.address])

@@ -16,12 +16,9 @@ import urllib.error
 import urllib.request
 
 from ..image_sources import LAB_REGISTRY_LABEL, LabRegistry
+from ..registry_check import MANIFEST_ACCEPT
 from .lab_registry import RegistryError, _docker, _text, container_state
 
-MANIFEST_ACCEPT = ", ".join((
-    "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json"))
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 CATALOG_PAGE = 100  # distribution refuses pages above its maximum (1000) with a 400
 

@@ -25,7 +25,7 @@ def require_registry_tools() -> None:
                     "(tools/registry/build.sh)", pytrace=False)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -36,7 +36,7 @@ class SourceRegistry:
         """`login`: the registry asks for this user and password (distribution's htpasswd auth)."""
         require_registry_tools()
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         os.makedirs(os.path.join(root, "data"), exist_ok=True)
         config = os.path.join(root, "config.yml")
@@ -135,17 +135,7 @@ class SourceRegistry:
 
     def manifest_requests(self) -> list[tuple[str, str]]:
         """(method, path) of every manifest request the registry logged since the mark."""
-        found = []
-        with open(self.log_path) as fh:
-            for line in fh.readlines()[self._mark:]:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                uri = entry.get("http.request.uri", "")
-                if "/manifests/" in uri and entry.get("msg", "").startswith("response completed"):
-                    found.append((entry.get("http.request.method"), uri))
-        return found
+        return [(method, uri) for method, uri, _ in self.requests() if "/manifests/" in uri]
 
     def close(self) -> None:
         self.proc.terminate()
