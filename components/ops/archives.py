@@ -9,27 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 
-from .lab_registry import RegistryError, crane_platform
+from .lab_registry import RegistryError, crane, crane_platform
 
 INDEX = "kslab-images.json"
 FORMAT = 1
-
-
-def _crane(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> None:
-    crane = shutil.which("crane")
-    if not crane:
-        raise RegistryError("the `crane` binary is not on PATH. Fix: run through make (tools/lab.sh builds it with "
-                            "tools/registry/build.sh)")
-    environment = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "HTTPS_PROXY", "https_proxy",
-                                                                  "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")}
-    environment.update(env or {})
-    proc = subprocess.run([crane, *args], capture_output=True, text=True, timeout=timeout, env=environment)
-    if proc.returncode != 0:
-        raise RegistryError(f"crane {args[0]} {args[-2] if len(args) > 2 else ''} failed: {proc.stderr.strip()[-400:]}")
 
 
 def save(images: dict[str, str], out: str, docker_config: str | None = None, progress=print) -> int:
@@ -41,8 +27,8 @@ def save(images: dict[str, str], out: str, docker_config: str | None = None, pro
         for n, (path, source) in enumerate(sorted(images.items())):
             member = f"images/{n:03d}.tar"
             os.makedirs(os.path.join(scratch, "images"), exist_ok=True)
-            _crane("pull", "--platform", crane_platform(), source, os.path.join(scratch, member),
-                   env={"DOCKER_CONFIG": docker_config} if docker_config else None)
+            crane(f"saving {source}", "pull", "--platform", crane_platform(), source, os.path.join(scratch, member),
+                  docker_config=docker_config)
             index["images"][path] = {"member": member, "from": source}
             progress(f"saved {path} (from {source})")
         with open(os.path.join(scratch, INDEX), "w") as fh:
@@ -86,4 +72,4 @@ def load(archive: str, member: str, destination: str) -> None:
                     shutil.copyfileobj(source, fh)
         except (OSError, tarfile.TarError, KeyError) as error:
             raise RegistryError(f"cannot read {member} of the image archive {archive}: {error}") from None
-        _crane("push", target, destination)
+        crane(f"loading {member} of {archive}", "push", target, destination)

@@ -239,22 +239,28 @@ def crane_platform() -> str:
     return f"linux/{arch}"
 
 
-def copy(source: str, destination: str, docker_config: str | None, timeout: float = 1800) -> None:
-    """`crane copy` of one image (its platform for this machine only when the source is an index)."""
-    crane = shutil.which("crane")
-    if not crane:
+CRANE_ENV = ("PATH", "HOME", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
+
+
+def crane(what: str, *args: str, docker_config: str | None = None, timeout: float = 1800) -> None:
+    """Run crane with only PATH, HOME and the proxy settings (and a private DOCKER_CONFIG when the sources have
+    credentials); `what` names the work in the error."""
+    program = shutil.which("crane")
+    if not program:
         raise RegistryError("the `crane` binary is not on PATH. Fix: run through make (tools/lab.sh builds it with "
                             "tools/registry/build.sh)")
-    environment = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", tempfile.gettempdir())}
-    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
-        if proxy in os.environ:
-            environment[proxy] = os.environ[proxy]
+    environment = {k: v for k, v in os.environ.items() if k in CRANE_ENV}
     if docker_config:
         environment["DOCKER_CONFIG"] = docker_config
-    proc = subprocess.run([crane, "copy", "--platform", crane_platform(), source, destination],
-                          capture_output=True, text=True, timeout=timeout, env=environment)
+    proc = subprocess.run([program, *args], capture_output=True, text=True, timeout=timeout, env=environment)
     if proc.returncode != 0:
-        raise RegistryError(f"copying {source} failed: {proc.stderr.strip()[-400:]}")
+        raise RegistryError(f"{what} failed: {proc.stderr.strip()[-400:]}")
+
+
+def copy(source: str, destination: str, docker_config: str | None) -> None:
+    """`crane copy` of one image (its platform for this machine only when the source is an index)."""
+    crane(f"copying {source}", "copy", "--platform", crane_platform(), source, destination,
+          docker_config=docker_config)
 
 
 def write_docker_config(directory: str, credentials: dict[str, tuple[str, str]]) -> str:
@@ -286,10 +292,4 @@ def push_from_docker(image: str, destination: str) -> None:
         saved = _docker("save", "-o", tarball, image, timeout=900)
         if saved.returncode != 0:
             raise RegistryError(f"`docker save {image}` failed: {_text(saved)}")
-        crane = shutil.which("crane")
-        if not crane:
-            raise RegistryError("the `crane` binary is not on PATH (tools/registry/build.sh builds it)")
-        proc = subprocess.run([crane, "push", tarball, destination], capture_output=True, text=True, timeout=900,
-                              env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", scratch)})
-        if proc.returncode != 0:
-            raise RegistryError(f"pushing {image} into the lab registry failed: {proc.stderr.strip()[-400:]}")
+        crane(f"pushing {image} into the lab registry", "push", tarball, destination, timeout=900)
