@@ -10,8 +10,9 @@ import statistics
 import tempfile
 import time
 
-from components import images, registry_check
-from components.ops.status import load_spec
+from kslab.cli.status import load_spec
+from kslab.model import images
+from kslab.steps import registry_check
 from tests.support.mock_run import ROOT
 from tests.support.registry import SourceRegistry
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import yaml
 
-from components import images
-from components.image_sources import LabRegistry
-from components.ops import lab_registry
-from components.ops.registry import stored_bytes
-from components.ops.status import load_spec
-from components.spec import parse_lab
+from kslab.cli.registry import stored_bytes
+from kslab.cli.status import load_spec
+from kslab.model import images
+from kslab.model.image_sources import LabRegistry
+from kslab.model.spec import parse_lab
+from kslab.steps import lab_registry
 from tests.support.engine import make_project
 from tests.support.kind import KindLab
 from tests.support.mock_run import ROOT

@@ -25,7 +25,7 @@ TIME = shutil.which("time")  # GNU time (Debian package time), if present
 
 def run_status(lab: LiveLab, sample: str) -> tuple[float, int, int, int | None]:
     """(seconds, exit code, findings, peak KiB of the largest process of the run) of one `status --json`."""
-    command = [sys.executable, "-m", "components.ops.status", "status", "--json", "--stack", lab.stack,
+    command = [sys.executable, "-m", "kslab.cli.status", "status", "--json", "--stack", lab.stack,
                "--sample-seconds", sample]
     if TIME:  # GNU time: the peak resident size of the command (python, or the pulumi it runs if larger)
         command = [TIME, "-f", "peak-kib=%M"] + command

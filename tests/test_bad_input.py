@@ -9,8 +9,8 @@ import textwrap
 import pytest
 import yaml
 
-from components.spec import LabConfigError
-from components.stack_config import load_lab
+from kslab.model.spec import LabConfigError
+from kslab.model.stack_config import load_lab
 from tests.support.mock_run import fake_kubeconfig
 from tests.support.stack_config import FakeConfig
 
@@ -310,7 +310,7 @@ def test_no_message_carries_the_jwt_secret_or_a_kubeconfig_secret(tmp_path):
 
 
 def test_an_ipv6_lab_renders_kinds_ipv6_family(tmp_path):
-    from components import render
+    from kslab.render import manifests as render
     lab, _, _ = _load(tmp_path, "  kslab:clusters:\n    - {name: a, podSubnet: 'fd00:10:245::/56', "
                              "serviceSubnet: 'fd00:10:97::/112'}\n")
     assert render.kind_config(lab.clusters[0])["networking"]["ipFamily"] == "ipv6"

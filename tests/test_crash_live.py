@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components.recovery import RECOVERY_DIR, StackFiles
+from kslab.cli.recovery import RECOVERY_DIR, StackFiles
 from tests.support.crash import backend_leftovers, campaign, lab_sh, lab_sh_tree, project_processes, summary
 from tests.support.live import LiveLab
 from tests.test_live_e2e import _check_lab

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from components.ops import steps as ops
-from components.ops.errors import Transient
+from kslab.steps import programs as ops
+from kslab.steps.errors import Transient
 
 KIND_KUBECONFIG = "apiVersion: v1\nkind: Config\ncurrent-context: kind-lab\n"
 EXISTING_KUBECONFIG = "apiVersion: v1\nkind: Config\ncurrent-context: prod\n"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from components import devworkspace
+from kslab.render import devworkspace
 from tests.support.live import LiveLab
 
 pytestmark = [pytest.mark.engine, pytest.mark.live]

@@ -1,8 +1,8 @@
-"""What a developer workspace writes (components/devworkspace.py): the files, their modes, and how the
+"""What a developer workspace writes (kslab/render/devworkspace.py): the files, their modes, and how the
 component is started from them."""
 import json
 
-from components import devworkspace
+from kslab.render import devworkspace
 
 CERTS = {"ca.crt": "CA", "tls.crt": "CERT", "tls.key": "KEY"}
 

@@ -91,7 +91,7 @@ def test_up_of_kind_stack_stops_at_preflight_without_docker(project, tmp_path):
     assert proc.returncode != 0
     assert "preflight failed, no cluster was created" in out and "Docker engine not reachable" in out
     assert "`kind` not found" in out
-    # Only kslab's own message: no Python traceback from the step machinery (components/provider.py).
+    # Only kslab's own message: no Python traceback from the step machinery (kslab/steps/plugin.py).
     assert "Traceback" not in out and 'File "' not in out, out[-3000:]
     assert "kslab:steps:Preflight" in out
     resources = project.export("standalone")["deployment"].get("resources") or []

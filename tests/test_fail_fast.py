@@ -42,7 +42,7 @@ def test_a_403_fails_the_install_wait_in_seconds_with_its_cause(cluster):
            "KSLAB_KS_VERSION": "v3.4.1", "KSLAB_KUBECONFIG": _token_kubeconfig(cluster),
            "KSLAB_TIMEOUT": "600", "KSLAB_POLL_SECONDS": "0.5"}
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "components.ops", "wait-install"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "kslab.steps", "wait-install"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started
     assert proc.returncode != 0

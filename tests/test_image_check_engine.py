@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from components import images
+from kslab.model import images
 from tests.support.engine import make_project, policy_pack
 from tests.support.registry import SourceRegistry
 
@@ -114,8 +114,8 @@ def test_image_sources_refuse_a_gap_before_any_cluster_then_fill_the_lab_registr
     """kslab:imageSources on the real engine: with one image in no source, the lab-images step refuses the lab
     naming it with each source's answer, before any cluster and before the lab registry exists; with the gap
     filled it creates the lab registry and copies every image once from the first source that has it."""
-    from components.image_sources import LabRegistry
-    from components.ops import lab_registry
+    from kslab.model.image_sources import LabRegistry
+    from kslab.steps import lab_registry
     from tests.support.registry import free_port
     upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming())]
     gap = "kubesphere/tower:v0.2.1"
@@ -157,7 +157,7 @@ def test_image_sources_refuse_a_gap_before_any_cluster_then_fill_the_lab_registr
         copied = [uri for m, uri in source.manifest_requests() if m == "GET" and not uri.startswith("/v2/mirror/")]
         assert sorted(copied) == sorted(f"/v2/{p.replace(':', '/manifests/')}" for p in upstream), \
             "each image copied once, from the second source (the first has none)"
-        from components.ops.registry import images as held_images
+        from kslab.cli.registry import images as held_images
         assert sorted(held_images(registry)) == sorted(upstream)
         assert CLUSTER not in _kind_clusters()
 
@@ -188,9 +188,9 @@ def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_p
     fills the lab registry from it, the source registry stopped (a lab with no network)."""
     import sys
 
-    from components.image_sources import LabRegistry
-    from components.ops import lab_registry
-    from components.ops.registry import images as held_images
+    from kslab.cli.registry import images as held_images
+    from kslab.model.image_sources import LabRegistry
+    from kslab.steps import lab_registry
     from tests.support.registry import free_port
     upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming())]
     for path in upstream:
@@ -205,7 +205,7 @@ def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_p
     with open(stack_file, "w") as fh:
         yaml.safe_dump(doc, fh)
     archive = str(tmp_path / "lab-images.tar")
-    saved = subprocess.run([sys.executable, "-m", "components.ops.images", "--stack", STACK, "--project-dir",
+    saved = subprocess.run([sys.executable, "-m", "kslab.cli.images", "--stack", STACK, "--project-dir",
                             project.dir, "--save", archive], capture_output=True, text=True, timeout=900,
                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert saved.returncode == 0, saved.stderr[-3000:]
@@ -233,8 +233,8 @@ def test_a_source_that_asks_for_a_login_gets_the_secret_credentials_and_nothing_
     """kslab:registryCredentials, a Pulumi secret, opens a source that asks for a login (distribution's htpasswd
     auth): without it the lab is refused ('denied'), with it every image is copied; the password is in no output,
     not in the state (encrypted there) and not in the stack file."""
-    from components.image_sources import LabRegistry
-    from components.ops import lab_registry
+    from kslab.model.image_sources import LabRegistry
+    from kslab.steps import lab_registry
     from tests.support.registry import free_port
     password = "kslab-test-Pa55word-not-to-be-seen"
     source = SourceRegistry(str(tmp_path / "source"), login=("robot", password))

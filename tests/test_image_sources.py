@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from components import image_sources as src
-from components import images, render
-from components import registry_check as rc
-from components.spec import LabConfigError, parse_lab
+from kslab.model import image_sources as src
+from kslab.model import images
+from kslab.model.spec import LabConfigError, parse_lab
+from kslab.render import manifests as render
+from kslab.steps import registry_check as rc
 from tests.test_registry_check import registry  # noqa: F401 (the fixture)
 
 KIND = {"name": "host", "role": "host"}
@@ -155,7 +156,7 @@ def test_credentials_open_the_token_endpoint(registry):  # noqa: F811
 def test_docker_config_for_crane_is_private(tmp_path):
     directory = tmp_path / "auth"
     directory.mkdir()
-    from components.ops import lab_registry
+    from kslab.steps import lab_registry
     lab_registry.write_docker_config(str(directory), {"docker.io": ("u", "p")})
     doc = json.loads((directory / "config.json").read_text())
     assert set(doc["auths"]) == {"docker.io", "https://index.docker.io/v1/"}

@@ -2,9 +2,10 @@
 each image), and ks-installer's naming rules. One invariant per test."""
 import pytest
 
-from components import images, render
-from components.images import Naming, kubectl_tag, plan
-from components.spec import LabConfigError, parse_lab
+from kslab.model import images
+from kslab.model.images import Naming, kubectl_tag, plan
+from kslab.model.spec import LabConfigError, parse_lab
+from kslab.render import manifests as render
 
 K8S = {"v3.2.1": "v1.19.16", "v3.4.1": "v1.25.16"}
 
@@ -122,7 +123,7 @@ def test_bad_naming_input_is_refused(raw, field):
 
 
 def test_make_images_prints_each_cluster_plan_and_the_withdrawal(capsys):
-    from components.ops import images as images_cli
+    from kslab.cli import images as images_cli
     from tests.support.mock_run import ROOT
     assert images_cli.main(["--stack", "host-member", "--project-dir", ROOT]) == 0
     out = capsys.readouterr().out
@@ -134,7 +135,7 @@ def test_make_images_prints_each_cluster_plan_and_the_withdrawal(capsys):
 def test_make_images_json_names_where_each_image_comes_from(capsys):
     import json
 
-    from components.ops import images as images_cli
+    from kslab.cli import images as images_cli
     from tests.support.mock_run import ROOT
     assert images_cli.main(["--stack", "dual-host", "--project-dir", ROOT, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -144,7 +145,7 @@ def test_make_images_json_names_where_each_image_comes_from(capsys):
 
 
 def test_make_images_of_an_unknown_stack_says_so(capsys):
-    from components.ops import images as images_cli
+    from kslab.cli import images as images_cli
     from tests.support.mock_run import ROOT
     assert images_cli.main(["--stack", "nope", "--project-dir", ROOT]) == 2
     assert "no stack file for nope" in capsys.readouterr().err

@@ -5,10 +5,10 @@ import base64
 import pytest
 import yaml
 
-from components import kubeconfig as kc
-from components.ops import steps as ops
-from components.spec import LabConfigError
-from components.stack_config import load_lab
+from kslab.model import kubeconfig as kc
+from kslab.model.spec import LabConfigError
+from kslab.model.stack_config import load_lab
+from kslab.steps import programs as ops
 from tests.support.mock_run import fake_kubeconfig
 from tests.support.stack_config import FakeConfig
 

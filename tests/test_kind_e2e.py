@@ -13,16 +13,15 @@ import collections
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 import yaml
 
-from components import image_sources, images
-from components.ops import lab_registry
-from components.spec import parse_lab
+from kslab.model import image_sources, images
+from kslab.model.spec import parse_lab
+from kslab.steps import lab_registry
 from tests.support.kind import KindLab, inspect, kind, kind_clusters, node_containers
 from tests.support.mock_run import ROOT
 from tests.support.registry import SourceRegistry, build_stand_in_program, free_port
@@ -327,16 +326,15 @@ def test_kind_steps_as_a_non_root_user(tmp_path):
     subprocess.run(["usermod", "-aG", "docker", NON_ROOT_USER], check=True)
     work = tempfile.mkdtemp(prefix="kslab-nonroot-")
     os.chmod(work, 0o755)
-    subprocess.run(["cp", "-r", os.path.join(ROOT, "components"), work], check=True)
+    subprocess.run(["cp", "-r", os.path.join(ROOT, "kslab"), work], check=True)
     kind_bin = os.path.join(work, "bin")
     os.makedirs(kind_bin)
     subprocess.run(["cp", subprocess.run(["which", "kind"], capture_output=True, text=True).stdout.strip(),
                     kind_bin], check=True)
     subprocess.run(["chmod", "-R", "a+rX", work], check=True)
     name = "kt-nonroot"
-    sys.path.insert(0, ROOT)
-    from components import render
-    from components.spec import parse_lab
+    from kslab.model.spec import parse_lab
+    from kslab.render import manifests as render
     spec = parse_lab({"clusters": [{**cluster, "name": name, "consoleHostPort": 31890}]}).clusters[0]
     env = {"PATH": f"{kind_bin}:/usr/bin:/bin", "HOME": f"/home/{NON_ROOT_USER}",
            "DOCKER_HOST": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), "KSLAB_CLUSTER": name,
@@ -345,7 +343,7 @@ def test_kind_steps_as_a_non_root_user(tmp_path):
 
     def step(which):
         return subprocess.run(["runuser", "-u", NON_ROOT_USER, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
-                               "/usr/bin/python3", "-m", "components.ops", which], cwd=work, capture_output=True,
+                               "/usr/bin/python3", "-m", "kslab.steps", which], cwd=work, capture_output=True,
                               text=True, timeout=900)
     try:
         created = step("kind-create")

@@ -294,27 +294,68 @@ def test_a_rebuilt_member_is_joined_again(live):
 
 # The last commit whose steps were Pulumi dynamic resources (`pulumi-python:dynamic:Resource`).
 LEGACY_STEPS_COMMIT = "6471ddc590d17ecbf297467855cf0e8e38726d4f"
-PROGRAM_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "policies")
+# The last commit before the code moved from components/ into the kslab package.
+PRE_PACKAGE_COMMIT = "0bab99fea819b47e35484349bf5420c2c95086ca"
+PROGRAM_ITEMS = ("Pulumi.yaml", "__main__.py", "kslab", "components", "provider", "policies")
 
 
-def _use_program(lab, commit: str | None) -> None:
-    """Put the program of `commit` (None: this checkout) into the lab's project copy. An older program knows no
-    `imageCheck` (the test stacks turn the image check off): its stack file is the test stack without it, as it
-    was then; this checkout's gets it back."""
+def _items_at(commit: str) -> list[str]:
+    listed = subprocess.run(["git", "-C", ROOT, "ls-tree", "--name-only", commit], capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.fail(f"this test needs the git history of the project (commit {commit[:12]}): "
+                    f"{listed.stderr[-300:]}", pytrace=False)
+    return [item for item in PROGRAM_ITEMS if item in listed.stdout.split()]
+
+
+def _use_program(lab, commit: str | None, knows_image_check: bool = False) -> None:
+    """Put the program of `commit` (None: this checkout) into the lab's project copy. A program older than the
+    image check knows no `imageCheck` (the test stacks turn the image check off): its stack file is the test
+    stack without it, as it was then; this checkout's gets it back."""
     clusters = [{k: v for k, v in c.items() if k != "imageCheck"} for c in lab.config["kslab:clusters"]]
-    lab.set_config("kslab:clusters", clusters if commit else [{**c, "imageCheck": False} for c in clusters])
+    with_check = commit is None or knows_image_check
+    lab.set_config("kslab:clusters", [{**c, "imageCheck": False} for c in clusters] if with_check else clusters)
     for item in PROGRAM_ITEMS:
         path = os.path.join(lab.project.dir, item)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
     if commit is None:
         copy_items(lab.project.dir, PROGRAM_ITEMS)
         return
-    archive = subprocess.run(["git", "-C", ROOT, "archive", commit, *PROGRAM_ITEMS], capture_output=True)
-    if archive.returncode != 0:
-        pytest.fail(f"this test needs the git history of the project (commit {commit[:12]}): "
-                    f"{archive.stderr.decode()[-300:]}", pytrace=False)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", commit, *_items_at(commit)], capture_output=True)
+    assert archive.returncode == 0, archive.stderr.decode()[-300:]
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(lab.project.dir)
+
+
+def _step_ids(resources: list[dict]) -> dict[str, str]:
+    return {r["urn"]: r["id"] for r in resources if r["type"].startswith("kslab:steps:")}
+
+
+@pytest.mark.parametrize("live", ["live-host-member"], indirect=True)
+def test_a_stack_made_before_the_kslab_package_upgrades_in_place(live):
+    """A stack made by the program that lived in components/ runs a no-change `up` with the kslab package:
+    every resource keeps its type and name, and no step runs again."""
+    lab = live
+    _use_program(lab, PRE_PACKAGE_COMMIT, knows_image_check=True)
+    _assert_ok(lab.up(), "up with the program before the move")
+    before = lab.project.export(lab.stack)["deployment"]["resources"]
+    assert _step_ids(before), "the earlier program registers its steps as kslab:steps:* resources"
+    installs = {n: lab.operator.installs(n) for n in lab.names}
+
+    _use_program(lab, None)
+    assert not os.path.exists(os.path.join(lab.project.dir, "components", "ops")), "the program is today's"
+    upgrade = lab.up("--expect-no-changes")
+    _assert_ok(upgrade, "a no-change up with the kslab package")
+    assert "[kslab]" not in _out(upgrade), "no step may run on the upgrade"
+    after = lab.project.export(lab.stack)["deployment"]["resources"]
+    assert {r["urn"]: r["type"] for r in after} == {r["urn"]: r["type"] for r in before}
+    assert _step_ids(after) == _step_ids(before), "a step was re-created"
+    assert {n: lab.operator.installs(n) for n in lab.names} == installs
+    _assert_ok(lab.destroy(), "destroy after the upgrade")
+    for name in lab.names:
+        assert lab.lab_objects(name) == [], f"left on {name}: {lab.lab_objects(name)}"
 
 
 @pytest.mark.parametrize("live", ["live-host-member"], indirect=True)

@@ -10,8 +10,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.support.mock_run import fake_kubeconfig
+from tests.support.mock_run import ROOT, fake_kubeconfig
 
 FAKE_KIND = r'''#!/usr/bin/env python3
 import os, sys, json
@@ -64,7 +63,7 @@ def fakes(tmp_path):
                KSLAB_KIND_CONFIG="kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n", KSLAB_KIND_WAIT="1s")
 
     def run(step, **extra):
-        return subprocess.run([sys.executable, "-m", "components.ops", step], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "kslab.steps", step], cwd=ROOT,
                               env={**env, **extra}, capture_output=True, text=True, timeout=60)
 
     def db():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from components.ops import steps as ops
-from components.ops.errors import ApiFailure, Transient
+from kslab.steps import programs as ops
+from kslab.steps.errors import ApiFailure, Transient
 
 
 class FakeWebhook:
@@ -271,7 +271,7 @@ def test_install_wait_ignores_a_run_older_than_the_change(env, capsys):
 
 
 def test_a_bug_in_a_step_is_said_as_such_without_a_traceback(monkeypatch, capsys):
-    from components.ops import steps as ops
+    from kslab.steps import programs as ops
 
     def broken():
         return {}["missing"]
@@ -289,8 +289,8 @@ def test_saved_webhooks_are_put_back_only_when_their_run_is_gone_and_only_the_cl
     import os
     import socket
 
-    from components.ops import kube
-    from components.recovery import process_identity
+    from kslab.cli.recovery import process_identity
+    from kslab.steps import kube
     me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "start": process_identity(os.getpid())[1]})
     assert kube._owner_runs(me)
     assert not kube._owner_runs(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "start": 1}))

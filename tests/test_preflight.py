@@ -4,8 +4,8 @@ import os
 import subprocess
 import sys
 
-from components.preflight_rules import Facts, Plan, evaluate
-from tests.conftest import ROOT
+from kslab.model.preflight_rules import Facts, Plan, evaluate
+from tests.support.mock_run import ROOT
 
 
 def facts(**kw):
@@ -72,7 +72,7 @@ def test_real_probe_without_the_tools_stops_fast_and_clearly(tmp_path):
     empty.mkdir()
     env = dict(os.environ, PATH=str(empty), KSLAB_PLAN=json.dumps({"node_images": ["kindest/node:v1.25.16"],
                                                                    "memory_estimate_mib": 5000}))
-    proc = subprocess.run([sys.executable, "-m", "components.ops", "preflight"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "kslab.steps", "preflight"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "preflight failed, no cluster was created" in proc.stderr

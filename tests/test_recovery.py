@@ -1,12 +1,12 @@
-"""components/recovery.py on backend folders built by hand: what a killed run leaves, and what is repaired."""
+"""kslab/cli/recovery.py on backend folders built by hand: what a killed run leaves, and what is repaired."""
 import json
 import os
 import time
 
 import pytest
 
-from components import recovery
-from components.recovery import (
+from kslab.cli import recovery
+from kslab.cli.recovery import (
     Candidate,
     StackFiles,
     backend_dir,
@@ -205,12 +205,12 @@ def test_the_command_line_ignores_other_backends(capsys):
 
 def test_only_plugins_are_taken_for_leftovers_never_a_program_that_names_one():
     assert recovery.is_plugin_argv(["/cache/bin/pulumi-resource-kubernetes"])
-    assert recovery.is_plugin_argv(["/p/venv/bin/python", "-m", "components.provider"])
+    assert recovery.is_plugin_argv(["/p/venv/bin/python", "-m", "kslab.steps.plugin"])
     assert recovery.is_plugin_argv(["/p/venv/bin/python", "-u", "-m", "pulumi.policy", "127.0.0.1:1", "policies"])
     assert recovery.is_plugin_argv(["/p/venv/bin/python", "-u", "/cache/bin/pulumi-language-python-exec", "x"])
     assert not recovery.is_plugin_argv(["vim", "provider/pulumi-resource-kslab"])
     assert not recovery.is_plugin_argv(["grep", "-r", "pulumi-resource-", "."])
-    assert not recovery.is_plugin_argv(["python3", "-c", "import components.provider"])
+    assert not recovery.is_plugin_argv(["python3", "-c", "import kslab.steps.plugin"])
 
 
 def test_a_leftover_temp_lock_counts_as_a_lock(tmp_path):

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from components import registry_check as rc
+from kslab.steps import registry_check as rc
 
 
 class PlayedRegistry:

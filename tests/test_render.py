@@ -4,9 +4,10 @@ import base64
 import pytest
 import yaml
 
-from components import images, render
-from components import kubeconfig as kc
-from components.spec import parse_lab
+from kslab.model import images
+from kslab.model import kubeconfig as kc
+from kslab.model.spec import parse_lab
+from kslab.render import manifests as render
 from tests.support.mock_run import fake_kubeconfig
 
 

@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from components.spec import LabConfigError, parse_lab
+from kslab.model.spec import LabConfigError, parse_lab
 
 
 def base() -> dict:
@@ -264,7 +264,7 @@ def test_pulumi_yaml_defaults_match_the_program():
 
     import yaml
 
-    from tests.conftest import ROOT
+    from tests.support.mock_run import ROOT
     with open(os.path.join(ROOT, "Pulumi.yaml")) as fh:
         declared = {k: v.get("default") for k, v in yaml.safe_load(fh)["config"].items()}
     lab = parse_lab({"clusters": [{"name": "a"}]})

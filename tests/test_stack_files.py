@@ -1,4 +1,4 @@
-"""A stack's own settings live outside the repository (components/stack_files.py): the pure merge, and the
+"""A stack's own settings live outside the repository (kslab/cli/stack_files.py): the pure merge, and the
 README's commands in a fresh clone, which must leave `git status --porcelain` empty."""
 import glob
 import os
@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from components import stack_files as sf
+from kslab.cli import stack_files as sf
 from tests.support.engine import PASSPHRASE, require_pulumi
 from tests.support.mock_run import ROOT
 
@@ -112,7 +112,8 @@ def _fresh_clone(tmp_path) -> str:
     os.symlink(os.path.join(ROOT, "venv"), os.path.join(clone, "venv"))
     with open(os.path.join(clone, ".git", "info", "exclude"), "a") as fh:
         fh.write("/venv\n")  # a link to this checkout's virtualenv (.gitignore's venv/ names a folder)
-    os.utime(os.path.join(clone, "requirements.txt"), (0, 0))  # the linked venv is up to date for make
+    for made_from in ("requirements.txt", "pyproject.toml"):  # the linked venv is up to date for make
+        os.utime(os.path.join(clone, made_from), (0, 0))
     return clone
 
 

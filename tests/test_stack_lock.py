@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from components import stack_lock
+from kslab.cli import stack_lock
 from tests.support.mock_run import ROOT
 
 
 def _holder(lock: str, pid: int, what: str = "tools/lab.sh up s") -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "components.stack_lock", "hold", lock, str(pid), what],
+    proc = subprocess.Popen([sys.executable, "-m", "kslab.cli.stack_lock", "hold", lock, str(pid), what],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc

@@ -6,8 +6,8 @@ import os
 import pulumi
 import pytest
 
-from components.spec import parse_lab
-from components.stack_config import STRING_KEYS
+from kslab.model.spec import parse_lab
+from kslab.model.stack_config import STRING_KEYS
 from tests.support.expected import expected_resources
 from tests.support.mock_run import ROOT, STACKS_DIR, run_program, stack_config
 

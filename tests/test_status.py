@@ -10,9 +10,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from components import graph
-from components import status as st
-from components.ops import status as ops_status
+from kslab.cli import findings as st
+from kslab.cli import graph
+from kslab.cli import status as ops_status
 from tests.support.mock_run import ROOT
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -284,7 +284,7 @@ requires_dot = pytest.mark.skipif(shutil.which("dot") is None,
 @pytest.mark.parametrize("path", STACKS, ids=os.path.basename)
 def test_graph_draws_every_stack_from_its_file_alone(path, tmp_path, test_stacks_project):
     stack, project = _stack_and_project(path, test_stacks_project)
-    proc = subprocess.run([sys.executable, "-m", "components.ops.status", "graph", "--offline", "--stack", stack,
+    proc = subprocess.run([sys.executable, "-m", "kslab.cli.status", "graph", "--offline", "--stack", stack,
                            "--project-dir", project, "--out-dir", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -309,7 +309,7 @@ def test_graph_colours_each_cluster_and_join_by_its_state(tmp_path):
     lab.clusters.append(st.ClusterStatus("idle", "kind", "none", "v3.4.1", "v1.26.13", None))
     lab.clusters[0].installed_version = None          # waiting
     lab.joins[0].kubefed_offline = True               # failed
-    from components.spec import parse_lab
+    from kslab.model.spec import parse_lab
     written = graph.write(parse_lab({"clusters": [{"name": "x"}]}), lab, str(tmp_path), "coloured")
     assert [os.path.basename(p) for p in written] == ["coloured.svg", "coloured.png"]
     nodes, edges, _ = _svg(tmp_path / "coloured.svg")
@@ -340,7 +340,7 @@ def test_graph_never_writes_or_removes_a_file_through_a_link_in_the_out_dir(tmp_
     out.mkdir()
     (out / "mine.gv").symlink_to(outside)
     (out / "mine.svg").symlink_to(outside)
-    from components.spec import parse_lab
+    from kslab.model.spec import parse_lab
     graph.write(parse_lab({"clusters": [{"name": "x"}]}), healthy_lab(), str(out), "mine")
     assert outside.read_text() == "mine" and (out / "mine.gv").is_symlink()
     assert not (out / "mine.svg").is_symlink() and (out / "mine.svg").read_text().startswith("<?xml")

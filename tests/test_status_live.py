@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-from components import graph as graph_mod
+from kslab.cli import graph as graph_mod
 from tests.support.live import LiveLab
 from tests.support.status_cli import eventually, finding, kinds, quiet, status
 from tests.support.status_cli import run_status_command as _run

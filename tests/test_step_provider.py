@@ -1,4 +1,4 @@
-"""kslab's step provider (components/provider.py): what replaces or re-runs a step, what a step's process
+"""kslab's step provider (kslab/steps/plugin.py): what replaces or re-runs a step, what a step's process
 gets from the machine, and what a failing step shows (its own message, no secret)."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
-from components import contract
-from components.contract import GONE_EXIT
-from components.provider import REDACTED, Gone, StepError, StepRunner, Steps, redact, secret_fragments, step_environment
+from kslab.model import contract
+from kslab.model.contract import GONE_EXIT
+from kslab.steps.plugin import REDACTED, Gone, StepError, StepRunner, Steps, redact, secret_fragments, step_environment
 
 KUBECONFIG = textwrap.dedent("""\
     apiVersion: v1
@@ -148,7 +148,7 @@ def test_a_failing_step_shows_its_own_error_line_without_secrets_or_progress(tmp
     assert message == f"[kslab] ERROR: member refused key {REDACTED}"
     assert logged == ["[kslab] waiting for member", message]  # progress reaches the user, redacted too
     seen = json.loads(record.read_text())
-    assert seen["argv"] == ["-m", "components.ops", "wait-install"]
+    assert seen["argv"] == ["-m", "kslab.steps", "wait-install"]
     # (Python itself adds LC_CTYPE in a C locale, PEP 538.)
     assert set(seen["env"]) - {"LC_CTYPE"} == {"PATH", "TMPDIR", "KSLAB_CLUSTER", "KSLAB_KUBECONFIG"}
 
@@ -196,7 +196,7 @@ def test_a_caller_is_the_engine_only_when_the_engine_holds_its_socket(tmp_path):
         fd = tmp_path / str(pid) / "fd"
         fd.mkdir(parents=True)
         os.symlink(f"socket:[{inode}]", fd / "5")
-    from components.provider import caller_is
+    from kslab.steps.plugin import caller_is
     assert caller_is(10, "ipv4:127.0.0.1:54321", 40000, str(tmp_path)) is True
     assert caller_is(11, "ipv4:127.0.0.1:54321", 40000, str(tmp_path)) is False
     assert caller_is(10, "ipv4:127.0.0.1:54322", 40000, str(tmp_path)) is False, "another connection"

@@ -1,7 +1,7 @@
 """The cc kslab renders against what ks-installer reads, for every supported release, every role and every
 stack that ships or is tested; and the install wait against upstream's order of status writes.
 
-The facts tables are kslab's own (components/cc_defaults.py, components/versions.py). The migration step is
+The facts tables are kslab's own (kslab/model/cc_defaults.py, kslab/model/versions.py). The migration step is
 the fixture's independent reading of kubesphere/ks-installer@<tag>:controller/installRunner.py
 (tests/harness/ks_operators.migrate), so a mistake in one does not hide in the other. These tests fail on the
 cc kslab rendered before it carried the release defaults (no common.es: the v3.4.1 hook raised; no terminal:
@@ -13,9 +13,10 @@ import os
 
 import pytest
 
-from components import cc_defaults, render, versions
-from components.spec import parse_lab
-from components.stack_config import STRING_KEYS
+from kslab.model import cc_defaults, versions
+from kslab.model.spec import parse_lab
+from kslab.model.stack_config import STRING_KEYS
+from kslab.render import manifests as render
 from tests.harness.ks_operators import (
     HookError,
     component_status_writes,

@@ -6,8 +6,8 @@ import pwd
 
 import pytest
 
-from components import devworkspace
-from components import workspace_fs as wfs
+from kslab.render import devworkspace
+from kslab.steps import workspace_fs as wfs
 
 KCM = "ks-controller-manager"
 IDENTITY = devworkspace.marker("lab", KCM)

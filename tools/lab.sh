@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Run a Pulumi command on a kslab stack with the project's defaults:
 #   tools/lab.sh <preview|up|destroy|refresh|output> <stack> [extra pulumi args]
-#   tools/lab.sh <status|graph> <stack> [options of python -m components.ops.status]
-#   tools/lab.sh images <stack> [--check] [--json]   the image plan (python -m components.ops.images)
-#   tools/lab.sh registry <stack> <list|size|status|remove [--yes]>   the lab registry (components/ops/registry.py)
+#   tools/lab.sh <status|graph> <stack> [options of python -m kslab.cli.status]
+#   tools/lab.sh images <stack> [--check] [--json]   the image plan (python -m kslab.cli.images)
+#   tools/lab.sh registry <stack> <list|size|status|remove [--yes]>   the lab registry (kslab/cli/registry.py)
 #   tools/lab.sh config <stack> <pulumi config args>   settings of your own, kept in .kslab/stacks (not the stack file)
 #   tools/lab.sh cancel <stack>   remove the lock of a run you know is gone (pulumi cancel)
 #   tools/lab.sh forget <stack>   drop the stack's state, keeping its stack file (pulumi stack rm --preserve-config)
@@ -21,7 +21,7 @@ shift 2
 extra=()
 # Every stack runs in a scratch copy of the project under .kslab/projects, whose stack file is made anew from
 # the stack file you edit and the lab's own settings (.kslab/stacks), so Pulumi never writes a tracked file
-# (components/stack_files.py): not the passphrase's encryption salt, not `tools/lab.sh config` values.
+# (kslab/cli/stack_files.py): not the passphrase's encryption salt, not `tools/lab.sh config` values.
 source_file=stacks/Pulumi.${stack}.yaml
 if [[ ! -f "$source_file" ]]; then
   source_file=tests/stacks/Pulumi.${stack}.yaml  # a test stack (e.g. against `make harness-up`)
@@ -34,17 +34,17 @@ work=.kslab/projects/$stack
 settings=.kslab/stacks/Pulumi.${stack}.yaml
 scratch=$work/stacks/Pulumi.${stack}.yaml
 mkdir -p "$work/stacks"
-for item in Pulumi.yaml __main__.py components provider policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
+for item in Pulumi.yaml __main__.py kslab components provider policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
 py=$root/venv/bin/python; [[ -x $py ]] || py=python3
-"$py" -m components.stack_files compose "$source_file" "$settings" "$scratch"
+"$py" -m kslab.cli.stack_files compose "$source_file" "$settings" "$scratch"
 # A command that may write the stack file (stack select --create: the salt; config), under the stack's settings
 # lock, then what it wrote is kept in .kslab/stacks.
-then_keep() { "$py" -m components.stack_files run "$root/$source_file" "$root/$settings" "$root/$scratch" -- "$@"; }
+then_keep() { "$py" -m kslab.cli.stack_files run "$root/$source_file" "$root/$settings" "$root/$scratch" -- "$@"; }
 
 # The image plan reads the stack file alone: no state, no engine. Saving an archive pulls with crane.
 if [[ "$action" == images && " $* " == *" --save "* ]]; then eval "$(tools/registry/build.sh)"; fi
-[[ "$action" != images ]] || exec "$py" -m components.ops.images --stack "$stack" --project-dir "$work" "$@"
-[[ "$action" != registry ]] || exec "$py" -m components.ops.registry --stack "$stack" --project-dir "$work" "$@"
+[[ "$action" != images ]] || exec "$py" -m kslab.cli.images --stack "$stack" --project-dir "$work" "$@"
+[[ "$action" != registry ]] || exec "$py" -m kslab.cli.registry --stack "$stack" --project-dir "$work" "$@"
 # A lab with image sources copies its images with crane into a lab registry run from distribution's binary; both
 # are built once from their Go modules (tools/registry/build.sh, cached).
 if [[ "$action" == up ]] && grep -qsE '^ *kslab:image(Sources|Archives):' "$source_file" "$settings"; then
@@ -72,20 +72,20 @@ case "$(command -v pulumi)" in
 esac
 
 # One command per stack at a time, for the whole of recovery plus the run: a holder process of its own keeps the
-# lock until this process (pulumi, after exec) ends; a second command is told at once (components/stack_lock.py).
+# lock until this process (pulumi, after exec) ends; a second command is told at once (kslab/cli/stack_lock.py).
 case "$action" in
   preview|up|destroy|refresh|cancel|forget)
-    exec {lock_out}< <(exec "$py" -m components.stack_lock hold "$root/.kslab/locks/$stack.lock" $$ \
+    exec {lock_out}< <(exec "$py" -m kslab.cli.stack_lock hold "$root/.kslab/locks/$stack.lock" $$ \
                          "tools/lab.sh $action $stack")
     read -r -u "$lock_out" locked || true
     exec {lock_out}<&-
     [[ "${locked:-}" == locked ]] || exit 3 ;;
 esac
 # What an interrupted run left (a stale lock, a cut-off file, an unreadable state, pending operations) is
-# repaired or named with its fix before anything else reads the state: components/recovery.py.
+# repaired or named with its fix before anything else reads the state: kslab/cli/recovery.py.
 case "$action" in
   preview|up|destroy|refresh)
-    "$py" -m components.recovery "$action" "$stack" || exit $? ;;
+    "$py" -m kslab.cli.recovery "$action" "$stack" || exit $? ;;
 esac
 # status and graph only read: they must not create a stack (which writes an encryption salt into its file).
 if [[ "$action" != status && "$action" != graph && "$action" != cancel && "$action" != forget ]]; then
@@ -99,9 +99,9 @@ case "$action" in
   config) then_keep pulumi config --stack "$stack" "$@"; exit $? ;;
   cancel) exec pulumi cancel --stack "$stack" --yes "$@" ;;
   forget) exec pulumi stack rm --stack "$stack" --force --preserve-config --yes "$@" ;;
-  # Read-only views of the lab (components/ops/status.py); the pictures go to the repository root by default.
-  status) exec venv/bin/python -m components.ops.status status --stack "$stack" "$@" ;;
+  # Read-only views of the lab (kslab/cli/status.py); the pictures go to the repository root by default.
+  status) exec venv/bin/python -m kslab.cli.status status --stack "$stack" "$@" ;;
   graph) "$root/tools/graph/dot.sh"
-         exec venv/bin/python -m components.ops.status graph --stack "$stack" --out-dir "$root" "$@" ;;
+         exec venv/bin/python -m kslab.cli.status graph --stack "$stack" --out-dir "$root" "$@" ;;
   *) echo "kslab: unknown action $action" >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from components import contract as names
+from kslab.model import contract as names
 
 # The engine's markers (the same values pulumi and pulumi-policy use on the wire).
 SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -25,7 +25,7 @@ UNKNOWNS = {
 
 CC_TYPE = "kubernetes:installer.kubesphere.io/v1alpha1:ClusterConfiguration"
 JOIN_TYPE = "kubernetes:cluster.kubesphere.io/v1alpha1:Cluster"
-# kslab's apply-time steps (components/steps.py): one type per kind of step, each with a `step` input.
+# kslab's apply-time steps (kslab/program/step_resources.py): one type per kind of step, each with a `step` input.
 STEP_TYPES = names.STEP_TYPES
 KIND_CLUSTER_TYPE = names.KIND_CLUSTER_TYPE
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"

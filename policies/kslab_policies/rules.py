@@ -22,10 +22,10 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
-from components import contract as names
-from components import kubeconfig as kc
-from components import versions
-from components.spec import ROLES
+from kslab.model import contract as names
+from kslab.model import kubeconfig as kc
+from kslab.model import versions
+from kslab.model.spec import ROLES
 
 from .facts import (
     CC_TYPE,

@@ -9,8 +9,8 @@ import yaml
 from kubernetes import client, config, utils, watch
 from kubernetes.client.rest import ApiException
 
-from components import render
-from components.spec import parse_lab
+from kslab.model.spec import parse_lab
+from kslab.render import manifests as render
 from tests.harness.ks_operators import Operator
 from tests.harness.live_cluster import LiveCluster, find_bin_dir
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from components.stack_files import without_salt
+from kslab.cli.stack_files import without_salt
 from tests.support.mock_run import ROOT
 
 PASSPHRASE = "kslab-test-passphrase"
-PROJECT_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "provider", "stacks", "policies", "requirements.txt")
+PROJECT_ITEMS = ("Pulumi.yaml", "__main__.py", "kslab", "components", "provider", "stacks", "policies",
+                 "requirements.txt")
 
 
 def policy_pack() -> str:

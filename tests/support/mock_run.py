@@ -19,8 +19,8 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc
 
-from components import contract as names
-from components.contract import STEP_TYPES
+from kslab.model import contract as names
+from kslab.model.contract import STEP_TYPES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAIN = os.path.join(ROOT, "__main__.py")

@@ -2,8 +2,6 @@
 over (wire-form properties decoded by the pack's own decoder, behind pulumi-policy's proxies)."""
 from __future__ import annotations
 
-import os
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -18,11 +16,9 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-from tests.support.mock_run import ROOT, Run
-
-sys.path.insert(0, os.path.join(ROOT, "policies"))
-from kslab_policies import POLICIES  # noqa: E402
-from kslab_policies.facts import REGISTERED, props_from_rpc  # noqa: E402
+from kslab_policies import POLICIES
+from kslab_policies.facts import REGISTERED, props_from_rpc
+from tests.support.mock_run import Run
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Running `python -m components.ops.status` in a test lab's project (its backend and passphrase) and reading
+"""Running `python -m kslab.cli.status` in a test lab's project (its backend and passphrase) and reading
 its JSON; shared by the live and the real-kind tiers."""
 import json
 import subprocess
@@ -7,7 +7,7 @@ import time
 
 
 def run_status_command(lab, *args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "components.ops.status", *args, "--stack", lab.stack],
+    return subprocess.run([sys.executable, "-m", "kslab.cli.status", *args, "--stack", lab.stack],
                           cwd=lab.project.dir, env=lab.project.env, capture_output=True, text=True, timeout=timeout)
 
 

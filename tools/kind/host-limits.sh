@@ -4,9 +4,9 @@
 # they are lower; otherwise say what to run. Prints what it did on stderr; changes nothing else.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-# The numbers are the preflight's (components/preflight_rules.py), which refuses a lab below them.
+# The numbers are the preflight's (kslab/model/preflight_rules.py), which refuses a lab below them.
 read -r WATCHES INSTANCES < <(cd "$ROOT" && python3 -c \
-  'from components.preflight_rules import INOTIFY_WATCHES as w, INOTIFY_INSTANCES as i; print(w, i)')
+  'from kslab.model.preflight_rules import INOTIFY_WATCHES as w, INOTIFY_INSTANCES as i; print(w, i)')
 watches=$(cat /proc/sys/fs/inotify/max_user_watches)
 instances=$(cat /proc/sys/fs/inotify/max_user_instances)
 if (( watches >= WATCHES && instances >= INSTANCES )); then

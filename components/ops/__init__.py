@@ -1,1 +1,0 @@
-"""Apply-time steps (`python -m components.ops <step>`); the steps are in steps.py."""

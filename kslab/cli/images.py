@@ -1,0 +1,163 @@
+"""`make images STACK=<name>`: every image the lab's clusters will pull, where each comes from, and (with
+--check) whether its registry has it, asked the way `up`'s image check asks. Reads the stack file only.
+
+Exit status: 0, 1 when --check found an image missing, 2 when the stack file cannot be read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kslab.cli.status import load_spec_or_say_why
+from kslab.model import image_sources, images
+from kslab.model.spec import LabSpec
+from kslab.steps import registry_check
+
+
+def plan_rows(spec: LabSpec) -> list[dict]:
+    """One row per cluster and image, in plan order. An image of the lab registry names the sources it is copied
+    from (asked in order); any other image is pulled by the cluster from its own registry."""
+    rows = []
+    for cluster in spec.clusters:
+        lab = spec.uses_lab_registry(cluster)
+        for image in spec.images_of(cluster):
+            row = {"cluster": cluster.name, "ref": image.ref, "image": image.canonical,
+                   "from": registry_check.ImageRef.parse(image.ref).registry,
+                   "checked": cluster.image_check or lab, "usedBy": image.used_by}
+            if lab and spec.image_sources is not None:
+                path = image_sources.upstream_path(image, spec.image_sources.lab)
+                row["sources"] = spec.image_sources.candidates(path)
+            rows.append(row)
+    return rows
+
+
+def check_rows(spec: LabSpec, rows: list[dict]) -> dict[str, registry_check.Answer]:
+    """Each row's answer: its own registry's, or for a lab image the lab registry's (when it already holds it)
+    or else the first source's that has it."""
+    direct = [r["ref"] for r in rows if "sources" not in r]
+    answers = registry_check.check(direct) if direct else {}
+    lab_rows = [r for r in rows if "sources" in r]
+    if lab_rows and spec.image_sources is not None:
+        lab = spec.image_sources.lab
+        paths = {r["ref"]: image_sources.upstream_path_of_ref(r["ref"], lab) for r in lab_rows}
+        held = registry_check.check([f"{lab.local}/{p}" for p in set(paths.values())],
+                                    checker=registry_check.Checker(attempts=1))
+        missing = {r["ref"]: r["sources"] for r in lab_rows if held[f"{lab.local}/{paths[r['ref']]}"].state
+                   != registry_check.FOUND}
+        located = registry_check.locate(missing)
+        for r in lab_rows:
+            if r["ref"] in located:
+                asked = located[r["ref"]]
+                where = registry_check.found_at(asked)
+                answers[r["ref"]] = registry_check.Answer(asked[-1][1].state, f"{where}" if where else "; ".join(
+                    f"{ref}: {a.state} ({a.detail})" for ref, a in asked))
+            else:
+                answers[r["ref"]] = registry_check.Answer(registry_check.FOUND, f"in the lab registry {lab.local}")
+    return answers
+
+
+def render_text(spec: LabSpec, stack: str, rows: list[dict], answers: dict[str, registry_check.Answer]) -> str:
+    naming = spec.naming
+    lines = [f"Images of stack {stack}, named as ks-installer names them (kslab:registry={naming.local_registry!r}, "
+             f"kslab:namespaceOverride={naming.namespace_override!r}, kslab:zone={naming.zone!r}):"]
+    if spec.image_sources is not None:
+        lab = spec.image_sources.lab
+        lines.append(f"kind clusters pull from the lab registry '{lab.name}' ({lab.in_network} on kind's network, "
+                     f"{lab.local} here), filled once from kslab:imageSources in order: "
+                     + ", ".join(spec.image_sources.prefixes))
+    for cluster in spec.clusters:
+        mine = [r for r in rows if r["cluster"] == cluster.name]
+        if spec.uses_lab_registry(cluster):
+            check = "copied from the sources into the lab registry before anything is created"
+        else:
+            check = "checked before anything is created" if cluster.image_check else "not checked (imageCheck: false)"
+        lines.append(f"\ncluster {cluster.name} ({cluster.role}, KubeSphere {cluster.kubesphere_version} on "
+                     f"Kubernetes {cluster.kubernetes_version}): {len(mine)} images, {check}")
+        width = max(len(r["image"]) for r in mine)
+        for r in mine:
+            answer = answers.get(r["ref"])
+            state = f"  [{answer.state}: {answer.detail}]" if answer else ""
+            lines.append(f"  {r['image']:<{width}}  {r['usedBy'].split(':', 1)[1]}{state}")
+            if "sources" in r:
+                lines.append(f"  {'':<{width}}  from: {', '.join(r['sources'])}")
+    by_registry: dict[str, set[str]] = {}
+    for r in rows:
+        by_registry.setdefault(r["from"], set()).add(r["ref"])
+    lines.append("\n" + f"{len({r['ref'] for r in rows})} distinct images, from " + ", ".join(
+        f"{registry} ({len(refs)})" for registry, refs in sorted(by_registry.items())))
+    withdrawn = registry_check.WITHDRAWN_NAMESPACE
+    if any(r["image"].startswith(withdrawn) or any(images.canonical_ref(s).startswith(withdrawn)
+                                                    for s in r.get("sources", ())) for r in rows):
+        lines.append(f"Note: {registry_check.WITHDRAWAL_NOTE}. Point kslab at your copy of these images: set "
+                     "kslab:imageSources, or kslab:registry (README 'Where the images come from').")
+    return "\n".join(lines)
+
+
+def archive_plan(spec: LabSpec) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """What `make images-save` puts in an archive: every image of every cluster under upstream's name, and where to
+    look for it (the sources in order, or without sources the name the cluster would pull); and which clusters
+    need each one."""
+    candidates: dict[str, list[str]] = {}
+    clusters_of: dict[str, list[str]] = {}
+    sources = spec.image_sources
+    for cluster in spec.clusters:
+        upstream = images.plan(cluster.kubesphere_version, cluster.role, cluster.kubernetes_version, images.Naming())
+        named = images.plan(cluster.kubesphere_version, cluster.role, cluster.kubernetes_version, spec.naming)
+        for path, image in zip((i.ref for i in upstream), named, strict=True):
+            if sources is not None and (sources.prefixes or sources.override_for(path)):
+                found = sources.candidates(path)
+            else:
+                found = [image.ref]
+            candidates.setdefault(path, [c for c in found if not c.startswith(image_sources.DOCKER_PREFIX)])
+            clusters_of.setdefault(path, []).append(cluster.name)
+    return candidates, clusters_of
+
+
+def save_archive(spec: LabSpec, out: str) -> int:
+    from kslab.steps import archives
+    from kslab.steps.lab_registry import RegistryError
+    candidates, clusters_of = archive_plan(spec)
+    located = registry_check.locate({p: c for p, c in candidates.items() if c})
+    refusal = registry_check.report_sources(located, clusters_of)
+    if refusal:
+        print(f"kslab: nothing was saved. {refusal}", file=sys.stderr)
+        return 1
+    try:
+        found = {path: source for path, asked in located.items() if (source := registry_check.found_at(asked))}
+        size = archives.save(found, out,
+                             progress=lambda line: print(line, file=sys.stderr))
+    except RegistryError as error:
+        print(f"kslab: nothing was saved: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}: {len(located)} images, {size} bytes ({size / 1e6:.1f} MB); load it with "
+          f"kslab:imageArchives: [{out}]")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kslab images", description=__doc__.split("\n")[0])
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--project-dir", default=".")
+    parser.add_argument("--check", action="store_true", help="ask each image's registry now (a manifest HEAD)")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument("--save", metavar="FILE", help="write every planned image into one archive (images-save)")
+    args = parser.parse_args(argv)
+    spec = load_spec_or_say_why(args.project_dir, args.stack)
+    if spec is None:
+        return 2
+    if args.save:
+        return save_archive(spec, args.save)
+    rows = plan_rows(spec)
+    answers = check_rows(spec, rows) if args.check else {}
+    for r in rows:
+        if r["ref"] in answers:
+            r["answer"] = {"state": answers[r["ref"]].state, "detail": answers[r["ref"]].detail}
+    print(json.dumps(rows, indent=2) if args.json else render_text(spec, args.stack, rows, answers))
+    # as `up` judges: only images of clusters whose check is on can refuse the lab
+    return 1 if any(r["checked"] and r["answer"]["state"] != registry_check.FOUND for r in rows if "answer" in r) \
+        else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

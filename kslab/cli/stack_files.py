@@ -1,0 +1,157 @@
+"""A stack's settings outside the repository: `tools/lab.sh` never lets Pulumi write a tracked stack file.
+
+Pulumi writes into the file of the stack it runs: the passphrase's `encryptionsalt` when the stack is created,
+and whatever `pulumi config set` sets. So every command runs in a scratch project (`.kslab/projects/<stack>`)
+whose stack file is made anew each time from two parts:
+- the stack file you edit (`stacks/Pulumi.<stack>.yaml`, or a test stack's), read as it is now;
+- your lab's own settings (`.kslab/stacks/Pulumi.<stack>.yaml`): what Pulumi wrote there (the salt, values set
+  with `tools/lab.sh config <stack> set ...`), which win over the stack file.
+After a command that may write settings, they are taken back from the scratch file. A salt found in a stack
+file you edit (what `make up` wrote there before) is moved out of it once, by removing just that line.
+
+    python -m kslab.cli.stack_files compose <source> <settings> <scratch>
+    python -m kslab.cli.stack_files keep <source> <settings> <scratch>
+    python -m kslab.cli.stack_files run <source> <settings> <scratch> -- <command...>   (then keep)
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import subprocess
+import sys
+
+import yaml
+
+SALT_KEY = "encryptionsalt"
+_SALT_LINE = re.compile(rf"^{SALT_KEY}:.*\n?", re.M)
+
+
+def without_salt(text: str) -> str:
+    """A stack file's text without an `encryptionsalt:` line, the rest as it is. Pure."""
+    return _SALT_LINE.sub("", text, count=1)
+
+
+def _load(path: str) -> dict:
+    try:
+        with open(path) as fh:
+            doc = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        return {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} is not a YAML mapping")
+    return doc
+
+
+def _write(path: str, doc: dict) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.kslab-{os.getpid()}"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        yaml.safe_dump(doc, fh, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def compose(source: dict, settings: dict) -> dict:
+    """The scratch stack file: the stack file's config with the lab's own settings over it. Pure."""
+    config = dict(source.get("config") or {})
+    config.update(settings.get("config") or {})
+    doc = {k: v for k, v in source.items() if k != "config"}
+    doc.update({k: v for k, v in settings.items() if k != "config"})
+    doc["config"] = config
+    return doc
+
+
+def settings_of(scratch: dict, source: dict) -> dict:
+    """What Pulumi (or the user, through tools/lab.sh config) put in the scratch file beyond the stack file. Pure."""
+    source_config = source.get("config") or {}
+    own = {k: v for k, v in scratch.items() if k != "config" and source.get(k) != v}
+    config = {k: v for k, v in (scratch.get("config") or {}).items() if source_config.get(k) != v}
+    if config:
+        own["config"] = config
+    return own
+
+
+def move_salt_out(source_path: str, settings_path: str) -> str | None:
+    """A salt an earlier `make up` wrote into the stack file you edit goes to the lab's settings, once: only the
+    `encryptionsalt:` line is removed from that file, the rest stays as it is. Returns what was done."""
+    with open(source_path) as fh:
+        text = fh.read()
+    match = _SALT_LINE.search(text)
+    if not match:
+        return None
+    settings = _load(settings_path)
+    salt = yaml.safe_load(match.group(0))[SALT_KEY]
+    if settings.get(SALT_KEY) not in (None, salt):
+        return (f"{source_path} holds an encryption salt that differs from the lab's own ({settings_path}); "
+                "kept the lab's and left the stack file as it is")
+    settings[SALT_KEY] = salt
+    _write(settings_path, settings)
+    # Through a temp file and a rename: a kill can never leave your stack file half-written.
+    tmp = f"{source_path}.kslab-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.write(without_salt(text))
+    os.chmod(tmp, os.stat(source_path).st_mode & 0o7777)
+    os.replace(tmp, source_path)
+    return (f"moved the encryption salt of this lab from {source_path} to {settings_path} (once; the stack file "
+            "is yours again: `git diff` it, and `git checkout` it if you made no edits of your own)")
+
+
+@contextlib.contextmanager
+def _locked(settings_path: str):
+    """One command at a time per stack between making the scratch file and keeping what Pulumi wrote there."""
+    os.makedirs(os.path.dirname(settings_path) or ".", exist_ok=True)
+    with open(os.open(f"{settings_path}.lock", os.O_WRONLY | os.O_CREAT, 0o600)) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _compose(source_path: str, settings_path: str, scratch_path: str) -> None:
+    note = move_salt_out(source_path, settings_path)
+    if note:
+        print(f"kslab: {note}", file=sys.stderr)
+    source = _load(source_path)
+    if not os.path.exists(settings_path):
+        settings = {}
+        if os.path.exists(scratch_path):
+            # A lab whose scratch file was its only record (test stacks before .kslab/stacks): adopt what Pulumi
+            # wrote there beside the config (the salt), once; its config was a copy of an older stack file.
+            settings = {k: v for k, v in _load(scratch_path).items() if k != "config"}
+        _write(settings_path, settings)  # from now on the settings file exists: nothing is adopted again
+    _write(scratch_path, compose(source, _load(settings_path)))
+
+
+def _keep(source_path: str, settings_path: str, scratch_path: str) -> None:
+    _write(settings_path, settings_of(_load(scratch_path), _load(source_path)))
+
+
+def _main(argv: list[str]) -> int:
+    command = argv[5:] if len(argv) > 5 and argv[4] == "--" else None
+    valid = (argv[:1] in (["compose"], ["keep"]) and len(argv) == 4) or (argv[:1] == ["run"] and command)
+    if not valid:
+        print(__doc__.rsplit("\n\n", 1)[-1], file=sys.stderr)
+        return 2
+    action, source_path, settings_path, scratch_path = argv[:4]
+    with _locked(settings_path):
+        if action == "compose":
+            _compose(source_path, settings_path, scratch_path)
+            return 0
+        if action == "keep":
+            _keep(source_path, settings_path, scratch_path)
+            return 0
+        # run: a command that may write the scratch file (pulumi stack select --create, pulumi config), then keep
+        status = subprocess.run(command or []).returncode  # `valid` above: run always has a command
+        _keep(source_path, settings_path, scratch_path)
+        return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"kslab: cannot prepare the stack's settings: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

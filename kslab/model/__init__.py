@@ -1,0 +1,1 @@
+"""The lab model, pure: typed config, defaults, validation, releases, images and the shared contract."""

@@ -1,0 +1,126 @@
+"""The names the program, the steps, the policy pack and the tests share, defined once.
+
+Pure data, no imports beyond the standard library: the policy pack imports it too.
+"""
+from __future__ import annotations
+
+import os
+
+# The checkout itself, also when tools/lab.sh runs the program from a scratch project that links to it: paths a
+# stack gives relative to the project (kubeconfigPath, a workspace dir) stay relative to the checkout, and the
+# steps run from it.
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+# The namespace of kslab's component resource types (kslab:lab:Lab, kslab:lab:KindCluster, ...).
+TYPE_PREFIX = "kslab:lab"
+
+# --- step resources --------------------------------------------------------------------------
+# Every apply-time step is a resource of kslab's own provider plugin (provider/, declared in
+# Pulumi.yaml), one type per kind of step, so previews and policies can tell them apart.
+STEP_PACKAGE = "kslab"
+STEP_MODULE = "steps"
+STEP_TYPE_NAMES = {
+    "preflight": "Preflight",
+    "image-check": "ImageCheck",
+    "lab-images": "LabImages",
+    "gen-secret": "GeneratedSecret",
+    "kind-create": "KindCluster",
+    "role-guard": "RoleGuard",
+    "install-baseline": "InstallBaseline",
+    "wait-install": "InstallWait",
+    "read-jwt": "JwtSecretRead",
+    "join-check": "JoinCheck",
+    "wait-join": "JoinReady",
+    "dev-up": "DevWorkspace",
+}
+# What every step was before it had its own type (Pulumi's dynamic provider). Steps alias it, so a stack
+# created then upgrades in place.
+LEGACY_STEP_TYPE = "pulumi-python:dynamic:Resource"
+
+
+# The exit status of a read step that found its object gone (a refresh then drops the step from the state).
+GONE_EXIT = 3
+# Where the unjoin keeps the v3.4 Cluster webhook's configurations while it has them out of the way (a ConfigMap
+# in kubesphere-system on the host), so a run killed in that window is restored by the next one.
+SAVED_WEBHOOKS_CONFIG_MAP = "kslab-saved-webhook-configurations"
+# The cc's label that names the KubeSphere release it is for (ks-installer's own deploy/cluster-configuration.yaml
+# sets it; the program writes it, the policy pack reads it).
+CC_VERSION_LABEL = "version"
+
+
+def step_type(step: str) -> str:
+    return f"{STEP_PACKAGE}:{STEP_MODULE}:{STEP_TYPE_NAMES[step]}"
+
+
+STEP_TYPES = frozenset(step_type(s) for s in STEP_TYPE_NAMES)
+KIND_CLUSTER_TYPE = step_type("kind-create")
+
+# --- step environment ------------------------------------------------------------------------
+# Set by the program for a step (its own cluster only; a join step gets its member's and host's).
+ENV_CLUSTER = "KSLAB_CLUSTER"
+ENV_ROLE = "KSLAB_ROLE"
+ENV_KS_VERSION = "KSLAB_KS_VERSION"
+ENV_KUBECONFIG = "KSLAB_KUBECONFIG"
+ENV_NODE_IMAGE = "KSLAB_NODE_IMAGE"
+ENV_KIND_CONFIG = "KSLAB_KIND_CONFIG"
+ENV_KIND_WAIT = "KSLAB_KIND_WAIT"
+ENV_PLAN = "KSLAB_PLAN"
+ENV_IMAGES = "KSLAB_IMAGES"  # the image plan the image check asks the registries for: {ref: [cluster, ...]}
+# The lab registry ({"name", "hostPort"}) and what goes into it: {namespace/name:tag: {"candidates": [ref, ...],
+# "clusters": [...]}}; the source registries' credentials ({host: {"username", "password"}}, a secret).
+ENV_LAB_REGISTRY = "KSLAB_LAB_REGISTRY"
+ENV_LAB_IMAGES = "KSLAB_LAB_IMAGES"
+ENV_LAB_ARCHIVES = "KSLAB_LAB_ARCHIVES"  # image archives to load from, absolute paths (JSON list)
+ENV_REGISTRY_AUTH = "KSLAB_REGISTRY_CREDENTIALS"
+ENV_TIMEOUT = "KSLAB_TIMEOUT"
+ENV_WAIT_KEYS = "KSLAB_WAIT_KEYS"
+ENV_BASELINE = "KSLAB_BASELINE"
+ENV_MEMBER = "KSLAB_MEMBER"
+ENV_HOST = "KSLAB_HOST"
+ENV_MEMBER_KUBECONFIG = "KSLAB_MEMBER_KUBECONFIG"
+ENV_HOST_KUBECONFIG = "KSLAB_HOST_KUBECONFIG"
+ENV_JOIN_KUBECONFIG = "KSLAB_JOIN_KUBECONFIG"
+ENV_ALLOW_LOOPBACK = "KSLAB_ALLOW_LOOPBACK"
+ENV_UNJOIN_TIMEOUT = "KSLAB_UNJOIN_TIMEOUT"
+ENV_DEV_COMPONENT = "KSLAB_DEV_COMPONENT"
+ENV_DEV_DIR = "KSLAB_DEV_DIR"
+ENV_DEV_KEEP_FILES = "KSLAB_DEV_KEEP_FILES"
+ENV_DEV_CLUSTER_ADDRESS = "KSLAB_DEV_CLUSTER_ADDRESS"  # the API server's host as the lab's hosts reach it
+# Set by the user (or a test) around `pulumi up`/`destroy`, and passed on to the steps.
+ENV_FORCE_UNJOIN = "KSLAB_FORCE_UNJOIN"
+ENV_POLL_SECONDS = "KSLAB_POLL_SECONDS"
+ENV_PROGRESS_SECONDS = "KSLAB_PROGRESS_SECONDS"
+ENV_JWT_READ_SECONDS = "KSLAB_JWT_READ_SECONDS"
+ENV_STALE_WAIT = "KSLAB_STALE_WAIT"
+# The cluster a user says is gone for good, so its dev workspace is forgotten with nothing given back.
+ENV_DEV_GONE = "KSLAB_DEV_GONE"
+# Set by the user to see the step provider's own tracebacks (kslab bugs only).
+ENV_DEBUG = "KSLAB_DEBUG"
+# Every variable a step may be given: the ENV_* names above, nothing else (the step plugin drops any other name a
+# request carries, such as LD_PRELOAD).
+STEP_ENV = frozenset(value for key, value in dict(globals()).items() if key.startswith("ENV_"))
+USER_STEP_ENV = (ENV_FORCE_UNJOIN, ENV_POLL_SECONDS, ENV_PROGRESS_SECONDS, ENV_JWT_READ_SECONDS, ENV_STALE_WAIT,
+                 ENV_DEBUG, ENV_DEV_GONE)
+# What a step's programs (python, kind, docker) need from the machine; nothing else is passed on (never
+# PULUMI_* such as the passphrase, never the user's KUBECONFIG).
+MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ", "XDG_RUNTIME_DIR",
+               "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
+               "KIND_EXPERIMENTAL_PROVIDER", "CONTAINER_HOST",
+               "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+               "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+# A step variable whose name holds one of these words carries a secret (a kubeconfig, a token): it is kept
+# secret in the state, checked so by the policy pack, and blotted out of any message a step prints.
+SECRET_ENV_WORDS = ("KUBECONFIG", "JWT", "TOKEN", "SECRET", "CREDENTIALS")
+
+
+def is_secret_env(name: str) -> bool:
+    return any(word in name for word in SECRET_ENV_WORDS)
+
+# --- labels and annotations on the objects kslab applies ---------------------------------------
+CLUSTER_LABEL = "kslab.io/cluster"
+HOST_LABEL = "kslab.io/host"
+MEMBER_LABEL = "kslab.io/member"
+K8S_VERSION_ANNOTATION = "kslab.io/kubernetes-version"
+JWT_SOURCE_ANNOTATION = "kslab.io/jwt-secret-source"
+MULTI_HOST_ANNOTATION = "kslab.io/allow-multiple-hosts"
+LOOPBACK_ANNOTATION = "kslab.io/loopback-join-reason"
+MEMBER_UID_ANNOTATION = "kslab.io/member-kube-system-uid"

@@ -1,0 +1,247 @@
+"""Where a lab's images come from, and the lab registry every kind cluster pulls them from. Pure.
+
+With `kslab:imageSources` set, kslab copies each planned image once from the first source that has it into
+one registry per machine (a container on kind's Docker network, kslab/steps/lab_registry.py), and every
+kind cluster pulls from there: its cc's `local_registry` names that registry (ks-installer's own rule,
+roles/download/defaults/main.yml `base_repo`) and its nodes' containerd reaches it over plain HTTP (a
+`hosts.toml`, as kind's "Local Registry" guide sets one up). Existing clusters cannot reach kind's network:
+they keep `kslab:registry`/`namespaceOverride`/`zone` and pull from there.
+
+A source is a registry prefix:
+- `host[:port]` keeps each image's own namespace: `harbor.corp` -> harbor.corp/kubesphere/ks-apiserver:v3.4.1;
+- `host[:port]/path` replaces it, like ks-installer's `namespace_override`: `docker.io/prom` ->
+  docker.io/prom/prometheus:v2.39.1, and docker.io/prom/ks-apiserver:v3.4.1 (which is not there, so the next
+  source is asked).
+`kslab:imageOverrides` names one image's own source: `{"kubesphere/ks-controller-manager": "me.local/kcm:dev"}`
+(a key may carry a tag to override one tag only; a value without a tag keeps the planned one).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from kslab.model import images
+
+# One lab registry per machine, by default: the container, its data volume, and where this machine reaches it.
+DEFAULT_LAB_REGISTRY_NAME = "kslab-registry"
+DEFAULT_LAB_REGISTRY_PORT = 5100
+LAB_REGISTRY_CONTAINER_PORT = 5000  # distribution's default listen port, inside the container
+LAB_REGISTRY_LABEL = "io.kslab.lab-registry"  # on the container and its volume: what `make registry` may touch
+KIND_NETWORK = "kind"  # the Docker network kind puts every node on (kind: pkg/cluster/internal/providers/docker)
+CONTAINERD_CERTS_DIR = "/etc/containerd/certs.d"
+
+_PREFIX = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\d{1,5})?(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*$")
+_NAME = re.compile(r"^[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?$")
+_CONTAINER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class LabRegistry:
+    name: str = DEFAULT_LAB_REGISTRY_NAME
+    host_port: int = DEFAULT_LAB_REGISTRY_PORT
+
+    @property
+    def in_network(self) -> str:
+        """The registry as every kind node names it: the container's name on kind's network."""
+        return f"{self.name}:{LAB_REGISTRY_CONTAINER_PORT}"
+
+    @property
+    def local(self) -> str:
+        """The registry as this machine reaches it (its port published on loopback only)."""
+        return f"127.0.0.1:{self.host_port}"
+
+    @property
+    def volume(self) -> str:
+        return f"{self.name}-data"
+
+    def as_env(self) -> str:
+        return json.dumps({"name": self.name, "hostPort": self.host_port})
+
+    @classmethod
+    def from_env(cls, text: str) -> LabRegistry:
+        doc = json.loads(text)
+        return cls(doc["name"], int(doc["hostPort"]))
+
+    def hosts_toml(self) -> str:
+        """containerd's per-registry host config (docs/hosts.md): plain HTTP, pull and resolve only."""
+        return (f'server = "http://{self.in_network}"\n\n'
+                f'[host."http://{self.in_network}"]\n  capabilities = ["pull", "resolve"]\n')
+
+
+# containerd 1.6's CRI plugin reads per-registry host configs from here (config format v2).
+CONTAINERD_PATCH = ('[plugins."io.containerd.grpc.v1.cri".registry]\n'
+                    f'  config_path = "{CONTAINERD_CERTS_DIR}"\n')
+
+
+DOCKER_PREFIX = "docker:"  # an override from this machine's Docker (an image you built), not a registry
+
+
+@dataclass(frozen=True)
+class ImageSources:
+    prefixes: tuple[str, ...]
+    overrides: tuple[tuple[str, str], ...] = ()  # (key, ref), in the stack file's order
+    lab: LabRegistry = field(default_factory=LabRegistry)
+    archives: tuple[str, ...] = ()  # image archives (make images-save), as the stack file names them
+
+    @property
+    def naming(self) -> images.Naming:
+        """ks-installer's naming for a kind cluster of the lab: every image under the lab registry."""
+        return images.Naming(local_registry=self.lab.in_network)
+
+    def override_for(self, path: str) -> str | None:
+        """The override of `namespace/name:tag`, if any: a key with the tag wins over one without."""
+        repository, _, tag = path.rpartition(":")
+        table = dict(self.overrides)
+        ref = table.get(path) or table.get(repository)
+        if ref is None:
+            return None
+        return ref if _has_tag(ref.removeprefix(DOCKER_PREFIX)) else f"{ref}:{tag}"
+
+    def candidates(self, path: str) -> list[str]:
+        """Where to look for `namespace/name:tag` (upstream's name), in order: its override alone, else each source."""
+        override = self.override_for(path)
+        if override is not None:
+            return [override]
+        namespace, _, rest = path.partition("/")
+        return [f"{p}/{rest}" if "/" in p else f"{p}/{path}" for p in self.prefixes]
+
+
+def _has_tag(ref: str) -> bool:
+    last = ref.rsplit("/", 1)[-1]
+    return ":" in last or "@" in ref
+
+
+def upstream_path(image: images.PlannedImage, lab: LabRegistry) -> str:
+    """`namespace/name:tag` of a lab image: its name in the lab registry and upstream."""
+    return upstream_path_of_ref(image.ref, lab)
+
+
+def upstream_path_of_ref(ref: str, lab: LabRegistry) -> str:
+    prefix = f"{lab.in_network}/"
+    if not ref.startswith(prefix):
+        raise ValueError(f"{ref} is not an image of the lab registry {lab.in_network}")
+    return ref[len(prefix):]
+
+
+Found = list[tuple[str, object, str, str]]  # (field, value, what is wrong, what to do)
+
+
+def _archives(problems: Found, raw: object) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        problems.append(("kslab:imageArchives", raw, "must be a non-empty list of archive files",
+                         "e.g. imageArchives: [~/kslab-images.tar] (made by make images-save)"))
+        return ()
+    found = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not item.strip():
+            problems.append((f"kslab:imageArchives[{i}]", item, "is not a file path",
+                             "name a file make images-save wrote, e.g. ~/kslab-images.tar"))
+        else:
+            found.append(item)
+    return tuple(found)
+
+
+def parse_sources(raw_sources: object, raw_overrides: object, raw_registry: object,
+                  raw_archives: object = None) -> tuple[ImageSources | None, Found]:
+    """kslab:imageSources, kslab:imageOverrides, kslab:labRegistry and kslab:imageArchives, and every problem as
+    (field, value, what is wrong, what to do). None when neither sources nor archives are set (the lab pulls as
+    before)."""
+    problems: Found = []
+    archives = _archives(problems, raw_archives)
+    if raw_sources is None and raw_archives is None:
+        for key, value in (("kslab:imageOverrides", raw_overrides), ("kslab:labRegistry", raw_registry)):
+            if value is not None:
+                problems.append((key, value, "has no effect without kslab:imageSources or kslab:imageArchives",
+                                 "set kslab:imageSources (README 'Where the images come from'), or remove it"))
+        return None, problems
+    prefixes: list[str] = []
+    if raw_sources is None:
+        pass  # archives alone: a lab with no network
+    elif not isinstance(raw_sources, list) or not raw_sources:
+        problems.append(("kslab:imageSources", raw_sources, "must be a non-empty list of registry prefixes",
+                         "e.g. imageSources: [harbor.corp/kubesphere, docker.io/prom]"))
+    else:
+        for i, item in enumerate(raw_sources):
+            text = item.rstrip("/") if isinstance(item, str) else item
+            if not isinstance(text, str) or "://" in text or not _PREFIX.match(text):
+                problems.append((f"kslab:imageSources[{i}]", item,
+                                 "is not a registry prefix host[:port][/namespace] (no scheme, lower-case path)",
+                                 "use e.g. harbor.corp, harbor.corp/kubesphere or 127.0.0.1:5000/kubespheredev"))
+            elif text in prefixes:
+                problems.append((f"kslab:imageSources[{i}]", item, "is listed twice", "list each source once"))
+            else:
+                prefixes.append(text)
+    overrides: list[tuple[str, str]] = []
+    if raw_overrides is not None:
+        if not isinstance(raw_overrides, dict):
+            problems.append(("kslab:imageOverrides", raw_overrides,
+                             "must be a mapping of namespace/name[:tag] to an image reference",
+                             'e.g. imageOverrides: {"kubesphere/ks-controller-manager": "me.local/kcm:dev"}'))
+        else:
+            for key, ref in raw_overrides.items():
+                if not isinstance(key, str) or not _NAME.match(key) or "/" not in key:
+                    problems.append((f"kslab:imageOverrides[{key}]", key,
+                                     "is not an image's upstream name namespace/name[:tag]",
+                                     "use a name `make images` prints, e.g. kubesphere/ks-apiserver"))
+                elif (not isinstance(ref, str) or "://" in ref
+                      or not re.match(r"^[A-Za-z0-9][A-Za-z0-9./_:@-]*$", ref.removeprefix(DOCKER_PREFIX))):
+                    problems.append((f"kslab:imageOverrides[{key}]", ref, "is not an image reference",
+                                     "use e.g. me.local:5000/ks-controller-manager:dev, or docker:kcm:dev for an "
+                                     "image in this machine's Docker"))
+                else:
+                    overrides.append((key, ref))
+    lab = LabRegistry()
+    if raw_registry is not None:
+        if not isinstance(raw_registry, dict) or set(raw_registry) - {"name", "hostPort"}:
+            problems.append(("kslab:labRegistry", raw_registry, "must be a mapping with name and/or hostPort",
+                             f"e.g. labRegistry: {{name: {DEFAULT_LAB_REGISTRY_NAME}, hostPort: "
+                             f"{DEFAULT_LAB_REGISTRY_PORT}}}"))
+        else:
+            name = raw_registry.get("name", lab.name)
+            port = raw_registry.get("hostPort", lab.host_port)
+            if not isinstance(name, str) or not _CONTAINER_NAME.match(name):
+                problems.append(("kslab:labRegistry.name", name, "is not a container name (lower-case, digits, "
+                                 "'.', '_', '-')", f"use e.g. {DEFAULT_LAB_REGISTRY_NAME}"))
+                name = lab.name
+            if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
+                problems.append(("kslab:labRegistry.hostPort", port, "must be a port from 1024 to 65535",
+                                 f"use e.g. {DEFAULT_LAB_REGISTRY_PORT}"))
+                port = lab.host_port
+            lab = LabRegistry(name, port)
+    return ImageSources(tuple(prefixes), tuple(overrides), lab, archives), problems
+
+
+CREDENTIALS_KEY = "registryCredentials"
+
+
+def parse_credentials(text: str | None, is_secret: bool) -> tuple[str | None, Found]:
+    """kslab:registryCredentials: a secret JSON mapping of registry host to {username, password}. The value is
+    never put into a problem; the normalised JSON is returned for the lab-images step (a secret there too)."""
+    field_name, shown_value = f"kslab:{CREDENTIALS_KEY}", "(secret)"
+    if text is None:
+        return None, []
+    fix = (f"pulumi config set --secret {CREDENTIALS_KEY} "
+           "'{\"harbor.corp\": {\"username\": \"...\", \"password\": \"...\"}}'")
+    if not is_secret:
+        return None, [(field_name, shown_value, "is stored in plain text in the stack settings", fix)]
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or not doc:
+        return None, [(field_name, shown_value, "is not a JSON mapping of registry host to {username, password}", fix)]
+    problems: Found = []
+    normal = {}
+    for host, entry in doc.items():
+        if not isinstance(host, str) or "/" in host or not _PREFIX.match(host):
+            problems.append((f"{field_name}[{host}]", shown_value, "is not a registry host[:port]", fix))
+        elif (not isinstance(entry, dict) or set(entry) != {"username", "password"}
+              or not all(isinstance(v, str) and v for v in entry.values())):
+            problems.append((f"{field_name}[{host}]", shown_value, "must have a non-empty username and password "
+                             "and nothing else", fix))
+        else:
+            normal[host] = {"username": entry["username"], "password": entry["password"]}
+    return (json.dumps(normal) if not problems else None), problems

@@ -1,0 +1,159 @@
+"""Reading the `kslab:*` stack config into the raw mapping `spec.parse_lab` validates."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Protocol
+
+import pulumi
+import yaml
+
+from kslab.model import image_sources
+from kslab.model import kubeconfig as kc
+from kslab.model.spec import JWT_SECRET_KEY, STRING_KEYS, STRUCTURED_KEYS, LabSpec, Problem, parse_lab_problems, settle
+
+
+class ConfigValues(Protocol):
+    """What read_raw needs of a config: pulumi.Config, or a stack file read without the engine."""
+
+    def get(self, key: str) -> str | None: ...
+
+
+def read_raw(config: ConfigValues) -> dict[str, Any]:
+    """Every `kslab:*` setting as YAML gave it. Pulumi hands a non-string value over as JSON text
+    (a list, a mapping, a number such as `1.20` read as 1.2), so a string setting that decodes to
+    anything but a string is passed on as that value, and validation names its type."""
+    raw: dict[str, Any] = {}
+    for key in STRUCTURED_KEYS + STRING_KEYS:
+        text = config.get(key)
+        if text is None:
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text  # a bare string; validation names the field if it should not be one
+        if key in STRING_KEYS and not isinstance(value, (list, dict)):
+            # Pulumi hands a top-level scalar over as text whether YAML read a number or a string, so only a
+            # list or a mapping is known to be wrong here; validation names the rest.
+            value = text
+        raw[key] = value
+    return raw
+
+
+def stack_config_keys(project_dir: str, stack: str) -> list[str] | None:
+    """The `kslab:*` keys the stack's file sets (without the namespace), or None if there is no such file."""
+    try:
+        with open(os.path.join(project_dir, "Pulumi.yaml")) as fh:
+            config_dir = (yaml.safe_load(fh) or {}).get("stackConfigDir") or "."
+        with open(os.path.join(project_dir, config_dir, f"Pulumi.{stack}.yaml")) as fh:
+            doc = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    config = doc.get("config") if isinstance(doc, dict) else None
+    return [k.split(":", 1)[1] for k in (config or {}) if isinstance(k, str) and k.startswith("kslab:")]
+
+
+class _StackFileConfig:
+    """A stack file's `kslab:*` values handed over as Pulumi hands them to the program (text; JSON for lists,
+    mappings, numbers and booleans), so read_raw reads both the same way. Encrypted values are left out."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.values = {k.split(":", 1)[1]: v for k, v in config.items()
+                       if isinstance(k, str) and k.startswith("kslab:")}
+
+    def get(self, key: str) -> str | None:
+        value = self.values.get(key)
+        if value is None or (isinstance(value, dict) and set(value) == {"secure"}):
+            return None
+        return value if isinstance(value, str) else json.dumps(value)
+
+
+def read_stack_file(project_dir: str, stack: str) -> tuple[dict[str, Any], list[str]]:
+    """The raw `kslab:*` settings and keys of a stack file, read without the Pulumi engine (for `make status` and
+    `make graph`, which work before any `up`). FileNotFoundError when there is no such stack file."""
+    with open(os.path.join(project_dir, "Pulumi.yaml")) as fh:
+        config_dir = (yaml.safe_load(fh) or {}).get("stackConfigDir") or "."
+    with open(os.path.join(project_dir, config_dir, f"Pulumi.{stack}.yaml")) as fh:
+        doc = yaml.safe_load(fh) or {}
+    config = doc.get("config") if isinstance(doc, dict) else None
+    config = config if isinstance(config, dict) else {}
+    return read_raw(_StackFileConfig(config)), stack_config_keys(project_dir, stack) or []
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def load_lab(config: pulumi.Config, project_dir: str, stack: str | None,
+             stack_dir: str | None = None) -> tuple[LabSpec, dict[str, pulumi.Output[str]], pulumi.Output[str] | None]:
+    """The validated lab, each existing cluster's kubeconfig and the image sources' credentials (both secrets).
+    Every problem of the settings and of every kubeconfig is raised together in one LabConfigError, before
+    anything is registered. `stack_dir` is the Pulumi project the stack file is read from (default: `project_dir`)."""
+    keys = stack_config_keys(stack_dir or project_dir, stack) if stack else None
+    # Decrypted in memory only, to check it is usable; never shown.
+    lab, problems = parse_lab_problems(read_raw(config), keys, jwt_secret=config.get(JWT_SECRET_KEY))
+    kubeconfigs, kubeconfig_problems = read_existing_kubeconfigs(config, project_dir, lab)
+    credentials, credential_problems = image_sources.parse_credentials(
+        config.get(image_sources.CREDENTIALS_KEY),
+        pulumi.runtime.is_config_secret(f"kslab:{image_sources.CREDENTIALS_KEY}"))
+    problems = problems + kubeconfig_problems + [Problem(*p) for p in credential_problems]
+    return (settle(lab, problems), kubeconfigs,
+            pulumi.Output.secret(credentials) if credentials is not None else None)
+
+
+def read_existing_kubeconfigs(config: pulumi.Config, project_dir: str,
+                              lab: LabSpec) -> tuple[dict[str, pulumi.Output[str]], list[Problem]]:
+    """Each existing cluster's kubeconfig, self-contained (kubeconfig.flatten), as a secret Output, and every
+    problem with any of them. A joined member's kubeconfig, as its hosts will use it (with internalServer),
+    is also checked the way the join checks it."""
+    members = {j.member for j in lab.joins}
+    problems: list[Problem] = []
+    found: dict[str, pulumi.Output[str]] = {}
+    fix = "use the kubeconfig `kubectl config view --flatten --raw --minify` prints"
+    for cluster in (c for c in lab.clusters if not c.is_kind):
+        if cluster.kubeconfig_secret:
+            field, value = f"kslab:clusters[{cluster.name}].kubeconfigSecret", cluster.kubeconfig_secret
+            text = config.get(cluster.kubeconfig_secret)  # decrypted in memory only; never shown
+            base_dir = None
+            if text is None:
+                problems.append(Problem(field, value, f"names config key kslab:{value}, which is not set",
+                                        f"pulumi config set --secret {value} \"$(cat kubeconfig)\""))
+                continue
+        elif cluster.kubeconfig_path:
+            field, value = f"kslab:clusters[{cluster.name}].kubeconfigPath", cluster.kubeconfig_path
+            path = os.path.join(project_dir, os.path.expanduser(os.path.expandvars(cluster.kubeconfig_path)))
+            base_dir = os.path.dirname(path)
+            try:
+                text = _read_bytes(path).decode()
+            except UnicodeDecodeError:
+                problems.append(Problem(field, value, "is not a text file (not UTF-8)",
+                                        "point it at the cluster's kubeconfig"))
+                continue
+            except ValueError:  # e.g. a NUL byte in the path
+                problems.append(Problem(field, value, "is not a usable file path",
+                                        "point it at the cluster's kubeconfig file"))
+                continue
+            except IsADirectoryError:
+                problems.append(Problem(field, value, "is a directory", "point it at the cluster's kubeconfig file"))
+                continue
+            except OSError as exc:
+                problems.append(Problem(field, value, f"cannot be read ({exc.strerror})",
+                                        "point it at the cluster's kubeconfig file"))
+                continue
+        else:
+            continue  # no source at all: parse_lab reported it
+        try:
+            kc.server_of(text)
+            text = kc.flatten(text, base_dir, _read_bytes, joinable=cluster.name in members)
+        except kc.KubeconfigError as exc:
+            problems.append(Problem(field, value, str(exc), fix))
+            continue
+        if cluster.name in members:
+            internal = kc.rewrite_server(text, cluster.internal_server) if cluster.internal_server else text
+            for message, policy in kc.join_findings(internal, cluster.allow_loopback_join):
+                problems.append(Problem(field, value, f"cannot be joined: {message}",
+                                        "set internalServer to an address the hosts reach, or " + fix
+                                        if policy == kc.LOOPBACK_POLICY else fix, policy))
+        found[cluster.name] = pulumi.Output.secret(text)
+    return found, problems

@@ -1,0 +1,1 @@
+"""The Pulumi program: the Lab component and its clusters, installs, roles and joins."""

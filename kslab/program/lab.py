@@ -1,0 +1,252 @@
+"""The whole lab from a validated LabSpec: clusters, roles, installs and joins.
+
+Only real dependencies become edges: clusters and installs proceed in parallel;
+a join waits for both its installs; in jwtSecretMode 'copy' a member's install waits
+for its host's secret.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from kslab.model import contract as names
+from kslab.model import image_sources, versions
+from kslab.model.spec import ClusterSpec, DevWorkspaceSpec, LabSpec
+from kslab.program.clusters import (
+    TYPE_PREFIX,
+    ExistingCluster,
+    ExistingClusterArgs,
+    KindCluster,
+    KindClusterArgs,
+    _ClusterBase,
+)
+from kslab.program.join import KubeFedJoin, KubeFedJoinArgs
+from kslab.program.kubesphere import KubeSphereInstall, KubeSphereInstallArgs, MulticlusterRole, MulticlusterRoleArgs
+from kslab.program.step_resources import PROJECT_DIR, LabStep, ops_step, secret
+from kslab.render import devworkspace
+
+
+@dataclass
+class DevWorkspaceArgs:
+    spec: DevWorkspaceSpec
+    cluster: ClusterSpec
+    kubeconfig: pulumi.Output[str]
+    # The cluster's API server address as other clusters reach it (a kind node's container IP).
+    cluster_address: pulumi.Output[str]
+    install: pulumi.Resource
+
+
+class DevWorkspace(pulumi.ComponentResource):
+    """A KubeSphere component taken over for local development (README "Develop KubeSphere against the lab"):
+    its workspace folder, the Deployment at 0 replicas and the Service pointing at this machine; given back
+    exactly as it was when the workspace leaves the config or the lab is destroyed."""
+
+    def __init__(self, name: str, args: DevWorkspaceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{TYPE_PREFIX}:DevWorkspace", name, None, opts)
+        w = args.spec
+        self.directory = devworkspace.workspace_dir(PROJECT_DIR, w.dir)
+        self.step = ops_step(
+            f"{name}-takeover", "dev-up",
+            {names.ENV_CLUSTER: w.cluster, names.ENV_KS_VERSION: args.cluster.kubesphere_version,
+             names.ENV_DEV_COMPONENT: w.component, names.ENV_DEV_DIR: self.directory,
+             names.ENV_DEV_KEEP_FILES: "true" if w.keep_files else "false", names.ENV_KUBECONFIG: args.kubeconfig,
+             names.ENV_DEV_CLUSTER_ADDRESS: args.cluster_address},
+            pulumi.ResourceOptions(parent=self, depends_on=[args.install]), delete_step="dev-down",
+            # Another cluster, component or folder is another workspace: give the old one back first.
+            triggers=[w.cluster, w.component, self.directory], delete_before_replace=True)
+        self.register_outputs({"dir": self.directory})
+
+
+@dataclass
+class LabArgs:
+    spec: LabSpec
+    # Kubeconfig (secret) of each existing-backend cluster, resolved before anything is registered.
+    existing_kubeconfigs: dict[str, pulumi.Output[str]]
+    # A user-provided shared jwtSecret (secret config), or None to generate one once.
+    jwt_secret: pulumi.Output[str] | None = None
+    # kslab:registryCredentials (secret JSON: {host: {username, password}}) for the image sources, or None.
+    registry_credentials: pulumi.Output[str] | None = None
+
+
+class Lab(pulumi.ComponentResource):
+    """The whole lab. Resources are registered in this order: the checks that run before any cluster (preflight,
+    image check, lab images), the shared jwtSecret, the clusters, roles, installs, joins and workspaces."""
+
+    def __init__(self, name: str, args: LabArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{TYPE_PREFIX}:Lab", name, None, opts)
+        spec = args.spec
+        child = pulumi.ResourceOptions(parent=self)
+        for warning in spec.warnings:
+            pulumi.log.warn(f"kslab: {warning}", resource=self)
+        self.image_plan = {c.name: spec.images_of(c) for c in spec.clusters}
+        self.preflight = self._preflight(spec, child)
+        self.image_check = self._image_check(spec, child)
+        self.lab_images = self._lab_images(spec, args.registry_credentials, child)
+        before_clusters = [r for r in (self.preflight, self.image_check, self.lab_images) if r is not None]
+        self.shared_jwt = self._shared_jwt(spec, args.jwt_secret, child)
+        self.clusters = self._clusters(spec, args, before_clusters, child)
+        self.roles = {
+            c.name: MulticlusterRole(f"{c.name}-role", MulticlusterRoleArgs(
+                c, self.clusters[c.name].kubeconfig, self.clusters[c.name]), child)
+            for c in spec.clusters
+        }
+        self.installs: dict[str, KubeSphereInstall] = {}
+        self._add_installs(spec, child)
+        self.joins = {
+            j.name: KubeFedJoin(j.name, KubeFedJoinArgs(
+                host=self.clusters[j.host], member=self.clusters[j.member],
+                host_install=self.installs[j.host], member_install=self.installs[j.member],
+                timeout_seconds=spec.join_timeout_seconds,
+                unjoin_timeout_seconds=spec.unjoin_timeout_seconds,
+                allow_multiple_hosts=spec.allow_multiple_hosts), child)
+            for j in spec.joins
+        }
+        self.dev_workspaces = {
+            w.name: DevWorkspace(w.name, DevWorkspaceArgs(
+                spec=w, cluster=spec.cluster(w.cluster), kubeconfig=self.clusters[w.cluster].kubeconfig,
+                cluster_address=self.clusters[w.cluster].address, install=self.installs[w.cluster]), child)
+            for w in spec.dev_workspaces
+        }
+        self.register_outputs({"clusters": sorted(self.clusters), "joins": sorted(self.joins)})
+
+    @staticmethod
+    def _preflight(spec: LabSpec, child: pulumi.ResourceOptions) -> LabStep | None:
+        kind_clusters = [c for c in spec.clusters if c.is_kind]
+        if not kind_clusters:
+            return None
+        plan = {
+            "node_images": [c.node_image for c in kind_clusters],
+            "memory_estimate_mib": sum(versions.cluster_memory_mib(c.kubesphere_version, c.components, True)
+                                       for c in kind_clusters),
+        }
+        return ops_step("preflight", "preflight", {names.ENV_PLAN: json.dumps(plan)}, child)
+
+    def _image_check(self, spec: LabSpec, child: pulumi.ResourceOptions) -> LabStep | None:
+        """Every image the clusters will pull, asked of its registry before anything is created."""
+        wanted: dict[str, list[str]] = {}
+        for c in spec.clusters:
+            if c.image_check and not spec.uses_lab_registry(c):  # the lab registry's images: _lab_images
+                for image in self.image_plan[c.name]:
+                    wanted.setdefault(image.ref, []).append(c.name)
+        if not wanted:
+            return None
+        return ops_step("image-check", "image-check", {names.ENV_IMAGES: json.dumps(wanted)}, child)
+
+    def _lab_images(self, spec: LabSpec, credentials: pulumi.Output[str] | None,
+                    child: pulumi.ResourceOptions) -> LabStep | None:
+        """kslab:imageSources: each image of the kind clusters found in the sources, then copied once into the lab
+        registry they all pull from. The registry outlives the lab, so this step deletes nothing."""
+        sources = spec.image_sources
+        if sources is None:
+            return None
+        lab_wanted: dict[str, dict[str, Any]] = {}
+        for c in spec.clusters:
+            for image in self.image_plan[c.name] if spec.uses_lab_registry(c) else ():
+                path = image_sources.upstream_path(image, sources.lab)
+                entry = lab_wanted.setdefault(path, {"candidates": sources.candidates(path), "clusters": [],
+                                                     "override": sources.override_for(path) is not None})
+                entry["clusters"].append(c.name)
+        if not lab_wanted:
+            return None
+        environment = {names.ENV_LAB_REGISTRY: sources.lab.as_env(), names.ENV_LAB_IMAGES: json.dumps(lab_wanted)}
+        if sources.archives:
+            environment[names.ENV_LAB_ARCHIVES] = json.dumps([
+                os.path.join(PROJECT_DIR, os.path.expanduser(a)) for a in sources.archives])
+        env: dict[str, pulumi.Input[str]] = dict(environment)
+        if credentials is not None:
+            env[names.ENV_REGISTRY_AUTH] = secret(credentials)
+        # its read step: `up --refresh` fills the registry again when it lost an image (or was removed)
+        return ops_step("lab-images", "lab-images", env, child, read_step="lab-images-read")
+
+    @staticmethod
+    def _shared_jwt(spec: LabSpec, given: pulumi.Output[str] | None,
+                    child: pulumi.ResourceOptions) -> pulumi.Output[str] | None:
+        if spec.jwt_secret_mode != "shared":
+            return None
+        if given is not None:
+            return secret(given)
+        generated = ops_step("jwt-secret", "gen-secret", {}, child, secret_stdout=True)
+        return secret(generated.stdout.apply(str.strip))
+
+    @staticmethod
+    def _clusters(spec: LabSpec, args: LabArgs, before_clusters: list[LabStep],
+                  child: pulumi.ResourceOptions) -> dict[str, _ClusterBase]:
+        clusters: dict[str, _ClusterBase] = {}
+        for c in spec.clusters:
+            if c.is_kind:
+                lab_registry = spec.image_sources.lab if spec.image_sources and spec.uses_lab_registry(c) else None
+                clusters[c.name] = KindCluster(c.name, KindClusterArgs(c, spec.kind_wait, before_clusters,
+                                                                       lab_registry), child)
+            else:
+                clusters[c.name] = ExistingCluster(
+                    c.name, ExistingClusterArgs(c, args.existing_kubeconfigs[c.name]), child)
+        return clusters
+
+    def _add_installs(self, spec: LabSpec, child: pulumi.ResourceOptions) -> None:
+        """Hosts (and standalone clusters) first, so copy mode can hand members their host's secret."""
+        for c in sorted(spec.clusters, key=lambda c: c.role == "member"):
+            self.installs[c.name] = KubeSphereInstall(f"{c.name}-kubesphere", KubeSphereInstallArgs(
+                spec=c, provider=self.clusters[c.name].provider, kubeconfig=self.clusters[c.name].kubeconfig,
+                cluster=self.clusters[c.name], role=self.roles[c.name], jwt_secret=self._jwt_for(spec, c),
+                jwt_source=self._jwt_source(spec, c),
+                naming=spec.naming_of(c), timeout_seconds=spec.install_timeout_seconds,
+                image_check=self.image_check),
+                child)
+
+    def _jwt_for(self, spec: LabSpec, cluster: ClusterSpec) -> pulumi.Input[str]:
+        if self.shared_jwt is not None:
+            return self.shared_jwt
+        hosts = spec.hosts_of(cluster.name)
+        if cluster.role == "member" and hosts:
+            return self.installs[hosts[0]].jwt_secret  # copy mode: exactly one host (validated)
+        return ""
+
+    def _jwt_source(self, spec: LabSpec, cluster: ClusterSpec) -> str:
+        if self.shared_jwt is not None:
+            return "shared"
+        hosts = spec.hosts_of(cluster.name)
+        return f"copy:{hosts[0]}" if cluster.role == "member" and hosts else "installer"
+
+    def outputs(self) -> dict:
+        """What `pulumi stack output` shows: enough to use the lab.
+
+        Secrets sit in their own outputs so the plain facts (roles, URLs, states) stay readable.
+        """
+        clusters, kubeconfigs, internal, jwts = {}, {}, {}, {}
+        for name, cluster in self.clusters.items():
+            s = cluster.spec
+            clusters[name] = {
+                "context": s.context_name,
+                "address": cluster.address,
+                "consoleUrl": cluster.console_url,
+                "role": s.role,
+                "hostClusterName": s.host_cluster_name or "",
+                "kubesphereVersion": s.kubesphere_version,
+                "kubernetesVersion": s.kubernetes_version,
+                "backend": s.backend,
+                "installState": self.installs[name].state,
+            }
+            kubeconfigs[name] = cluster.kubeconfig
+            internal[name] = cluster.internal_kubeconfig
+            jwts[name] = self.installs[name].jwt_secret
+        joins = {name: {"host": j.host_name, "member": j.member_name, "state": j.state}
+                 for name, j in self.joins.items()}
+        outputs = {
+            "clusters": clusters,
+            # The image plan per cluster: what its nodes pull, as ks-installer names it (make images).
+            "images": {name: [image.ref for image in plan] for name, plan in self.image_plan.items()},
+            "joins": joins,
+            "kubeconfigs": pulumi.Output.secret(kubeconfigs),
+            "internalKubeconfigs": pulumi.Output.secret(internal),
+            "jwtSecrets": pulumi.Output.secret(jwts),
+        }
+        for name, cluster in self.clusters.items():
+            outputs[f"kubeconfig-{name}"] = cluster.kubeconfig
+        if self.dev_workspaces:
+            outputs["devWorkspaces"] = {name: {"dir": w.directory, "takeover": w.step.stdout}
+                                        for name, w in self.dev_workspaces.items()}
+        return outputs

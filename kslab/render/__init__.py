@@ -1,0 +1,1 @@
+"""Pure renderers: kind config, installer objects, ClusterConfiguration, Cluster, workspace files."""
