@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from kslab.steps import common, dev_steps
 from kslab.steps import programs as ops
 from kslab.steps.errors import Transient
 
@@ -17,8 +18,8 @@ def step(monkeypatch, tmp_path):
     """dev-down of ks-controller-manager on cluster 'lab', whose API answers 503 whatever is asked."""
     def unavailable(kube, c, ns):
         raise Transient("cluster 'lab': API server answered 503 Service Unavailable")
-    monkeypatch.setattr(ops, "_kube", lambda var, label: object())
-    monkeypatch.setattr(ops, "_give_back", unavailable)
+    monkeypatch.setattr(common, "_kube", lambda var, label: object())
+    monkeypatch.setattr(dev_steps, "_give_back", unavailable)
     monkeypatch.setenv("KSLAB_CLUSTER", "lab")
     monkeypatch.setenv("KSLAB_DEV_COMPONENT", "ks-controller-manager")
     monkeypatch.setenv("KSLAB_DEV_DIR", str(tmp_path / "ws"))
@@ -26,7 +27,8 @@ def step(monkeypatch, tmp_path):
 
     def run(kubeconfig, kind_lists=("lab",)):
         monkeypatch.setenv("KSLAB_KUBECONFIG", kubeconfig)
-        monkeypatch.setattr(ops, "_kind", lambda *a, **k: subprocess.CompletedProcess(a, 0, "\n".join(kind_lists), ""))
+        listed = "\n".join(kind_lists)
+        monkeypatch.setattr(common, "_kind", lambda *a, **k: subprocess.CompletedProcess(a, 0, listed, ""))
         ops.step_dev_down()
     return run
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from kslab.steps import common
 from kslab.steps import programs as ops
 from kslab.steps.errors import ApiFailure, Transient
 
@@ -114,7 +115,7 @@ def test_wait_for_fails_at_once_on_what_cannot_heal():
 
 def test_unjoin_waits_for_the_finalizer(env, capsys):
     host = FakeHost(finalizer_clears=True)
-    env.setattr(ops, "_kube", lambda var, label: host)
+    env.setattr(common, "_kube", lambda var, label: host)
     ops.step_unjoin()
     assert host.deleted and not host.stripped and "unjoined" in capsys.readouterr().err
     assert host.webhooks, "a normal unjoin never touches the webhook"
@@ -122,7 +123,7 @@ def test_unjoin_waits_for_the_finalizer(env, capsys):
 
 def test_unjoin_stuck_fails_with_the_way_out(env, capsys):
     host = FakeHost()
-    env.setattr(ops, "_kube", lambda var, label: host)
+    env.setattr(common, "_kube", lambda var, label: host)
     with pytest.raises(SystemExit):
         ops.step_unjoin()
     err = capsys.readouterr().err
@@ -132,7 +133,7 @@ def test_unjoin_stuck_fails_with_the_way_out(env, capsys):
 
 def test_forced_unjoin_on_v3_4_moves_the_webhook_aside_and_restores_it(env, capsys):
     host = FakeHost()
-    env.setattr(ops, "_kube", lambda var, label: host)
+    env.setattr(common, "_kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     ops.step_unjoin()
     assert host.stripped and host.webhooks, "the finalizer is gone and the webhook is back"
@@ -149,7 +150,7 @@ def test_forced_unjoin_restores_the_webhook_even_when_the_strip_fails(env):
     def refuse(name):
         raise ApiFailure("API server answered 422")
     host.strip_member_cluster_finalizers = refuse
-    env.setattr(ops, "_kube", lambda var, label: host)
+    env.setattr(common, "_kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     with pytest.raises(SystemExit):
         ops._fatal_api_errors(ops.step_unjoin)()
@@ -167,7 +168,7 @@ def test_a_run_killed_with_the_webhook_out_of_the_way_is_restored_by_the_next(en
     def killed_here(saved):
         raise Killed()  # the process dies here: no finally of ours runs after a SIGKILL
     host.restore_webhook_configuration = killed_here
-    env.setattr(ops, "_kube", lambda var, label: host)
+    env.setattr(common, "_kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     with pytest.raises(Killed):
         ops.step_unjoin()
@@ -181,7 +182,7 @@ def test_a_run_killed_with_the_webhook_out_of_the_way_is_restored_by_the_next(en
 
 def test_forced_unjoin_on_v3_2_has_no_webhook_to_move(env):
     host = FakeHost(webhook=False)
-    env.setattr(ops, "_kube", lambda var, label: host)
+    env.setattr(common, "_kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     env.setenv("KSLAB_KS_VERSION", "v3.2.1")
     ops.step_unjoin()
@@ -191,7 +192,7 @@ def test_forced_unjoin_on_v3_2_has_no_webhook_to_move(env):
 def test_wait_join_timeout_names_the_member(env, capsys):
     host = FakeHost()
     host.obj["status"] = {"conditions": [{"type": "Ready", "status": "False", "message": "member down"}]}
-    env.setattr(ops, "_kube", lambda var, label: host)
+    env.setattr(common, "_kube", lambda var, label: host)
     with pytest.raises(SystemExit):
         ops.step_wait_join()
     err = capsys.readouterr().err
@@ -213,7 +214,7 @@ def test_read_jwt_retries_until_the_installer_wrote_it(env, capsys):
     env.setenv("KSLAB_CLUSTER", "host")
     env.setenv("KSLAB_JWT_READ_SECONDS", "5")
     cluster = FakeCluster([None, Transient("unreachable"), "s3cr3t-value"])
-    env.setattr(ops, "_kube", lambda var, label: cluster)
+    env.setattr(common, "_kube", lambda var, label: cluster)
     ops.step_read_jwt()
     out = capsys.readouterr()
     assert out.out.strip() == "s3cr3t-value" and "s3cr3t" not in out.err
@@ -223,7 +224,7 @@ def test_read_jwt_gives_up_within_its_bound(env, capsys):
     env.setenv("KSLAB_CLUSTER", "host")
     env.setenv("KSLAB_JWT_READ_SECONDS", "0.2")
     cluster = FakeCluster([None] * 100)
-    env.setattr(ops, "_kube", lambda var, label: cluster)
+    env.setattr(common, "_kube", lambda var, label: cluster)
     with pytest.raises(SystemExit):
         ops.step_read_jwt()
     assert "no authentication.jwtSecret in kubesphere-config yet" in capsys.readouterr().err
@@ -249,7 +250,7 @@ def test_install_wait_fails_at_once_on_a_failed_component(env, capsys):
     env.setenv("KSLAB_WAIT_KEYS", "servicemesh")
     env.setenv("KSLAB_TIMEOUT", "30")
     cluster = FakeInstalled({"core": {"status": "enabled", "enabledTime": "t1"}, "servicemesh": {"status": "failed"}})
-    env.setattr(ops, "_kube", lambda var, label: cluster)
+    env.setattr(common, "_kube", lambda var, label: cluster)
     with pytest.raises(SystemExit):
         ops.step_wait_install()
     assert "marked servicemesh failed" in capsys.readouterr().err
@@ -261,7 +262,7 @@ def test_install_wait_ignores_a_run_older_than_the_change(env, capsys):
     env.setenv("KSLAB_KS_VERSION", "v3.2.1")
     env.setenv("KSLAB_BASELINE", json.dumps({"enabledTime": "t1"}))
     cluster = FakeInstalled({"core": {"status": "enabled", "enabledTime": "t1", "version": "v3.2.1"}})
-    env.setattr(ops, "_kube", lambda var, label: cluster)
+    env.setattr(common, "_kube", lambda var, label: cluster)
     with pytest.raises(SystemExit):
         ops.step_wait_install()
     assert "run=not started" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from kslab.cli import recovery
+from kslab.cli import processes, recovery
 from kslab.cli.recovery import (
     Candidate,
     StackFiles,
@@ -232,11 +232,11 @@ def test_a_restored_state_needs_an_up_before_a_destroy(tmp_path):
 def _fake_proc(monkeypatch, tmp_path, table):
     """A /proc of `table` {pid: (ppid, program)}: every process of this user, started in `tmp_path`."""
     real_readlink = os.readlink
-    monkeypatch.setattr(recovery, "_listdir", lambda d: [str(p) for p in table] if d == "/proc" else [])
-    monkeypatch.setattr(recovery, "_ppid", lambda pid: table[pid][0] if pid in table else None)
-    monkeypatch.setattr(recovery, "_owner", lambda pid: os.getuid())
-    monkeypatch.setattr(recovery, "_is_plugin", lambda pid: table[pid][1].startswith("pulumi-resource-"))
-    monkeypatch.setattr(recovery, "is_pulumi_pid", lambda pid: pid in table and table[pid][1] == "pulumi")
+    monkeypatch.setattr(processes, "_listdir", lambda d: [str(p) for p in table] if d == "/proc" else [])
+    monkeypatch.setattr(processes, "_ppid", lambda pid: table[pid][0] if pid in table else None)
+    monkeypatch.setattr(processes, "_owner", lambda pid: os.getuid())
+    monkeypatch.setattr(processes, "_is_plugin", lambda pid: table[pid][1].startswith("pulumi-resource-"))
+    monkeypatch.setattr(processes, "is_pulumi_pid", lambda pid: pid in table and table[pid][1] == "pulumi")
     monkeypatch.setattr(os, "readlink", lambda path: str(tmp_path) if path.startswith("/proc/")
                         else real_readlink(path))
 
@@ -244,12 +244,12 @@ def _fake_proc(monkeypatch, tmp_path, table):
 def test_a_plugin_of_a_live_pulumi_that_is_pid_1_is_not_a_leftover(monkeypatch, tmp_path):
     # issue #20, defect 5: a container whose entrypoint is `tools/lab.sh up X` runs that pulumi as pid 1
     _fake_proc(monkeypatch, tmp_path, {1: (0, "pulumi"), 50: (1, "pulumi-resource-kubernetes")})
-    assert recovery.orphaned_plugins(str(tmp_path)) == []
+    assert processes.orphaned_plugins(str(tmp_path)) == []
 
 
 def test_a_plugin_whose_pulumi_is_gone_is_a_leftover(monkeypatch, tmp_path):
     _fake_proc(monkeypatch, tmp_path, {1: (0, "init"), 50: (1, "pulumi-resource-kubernetes"), 51: (50, "kind")})
-    assert recovery.orphaned_plugins(str(tmp_path)) == [50, 51]
+    assert processes.orphaned_plugins(str(tmp_path)) == [50, 51]
 
 
 def test_recovery_touches_no_other_stacks_sidecars(files, tmp_path):
@@ -294,6 +294,6 @@ def test_a_descendant_of_another_user_is_not_stopped(monkeypatch, tmp_path):
     """#20, defect 6: a leftover plugin's children are stopped only when they are this user's."""
     _fake_proc(monkeypatch, tmp_path, {1: (0, "init"), 50: (1, "pulumi-resource-kubernetes"), 51: (50, "kind"),
                                        52: (50, "sudo-child")})
-    monkeypatch.setattr(recovery, "_owner", lambda pid: os.getuid() + 1 if pid == 52 else os.getuid())
-    monkeypatch.setattr(recovery, "process_identity", lambda pid: (os.getuid(), pid))
-    assert recovery.orphaned_plugins(str(tmp_path)) == [50, 51]
+    monkeypatch.setattr(processes, "_owner", lambda pid: os.getuid() + 1 if pid == 52 else os.getuid())
+    monkeypatch.setattr(processes, "process_identity", lambda pid: (os.getuid(), pid))
+    assert processes.orphaned_plugins(str(tmp_path)) == [50, 51]

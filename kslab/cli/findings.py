@@ -1,123 +1,51 @@
 """What `make status` knows about a running lab, and what it finds wrong with it (pure: no I/O).
 
-`kslab/cli/status.py` reads the facts from the clusters into these records; this module turns them into
-findings (one line each, with its fix), a table, a JSON document and a state per cluster and join that the
-topology picture (kslab/cli/graph.py) colours. Nothing here holds a secret: the jwtSecrets are compared where
-they are read and only the verdict is kept.
+`kslab/cli/status.py` reads the facts from the clusters into these records (kslab/cli/status_facts.py, whose
+names are re-exported here); this module turns them into findings (one line each, with its fix), a table, a JSON
+document and a state per cluster and join that the topology picture (kslab/cli/graph.py) colours. Nothing here
+holds a secret: the jwtSecrets are compared where they are read and only the verdict is kept.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-from kslab.model import versions
-from kslab.model.spec import ClusterSpec, LabSpec
+from kslab.cli.status_facts import (
+    BUILT_IN_IAM,
+    BUILT_IN_PREFIX,
+    CHURN_CHANGES,
+    DEFAULT_SAMPLE_SECONDS,
+    FEDERATED_GROUP,
+    FEDERATED_IAM_KINDS,
+    FEDERATED_VERSION,
+    KUBEFED_MANAGED_SELECTOR,
+    MAX_SAMPLE_SECONDS,
+    MEMBER_GROUP,
+    MEMBER_VERSION,
+    ChurningObject,
+    ClusterStatus,
+    JoinStatus,
+    LabStatus,
+    SharedObject,
+    declared,
+    expected_status_keys,
+    is_built_in,
+    reported_role,
+)
+
+__all__ = [
+    "BUILT_IN_IAM", "BUILT_IN_PREFIX", "CHURN_CHANGES", "DEFAULT_SAMPLE_SECONDS", "FAILED", "FEDERATED_GROUP",
+    "FEDERATED_IAM_KINDS", "FEDERATED_VERSION", "KUBEFED_MANAGED_SELECTOR", "MAX_SAMPLE_SECONDS", "MEMBER_GROUP",
+    "MEMBER_VERSION", "READY", "STATES", "STUCK_DELETING_SECONDS", "UNKNOWN", "WAITING", "ChurningObject",
+    "ClusterStatus", "Finding", "JoinStatus", "LabStatus", "SharedObject", "as_json", "cluster_state", "declared",
+    "expected_status_keys", "findings", "is_built_in", "join_state", "reported_role", "table",
+]
 
 # The states a cluster or a join is drawn and listed in.
 READY, WAITING, FAILED, UNKNOWN = "ready", "waiting", "failed", "unknown"
 STATES = (READY, WAITING, FAILED, UNKNOWN)
 
-# Default and bound of the window over which member objects are sampled for churn (`--sample-seconds`).
-DEFAULT_SAMPLE_SECONDS = 5.0
-MAX_SAMPLE_SECONDS = 120.0
-# An object whose resourceVersion changed this many times within the window is fighting over: one change may
-# be a legitimate edit, two in a few seconds with no one editing is two controllers overwriting each other.
-CHURN_CHANGES = 2
-
-# What two hosts both propagate to one member: KubeSphere's federated IAM kinds (group types.kubefed.io/v1beta1,
-# kubesphere@v3.4.1:staging/src/kubesphere.io/api/iam/v1alpha2/federated_types.go), each created from the plain
-# object of the same name (e.g. pkg/controller/user/user_controller.go, createFederatedUser), and the member's
-# copy (iam.kubesphere.io/v1alpha2) that kubefed's sync controller writes with label kubefed.io/managed=true
-# (kubefed@v0.8.1:pkg/controller/util/managedlabel.go).
-FEDERATED_GROUP, FEDERATED_VERSION = "types.kubefed.io", "v1beta1"
-MEMBER_GROUP, MEMBER_VERSION = "iam.kubesphere.io", "v1alpha2"
-FEDERATED_IAM_KINDS = (  # (member plural, federated plural)
-    ("users", "federatedusers"),
-    ("globalroles", "federatedglobalroles"),
-    ("globalrolebindings", "federatedglobalrolebindings"),
-    ("workspaceroles", "federatedworkspaceroles"),
-    ("workspacerolebindings", "federatedworkspacerolebindings"),
-)
-KUBEFED_MANAGED_SELECTOR = "kubefed.io/managed=true"
-# What every host installs itself, so two hosts of one member always both federate it (and, for the admin user,
-# whose password each host encrypts with its own bcrypt salt, fight over it): ks-installer@v3.2.1/v3.4.1
-# roles/ks-core/ks-core/files/ks-core/templates/account.yaml (User admin) and
-# roles/ks-core/prepare/files/ks-init/role-templates.yaml (GlobalRoles, GlobalRoleBindings, role-template-*).
-BUILT_IN_IAM = {
-    "users": frozenset({"admin"}),
-    "globalroles": frozenset({"anonymous", "authenticated", "pre-registration", "platform-admin", "platform-regular",
-                              "platform-self-provisioner", "users-manager", "workspaces-manager"}),
-    "globalrolebindings": frozenset({"admin", "anonymous", "authenticated", "pre-registration"}),
-}
-BUILT_IN_PREFIX = "role-template-"
 # A Cluster deleting for longer than this is stuck (a normal unjoin takes seconds).
 STUCK_DELETING_SECONDS = 30
-
-
-def is_built_in(member_plural: str, name: str) -> bool:
-    return name in BUILT_IN_IAM.get(member_plural, ()) or name.startswith(BUILT_IN_PREFIX)
-
-
-@dataclass
-class ClusterStatus:
-    name: str
-    backend: str                   # kind or existing
-    role: str                      # as the stack file declares it
-    kubesphere_version: str        # declared
-    kubernetes_version: str        # declared
-    console_url: str | None
-    reachable: bool | None = None  # None: not looked at (no kubeconfig: the lab is not up)
-    unreachable_reason: str | None = None
-    # it answers but refuses the lab's credentials (401/403), or its kubeconfig is unusable
-    refused: bool = False
-    in_outputs: bool = True        # the stack's outputs have its kubeconfig (False: declared after the last up)
-    cc_found: bool = False
-    cc_role: str | None = None     # spec.multicluster.clusterRole of the ClusterConfiguration
-    reported_role: str | None = None  # what the cluster itself says (kubesphere-config), see reported_role()
-    installed_version: str | None = None  # status.core.version, written last by a finished run
-    components: dict[str, str] = field(default_factory=dict)  # cc status key -> status
-    expected_components: list[str] = field(default_factory=list)  # status keys a finished run writes
-    jwt_in_cc: bool | None = None  # the cc spec's jwtSecret equals kubesphere-config's (None: not compared)
-
-
-@dataclass
-class JoinStatus:
-    member: str
-    host: str
-    cluster_found: bool | None = None      # the host's Cluster object for the member (None: host not read)
-    conditions: dict[str, str] = field(default_factory=dict)  # Cluster condition type -> status
-    deleting_since: str | None = None      # metadata.deletionTimestamp
-    deleting_seconds: float | None = None  # how long it has been deleting
-    read_error: str | None = None          # the host's objects for this join could not be read
-    finalizers: list[str] = field(default_factory=list)
-    kubefed_ready: str | None = None       # KubeFedCluster Ready condition: True/False, "absent", None: not read
-    kubefed_offline: bool | None = None    # KubeFedCluster Offline condition is True (the host cannot reach it)
-    member_reachable: bool | None = None   # the member's API server answers here
-    insecure: bool = False                 # the join's kubeconfig skips TLS verification
-    jwt_matches: bool | None = None        # member's and host's kubesphere-config jwtSecret (None: not compared)
-
-    @property
-    def name(self) -> str:
-        return f"{self.member}-to-{self.host}"
-
-
-@dataclass
-class SharedObject:
-    """A federated object of one name that several hosts propagate to one member."""
-    member: str
-    kind: str        # the member's plural (users, globalroles, ...)
-    name: str
-    hosts: list[str]
-    identical: bool  # the hosts' templates are the same (no fight until one of them changes)
-    built_in: bool = False
-
-
-@dataclass
-class ChurningObject:
-    member: str
-    kind: str
-    name: str
-    changes: int
-    seconds: float
 
 
 @dataclass
@@ -131,43 +59,6 @@ class Finding:
         return f"{self.subject}: {self.message} -> fix: {self.fix}"
 
 
-@dataclass
-class LabStatus:
-    stack: str
-    up: bool  # the stack has outputs: `up` has run
-    clusters: list[ClusterStatus]
-    joins: list[JoinStatus]
-    shared_objects: list[SharedObject] = field(default_factory=list)
-    churning: list[ChurningObject] = field(default_factory=list)
-    sample_seconds: float = 0.0
-
-
-def reported_role(release: versions.KubeSphereRelease, kubesphere_config: dict) -> str | None:
-    """The role a cluster itself reports. v3.4.1 writes multicluster.clusterRole into kubesphere-config; v3.2.1
-    writes a multicluster section (with `enable: true`) for hosts only, so a cluster without it reports
-    "not host" (member or none cannot be told apart there). roles/ks-core/config/templates/
-    kubesphere-config.yaml.j2 at both tags. None while kubesphere-config is not written."""
-    if not kubesphere_config:
-        return None
-    section = kubesphere_config.get("multicluster")
-    section = section if isinstance(section, dict) else {}
-    if release.kubesphere_config_has_role:
-        role = section.get("clusterRole")
-        return str(role) if role else None
-    return "host" if section.get("enable") is True else "not host"
-
-
-def expected_status_keys(spec: ClusterSpec) -> list[str]:
-    """The cc status keys a finished run of the cluster's release writes for what the lab asks."""
-    release = versions.KUBESPHERE_RELEASES.get(spec.kubesphere_version)
-    if release is None:
-        return []
-    keys = {release.component_status_keys.get(c) for c, on in spec.components.items() if on}
-    if spec.role == "host":
-        keys.add(release.component_status_keys.get("multicluster", "multicluster"))
-    return sorted(k for k in keys if k)
-
-
 def _roles_agree(declared: str, reported: str | None) -> bool:
     return reported is None or reported == declared or (reported == "not host" and declared != "host")
 
@@ -175,134 +66,163 @@ def _roles_agree(declared: str, reported: str | None) -> bool:
 def findings(lab: LabStatus) -> list[Finding]:
     """Everything wrong with the lab, one line each with its fix."""
     stack = lab.stack
-    found: list[Finding] = []
     if not lab.up:
         return [Finding("not-up", f"stack {stack}", "the lab has not been brought up (the stack has no outputs)",
                         f"make up STACK={stack}")]
     by_name = {c.name: c for c in lab.clusters}
     refresh_up = f"tools/lab.sh refresh {stack} --yes && make up STACK={stack}"
+    found: list[Finding] = []
     for c in lab.clusters:
-        subject = f"cluster {c.name}"
-        if not c.in_outputs:
-            found.append(Finding("not-up", subject, "is declared but not in the stack's outputs (added since the "
-                                 "last up, or that up failed)", f"make up STACK={stack}"))
-            continue
-        if c.reachable is False and c.refused:
-            found.append(Finding("cluster-refuses", subject,
-                                 f"its API server cannot be used with the lab's kubeconfig ({c.unreachable_reason})",
-                                 f"{refresh_up} (takes the cluster's current kubeconfig)"))
-            continue
-        if c.reachable is False:
-            start = (f"docker start {c.name}-control-plane if its node is only stopped; if the cluster was "
-                     f"deleted: {refresh_up}" if c.backend == "kind"
-                     else "bring its API server back (the server of its kubeconfig)")
-            found.append(Finding("cluster-unreachable", subject,
-                                 f"its API server does not answer ({c.unreachable_reason or 'unreachable'})", start))
-            continue
-        if c.reachable is None:
-            continue
-        if not c.cc_found:
-            found.append(Finding("not-installed", subject, "has no ks-installer ClusterConfiguration "
-                                 "(deleted out of band?)", refresh_up))
-            continue
-        for key, state in sorted(c.components.items()):
-            if state == "failed":
-                found.append(Finding("install-failed", subject, f"the installer marked {key} failed",
-                                     f"read the installer's log: {_kubectl(stack, c)} -n kubesphere-system "
-                                     f"logs deploy/ks-installer; then make up STACK={stack}"))
-        if c.cc_role is not None and c.cc_role != c.role:
-            found.append(Finding("role-drift", subject,
-                                 f"the ClusterConfiguration says clusterRole {c.cc_role!r}, the stack declares "
-                                 f"{c.role!r} (changed by hand)",
-                                 f"{refresh_up} (puts the declared role back; the installer then runs again)"))
-        elif c.cc_role is not None and not _roles_agree(c.cc_role, c.reported_role):
-            found.append(Finding("role-drift", subject,
-                                 f"the cluster reports role {c.reported_role!r} in kubesphere-config, its "
-                                 f"ClusterConfiguration says {c.cc_role!r} (the installer has not applied it)",
-                                 f"{_kubectl(stack, c)} -n kubesphere-system rollout restart "
-                                 f"deploy/ks-installer, and watch its log"))
+        found += _cluster_findings(stack, c, refresh_up)
     for j in lab.joins:
-        subject = f"join {j.name}"
-        member, host = by_name.get(j.member), by_name.get(j.host)
-        if host is None or host.reachable is not True:
-            continue
-        if j.read_error:
-            found.append(Finding("join-unreadable", subject, f"{j.host}'s objects for the join cannot be read "
-                                 f"({j.read_error})", f"check the lab's credentials on {j.host}; {refresh_up}"))
-            continue
-        if j.deleting_since and j.finalizers and (j.deleting_seconds or 0) >= STUCK_DELETING_SECONDS:
-            found.append(Finding("cluster-stuck-deleting", subject,
-                                 f"the Cluster {j.member} on {j.host} has been deleting since {j.deleting_since}, "
-                                 f"held by finalizer(s) {', '.join(j.finalizers)}",
-                                 # Narrowest first: the member back ends it by itself; forcing only this
-                                 # join touches nothing else; a destroy removes the whole lab.
-                                 f"bring {j.member} back (its API server) so the controller can finish the unjoin, "
-                                 f"then `make up STACK={stack}` makes the Cluster again if the join is still in "
-                                 f"kslab:joins; if {j.member} is gone for good, remove only this join from "
-                                 f"kslab:joins and run KSLAB_FORCE_UNJOIN=1 make up STACK={stack} (forces this "
-                                 f"unjoin alone); last resort: KSLAB_FORCE_UNJOIN=1 make destroy STACK={stack}, "
-                                 "which removes the whole lab (every cluster kslab made, every install and join)"))
-        member_away = j.member_reachable is False or j.kubefed_offline is True or j.kubefed_ready == "False"
-        if member_away and not j.deleting_since:
-            seen = ("KubeFedCluster Offline" if j.kubefed_offline else "its API server does not answer here"
-                    if j.member_reachable is False else "KubeFedCluster not Ready: /healthz is not ok")
-            found.append(Finding("member-unreachable", subject,
-                                 f"member {j.member} is unreachable from host {j.host} ({seen}); WARNING: if the "
-                                 f"host's ks-apiserver restarts now it hangs at cache sync and the whole console "
-                                 f"of {j.host} stays down",
-                                 f"bring {j.member} back; if it is gone for good, remove the join from kslab:joins "
-                                 f"and run KSLAB_FORCE_UNJOIN=1 make up STACK={stack}"))
-        elif j.cluster_found is False and not member_away:
-            found.append(Finding("not-joined", subject, f"{j.host} has no Cluster object for {j.member} "
-                                 "(deleted out of band?)", refresh_up))
-        elif j.conditions.get("Ready") == "False" and not member_away:
-            found.append(Finding("join-not-ready", subject, f"the Cluster {j.member} on {j.host} is not Ready",
-                                 f"{_kubectl(stack, host)} describe cluster {j.member}; then "
-                                 f"make up STACK={stack}"))
-        if j.insecure:
-            found.append(Finding("insecure-join", subject,
-                                 f"{j.host} reaches {j.member} with insecure-skip-tls-verify (no CA check)",
-                                 f"give {j.member} a kubeconfig with its certificate-authority-data (kubectl "
-                                 f"config view --flatten --raw --minify), then make up STACK={stack}"))
-        if j.jwt_matches is False and member is not None:
-            # Which side moved: a kubesphere-config that no longer matches its own cc was edited by hand (the
-            # installer writes it from the cc); if both match their cc, the member's cc was changed.
-            edited = host if host.jwt_in_cc is False else member if member.jwt_in_cc is False else None
-            if edited is not None:
-                where = f"{edited.name}'s kubesphere-config was edited by hand; its ClusterConfiguration differs"
-                fix = (f"{_kubectl(stack, edited)} -n kubesphere-system rollout restart deploy/ks-installer "
-                       "(the installer writes kubesphere-config from the ClusterConfiguration again)")
-            else:
-                where = f"{j.member}'s ClusterConfiguration jwtSecret was changed"
-                fix = f"{refresh_up} (puts the host's jwtSecret back)"
-            found.append(Finding("jwt-mismatch", subject,
-                                 f"the jwtSecret of {j.member} differs from {j.host}'s ({where}); logins made on "
-                                 f"{j.host} are refused on {j.member}", fix))
-    for s in lab.shared_objects:
-        how = ("identical templates, so nothing fights yet, but an edit on one host is overwritten from the other"
-               if s.identical else "different templates, so the member's copy is overwritten back and forth")
-        if s.built_in:
-            found.append(Finding("federated-clash", f"member {s.member}",
-                                 f"built-in {s.kind} {s.name!r} is federated to it from {len(s.hosts)} hosts "
-                                 f"({', '.join(s.hosts)}; each installs its own): {how}. Two hosts of one member "
-                                 "are not supported upstream (kubesphere#6466)",
-                                 "do not delete it (each host needs it); keep one host per member: remove one of "
-                                 f"the member's joins from kslab:joins and make up STACK={stack}"))
-            continue
-        others = s.hosts[1:]
-        found.append(Finding("federated-clash", f"member {s.member}",
-                             f"{s.kind} {s.name!r} is federated to it from {len(s.hosts)} hosts "
-                             f"({', '.join(s.hosts)}): {how}",
-                             f"keep {s.name!r} on {s.hosts[0]} only: delete it on {', '.join(others)} (on each: "
-                             f"kubectl --kubeconfig <(tools/lab.sh output {stack} kubeconfig-<host> --show-secrets) "
-                             f"delete {s.kind}.{MEMBER_GROUP} {s.name})"))
-    for o in lab.churning:
-        found.append(Finding("churn", f"member {o.member}",
-                             f"{o.kind} {o.name!r} changed {o.changes} times in {o.seconds:g} s with no one "
-                             "editing it: two hosts are fighting over it",
-                             "keep it on one host only (see its federated-clash finding); a built-in one only "
-                             "stops when the member has one host"))
+        found += _join_findings(stack, j, by_name, refresh_up)
+    found += [_shared_object_finding(stack, s) for s in lab.shared_objects]
+    found += [_churn_finding(o) for o in lab.churning]
     return found
+
+
+def _cluster_findings(stack: str, c: ClusterStatus, refresh_up: str) -> list[Finding]:
+    """One cluster: not up, refusing or unreachable, not installed, a failed component, its role drifted."""
+    subject = f"cluster {c.name}"
+    if not c.in_outputs:
+        return [Finding("not-up", subject, "is declared but not in the stack's outputs (added since the "
+                        "last up, or that up failed)", f"make up STACK={stack}")]
+    if c.reachable is False and c.refused:
+        return [Finding("cluster-refuses", subject,
+                        f"its API server cannot be used with the lab's kubeconfig ({c.unreachable_reason})",
+                        f"{refresh_up} (takes the cluster's current kubeconfig)")]
+    if c.reachable is False:
+        start = (f"docker start {c.name}-control-plane if its node is only stopped; if the cluster was "
+                 f"deleted: {refresh_up}" if c.backend == "kind"
+                 else "bring its API server back (the server of its kubeconfig)")
+        return [Finding("cluster-unreachable", subject,
+                        f"its API server does not answer ({c.unreachable_reason or 'unreachable'})", start)]
+    if c.reachable is None:
+        return []
+    if not c.cc_found:
+        return [Finding("not-installed", subject, "has no ks-installer ClusterConfiguration "
+                        "(deleted out of band?)", refresh_up)]
+    found = [Finding("install-failed", subject, f"the installer marked {key} failed",
+                     f"read the installer's log: {_kubectl(stack, c)} -n kubesphere-system "
+                     f"logs deploy/ks-installer; then make up STACK={stack}")
+             for key, state in sorted(c.components.items()) if state == "failed"]
+    if c.cc_role is not None and c.cc_role != c.role:
+        found.append(Finding("role-drift", subject,
+                             f"the ClusterConfiguration says clusterRole {c.cc_role!r}, the stack declares "
+                             f"{c.role!r} (changed by hand)",
+                             f"{refresh_up} (puts the declared role back; the installer then runs again)"))
+    elif c.cc_role is not None and not _roles_agree(c.cc_role, c.reported_role):
+        found.append(Finding("role-drift", subject,
+                             f"the cluster reports role {c.reported_role!r} in kubesphere-config, its "
+                             f"ClusterConfiguration says {c.cc_role!r} (the installer has not applied it)",
+                             f"{_kubectl(stack, c)} -n kubesphere-system rollout restart "
+                             f"deploy/ks-installer, and watch its log"))
+    return found
+
+
+def _join_findings(stack: str, j: JoinStatus, by_name: dict[str, ClusterStatus], refresh_up: str) -> list[Finding]:
+    """One join, as its host (when reachable) sees it: unreadable, stuck deleting, its member away, not joined or
+    not ready, insecure, a jwtSecret that differs."""
+    subject = f"join {j.name}"
+    member, host = by_name.get(j.member), by_name.get(j.host)
+    if host is None or host.reachable is not True:
+        return []
+    if j.read_error:
+        return [Finding("join-unreadable", subject, f"{j.host}'s objects for the join cannot be read "
+                        f"({j.read_error})", f"check the lab's credentials on {j.host}; {refresh_up}")]
+    found = []
+    if j.deleting_since and j.finalizers and (j.deleting_seconds or 0) >= STUCK_DELETING_SECONDS:
+        found.append(_stuck_deleting_finding(stack, j, subject))
+    found += _join_health_findings(stack, j, host, subject, refresh_up)
+    if j.insecure:
+        found.append(Finding("insecure-join", subject,
+                             f"{j.host} reaches {j.member} with insecure-skip-tls-verify (no CA check)",
+                             f"give {j.member} a kubeconfig with its certificate-authority-data (kubectl "
+                             f"config view --flatten --raw --minify), then make up STACK={stack}"))
+    if j.jwt_matches is False and member is not None:
+        found.append(_jwt_mismatch_finding(stack, j, host, member, subject, refresh_up))
+    return found
+
+
+def _stuck_deleting_finding(stack: str, j: JoinStatus, subject: str) -> Finding:
+    return Finding("cluster-stuck-deleting", subject,
+                   f"the Cluster {j.member} on {j.host} has been deleting since {j.deleting_since}, "
+                   f"held by finalizer(s) {', '.join(j.finalizers)}",
+                   # Narrowest first: the member back ends it by itself; forcing only this
+                   # join touches nothing else; a destroy removes the whole lab.
+                   f"bring {j.member} back (its API server) so the controller can finish the unjoin, "
+                   f"then `make up STACK={stack}` makes the Cluster again if the join is still in "
+                   f"kslab:joins; if {j.member} is gone for good, remove only this join from "
+                   f"kslab:joins and run KSLAB_FORCE_UNJOIN=1 make up STACK={stack} (forces this "
+                   f"unjoin alone); last resort: KSLAB_FORCE_UNJOIN=1 make destroy STACK={stack}, "
+                   "which removes the whole lab (every cluster kslab made, every install and join)")
+
+
+def _join_health_findings(stack: str, j: JoinStatus, host: ClusterStatus, subject: str,
+                          refresh_up: str) -> list[Finding]:
+    """At most one of: the member unreachable from its host, no Cluster object, a Cluster not Ready."""
+    member_away = j.member_reachable is False or j.kubefed_offline is True or j.kubefed_ready == "False"
+    if member_away and not j.deleting_since:
+        seen = ("KubeFedCluster Offline" if j.kubefed_offline else "its API server does not answer here"
+                if j.member_reachable is False else "KubeFedCluster not Ready: /healthz is not ok")
+        return [Finding("member-unreachable", subject,
+                        f"member {j.member} is unreachable from host {j.host} ({seen}); WARNING: if the "
+                        f"host's ks-apiserver restarts now it hangs at cache sync and the whole console "
+                        f"of {j.host} stays down",
+                        f"bring {j.member} back; if it is gone for good, remove the join from kslab:joins "
+                        f"and run KSLAB_FORCE_UNJOIN=1 make up STACK={stack}")]
+    if j.cluster_found is False and not member_away:
+        return [Finding("not-joined", subject, f"{j.host} has no Cluster object for {j.member} "
+                        "(deleted out of band?)", refresh_up)]
+    if j.conditions.get("Ready") == "False" and not member_away:
+        return [Finding("join-not-ready", subject, f"the Cluster {j.member} on {j.host} is not Ready",
+                        f"{_kubectl(stack, host)} describe cluster {j.member}; then "
+                        f"make up STACK={stack}")]
+    return []
+
+
+def _jwt_mismatch_finding(stack: str, j: JoinStatus, host: ClusterStatus, member: ClusterStatus, subject: str,
+                          refresh_up: str) -> Finding:
+    # Which side moved: a kubesphere-config that no longer matches its own cc was edited by hand (the
+    # installer writes it from the cc); if both match their cc, the member's cc was changed.
+    edited = host if host.jwt_in_cc is False else member if member.jwt_in_cc is False else None
+    if edited is not None:
+        where = f"{edited.name}'s kubesphere-config was edited by hand; its ClusterConfiguration differs"
+        fix = (f"{_kubectl(stack, edited)} -n kubesphere-system rollout restart deploy/ks-installer "
+               "(the installer writes kubesphere-config from the ClusterConfiguration again)")
+    else:
+        where = f"{j.member}'s ClusterConfiguration jwtSecret was changed"
+        fix = f"{refresh_up} (puts the host's jwtSecret back)"
+    return Finding("jwt-mismatch", subject,
+                   f"the jwtSecret of {j.member} differs from {j.host}'s ({where}); logins made on "
+                   f"{j.host} are refused on {j.member}", fix)
+
+
+def _shared_object_finding(stack: str, s: SharedObject) -> Finding:
+    how = ("identical templates, so nothing fights yet, but an edit on one host is overwritten from the other"
+           if s.identical else "different templates, so the member's copy is overwritten back and forth")
+    if s.built_in:
+        return Finding("federated-clash", f"member {s.member}",
+                       f"built-in {s.kind} {s.name!r} is federated to it from {len(s.hosts)} hosts "
+                       f"({', '.join(s.hosts)}; each installs its own): {how}. Two hosts of one member "
+                       "are not supported upstream (kubesphere#6466)",
+                       "do not delete it (each host needs it); keep one host per member: remove one of "
+                       f"the member's joins from kslab:joins and make up STACK={stack}")
+    others = s.hosts[1:]
+    return Finding("federated-clash", f"member {s.member}",
+                   f"{s.kind} {s.name!r} is federated to it from {len(s.hosts)} hosts "
+                   f"({', '.join(s.hosts)}): {how}",
+                   f"keep {s.name!r} on {s.hosts[0]} only: delete it on {', '.join(others)} (on each: "
+                   f"kubectl --kubeconfig <(tools/lab.sh output {stack} kubeconfig-<host> --show-secrets) "
+                   f"delete {s.kind}.{MEMBER_GROUP} {s.name})")
+
+
+def _churn_finding(o: ChurningObject) -> Finding:
+    return Finding("churn", f"member {o.member}",
+                   f"{o.kind} {o.name!r} changed {o.changes} times in {o.seconds:g} s with no one "
+                   "editing it: two hosts are fighting over it",
+                   "keep it on one host only (see its federated-clash finding); a built-in one only "
+                   "stops when the member has one host")
 
 
 def _kubectl(stack: str, cluster: ClusterStatus) -> str:
@@ -334,15 +254,6 @@ def join_state(j: JoinStatus) -> str:
     if j.cluster_found and j.conditions.get("Ready") == "True":
         return READY
     return WAITING
-
-
-def declared(spec: LabSpec, stack: str) -> LabStatus:
-    """The lab as the stack file declares it, with nothing read yet (every state unknown)."""
-    clusters = [ClusterStatus(c.name, c.backend, c.role, c.kubesphere_version, c.kubernetes_version,
-                              c.declared_console_url,
-                              expected_components=expected_status_keys(c)) for c in spec.clusters]
-    joins = [JoinStatus(j.member, j.host) for j in spec.joins]
-    return LabStatus(stack, False, clusters, joins)
 
 
 def as_json(lab: LabStatus, found: list[Finding]) -> dict:

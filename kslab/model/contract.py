@@ -5,6 +5,7 @@ Pure data, no imports beyond the standard library: the policy pack imports it to
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 
 # The checkout itself, also when tools/lab.sh runs the program from a scratch project that links to it: paths a
 # stack gives relative to the project (kubeconfigPath, a workspace dir) stay relative to the checkout, and the
@@ -12,6 +13,26 @@ import os
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 # The namespace of kslab's component resource types (kslab:lab:Lab, kslab:lab:KindCluster, ...).
 TYPE_PREFIX = "kslab:lab"
+
+# --- policies --------------------------------------------------------------------------------
+class PolicyName(StrEnum):
+    """The policy pack's policies. A config problem tagged with one is the same rule the pack checks on what the
+    program registers (kslab/model/lab_rules.py), so validationMode 'warn' can leave it to that policy."""
+    REGISTERED_INPUTS = "kslab-registered-inputs"
+    JWT_SECRET_MISMATCH = "kslab-jwt-secret-mismatch"
+    INVALID_ROLE = "kslab-invalid-role"
+    JOIN_INSECURE_TLS = "kslab-join-insecure-tls"
+    JOIN_LOOPBACK_SERVER = "kslab-join-loopback-server"
+    UNSUPPORTED_VERSIONS = "kslab-unsupported-versions"
+    DUPLICATE_PORT_OR_NAME = "kslab-duplicate-port-or-name"
+    PLAINTEXT_SECRET = "kslab-plaintext-secret"
+    MEMBER_MULTIPLE_HOSTS = "kslab-member-multiple-hosts"
+    DUAL_HOST_EXPERIMENT = "kslab-dual-host-experiment"
+    DUPLICATE_HOST_CLUSTER_NAME = "kslab-duplicate-host-cluster-name"
+    MEMORY_BUDGET = "kslab-memory-budget"
+    UNPINNED_VERSIONS = "kslab-unpinned-versions"
+    INOTIFY_NOTE = "kslab-inotify-note"
+
 
 # --- step resources --------------------------------------------------------------------------
 # Every apply-time step is a resource of kslab's own provider plugin (provider/, declared in

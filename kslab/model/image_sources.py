@@ -157,14 +157,21 @@ def parse_sources(raw_sources: object, raw_overrides: object, raw_registry: obje
                 problems.append((key, value, "has no effect without kslab:imageSources or kslab:imageArchives",
                                  "set kslab:imageSources (README 'Where the images come from'), or remove it"))
         return None, problems
+    prefixes = _prefixes(problems, raw_sources)
+    overrides = _overrides(problems, raw_overrides)
+    lab = _lab_registry(problems, raw_registry)
+    return ImageSources(tuple(prefixes), tuple(overrides), lab, archives), problems
+
+
+def _prefixes(problems: Found, raw: object) -> list[str]:
     prefixes: list[str] = []
-    if raw_sources is None:
+    if raw is None:
         pass  # archives alone: a lab with no network
-    elif not isinstance(raw_sources, list) or not raw_sources:
-        problems.append(("kslab:imageSources", raw_sources, "must be a non-empty list of registry prefixes",
+    elif not isinstance(raw, list) or not raw:
+        problems.append(("kslab:imageSources", raw, "must be a non-empty list of registry prefixes",
                          "e.g. imageSources: [harbor.corp/kubesphere, docker.io/prom]"))
     else:
-        for i, item in enumerate(raw_sources):
+        for i, item in enumerate(raw):
             text = item.rstrip("/") if isinstance(item, str) else item
             if not isinstance(text, str) or "://" in text or not _PREFIX.match(text):
                 problems.append((f"kslab:imageSources[{i}]", item,
@@ -174,44 +181,53 @@ def parse_sources(raw_sources: object, raw_overrides: object, raw_registry: obje
                 problems.append((f"kslab:imageSources[{i}]", item, "is listed twice", "list each source once"))
             else:
                 prefixes.append(text)
+    return prefixes
+
+
+def _overrides(problems: Found, raw: object) -> list[tuple[str, str]]:
     overrides: list[tuple[str, str]] = []
-    if raw_overrides is not None:
-        if not isinstance(raw_overrides, dict):
-            problems.append(("kslab:imageOverrides", raw_overrides,
-                             "must be a mapping of namespace/name[:tag] to an image reference",
-                             'e.g. imageOverrides: {"kubesphere/ks-controller-manager": "me.local/kcm:dev"}'))
+    if raw is None:
+        return overrides
+    if not isinstance(raw, dict):
+        problems.append(("kslab:imageOverrides", raw,
+                         "must be a mapping of namespace/name[:tag] to an image reference",
+                         'e.g. imageOverrides: {"kubesphere/ks-controller-manager": "me.local/kcm:dev"}'))
+        return overrides
+    for key, ref in raw.items():
+        if not isinstance(key, str) or not _NAME.match(key) or "/" not in key:
+            problems.append((f"kslab:imageOverrides[{key}]", key,
+                             "is not an image's upstream name namespace/name[:tag]",
+                             "use a name `make images` prints, e.g. kubesphere/ks-apiserver"))
+        elif (not isinstance(ref, str) or "://" in ref
+              or not re.match(r"^[A-Za-z0-9][A-Za-z0-9./_:@-]*$", ref.removeprefix(DOCKER_PREFIX))):
+            problems.append((f"kslab:imageOverrides[{key}]", ref, "is not an image reference",
+                             "use e.g. me.local:5000/ks-controller-manager:dev, or docker:kcm:dev for an "
+                             "image in this machine's Docker"))
         else:
-            for key, ref in raw_overrides.items():
-                if not isinstance(key, str) or not _NAME.match(key) or "/" not in key:
-                    problems.append((f"kslab:imageOverrides[{key}]", key,
-                                     "is not an image's upstream name namespace/name[:tag]",
-                                     "use a name `make images` prints, e.g. kubesphere/ks-apiserver"))
-                elif (not isinstance(ref, str) or "://" in ref
-                      or not re.match(r"^[A-Za-z0-9][A-Za-z0-9./_:@-]*$", ref.removeprefix(DOCKER_PREFIX))):
-                    problems.append((f"kslab:imageOverrides[{key}]", ref, "is not an image reference",
-                                     "use e.g. me.local:5000/ks-controller-manager:dev, or docker:kcm:dev for an "
-                                     "image in this machine's Docker"))
-                else:
-                    overrides.append((key, ref))
+            overrides.append((key, ref))
+    return overrides
+
+
+def _lab_registry(problems: Found, raw: object) -> LabRegistry:
     lab = LabRegistry()
-    if raw_registry is not None:
-        if not isinstance(raw_registry, dict) or set(raw_registry) - {"name", "hostPort"}:
-            problems.append(("kslab:labRegistry", raw_registry, "must be a mapping with name and/or hostPort",
-                             f"e.g. labRegistry: {{name: {DEFAULT_LAB_REGISTRY_NAME}, hostPort: "
-                             f"{DEFAULT_LAB_REGISTRY_PORT}}}"))
-        else:
-            name = raw_registry.get("name", lab.name)
-            port = raw_registry.get("hostPort", lab.host_port)
-            if not isinstance(name, str) or not _CONTAINER_NAME.match(name):
-                problems.append(("kslab:labRegistry.name", name, "is not a container name (lower-case, digits, "
-                                 "'.', '_', '-')", f"use e.g. {DEFAULT_LAB_REGISTRY_NAME}"))
-                name = lab.name
-            if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
-                problems.append(("kslab:labRegistry.hostPort", port, "must be a port from 1024 to 65535",
-                                 f"use e.g. {DEFAULT_LAB_REGISTRY_PORT}"))
-                port = lab.host_port
-            lab = LabRegistry(name, port)
-    return ImageSources(tuple(prefixes), tuple(overrides), lab, archives), problems
+    if raw is None:
+        return lab
+    if not isinstance(raw, dict) or set(raw) - {"name", "hostPort"}:
+        problems.append(("kslab:labRegistry", raw, "must be a mapping with name and/or hostPort",
+                         f"e.g. labRegistry: {{name: {DEFAULT_LAB_REGISTRY_NAME}, hostPort: "
+                         f"{DEFAULT_LAB_REGISTRY_PORT}}}"))
+        return lab
+    name = raw.get("name", lab.name)
+    port = raw.get("hostPort", lab.host_port)
+    if not isinstance(name, str) or not _CONTAINER_NAME.match(name):
+        problems.append(("kslab:labRegistry.name", name, "is not a container name (lower-case, digits, "
+                         "'.', '_', '-')", f"use e.g. {DEFAULT_LAB_REGISTRY_NAME}"))
+        name = lab.name
+    if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
+        problems.append(("kslab:labRegistry.hostPort", port, "must be a port from 1024 to 65535",
+                         f"use e.g. {DEFAULT_LAB_REGISTRY_PORT}"))
+        port = lab.host_port
+    return LabRegistry(name, port)
 
 
 CREDENTIALS_KEY = "registryCredentials"

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from kslab.model.contract import PolicyName
+
 
 class KubeconfigError(ValueError):
     pass
@@ -90,8 +92,8 @@ def is_loopback_host(host: str) -> bool:
 
 
 # The policy-pack policies that guard the same traps (validationMode 'warn' leaves these to them).
-INSECURE_POLICY = "kslab-join-insecure-tls"
-LOOPBACK_POLICY = "kslab-join-loopback-server"
+INSECURE_POLICY = PolicyName.JOIN_INSECURE_TLS
+LOOPBACK_POLICY = PolicyName.JOIN_LOOPBACK_SERVER
 
 
 def join_findings(text: str, allow_loopback: bool = False) -> list[tuple[str, str | None]]:
@@ -174,15 +176,8 @@ def flatten(text: str, base_dir: str | None, read_bytes: Callable[[str], bytes],
             continue
         what = f"user {item.get('name')!r}"
         inline(user, _USER_FILES, what)
-        if user.get("tokenFile"):
-            path = os.path.join(base_dir or "", os.path.expanduser(str(user["tokenFile"])))
-            try:
-                user["token"] = read_bytes(path).decode().strip()
-                del user["tokenFile"]
-                changed = True
-            except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-                problems.append(f"{what} names tokenFile {user['tokenFile']!r}, which cannot be read "
-                                f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})")
+        if user.get("tokenFile") and _inline_token_file(user, what, base_dir, read_bytes, problems):
+            changed = True
         if joinable:
             for plugin in ("exec", "auth-provider"):
                 if user.get(plugin):
@@ -191,3 +186,17 @@ def flatten(text: str, base_dir: str | None, read_bytes: Callable[[str], bytes],
     if problems:
         raise KubeconfigError("; ".join(problems))
     return yaml.safe_dump(doc, sort_keys=False) if changed else text
+
+
+def _inline_token_file(user: dict[str, Any], what: str, base_dir: str | None, read_bytes: Callable[[str], bytes],
+                       problems: list[str]) -> bool:
+    """Put the token a user's `tokenFile` names in place of it; False (and a problem) if it cannot be read."""
+    path = os.path.join(base_dir or "", os.path.expanduser(str(user["tokenFile"])))
+    try:
+        user["token"] = read_bytes(path).decode().strip()
+        del user["tokenFile"]
+        return True
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        problems.append(f"{what} names tokenFile {user['tokenFile']!r}, which cannot be read "
+                        f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})")
+        return False

@@ -82,11 +82,9 @@ def installer_image(ks_version: str, naming: images.Naming = UPSTREAM_NAMING) ->
     return images.installer_image(ks_version, naming)
 
 
-def installer_objects(ks_version: str, naming: images.Naming = UPSTREAM_NAMING) -> list[dict[str, Any]]:
-    """The ks-installer objects: CRD, namespace, RBAC and Deployment, in apply order."""
-    release = versions.KUBESPHERE_RELEASES[ks_version]
-    labels = {**MANAGED_BY_LABEL, "kubesphere.io/version": ks_version}
-    crd = {
+def _installer_crd(labels: dict[str, str]) -> dict[str, Any]:
+    """The CustomResourceDefinition of the ks-installer's ClusterConfiguration."""
+    return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": "clusterconfigurations.installer.kubesphere.io", "labels": labels},
@@ -104,6 +102,13 @@ def installer_objects(ks_version: str, naming: images.Naming = UPSTREAM_NAMING) 
             }],
         },
     }
+
+
+def installer_objects(ks_version: str, naming: images.Naming = UPSTREAM_NAMING) -> list[dict[str, Any]]:
+    """The ks-installer objects: CRD, namespace, RBAC and Deployment, in apply order."""
+    release = versions.KUBESPHERE_RELEASES[ks_version]
+    labels = {**MANAGED_BY_LABEL, "kubesphere.io/version": ks_version}
+    crd = _installer_crd(labels)
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KS_NAMESPACE, "labels": labels}}
     service_account = {"apiVersion": "v1", "kind": "ServiceAccount",
                        "metadata": {"name": "ks-installer", "namespace": KS_NAMESPACE, "labels": labels}}

@@ -10,7 +10,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from kslab.cli.recovery import process_identity
+from kslab.cli.processes import process_identity
 from kslab.model import contract
 from kslab.render import manifests as render
 from kslab.steps.errors import ApiFailure, Transient

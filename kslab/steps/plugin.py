@@ -232,10 +232,11 @@ class Steps:
 
 # --- the gRPC plugin -----------------------------------------------------------------------------
 
-def serve(engine_address: str | None) -> None:
+def _engine_log(engine_address: str | None) -> Callable[[str], None]:
+    """Where a step's progress goes: the engine's log when the engine gave its address, else (or when the engine
+    does not take it) this plugin's stderr."""
     import grpc
-    from google.protobuf import empty_pb2, json_format, struct_pb2
-    from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc, plugin_pb2, provider_pb2, provider_pb2_grpc
+    from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
     engine = engine_pb2_grpc.EngineStub(grpc.insecure_channel(engine_address)) if engine_address else None
 
@@ -247,26 +248,37 @@ def serve(engine_address: str | None) -> None:
         except grpc.RpcError:
             pass
         sys.stderr.write(line + "\n")
+    return log
 
-    steps = Steps(StepRunner(log))
 
-    def plain(struct) -> dict:
-        return json_format.MessageToDict(struct) if struct is not None else {}
+def _plain(struct) -> dict:
+    from google.protobuf import json_format
+    return json_format.MessageToDict(struct) if struct is not None else {}
 
-    def struct(props: dict):
-        out = struct_pb2.Struct()
-        out.update(props)
-        return out
 
-    # Only the engine that started this plugin may run steps: any other local process could otherwise call it on
-    # 127.0.0.1 and run a step, as the lab's user, with settings of its own.
-    engine_pid = os.getppid()
-    server_port = 0
+def _struct(props: dict):
+    from google.protobuf import struct_pb2
+    out = struct_pb2.Struct()
+    out.update(props)
+    return out
 
-    def guarded(fn):
+
+class _Guarded:
+    """The decorator of the provider's step operations. Only the engine that started this plugin may run steps: any
+    other local process could otherwise call it on 127.0.0.1 and run a step, as the lab's user, with settings of
+    its own."""
+
+    def __init__(self, engine_pid: int):
+        self.engine_pid = engine_pid
+        self.server_port = 0  # the server's port, set once it is bound (before the server takes any call)
+
+    def __call__(self, fn):
         """A failing step shows its own message only; anything else is kslab's bug, said as such."""
+        import grpc
+        guard = self
+
         def call(self, request, context):
-            if caller_is(engine_pid, context.peer(), server_port) is False:
+            if caller_is(guard.engine_pid, context.peer(), guard.server_port) is False:
                 context.abort(grpc.StatusCode.PERMISSION_DENIED,
                               "kslab step provider: only the Pulumi engine that started it may run its steps")
             try:
@@ -281,7 +293,13 @@ def serve(engine_address: str | None) -> None:
                               "run with KSLAB_DEBUG=1 for details and report it")
         return call
 
-    class Servicer(provider_pb2_grpc.ResourceProviderServicer):
+
+def _answers_without_steps() -> type:
+    """The provider's answers that run no step: its version, no schema, no configuration, nothing to cancel."""
+    from google.protobuf import empty_pb2
+    from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
+
+    class WithoutSteps(provider_pb2_grpc.ResourceProviderServicer):
         def GetPluginInfo(self, request, context):
             return plugin_pb2.PluginInfo(version=VERSION)
 
@@ -302,48 +320,65 @@ def serve(engine_address: str | None) -> None:
         def Check(self, request, context):
             return provider_pb2.CheckResponse(inputs=request.news)
 
+        def Cancel(self, request, context):
+            return empty_pb2.Empty()
+    return WithoutSteps
+
+
+def _servicer(steps: Steps, guarded: _Guarded):
+    """The ResourceProvider service: the step operations (guarded) on `steps`, converting only."""
+    from google.protobuf import empty_pb2
+    from pulumi.runtime.proto import provider_pb2
+
+    without_steps: Any = _answers_without_steps()
+
+    class Servicer(without_steps):
         @guarded
         def Diff(self, request, context):
-            changes, replaces, dbr = steps.diff(plain(request.olds), plain(request.news))
+            changes, replaces, dbr = steps.diff(_plain(request.olds), _plain(request.news))
             return provider_pb2.DiffResponse(
                 changes=provider_pb2.DiffResponse.DIFF_SOME if changes else provider_pb2.DiffResponse.DIFF_NONE,
                 replaces=replaces, deleteBeforeReplace=dbr)
 
         @guarded
         def Create(self, request, context):
-            id_, outs = steps.create(plain(request.properties))
-            return provider_pb2.CreateResponse(id=id_, properties=struct(outs))
+            id_, outs = steps.create(_plain(request.properties))
+            return provider_pb2.CreateResponse(id=id_, properties=_struct(outs))
 
         @guarded
         def Read(self, request, context):
-            props = plain(request.properties) or plain(request.inputs)
+            props = _plain(request.properties) or _plain(request.inputs)
             id_, outs = steps.read(request.id, props)
-            return provider_pb2.ReadResponse(id=id_, properties=struct(outs),
-                                             inputs=struct(inputs_of(outs)) if id_ else None)
+            return provider_pb2.ReadResponse(id=id_, properties=_struct(outs),
+                                             inputs=_struct(inputs_of(outs)) if id_ else None)
 
         @guarded
         def Update(self, request, context):
-            return provider_pb2.UpdateResponse(properties=struct(steps.update(plain(request.olds),
-                                                                              plain(request.news))))
+            return provider_pb2.UpdateResponse(properties=_struct(steps.update(_plain(request.olds),
+                                                                               _plain(request.news))))
 
         @guarded
         def Delete(self, request, context):
-            steps.delete(plain(request.properties))
+            steps.delete(_plain(request.properties))
             return empty_pb2.Empty()
+    return Servicer()
 
-        def Cancel(self, request, context):
-            return empty_pb2.Empty()
 
+def serve(engine_address: str | None) -> None:
+    import grpc
+    from pulumi.runtime.proto import provider_pb2_grpc
+
+    steps = Steps(StepRunner(_engine_log(engine_address)))
+    guarded = _Guarded(engine_pid=os.getppid())
     # Every step of a big lab may be waiting at once (installs, joins); each holds a thread while it runs.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
-    provider_pb2_grpc.add_ResourceProviderServicer_to_server(Servicer(), server)
-    port = server_port = server.add_insecure_port("127.0.0.1:0")
+    provider_pb2_grpc.add_ResourceProviderServicer_to_server(_servicer(steps, guarded), server)
+    port = guarded.server_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     # The engine reads the port from the first line of stdout.
     sys.stdout.write(f"{port}\n")
     sys.stdout.flush()
     server.wait_for_termination()
-
 
 if __name__ == "__main__":
     serve(sys.argv[1] if len(sys.argv) > 1 and ":" in sys.argv[1] else None)

@@ -9,7 +9,7 @@ same rules at apply time.
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -24,8 +24,8 @@ from pulumi_policy.proxy import UnknownValueError
 
 from kslab.model import contract as names
 from kslab.model import kubeconfig as kc
-from kslab.model import versions
-from kslab.model.spec import ROLES
+from kslab.model import lab_rules, versions
+from kslab.model.contract import PolicyName
 
 from .facts import (
     CC_TYPE,
@@ -90,18 +90,16 @@ def _jwt_mismatch(args: StackValidationArgs, report: ReportViolation):
 def _roles(args: StackValidationArgs, report: ReportViolation):
     lab = LabView.of(args.resources)
     for c in lab.clusters.values():
-        if c.role not in ROLES:
-            report(f"cluster '{c.name}': spec.multicluster.clusterRole {c.role!r} is not one of none/host/member. "
-                   "Fix: set role to none, host or member.", c.urn)
+        if (found := lab_rules.invalid_role(c.name, c.role)) is not None:
+            report(f"cluster '{c.name}': spec.multicluster.clusterRole: {found}", c.urn)
     for j in lab.joins:
         for side, wanted in ((j.host, "host"), (j.member, "member")):
             c = lab.clusters.get(side)
             if c is None:
                 report(f"join '{j.name}': {wanted} '{side}' has no KubeSphere ClusterConfiguration in this stack. "
                        "Fix: join clusters of this stack only.", j.urn)
-            elif c.role != wanted:
-                report(f"join '{j.name}': {wanted} '{side}' has role {c.role!r}, not '{wanted}'. "
-                       f"Fix: set role: {wanted} on '{side}' (before its first install: roles are not undone).", j.urn)
+            elif (found := lab_rules.join_side_role(j.name, wanted, side, c.role)) is not None:
+                report(f"join '{j.name}': {found}", j.urn)
 
 
 # 3, 4 ----------------------------------------------------------------------------------------
@@ -155,14 +153,9 @@ def _k8s_version(lab: LabView, cluster: str) -> str:
 def _versions(args: StackValidationArgs, report: ReportViolation):
     lab = LabView.of(args.resources)
     for c in lab.clusters.values():
-        k8s = _k8s_version(lab, c.name)
-        level = versions.support_level(c.kubesphere_version, k8s)
-        if level == versions.UNSUPPORTED:
-            supported = (versions.supported_range_text(c.kubesphere_version)
-                         if c.kubesphere_version in versions.KUBESPHERE_RELEASES else "unknown release")
-            report(f"cluster '{c.name}': KubeSphere {c.kubesphere_version or '?'} on Kubernetes {k8s or '?'} is "
-                   f"outside the supported range ({supported}). Fix: change nodeImage/kubernetesVersion or "
-                   "kubesphereVersion (see README, Versions).", c.urn)
+        found = lab_rules.unsupported_versions(c.name, c.kubesphere_version, _k8s_version(lab, c.name))
+        if found is not None:
+            report(f"cluster '{c.name}': {found} (README, Versions)", c.urn)
     for j in lab.joins:
         for side in (j.host, j.member):
             c = lab.clusters.get(side)
@@ -177,23 +170,18 @@ def _versions(args: StackValidationArgs, report: ReportViolation):
 # 6 ------------------------------------------------------------------------------------------
 def _ports_and_names(args: StackValidationArgs, report: ReportViolation):
     lab = LabView.of(args.resources)
-    owners = defaultdict(list)
-    for node in lab.kind_nodes.values():
-        for port in node.host_ports:
-            owners[port].append(node)
-    for port, nodes in sorted(owners.items()):
-        if len(nodes) > 1:
-            report(f"host port {port} is mapped by kind clusters {', '.join(n.name for n in nodes)}: only the first "
-                   "can start. Fix: give each cluster its own consoleHostPort.", nodes[1].urn)
+    nodes = sorted(lab.kind_nodes.values(), key=lambda n: n.name)
+    ports = [(node.name, port) for node in nodes for port in node.host_ports]
+    for found in lab_rules.duplicate_host_ports(ports):
+        report(f"cluster '{found.subject}': {found}", lab.kind_nodes[found.subject].urn)
     # Count the raw resources: the view keys clusters by name and would hide a duplicate.
     kind_names = Counter(str(r.props["environment"].get(names.ENV_CLUSTER)) for r in lab.resources
                          if r.type == KIND_CLUSTER_TYPE and isinstance(r.props.get("environment"), dict))
     cc_names = Counter(str(dig(r.props, "metadata", "labels", names.CLUSTER_LABEL))
                        for r in lab.resources if r.type == CC_TYPE)
     for name in sorted(set(kind_names) | set(cc_names)):
-        count = max(kind_names[name], cc_names[name])
-        if count > 1:
-            report(f"cluster name '{name}' is used {count} times. Fix: give every cluster its own name.")
+        if (found := lab_rules.duplicate_name(name, max(kind_names[name], cc_names[name]))) is not None:
+            report(str(found))
 
 
 # 7 ------------------------------------------------------------------------------------------
@@ -243,18 +231,15 @@ def _plaintext_secrets(args: ResourceValidationArgs, report: ReportViolation):
 
 # 8 ------------------------------------------------------------------------------------------
 def _hosts_per_member(lab: LabView) -> dict[str, list]:
-    per = defaultdict(list)
-    for j in lab.joins:
-        per[j.member].append(j)
-    return {m: js for m, js in per.items() if len(js) > 1}
+    """The joins of each member joined to several hosts (lab_rules.hosts_per_member decides which)."""
+    several = lab_rules.hosts_per_member((j.member, j.host) for j in lab.joins)
+    return {m: [j for j in lab.joins if j.member == m] for m in several}
 
 
 def _multi_host(args: StackValidationArgs, report: ReportViolation):
     for member, joins in _hosts_per_member(LabView.of(args.resources)).items():
         if not all(j.allow_multiple_hosts for j in joins):
-            report(f"member '{member}' is joined to {len(joins)} hosts ({', '.join(j.host for j in joins)}); "
-                   "one member belongs to one host (kubesphere#6466, kubefed#749). Fix: join it to one host, or "
-                   "set kslab:allowMultipleHosts: true to run the experiment knowingly.", joins[1].urn)
+            report(str(lab_rules.member_multiple_hosts(member, [j.host for j in joins])), joins[1].urn)
 
 
 def _dual_host_experiment(args: StackValidationArgs, report: ReportViolation):
@@ -271,15 +256,10 @@ def _dual_host_experiment(args: StackValidationArgs, report: ReportViolation):
 # 9 ------------------------------------------------------------------------------------------
 def _host_cluster_names(args: StackValidationArgs, report: ReportViolation):
     lab = LabView.of(args.resources)
-    seen: dict[str, str] = {}
-    for c in sorted(lab.clusters.values(), key=lambda c: c.name):
-        if c.role != "host":
-            continue
-        hcn = c.host_cluster_name or "host"  # the installer's default name for a host
-        if hcn in seen:
-            report(f"hosts '{seen[hcn]}' and '{c.name}' both set hostClusterName '{hcn}': both would call "
-                   "themselves the same in federation. Fix: set a distinct hostClusterName per host.", c.urn)
-        seen.setdefault(hcn, c.name)
+    hosts = [(c.name, c.host_cluster_name) for c in sorted(lab.clusters.values(), key=lambda c: c.name)
+             if c.role == "host"]
+    for found in lab_rules.duplicate_host_cluster_names(hosts):
+        report(str(found), lab.clusters[found.subject].urn)
 
 
 # 10 -----------------------------------------------------------------------------------------
@@ -338,49 +318,49 @@ def _collect(args: ResourceValidationArgs, report: ReportViolation):
 
 POLICIES = [
     ResourceValidationPolicy(
-        name="kslab-registered-inputs", enforcement_level=ADVISORY, validate=_collect,
+        name=PolicyName.REGISTERED_INPUTS, enforcement_level=ADVISORY, validate=_collect,
         description="Never reports: records what the program registers, for the stack policies (see facts.py)."),
     StackValidationPolicy(
-        name="kslab-jwt-secret-mismatch", enforcement_level=MANDATORY, validate=_jwt_mismatch,
+        name=PolicyName.JWT_SECRET_MISMATCH, enforcement_level=MANDATORY, validate=_jwt_mismatch,
         description="A member's jwtSecret must equal its host's (seed notes; the console's validation API)."),
     StackValidationPolicy(
-        name="kslab-invalid-role", enforcement_level=MANDATORY, validate=_roles,
+        name=PolicyName.INVALID_ROLE, enforcement_level=MANDATORY, validate=_roles,
         description="Roles are none/host/member; a join's host is a host and its member a member."),
     ResourceValidationPolicy(
-        name=kc.INSECURE_POLICY, enforcement_level=MANDATORY, validate=_insecure_tls,
+        name=PolicyName.JOIN_INSECURE_TLS, enforcement_level=MANDATORY, validate=_insecure_tls,
         description="A join kubeconfig with insecure-skip-tls-verify panics kubefed (kubesphere#4891, kubefed#1504)."),
     ResourceValidationPolicy(
-        name=kc.LOOPBACK_POLICY, enforcement_level=MANDATORY, validate=_loopback,
+        name=PolicyName.JOIN_LOOPBACK_SERVER, enforcement_level=MANDATORY, validate=_loopback,
         description="A join kubeconfig must not point at a loopback address the host cannot reach.",
         config_schema=_schema({"allowLoopbackWithReason": {"type": "boolean", "default": False}})),
     StackValidationPolicy(
-        name="kslab-unsupported-versions", enforcement_level=MANDATORY, validate=_versions,
+        name=PolicyName.UNSUPPORTED_VERSIONS, enforcement_level=MANDATORY, validate=_versions,
         description="KubeSphere and Kubernetes versions must be a supported pair; 3.2.x cannot join on k8s >= 1.24."),
     StackValidationPolicy(
-        name="kslab-duplicate-port-or-name", enforcement_level=MANDATORY, validate=_ports_and_names,
+        name=PolicyName.DUPLICATE_PORT_OR_NAME, enforcement_level=MANDATORY, validate=_ports_and_names,
         description="Clusters need distinct console host ports and distinct names."),
     ResourceValidationPolicy(
-        name="kslab-plaintext-secret", enforcement_level=MANDATORY, validate=_plaintext_secrets,
+        name=PolicyName.PLAINTEXT_SECRET, enforcement_level=MANDATORY, validate=_plaintext_secrets,
         description="Kubeconfigs, tokens and jwtSecrets must be Pulumi secrets, never plaintext in state."),
     StackValidationPolicy(
-        name="kslab-member-multiple-hosts", enforcement_level=MANDATORY, validate=_multi_host,
+        name=PolicyName.MEMBER_MULTIPLE_HOSTS, enforcement_level=MANDATORY, validate=_multi_host,
         description="A member joined to several hosts needs the explicit dual-host opt-in (kubesphere#6466)."),
     StackValidationPolicy(
-        name="kslab-dual-host-experiment", enforcement_level=ADVISORY, validate=_dual_host_experiment,
+        name=PolicyName.DUAL_HOST_EXPERIMENT, enforcement_level=ADVISORY, validate=_dual_host_experiment,
         description="An opted-in dual-host lab: the flapping risks, spelled out."),
     StackValidationPolicy(
-        name="kslab-duplicate-host-cluster-name", enforcement_level=MANDATORY, validate=_host_cluster_names,
+        name=PolicyName.DUPLICATE_HOST_CLUSTER_NAME, enforcement_level=MANDATORY, validate=_host_cluster_names,
         description="Two hosts must not share a hostClusterName."),
     StackValidationPolicy(
-        name="kslab-memory-budget", enforcement_level=ADVISORY, validate=_memory,
+        name=PolicyName.MEMORY_BUDGET, enforcement_level=ADVISORY, validate=_memory,
         description="The lab's estimated memory against a budget (default: a 4-core/8 GB laptop).",
         config_schema=_schema({"budgetMib": {"type": "integer", "default": 8192},
                                "perClusterMib": {"type": "object"}, "componentMib": {"type": "object"}})),
     ResourceValidationPolicy(
-        name="kslab-unpinned-versions", enforcement_level=ADVISORY, validate=_unpinned,
+        name=PolicyName.UNPINNED_VERSIONS, enforcement_level=ADVISORY, validate=_unpinned,
         description="Node images and the installer should be pinned to exact versions."),
     StackValidationPolicy(
-        name="kslab-inotify-note", enforcement_level=ADVISORY, validate=_inotify,
+        name=PolicyName.INOTIFY_NOTE, enforcement_level=ADVISORY, validate=_inotify,
         description="More than two kind clusters need higher inotify limits.",
         config_schema=_schema({"maxClustersWithoutNote": {"type": "integer", "default": 2}})),
 ]

@@ -1,0 +1,143 @@
+"""The typed lab model: what a stack file describes, once validated (kslab/model/spec.py makes it).
+
+Pure data with the few facts derived from it (a kind cluster's console URL, the images a cluster pulls).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kslab.model import image_sources, images, versions
+from kslab.model.lab_rules import ROLES as ROLES  # the model's roles are the rules' (one source)
+
+BACKENDS = ("kind", "existing")
+JWT_MODES = ("shared", "copy")
+COMPONENTS = tuple(versions.COMPONENT_MEMORY_MIB)
+CONSOLE_NODE_PORT = 30880
+FIRST_CONSOLE_HOST_PORT = 30880
+
+CLUSTER_FIELDS = {
+    "name", "role", "backend", "nodeImage", "kubernetesVersion", "kubesphereVersion",
+    "hostClusterName", "consoleHostPort", "consolePort", "podSubnet", "serviceSubnet",
+    "components", "kubeconfigPath", "kubeconfigSecret", "internalServer", "consoleUrl",
+    "allowLoopbackJoin", "loopbackReason", "imageCheck",
+}
+JOIN_FIELDS = {"member", "host"}
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    role: str
+    backend: str
+    kubesphere_version: str
+    kubernetes_version: str
+    node_image: str | None  # kind only
+    host_cluster_name: str | None  # hosts only
+    console_host_port: int | None  # kind only
+    console_port: int
+    pod_subnet: str | None
+    service_subnet: str | None
+    components: dict[str, bool]
+    kubeconfig_path: str | None = None  # existing only
+    kubeconfig_secret: str | None = None  # existing only: name of a secret config key
+    internal_server: str | None = None  # existing only: server the hosts use
+    console_url: str | None = None
+    allow_loopback_join: bool = False
+    loopback_reason: str | None = None
+    # Ask the registries for every planned image before anything is created (README "Where the images come
+    # from"); off for a cluster whose nodes reach a registry this machine cannot.
+    image_check: bool = True
+
+    @property
+    def is_kind(self) -> bool:
+        return self.backend == "kind"
+
+    @property
+    def declared_console_url(self) -> str | None:
+        """The console URL the stack file alone gives (kind: its published host port); None for an existing
+        cluster without consoleUrl, whose address is known only from its kubeconfig."""
+        if self.is_kind:
+            return f"http://127.0.0.1:{self.console_host_port}"
+        return self.console_url
+
+    @property
+    def context_name(self) -> str:
+        return f"kind-{self.name}" if self.is_kind else f"kslab-{self.name}"
+
+
+@dataclass(frozen=True)
+class JoinSpec:
+    member: str
+    host: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.member}-to-{self.host}"
+
+
+# The KubeSphere components a developer workspace can take over, and the workspace fields.
+DEV_COMPONENTS = ("ks-controller-manager", "ks-apiserver")
+DEV_WORKSPACE_FIELDS = {"cluster", "component", "dir", "keepFiles"}
+
+
+@dataclass(frozen=True)
+class DevWorkspaceSpec:
+    cluster: str
+    component: str
+    dir: str  # relative to the project directory, or absolute
+    keep_files: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.cluster}-{self.component}-dev"
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    clusters: tuple[ClusterSpec, ...]
+    joins: tuple[JoinSpec, ...]
+    jwt_secret_mode: str
+    allow_multiple_hosts: bool
+    install_timeout_seconds: int
+    join_timeout_seconds: int
+    unjoin_timeout_seconds: int
+    kind_wait: str
+    registry: str
+    validation_mode: str = "strict"
+    namespace_override: str = ""
+    zone: str = ""
+    warnings: tuple[str, ...] = field(default=())
+    dev_workspaces: tuple[DevWorkspaceSpec, ...] = field(default=())
+    # kslab:imageSources: kind clusters pull from the lab registry, filled from these (kslab/model/image_sources.py)
+    image_sources: image_sources.ImageSources | None = None
+
+    @property
+    def naming(self) -> images.Naming:
+        """ks-installer's image naming inputs from kslab:registry, namespaceOverride and zone."""
+        return images.Naming(self.registry, self.namespace_override, self.zone)
+
+    def uses_lab_registry(self, cluster: ClusterSpec) -> bool:
+        """A kind cluster of a lab with image sources pulls from the lab registry (on kind's network, which an
+        existing cluster cannot reach)."""
+        return self.image_sources is not None and cluster.is_kind
+
+    def naming_of(self, cluster: ClusterSpec) -> images.Naming:
+        """The naming inputs this cluster's cc carries."""
+        if self.image_sources is not None and cluster.is_kind:
+            return self.image_sources.naming
+        return self.naming
+
+    def images_of(self, cluster: ClusterSpec) -> list[images.PlannedImage]:
+        return images.plan(cluster.kubesphere_version, cluster.role, cluster.kubernetes_version,
+                           self.naming_of(cluster))
+
+    def cluster(self, name: str) -> ClusterSpec:
+        return next(c for c in self.clusters if c.name == name)
+
+    def hosts_of(self, member: str) -> list[str]:
+        return [j.host for j in self.joins if j.member == member]
+
+    @property
+    def multi_host_members(self) -> list[str]:
+        members = [j.member for j in self.joins]
+        return sorted({m for m in members if members.count(m) > 1})

@@ -1,0 +1,145 @@
+"""The kind steps (`python -m kslab.steps <step>`, kslab/steps/programs.py): the machine's preflight before any
+cluster exists, and a kind cluster's create (or adoption), refresh and delete. What create and refresh print is
+the cluster's kubeconfigs and control-plane IP, which the resource stores as a secret."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from kslab.model import contract as names
+from kslab.model import kubeconfig as kc
+from kslab.model import preflight_rules
+from kslab.steps import common
+from kslab.steps.common import env, fail, log
+
+
+def step_preflight() -> None:
+    plan = json.loads(env(names.ENV_PLAN))
+    facts = preflight_rules.probe(plan["node_images"])
+    verdict = preflight_rules.evaluate(facts, preflight_rules.Plan(**plan))
+    for warning in verdict.warnings:
+        log(f"WARNING: {warning}")
+    if verdict.errors:
+        fail("preflight failed, no cluster was created:\n  - " + "\n  - ".join(verdict.errors))
+    print(json.dumps({"kind": facts.kind_version, "kubectl": facts.kubectl_version,
+                      "docker": facts.docker_detail, "warnings": verdict.warnings}))
+
+
+def _container_ip(name: str) -> str:
+    fmt = "{{ .NetworkSettings.Networks.kind.IPAddress }}"
+    out = subprocess.run(["docker", "inspect", "--format", fmt, f"{name}-control-plane"],
+                         capture_output=True, text=True, timeout=30)
+    ip = out.stdout.strip()
+    if out.returncode != 0 or not ip:
+        fail(f"cluster '{name}': cannot read the control-plane container IP ({out.stderr.strip()[:200]})")
+    return ip
+
+
+def _kind_create_env() -> dict[str, str]:
+    """kind hands the proxy variables to every node's containerd (kind: its proxy settings, with NO_PROXY for the
+    node network); the lab registry is named by its container name, which that list lacks, so it is added."""
+    environment = dict(os.environ)
+    if environment.get(names.ENV_LAB_REGISTRY):
+        from kslab.model.image_sources import LabRegistry
+        name = LabRegistry.from_env(environment[names.ENV_LAB_REGISTRY]).name
+        for key in ("NO_PROXY", "no_proxy"):
+            if any(environment.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")):
+                environment[key] = ",".join(filter(None, (environment.get(key), name)))
+    return environment
+
+
+def step_kind_create() -> None:
+    name, image = env(names.ENV_CLUSTER), env(names.ENV_NODE_IMAGE)
+    existing = common._kind("get", "clusters", timeout=60)
+    if existing.returncode != 0:
+        fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
+    if name in existing.stdout.split():
+        running = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", f"{name}-control-plane"],
+                                 capture_output=True, text=True, timeout=30).stdout.strip()
+        if running and running != image and running.split("@")[0] != image.split("@")[0]:
+            fail(f"a kind cluster named '{name}' already exists with image {running}, not {image}. kslab will not "
+                 f"adopt it. Fix: `kind delete cluster --name {name}` or rename the cluster in the stack.")
+        log(f"cluster '{name}' already exists with image {running or 'unknown'}: adopting it, not creating another")
+    else:
+        log(f"creating kind cluster '{name}' ({image})")
+        # kind writes (and first locks, with O_CREAT|O_EXCL on "<path>.lock") the kubeconfig it is given
+        # (sigs.k8s.io/kind@v0.33.0:pkg/cluster/internal/kubeconfig/internal/kubeconfig/lock.go). A private
+        # scratch directory keeps the user's ~/.kube/config untouched and works for any user; /dev/null
+        # would need a /dev/null.lock, which only root may create. The lab's kubeconfig comes from
+        # `kind get kubeconfig` below.
+        with tempfile.TemporaryDirectory(prefix="kslab-kind-") as scratch:
+            config_path = os.path.join(scratch, "kind-config.yaml")
+            with open(config_path, "w") as fh:
+                fh.write(env(names.ENV_KIND_CONFIG))
+            proc = subprocess.run(["kind", "create", "cluster", "--name", name, "--config", config_path,
+                                   "--image", image, "--wait", env(names.ENV_KIND_WAIT, "5m"),
+                                   "--kubeconfig", os.path.join(scratch, "kubeconfig")],
+                                  stdout=sys.stderr, timeout=1800, env=_kind_create_env())
+        if proc.returncode != 0:
+            fail(f"`kind create cluster --name {name}` failed (exit {proc.returncode}); see the output above")
+    if os.environ.get(names.ENV_LAB_REGISTRY):
+        from kslab.model.image_sources import LabRegistry
+        from kslab.steps import lab_registry
+        lab = LabRegistry.from_env(os.environ[names.ENV_LAB_REGISTRY])
+        try:
+            nodes = lab_registry.configure_nodes(lab, name)
+        except lab_registry.RegistryError as error:
+            fail(f"cluster '{name}': {error}")
+        log(f"cluster '{name}': {len(nodes)} node(s) pull from the lab registry {lab.in_network}")
+    _print_kind_access(name)
+
+
+def _print_kind_access(name: str) -> None:
+    """The cluster's kubeconfigs (the user's, and the host-facing one on the container IP) as the result."""
+    raw = common._kind("get", "kubeconfig", "--name", name, timeout=60)
+    if raw.returncode != 0:
+        fail(f"`kind get kubeconfig --name {name}` failed: {raw.stderr.strip()[:300]}")
+    ip = _container_ip(name)
+    external = kc.rename_context(raw.stdout, f"kind-{name}")
+    print(json.dumps({"kubeconfig": external,
+                      "internalKubeconfig": kc.rewrite_server(external, f"https://{ip}:6443"),
+                      "containerIp": ip}))
+
+
+def step_kind_read() -> None:
+    """Refresh of a kind cluster: gone (deleted out of band) or what it is now (its IP may have changed
+    after a restart, and kind then issues new certificates)."""
+    name = env(names.ENV_CLUSTER)
+    existing = common._kind("get", "clusters", timeout=60)
+    if existing.returncode != 0:
+        fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
+    if name not in existing.stdout.split():
+        log(f"kind cluster '{name}' is gone")
+        sys.exit(names.GONE_EXIT)
+    _print_kind_access(name)
+
+
+KIND_DELETE_ATTEMPTS = 3
+
+
+def step_kind_delete() -> None:
+    name = env(names.ENV_CLUSTER)
+    existing = common._kind("get", "clusters", timeout=60)
+    if existing.returncode == 0 and name not in existing.stdout.split():
+        log(f"cluster '{name}' is already gone")
+        return
+    # As for create: kind edits (and locks) the kubeconfig it is given; kslab never added the cluster to
+    # the user's kubeconfig, so a scratch one keeps theirs untouched.
+    for attempt in range(1, KIND_DELETE_ATTEMPTS + 1):
+        with tempfile.TemporaryDirectory(prefix="kslab-kind-") as scratch:
+            proc = common._kind("delete", "cluster", "--name", name,
+                                "--kubeconfig", os.path.join(scratch, "kubeconfig"), timeout=600)
+        if proc.returncode == 0:
+            log(f"deleted kind cluster '{name}'")
+            return
+        # Docker sometimes cannot kill a node container at the first try ("Could not kill running
+        # container"): that heals, so it is tried again; anything else fails at once.
+        if "Could not kill running container" not in proc.stderr or attempt == KIND_DELETE_ATTEMPTS:
+            break
+        log(f"`kind delete cluster --name {name}`: Docker could not kill the node yet; trying again ({attempt})")
+        time.sleep(5)
+    fail(f"`kind delete cluster --name {name}` failed: {proc.stderr.strip()[-400:]}")
