@@ -258,21 +258,28 @@ def test_bad_validation_mode():
     only(raw, "kslab:validationMode", "not a validation mode")
 
 
-def test_pulumi_yaml_defaults_match_the_program():
-    """The config block in Pulumi.yaml (descriptions and defaults) and the program's own defaults must not drift."""
+def test_pulumi_yaml_describes_the_model_settings_and_sets_no_default():
+    """Pulumi.yaml describes exactly the lab-wide settings the model defines, and leaves every default to it."""
     import os
 
     import yaml
 
+    from kslab.model.types import LAB_DEFAULTS
     from tests.support.mock_run import ROOT
     with open(os.path.join(ROOT, "Pulumi.yaml")) as fh:
-        declared = {k: v.get("default") for k, v in yaml.safe_load(fh)["config"].items()}
+        declared = yaml.safe_load(fh)["config"]
+    assert set(declared) == set(LAB_DEFAULTS)
+    assert all(set(entry) == {"description"} and entry["description"].strip() for entry in declared.values())
+
+
+def test_the_loader_applies_the_model_defaults():
+    from kslab.model.types import LAB_DEFAULTS
     lab = parse_lab({"clusters": [{"name": "a"}]})
     c = lab.clusters[0]
-    assert declared == {
+    assert LAB_DEFAULTS == {
         "jwtSecretMode": lab.jwt_secret_mode, "allowMultipleHosts": lab.allow_multiple_hosts,
         "kubesphereVersion": c.kubesphere_version, "nodeImage": c.node_image, "registry": lab.registry,
         "kindWait": lab.kind_wait, "installTimeoutSeconds": lab.install_timeout_seconds,
         "joinTimeoutSeconds": lab.join_timeout_seconds, "unjoinTimeoutSeconds": lab.unjoin_timeout_seconds,
-        "validationMode": "strict", "namespaceOverride": lab.namespace_override, "zone": lab.zone,
+        "validationMode": lab.validation_mode, "namespaceOverride": lab.namespace_override, "zone": lab.zone,
     }

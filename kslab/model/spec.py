@@ -20,6 +20,7 @@ from kslab.model.fields import WRONG_TYPE, LabConfigError, Problem, as_bool, as_
 from kslab.model.types import (
     JOIN_FIELDS,
     JWT_MODES,
+    LAB_DEFAULTS,
     ROLES,
     ClusterSpec,
     DevWorkspaceSpec,
@@ -64,7 +65,8 @@ ZONES = ("", "cn")
 
 def _naming(problems: list[Problem], raw: dict[str, Any]) -> tuple[str, str]:
     """kslab:namespaceOverride and kslab:zone: ks-installer's own naming inputs, passed to the cc as they are."""
-    namespace = as_text(problems, "kslab:namespaceOverride", raw.get("namespaceOverride"), "", example="kubesphere")
+    namespace = as_text(problems, "kslab:namespaceOverride", raw.get("namespaceOverride"),
+                        LAB_DEFAULTS["namespaceOverride"], example="kubesphere")
     if namespace is WRONG_TYPE:
         namespace = ""
     elif namespace and not _NAMESPACE.match(namespace):
@@ -72,7 +74,7 @@ def _naming(problems: list[Problem], raw: dict[str, Any]) -> tuple[str, str]:
                                 "is not one registry namespace (lower-case letters, digits, '.', '_', '-')",
                                 "use e.g. kubesphereio, the namespace every image sits in on your registry"))
         namespace = ""
-    zone = as_text(problems, "kslab:zone", raw.get("zone"), "", example="cn")
+    zone = as_text(problems, "kslab:zone", raw.get("zone"), LAB_DEFAULTS["zone"], example="cn")
     if zone is WRONG_TYPE or zone not in ZONES:
         if zone is not WRONG_TYPE:
             problems.append(Problem("kslab:zone", zone, "is not a zone ks-installer knows",
@@ -83,7 +85,7 @@ def _naming(problems: list[Problem], raw: dict[str, Any]) -> tuple[str, str]:
 
 
 def _kind_wait(problems: list[Problem], value: Any) -> str:
-    text = as_text(problems, "kslab:kindWait", value, "5m", example="5m")
+    text = as_text(problems, "kslab:kindWait", value, LAB_DEFAULTS["kindWait"], example="5m")
     if text is WRONG_TYPE:
         return "5m"
     match = re.match(r"^(\d+)([smh])$", text)
@@ -116,8 +118,10 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
                 if (spec := parse_cluster(problems, i, item, defaults)) is not None]
     _across_clusters(problems, clusters_raw, clusters)
     joins = _parse_joins(problems, raw.get("joins"), {c.name: c for c in clusters})
-    allow_multiple_hosts = as_bool(problems, "kslab:allowMultipleHosts", raw.get("allowMultipleHosts"), False)
-    jwt_mode = as_text(problems, "kslab:jwtSecretMode", raw.get("jwtSecretMode"), "shared", example="shared")
+    allow_multiple_hosts = as_bool(problems, "kslab:allowMultipleHosts", raw.get("allowMultipleHosts"),
+                                   LAB_DEFAULTS["allowMultipleHosts"])
+    jwt_mode = as_text(problems, "kslab:jwtSecretMode", raw.get("jwtSecretMode"), LAB_DEFAULTS["jwtSecretMode"],
+                       example="shared")
     if jwt_mode is not WRONG_TYPE and jwt_mode not in JWT_MODES:
         problems.append(Problem("kslab:jwtSecretMode", jwt_mode, "is not a jwtSecret mode",
                                 "use 'shared' (one secret for the whole stack) or 'copy' (members copy their host's)"))
@@ -134,7 +138,8 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
         # Every secret key a cluster entry names, even of an entry with other problems.
         named = [item.get("kubeconfigSecret") for item in clusters_raw if isinstance(item, dict)]
         problems.extend(check_config_keys(config_keys, [k for k in named if isinstance(k, str)]))
-    mode = as_text(problems, "kslab:validationMode", raw.get("validationMode"), "strict", example="strict")
+    mode = as_text(problems, "kslab:validationMode", raw.get("validationMode"), LAB_DEFAULTS["validationMode"],
+                   example="strict")
     if mode is not WRONG_TYPE and mode not in ("strict", "warn"):
         problems.append(Problem("kslab:validationMode", mode, "is not a validation mode",
                                 "use strict (default) or warn (policy-guarded problems become warnings)"))
@@ -144,11 +149,12 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
         validation_mode=mode if mode in ("strict", "warn") else "strict",
         allow_multiple_hosts=allow_multiple_hosts,
         install_timeout_seconds=as_int(problems, "kslab:installTimeoutSeconds",
-                                       raw.get("installTimeoutSeconds"), 1800, 10, 7200),
+                                       raw.get("installTimeoutSeconds"), LAB_DEFAULTS["installTimeoutSeconds"],
+                                       10, 7200),
         join_timeout_seconds=as_int(problems, "kslab:joinTimeoutSeconds", raw.get("joinTimeoutSeconds"),
-                                    600, 5, 3600),
+                                    LAB_DEFAULTS["joinTimeoutSeconds"], 5, 3600),
         unjoin_timeout_seconds=as_int(problems, "kslab:unjoinTimeoutSeconds", raw.get("unjoinTimeoutSeconds"),
-                                      300, 5, 3600),
+                                      LAB_DEFAULTS["unjoinTimeoutSeconds"], 5, 3600),
         kind_wait=kind_wait, registry=registry, namespace_override=namespace_override, zone=zone,
         warnings=tuple(warnings),
         dev_workspaces=parse_dev_workspaces(problems, raw.get("devWorkspaces"), {c.name for c in clusters}),
@@ -161,14 +167,14 @@ def _top_defaults(problems: list[Problem], raw: dict[str, Any]) -> dict[str, Any
     """kslab:kubesphereVersion, nodeImage and components: the defaults of every cluster. A bad value is reported
     once, here; the clusters then fall back to kslab's defaults."""
     top_version = as_text(problems, "kslab:kubesphereVersion", raw.get("kubesphereVersion"),
-                          versions.DEFAULT_KUBESPHERE_VERSION, example=versions.DEFAULT_KUBESPHERE_VERSION)
+                          LAB_DEFAULTS["kubesphereVersion"], example=versions.DEFAULT_KUBESPHERE_VERSION)
     if top_version is not WRONG_TYPE and top_version not in versions.KUBESPHERE_RELEASES:
         number = re.match(r"^\d+(\.\d+)*$", top_version)
         problems.append(Problem("kslab:kubesphereVersion", top_version,
                                 "is not a KubeSphere release kslab knows"
                                 + (" (YAML reads an unquoted 3.40 as the number 3.4)" if number else ""),
                                 "use one of " + ", ".join(versions.KUBESPHERE_RELEASES)))
-    top_image = as_text(problems, "kslab:nodeImage", raw.get("nodeImage"), versions.DEFAULT_NODE_IMAGE,
+    top_image = as_text(problems, "kslab:nodeImage", raw.get("nodeImage"), LAB_DEFAULTS["nodeImage"],
                         example=versions.DEFAULT_NODE_IMAGE)
     if top_image is not WRONG_TYPE and (not IMAGE_REF.match(top_image)
                                         or versions.node_image_k8s_version(top_image) is None):
@@ -320,7 +326,7 @@ def _cluster_warnings(clusters: list[ClusterSpec], joined_members: set[str]) -> 
 
 
 def _registry(problems: list[Problem], value: Any) -> str:
-    registry = as_text(problems, "kslab:registry", value, "", example="registry.local:5000")
+    registry = as_text(problems, "kslab:registry", value, LAB_DEFAULTS["registry"], example="registry.local:5000")
     if registry is WRONG_TYPE:
         return ""
     if registry and not REGISTRY_PATTERN.match(registry.rstrip("/")):

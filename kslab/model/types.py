@@ -5,6 +5,7 @@ Pure data with the few facts derived from it (a kind cluster's console URL, the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from kslab.model import image_sources, images, versions
 from kslab.model.lab_rules import ROLES as ROLES  # the model's roles are the rules' (one source)
@@ -14,6 +15,24 @@ JWT_MODES = ("shared", "copy")
 COMPONENTS = tuple(versions.COMPONENT_MEMORY_MIB)
 CONSOLE_NODE_PORT = 30880
 FIRST_CONSOLE_HOST_PORT = 30880
+
+# The lab-wide settings and their defaults, defined here once. Pulumi.yaml only describes these keys (with no
+# default, so a value the stack leaves out reaches the program as absent); tests/test_spec.py proves both name the
+# same keys and that the loader applies these values.
+LAB_DEFAULTS: dict[str, Any] = {
+    "jwtSecretMode": "shared",
+    "allowMultipleHosts": False,
+    "kubesphereVersion": versions.DEFAULT_KUBESPHERE_VERSION,
+    "nodeImage": versions.DEFAULT_NODE_IMAGE,
+    "registry": "",
+    "namespaceOverride": "",
+    "zone": "",
+    "kindWait": "5m",
+    "installTimeoutSeconds": 1800,
+    "joinTimeoutSeconds": 600,
+    "unjoinTimeoutSeconds": 300,
+    "validationMode": "strict",
+}
 
 CLUSTER_FIELDS = {
     "name", "role", "backend", "nodeImage", "kubernetesVersion", "kubesphereVersion",
