@@ -4,10 +4,10 @@ import signal
 
 import pulumi
 
+from kslab.model.contract import PROJECT_DIR
 from kslab.model.spec import LabConfigError
 from kslab.model.stack_config import load_lab
 from kslab.program.lab import Lab, LabArgs
-from kslab.program.step_resources import PROJECT_DIR
 
 # The language host interrupts the program (SIGINT) when a run stops early, e.g. once a step has failed, while the
 # program may still be registering resources; the run's own error says why it stopped, so the program ends

@@ -19,8 +19,6 @@ from kslab.model.spec import ClusterSpec
 from kslab.program.step_resources import ops_step
 from kslab.render import manifests as render
 
-TYPE_PREFIX = names.TYPE_PREFIX
-
 
 @dataclass
 class KindClusterArgs:
@@ -66,7 +64,7 @@ class KindCluster(_ClusterBase):
     """`kind create cluster` with our rendered config; `kind delete cluster` on destroy."""
 
     def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{TYPE_PREFIX}:KindCluster", name, None, opts)
+        super().__init__(f"{names.TYPE_PREFIX}:KindCluster", name, None, opts)
         spec = self.spec = args.spec
         pulls_from_lab = args.lab_registry is not None
         config_yaml = render.kind_config_yaml(spec, pulls_from_lab)
@@ -93,7 +91,7 @@ class ExistingCluster(_ClusterBase):
     """A cluster the user already has; kslab never creates or deletes it."""
 
     def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{TYPE_PREFIX}:ExistingCluster", name, None, opts)
+        super().__init__(f"{names.TYPE_PREFIX}:ExistingCluster", name, None, opts)
         spec = self.spec = args.spec
         self.kubeconfig = pulumi.Output.secret(args.kubeconfig)
         internal_server = spec.internal_server

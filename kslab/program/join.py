@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from kslab.model import contract as names
-from kslab.program.clusters import TYPE_PREFIX, _ClusterBase
+from kslab.program.clusters import _ClusterBase
 from kslab.program.kubesphere import KubeSphereInstall
 from kslab.program.step_resources import ops_step, secret
 from kslab.render import manifests as render
@@ -31,7 +31,7 @@ class KubeFedJoin(pulumi.ComponentResource):
     deleted and its finalizer awaited, with a bound, before either cluster goes away."""
 
     def __init__(self, name: str, args: KubeFedJoinArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{TYPE_PREFIX}:KubeFedJoin", name, None, opts)
+        super().__init__(f"{names.TYPE_PREFIX}:KubeFedJoin", name, None, opts)
         member, host = args.member.spec, args.host.spec
         env = {
             names.ENV_MEMBER: member.name, names.ENV_HOST: host.name,

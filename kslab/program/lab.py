@@ -17,7 +17,6 @@ from kslab.model import contract as names
 from kslab.model import image_sources, versions
 from kslab.model.spec import ClusterSpec, DevWorkspaceSpec, LabSpec
 from kslab.program.clusters import (
-    TYPE_PREFIX,
     ExistingCluster,
     ExistingClusterArgs,
     KindCluster,
@@ -26,7 +25,7 @@ from kslab.program.clusters import (
 )
 from kslab.program.join import KubeFedJoin, KubeFedJoinArgs
 from kslab.program.kubesphere import KubeSphereInstall, KubeSphereInstallArgs, MulticlusterRole, MulticlusterRoleArgs
-from kslab.program.step_resources import PROJECT_DIR, LabStep, ops_step, secret
+from kslab.program.step_resources import LabStep, ops_step, secret
 from kslab.render import devworkspace
 
 
@@ -46,9 +45,9 @@ class DevWorkspace(pulumi.ComponentResource):
     exactly as it was when the workspace leaves the config or the lab is destroyed."""
 
     def __init__(self, name: str, args: DevWorkspaceArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{TYPE_PREFIX}:DevWorkspace", name, None, opts)
+        super().__init__(f"{names.TYPE_PREFIX}:DevWorkspace", name, None, opts)
         w = args.spec
-        self.directory = devworkspace.workspace_dir(PROJECT_DIR, w.dir)
+        self.directory = devworkspace.workspace_dir(names.PROJECT_DIR, w.dir)
         self.step = ops_step(
             f"{name}-takeover", "dev-up",
             {names.ENV_CLUSTER: w.cluster, names.ENV_KS_VERSION: args.cluster.kubesphere_version,
@@ -77,7 +76,7 @@ class Lab(pulumi.ComponentResource):
     image check, lab images), the shared jwtSecret, the clusters, roles, installs, joins and workspaces."""
 
     def __init__(self, name: str, args: LabArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{TYPE_PREFIX}:Lab", name, None, opts)
+        super().__init__(f"{names.TYPE_PREFIX}:Lab", name, None, opts)
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
         for warning in spec.warnings:
@@ -155,7 +154,7 @@ class Lab(pulumi.ComponentResource):
         environment = {names.ENV_LAB_REGISTRY: sources.lab.as_env(), names.ENV_LAB_IMAGES: json.dumps(lab_wanted)}
         if sources.archives:
             environment[names.ENV_LAB_ARCHIVES] = json.dumps([
-                os.path.join(PROJECT_DIR, os.path.expanduser(a)) for a in sources.archives])
+                os.path.join(names.PROJECT_DIR, os.path.expanduser(a)) for a in sources.archives])
         env: dict[str, pulumi.Input[str]] = dict(environment)
         if credentials is not None:
             env[names.ENV_REGISTRY_AUTH] = secret(credentials)

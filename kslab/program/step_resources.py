@@ -16,8 +16,6 @@ import pulumi_kubernetes as k8s
 
 from kslab.model import contract
 
-PROJECT_DIR = contract.PROJECT_DIR
-
 
 class LabStep(pulumi.CustomResource):
     """One apply-time step; `stdout` is its result."""

@@ -179,17 +179,13 @@ def _component_overlay(cluster: ClusterSpec) -> dict[str, Any]:
     """kslab's component switches as cc keys of the cluster's release."""
     release = versions.KUBESPHERE_RELEASES[cluster.kubesphere_version]
     on = {name: cluster.components.get(name, False) for name in versions.COMPONENT_MEMORY_MIB}
-    overlay = {
-        "devops": {"enabled": on["devops"]},
-        "logging": {"enabled": on["logging"]},
-        "alerting": {"enabled": on["alerting"]},
-        "auditing": {"enabled": on["auditing"]},
-        "events": {"enabled": on["events"]},
-        "servicemesh": {"enabled": on["servicemesh"]},
-        "openpitrix": {"store": {"enabled": on["openpitrix"]}},
-        "network": {"networkpolicy": {"enabled": on["networkPolicy"]}},
-        "metrics_server": {"enabled": on["metricsServer"]},
-    }
+    overlay: dict[str, Any] = {}
+    for name, path in versions.COMPONENT_CC_PATHS.items():
+        *parents, leaf = path
+        node = overlay
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = on[name]
     if release.edge_component_key == "edgeruntime":
         # v3.4.1 installs KubeEdge (and writes status.edgeruntime) only with edgeruntime.kubeedge.enabled
         # (ks-installer@v3.4.1:roles/edgeruntime/tasks/main.yaml).

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from kslab.model import contract as names
+from kslab.model import versions
 
 # The engine's markers (the same values pulumi and pulumi-policy use on the wire).
 SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -180,18 +181,10 @@ def _annotations(props: dict) -> dict:
     return dig(props, "metadata", "annotations", default={}) or {}
 
 
-COMPONENT_PATHS = {
-    "devops": ("devops", "enabled"), "logging": ("logging", "enabled"), "alerting": ("alerting", "enabled"),
-    "auditing": ("auditing", "enabled"), "events": ("events", "enabled"),
-    "servicemesh": ("servicemesh", "enabled"), "openpitrix": ("openpitrix", "store", "enabled"),
-    "networkPolicy": ("network", "networkpolicy", "enabled"), "metricsServer": ("metrics_server", "enabled"),
-}
-
-
 def cluster_of(r: Res) -> Cluster:
     spec = r.props.get("spec") or {}
     labels, ann = _labels(r.props), _annotations(r.props)
-    components = {name: dig(spec, *path) is True for name, path in COMPONENT_PATHS.items()}
+    components = {name: dig(spec, *path) is True for name, path in versions.COMPONENT_CC_PATHS.items()}
     components["edgeruntime"] = (dig(spec, "edgeruntime", "enabled") is True or
                                  dig(spec, "kubeedge", "enabled") is True)
     return Cluster(
