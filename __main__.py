@@ -6,7 +6,7 @@ import pulumi
 
 from kslab.model.contract import PROJECT_DIR
 from kslab.model.spec import LabConfigError
-from kslab.model.stack_config import load_lab
+from kslab.program.config import load_lab
 from kslab.program.lab import Lab, LabArgs
 
 # The language host interrupts the program (SIGINT) when a run stops early, e.g. once a step has failed, while the

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kslab.model.spec import LabConfigError
-from kslab.model.stack_config import load_lab
+from kslab.program.config import load_lab
 from tests.support.mock_run import fake_kubeconfig
 from tests.support.stack_config import FakeConfig
 

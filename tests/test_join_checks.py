@@ -7,7 +7,7 @@ import yaml
 
 from kslab.model import kubeconfig as kc
 from kslab.model.spec import LabConfigError
-from kslab.model.stack_config import load_lab
+from kslab.program.config import load_lab
 from kslab.steps import programs as ops
 from tests.support.mock_run import fake_kubeconfig
 from tests.support.stack_config import FakeConfig

@@ -136,6 +136,10 @@ SECRET_ENV_WORDS = ("KUBECONFIG", "JWT", "TOKEN", "SECRET", "CREDENTIALS")
 def is_secret_env(name: str) -> bool:
     return any(word in name for word in SECRET_ENV_WORDS)
 
+# The file in a developer workspace folder that names the workspace it belongs to and records what kslab wrote
+# there (kslab/steps/workspace_fs.py), so dev-down removes only those files.
+WORKSPACE_MARKER = ".kslab-workspace"
+
 # --- labels and annotations on the objects kslab applies ---------------------------------------
 CLUSTER_LABEL = "kslab.io/cluster"
 HOST_LABEL = "kslab.io/host"

@@ -5,7 +5,6 @@ import json
 import os
 from typing import Any, Protocol
 
-import pulumi
 import yaml
 
 from kslab.model import image_sources
@@ -85,31 +84,30 @@ def _read_bytes(path: str) -> bytes:
         return fh.read()
 
 
-def load_lab(config: pulumi.Config, project_dir: str, stack: str | None,
-             stack_dir: str | None = None) -> tuple[LabSpec, dict[str, pulumi.Output[str]], pulumi.Output[str] | None]:
-    """The validated lab, each existing cluster's kubeconfig and the image sources' credentials (both secrets).
-    Every problem of the settings and of every kubeconfig is raised together in one LabConfigError, before
-    anything is registered. `stack_dir` is the Pulumi project the stack file is read from (default: `project_dir`)."""
+def load_lab_values(config: ConfigValues, project_dir: str, stack: str | None, stack_dir: str | None = None, *,
+                    credentials_are_secret: bool) -> tuple[LabSpec, dict[str, str], str | None]:
+    """The validated lab, each existing cluster's kubeconfig and the image sources' credentials, in memory only
+    (the program makes both Pulumi secrets: kslab/program/config.py). Every problem of the settings and of every
+    kubeconfig is raised together in one LabConfigError, before anything is registered. `stack_dir` is the Pulumi
+    project the stack file is read from (default: `project_dir`)."""
     keys = stack_config_keys(stack_dir or project_dir, stack) if stack else None
     # Decrypted in memory only, to check it is usable; never shown.
     lab, problems = parse_lab_problems(read_raw(config), keys, jwt_secret=config.get(JWT_SECRET_KEY))
     kubeconfigs, kubeconfig_problems = read_existing_kubeconfigs(config, project_dir, lab)
     credentials, credential_problems = image_sources.parse_credentials(
-        config.get(image_sources.CREDENTIALS_KEY),
-        pulumi.runtime.is_config_secret(f"kslab:{image_sources.CREDENTIALS_KEY}"))
+        config.get(image_sources.CREDENTIALS_KEY), credentials_are_secret)
     problems = problems + kubeconfig_problems + [Problem(*p) for p in credential_problems]
-    return (settle(lab, problems), kubeconfigs,
-            pulumi.Output.secret(credentials) if credentials is not None else None)
+    return settle(lab, problems), kubeconfigs, credentials
 
 
-def read_existing_kubeconfigs(config: pulumi.Config, project_dir: str,
-                              lab: LabSpec) -> tuple[dict[str, pulumi.Output[str]], list[Problem]]:
-    """Each existing cluster's kubeconfig, self-contained (kubeconfig.flatten), as a secret Output, and every
+def read_existing_kubeconfigs(config: ConfigValues, project_dir: str,
+                              lab: LabSpec) -> tuple[dict[str, str], list[Problem]]:
+    """Each existing cluster's kubeconfig, self-contained (kubeconfig.flatten), in memory only, and every
     problem with any of them. A joined member's kubeconfig, as its hosts will use it (with internalServer),
     is also checked the way the join checks it."""
     members = {j.member for j in lab.joins}
     problems: list[Problem] = []
-    found: dict[str, pulumi.Output[str]] = {}
+    found: dict[str, str] = {}
     fix = "use the kubeconfig `kubectl config view --flatten --raw --minify` prints"
     for cluster in (c for c in lab.clusters if not c.is_kind):
         if cluster.kubeconfig_secret:
@@ -155,5 +153,5 @@ def read_existing_kubeconfigs(config: pulumi.Config, project_dir: str,
                 problems.append(Problem(field, value, f"cannot be joined: {message}",
                                         "set internalServer to an address the hosts reach, or " + fix
                                         if policy == kc.LOOPBACK_POLICY else fix, policy))
-        found[cluster.name] = pulumi.Output.secret(text)
+        found[cluster.name] = text
     return found, problems

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from kslab.steps import workspace_fs
+from kslab.model import contract
 
 NAMESPACE = "kubesphere-system"
 # kubesphere-config, key kubesphere.yaml: the components look for "kubesphere" in /etc/kubesphere, then in
@@ -26,7 +26,7 @@ SAVED_REPLICAS_ANNOTATION = "kslab.io/dev-workspace-saved-replicas"
 SAVED_SERVICE_ANNOTATION = "kslab.io/dev-workspace-saved-service"
 SECRET_FILE_MODE, FILE_MODE, DIR_MODE = 0o600, 0o644, 0o700
 # Names the workspace a folder belongs to and records what kslab wrote there (kslab/steps/workspace_fs.py).
-MARKER = workspace_fs.MARKER
+MARKER = contract.WORKSPACE_MARKER
 
 
 def marker(cluster: str, component: str) -> str:

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-MARKER = ".kslab-workspace"
+from kslab.model import contract
+
+MARKER = contract.WORKSPACE_MARKER
 TEMPORARY_SUFFIX = ".kslab-"  # <file>.kslab-<pid>: a file being written by that step process
 DIR_MODE = 0o700
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
