@@ -25,7 +25,7 @@ from kslab.cli import findings as st
 from kslab.model import versions
 from kslab.model.spec import LabConfigError, LabSpec, parse_lab_problems, settle
 from kslab.model.stack_config import read_stack_file
-from kslab.render import manifests as render
+from kslab.render.lines import line_for
 from kslab.steps.errors import ApiFailure, Transient
 from kslab.steps.kube import Kube
 
@@ -106,7 +106,7 @@ def read_cluster(c: st.ClusterStatus, kube: Kube | None) -> dict:
     release = versions.KUBESPHERE_RELEASES.get(c.kubesphere_version)
     if release is not None:
         c.reported_role = st.reported_role(release, config or {})
-    jwt = render.jwt_secret_from_kubesphere_yaml(text) if text else None
+    jwt = line_for(c.kubesphere_version).jwt_secret_of(config) if text else None
     cc_jwt = (spec_.get("authentication") or {}).get("jwtSecret")
     private["jwt"] = jwt
     if jwt is not None and cc_jwt:

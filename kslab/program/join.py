@@ -12,6 +12,7 @@ from kslab.program.clusters import _ClusterBase
 from kslab.program.kubesphere import KubeSphereInstall
 from kslab.program.step_resources import ops_step, secret
 from kslab.render import manifests as render
+from kslab.render.lines import line_for
 
 
 @dataclass
@@ -50,7 +51,7 @@ class KubeFedJoin(pulumi.ComponentResource):
         # The member's identity (kube-system UID) as the check saw it: a rebuilt member changes it, so the
         # Cluster object the check removed as stale is applied again.
         member_uid = self.check.stdout.apply(lambda out: json.loads(out).get("memberUid", ""))
-        obj = render.member_cluster_object(
+        obj = line_for(host.kubesphere_version).member_object(
             member.name, host.name, join_kubeconfig, "kind" if member.is_kind else "existing",
             allow_multiple_hosts=args.allow_multiple_hosts,
             loopback_reason=member.loopback_reason if member.allow_loopback_join else None, member_uid=member_uid)

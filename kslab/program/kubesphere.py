@@ -12,6 +12,7 @@ from kslab.model import images
 from kslab.model.spec import ClusterSpec
 from kslab.program.step_resources import apply_object, ops_step, secret
 from kslab.render import manifests as render
+from kslab.render.lines import line_for
 
 
 @dataclass
@@ -33,7 +34,7 @@ class MulticlusterRole(pulumi.ComponentResource):
         spec = args.spec
         self.role = spec.role
         self.host_cluster_name = spec.host_cluster_name
-        self.multicluster = render.multicluster_spec(spec)
+        self.multicluster = line_for(spec.kubesphere_version).role_spec(spec)
         self.guard = ops_step(
             f"{name}-guard", "role-guard",
             {names.ENV_CLUSTER: spec.name, names.ENV_ROLE: spec.role, names.ENV_KUBECONFIG: args.kubeconfig},
@@ -69,7 +70,8 @@ class KubeSphereInstall(pulumi.ComponentResource):
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider,
                                           depends_on=[args.cluster] + ([args.image_check] if args.image_check else []))
         self.objects: dict[str, pulumi.CustomResource] = {}
-        for obj in render.installer_objects(spec.kubesphere_version, args.naming):
+        line = line_for(spec.kubesphere_version)
+        for obj in line.install_objects(spec, args.naming):
             prior = list(self.objects.values())[:2]  # CRD and namespace first
             self.objects[obj["kind"]] = apply_object(
                 f"{name}-{obj['kind'].lower()}", obj,
@@ -78,7 +80,7 @@ class KubeSphereInstall(pulumi.ComponentResource):
         jwt = pulumi.Output.from_input(args.jwt_secret)
         # ks-installer runs on any change of the cc's spec (its hook watches `.spec`), so the spec and the
         # jwtSecret decide when kslab waits again; metadata changes start no run and must start no wait.
-        plain_spec = render.cluster_configuration_spec(spec, "", args.naming)
+        plain_spec = line.install_request_spec(spec, args.naming)
         spec_change = jwt.apply(lambda secret: render.spec_fingerprint({"spec": plain_spec, "jwt": secret}))
         base_env = {names.ENV_CLUSTER: spec.name, names.ENV_ROLE: spec.role, names.ENV_KUBECONFIG: args.kubeconfig}
         # Read before the cc changes: the last run's start, so the wait knows a newer run from an old one.
@@ -86,7 +88,7 @@ class KubeSphereInstall(pulumi.ComponentResource):
                                  pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
                                  triggers=[spec_change], rerun_on_change=False)
         # Only the jwtSecret leaf is secret (and maybe unknown in preview): role and components stay visible.
-        cc = render.cluster_configuration(spec, secret(jwt), args.naming, args.jwt_source)
+        cc = line.install_request(spec, secret(jwt), args.naming, args.jwt_source)
         self.cluster_configuration = k8s.apiextensions.CustomResource(
             f"{name}-cc",
             api_version=cc["apiVersion"], kind=cc["kind"], metadata=cc["metadata"], spec=cc["spec"],
@@ -96,7 +98,7 @@ class KubeSphereInstall(pulumi.ComponentResource):
         )
         env = {**base_env, names.ENV_KS_VERSION: spec.kubesphere_version,
                names.ENV_TIMEOUT: str(args.timeout_seconds),
-               names.ENV_WAIT_KEYS: ",".join(render.status_keys_to_wait(spec)),
+               names.ENV_WAIT_KEYS: ",".join(line.wait_keys(spec)),
                names.ENV_BASELINE: self.baseline.stdout}
         # A cc recreated out of band (new uid, e.g. a cluster rebuilt behind the lab's back) runs the
         # installer again, so the wait runs again too.

@@ -7,7 +7,7 @@ import json
 import secrets
 
 from kslab.model import contract as names
-from kslab.render import manifests as render
+from kslab.render.lines import line_for
 from kslab.steps import common
 from kslab.steps.common import _timing, _wait_for, env, fail, log
 
@@ -46,10 +46,10 @@ def step_wait_install() -> None:
 
     def probe():
         cc = kube.cluster_configuration() or {}
-        gaps = render.kubesphere_config_gaps(version, cc.get("spec") or {}, kube.kubesphere_yaml()) if cc else \
-            ["no cc"]
-        state = render.install_state(cc.get("status"), version=version, wait_keys=wait_keys,
-                                     baseline_enabled_time=baseline.get("enabledTime"), config_gaps=gaps)
+        line = line_for(version)
+        gaps = line.config_gaps(version, cc.get("spec") or {}, kube.kubesphere_yaml()) if cc else ["no cc"]
+        state = line.install_state(cc.get("status"), version=version, wait_keys=wait_keys,
+                                   baseline_enabled_time=baseline.get("enabledTime"), config_gaps=gaps)
         if state.failed:
             fail(f"ks-installer on cluster '{name}' marked {', '.join(state.failed)} failed ({state.summary}). "
                  f"Check `kubectl -n kubesphere-system logs deploy/ks-installer` on '{name}'; a re-run needs a cc "

@@ -10,7 +10,7 @@ import secrets
 from kslab.model import contract as names
 from kslab.model import kubeconfig as kc
 from kslab.model import versions
-from kslab.render import manifests as render
+from kslab.render.lines import line_for
 from kslab.steps import common
 from kslab.steps.common import _timing, _wait_for, env, fail, log
 from kslab.steps.errors import Transient
@@ -52,7 +52,7 @@ def _console_checks(host_kube, member_kube, member: str, host: str, join_server:
         role = ((cc or {}).get("spec", {}).get("multicluster") or {}).get("clusterRole")
         if role != "member":
             problems.append(f"member '{member}' has KubeSphere role {role!r} in its cc, not 'member' (kslab's check)")
-    member_jwt = render.jwt_secret_of(member_config)
+    member_jwt = line_for(ks_version).jwt_secret_of(member_config)
     host_jwt = host_kube.kubesphere_jwt_secret()
     if not member_jwt or not host_jwt:
         problems.append(f"jwtSecret missing in kubesphere-config on "
@@ -119,7 +119,7 @@ def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_s
     gone, _, _ = _wait_for(lambda: (kube.member_cluster(member) is None, "finalizer pending", True),
                            wait_seconds, poll, progress, f"Cluster '{member}' on '{host}'")
     if not gone:
-        saved = kube.cluster_webhook_configurations() if versions.KUBESPHERE_RELEASES[ks_version].cluster_webhook \
+        saved = kube.cluster_webhook_configurations() if line_for(ks_version).unjoin_moves_webhook(ks_version) \
             else []
         if saved:
             # kept on the host first: a run killed before it restores them is restored by the next one
@@ -144,13 +144,13 @@ def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_s
 
 
 def step_wait_join() -> None:
-    member, host = env(names.ENV_MEMBER), env(names.ENV_HOST)
+    member, host, ks_version = env(names.ENV_MEMBER), env(names.ENV_HOST), env(names.ENV_KS_VERSION)
     timeout, poll, progress = _timing()
     kube = common._kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
 
     def probe():
         obj = kube.member_cluster(member) or {}
-        return (*render.condition_state((obj.get("status") or {}).get("conditions")), True)
+        return (*line_for(ks_version).join_state((obj.get("status") or {}).get("conditions")), True)
 
     log(f"waiting up to {timeout:.0f}s for member '{member}' to be Ready on host '{host}'")
     ready, elapsed, summary = _wait_for(probe, timeout, poll, progress, f"member '{member}' on host '{host}'")
@@ -186,7 +186,7 @@ def step_unjoin() -> None:
         _remove_cluster_object(kube, member, host, ks_version, wait_seconds=0, delete=False)
     else:
         blocked = (" On v3.4 the Cluster webhook also denies removing the finalizer while the member is "
-                   "unreachable (kubesphere#6154).") if versions.KUBESPHERE_RELEASES[ks_version].cluster_webhook \
+                   "unreachable (kubesphere#6154).") if line_for(ks_version).unjoin_moves_webhook(ks_version) \
             else ""
         fail(f"Cluster '{member}' on host '{host}' still has its finalizer after {timeout:.0f}s (is the member "
              f"reachable, and is ks-controller-manager running on '{host}'?).{blocked} Fix: bring the member back "
