@@ -13,6 +13,7 @@ import time
 from kslab.model import contract as names
 from kslab.model import kubeconfig as kc
 from kslab.model import preflight_rules
+from kslab.model.types import LAB_DEFAULTS
 from kslab.steps import common
 from kslab.steps.common import env, fail, log
 
@@ -76,7 +77,7 @@ def step_kind_create() -> None:
             with open(config_path, "w") as fh:
                 fh.write(env(names.ENV_KIND_CONFIG))
             proc = subprocess.run(["kind", "create", "cluster", "--name", name, "--config", config_path,
-                                   "--image", image, "--wait", env(names.ENV_KIND_WAIT, "5m"),
+                                   "--image", image, "--wait", env(names.ENV_KIND_WAIT, LAB_DEFAULTS["kindWait"]),
                                    "--kubeconfig", os.path.join(scratch, "kubeconfig")],
                                   stdout=sys.stderr, timeout=1800, env=_kind_create_env())
         if proc.returncode != 0:
