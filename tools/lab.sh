@@ -68,7 +68,18 @@ export PULUMI_SKIP_UPDATE_CHECK=true
 pack=policies
 case "$(command -v pulumi)" in
   # kslab's own engine build: its Python language host predates running packs itself.
-  */kslab/engine/pulumi-*) pack=policies/analyzer; export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true ;;
+  */kslab/engine/pulumi-*) pack=policies/analyzer; export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+    # Its kubernetes plugin, installed once into your Pulumi home from the engine's cache (`pulumi plugin install
+    # --file`, no download), so the engine takes it from there instead of warning that it uses it from PATH.
+    if [[ -n ${KSLAB_ENGINE_PLUGIN_HOME:-} ]]; then
+      home=${PULUMI_HOME:-$HOME/.pulumi}
+      for built in "$KSLAB_ENGINE_PLUGIN_HOME"/plugins/resource-kubernetes-v*/; do
+        name=$(basename "$built")
+        [[ -d $home/plugins/$name ]] || pulumi plugin install resource kubernetes "${name#resource-kubernetes-}" \
+          --file "$built/pulumi-resource-kubernetes" >/dev/null 2>&1 || true
+        if [[ -d $home/plugins/$name ]]; then export PULUMI_IGNORE_AMBIENT_PLUGINS=true; fi
+      done
+    fi ;;
 esac
 
 # One command per stack at a time, for the whole of recovery plus the run: a holder process of its own keeps the

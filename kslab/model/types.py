@@ -16,23 +16,43 @@ COMPONENTS = tuple(versions.COMPONENT_MEMORY_MIB)
 CONSOLE_NODE_PORT = 30880
 FIRST_CONSOLE_HOST_PORT = 30880
 
-# The lab-wide settings and their defaults, defined here once. Pulumi.yaml only describes these keys (with no
-# default, so a value the stack leaves out reaches the program as absent); tests/test_spec.py proves both name the
-# same keys and that the loader applies these values.
-LAB_DEFAULTS: dict[str, Any] = {
-    "jwtSecretMode": "shared",
-    "allowMultipleHosts": False,
-    "kubesphereVersion": versions.DEFAULT_KUBESPHERE_VERSION,
-    "nodeImage": versions.DEFAULT_NODE_IMAGE,
-    "registry": "",
-    "namespaceOverride": "",
-    "zone": "",
-    "kindWait": "5m",
-    "installTimeoutSeconds": 1800,
-    "joinTimeoutSeconds": 600,
-    "unjoinTimeoutSeconds": 300,
-    "validationMode": "strict",
+# The lab-wide `kslab:*` settings: each one's default and what it means, defined here once. Pulumi.yaml declares no
+# config: the engine makes a declared key without a default required, and a declared default would be a second copy.
+@dataclass(frozen=True)
+class Setting:
+    default: Any
+    description: str
+
+
+LAB_SETTINGS: dict[str, Setting] = {
+    "jwtSecretMode": Setting("shared",
+                   "shared: one jwtSecret for the whole stack; copy: each member copies its host's (seed notes)"),
+    "allowMultipleHosts": Setting(False,
+                   "Opt in to joining one member to several hosts (unsupported upstream, kubesphere#6466)"),
+    "kubesphereVersion": Setting(versions.DEFAULT_KUBESPHERE_VERSION,
+                   "Default KubeSphere release for clusters that do not set one"),
+    "nodeImage": Setting(versions.DEFAULT_NODE_IMAGE,
+                   "Default kind node image for kind clusters that do not set one"),
+    "registry": Setting("",
+                   "Where every cluster pulls KubeSphere's images: the cc's local_registry, named by ks-installer's "
+                   "rules (README 'Where the images come from')"),
+    "namespaceOverride": Setting("",
+                   "ks-installer's namespace_override: the one namespace every image sits in on kslab:registry"),
+    "zone": Setting("",
+                   "ks-installer's zone; cn pulls from registry.cn-beijing.aliyuncs.com/kubesphereio"),
+    "kindWait": Setting("5m",
+                   "How long `kind create cluster --wait` waits for the control plane"),
+    "installTimeoutSeconds": Setting(1800,
+                   "How long to wait for a KubeSphere install to report enabled"),
+    "joinTimeoutSeconds": Setting(600,
+                   "How long to wait for a joined member to become Ready"),
+    "unjoinTimeoutSeconds": Setting(300,
+                   "How long destroy waits for a Cluster object's finalizer before giving up"),
+    "validationMode": Setting("strict",
+                   "strict: every config problem stops the run; warn: problems a policy also guards become "
+                   "warnings (the policy pack judges)"),
 }
+LAB_DEFAULTS: dict[str, Any] = {key: setting.default for key, setting in LAB_SETTINGS.items()}
 
 CLUSTER_FIELDS = {
     "name", "role", "backend", "nodeImage", "kubernetesVersion", "kubesphereVersion",

@@ -87,6 +87,18 @@ def copy_items(dest, items=PROJECT_ITEMS) -> None:
             fh.write(without_salt(text))
 
 
+def _installed_plugins(home) -> dict[str, str]:
+    """The engine's built plugins as installed plugins of this test's Pulumi home (a link to the engine cache's
+    plugin home, tools/engine/build.sh), so the engine takes them from there and does not warn that it uses them
+    from PATH. Nothing when the engine has none (an official CLI) or a test names its own home."""
+    installed = os.environ.get("KSLAB_ENGINE_PLUGIN_HOME")
+    if not installed or os.environ.get("KSLAB_PULUMI_HOME"):
+        return {}
+    home.mkdir(exist_ok=True)
+    os.symlink(os.path.join(installed, "plugins"), home / "plugins")
+    return {"PULUMI_IGNORE_AMBIENT_PLUGINS": "true"}
+
+
 def make_project(tmp_path, extra_env: dict | None = None) -> Project:
     require_pulumi()
     project = tmp_path / "kslab"
@@ -99,6 +111,7 @@ def make_project(tmp_path, extra_env: dict | None = None) -> Project:
     state = tmp_path / "state"
     state.mkdir()
     home = tmp_path / "pulumi-home"
+    plugins = _installed_plugins(home)
     env = {
         **os.environ,
         "PULUMI_BACKEND_URL": f"file://{state}",
@@ -106,6 +119,7 @@ def make_project(tmp_path, extra_env: dict | None = None) -> Project:
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_HOME": os.environ.get("KSLAB_PULUMI_HOME", str(home)),
+        **plugins,
         "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
         "NO_COLOR": "1",
         **(extra_env or {}),

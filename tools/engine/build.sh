@@ -4,7 +4,7 @@
 #
 #   eval "$(tools/engine/build.sh)"      # puts the engine on PATH
 #
-# stdout: exactly one line, `export PATH="<cache>/engine/<key>/bin:$PATH"`.
+# stdout: exactly one line, `export PATH="<cache>/engine/<key>/bin:$PATH" KSLAB_ENGINE_PLUGIN_HOME="..."`.
 # stderr: progress and errors. A warm run (stamp present) rebuilds nothing.
 #
 # Env:
@@ -53,7 +53,33 @@ DEST=$ENGINE_DIR/$KEY
 STAMP=$DEST/.complete
 LOG_DIR=${KSLAB_ENGINE_LOG_DIR:-$ENGINE_DIR/logs}
 
-emit() { printf 'export PATH="%s/bin:$PATH"\n' "$DEST"; }
+# The built provider plugins installed the way the engine installs plugins (`pulumi plugin install --file`, no
+# download), in a Pulumi home of the cache's own: a run whose PULUMI_HOME has them installed, with
+# PULUMI_IGNORE_AMBIENT_PLUGINS, takes them from there instead of warning "using pulumi-resource-kubernetes from
+# $PATH" (tests/support/engine.py links it into each test's home; tools/lab.sh installs it once into yours).
+PLUGIN_HOME=$DEST/plugin-home
+plugin_home() {
+    [[ -d $PLUGIN_HOME/plugins/resource-kubernetes-v$K8S_VERSION ]] && return 0
+    local tmp
+    tmp=$(mktemp -d "$DEST/.plugin-home.XXXXXX") || return 1
+    if PULUMI_HOME=$tmp PULUMI_SKIP_UPDATE_CHECK=true "$DEST/bin/pulumi" plugin install resource kubernetes \
+            "v$K8S_VERSION" --file "$DEST/bin/pulumi-resource-kubernetes" >/dev/null 2>&1 \
+            && [[ -d $tmp/plugins/resource-kubernetes-v$K8S_VERSION ]]; then
+        rm -rf "$tmp/workspaces" "$tmp/credentials.json"
+        mv -T "$tmp" "$PLUGIN_HOME" 2>/dev/null || rm -rf "$tmp"  # a concurrent caller may have made it first
+    else
+        rm -rf "$tmp"
+        log "could not install the built kubernetes plugin into $PLUGIN_HOME; runs will take it from PATH"
+    fi
+}
+emit() {
+    plugin_home
+    if [[ -d $PLUGIN_HOME/plugins/resource-kubernetes-v$K8S_VERSION ]]; then
+        printf 'export PATH="%s/bin:$PATH" KSLAB_ENGINE_PLUGIN_HOME="%s"\n' "$DEST" "$PLUGIN_HOME"
+    else
+        printf 'export PATH="%s/bin:$PATH"\n' "$DEST"
+    fi
+}
 
 is_complete() {
     [[ -f $STAMP ]] || return 1
