@@ -7,18 +7,18 @@ import pulumi
 import pytest
 
 from kslab.model.spec import parse_lab
-from kslab.model.stack_config import STRING_KEYS
+from kslab.model.stack_config import read_raw
 from tests.support.expected import expected_resources
 from tests.support.mock_run import ROOT, STACKS_DIR, run_program, stack_config
+from tests.support.stack_config import FakeConfig
 
 STACKS = sorted(os.path.basename(p)[len("Pulumi."):-len(".yaml")]
                 for p in glob.glob(os.path.join(STACKS_DIR, "Pulumi.*.yaml")))
 
 
 def spec_of(config: dict):
-    raw = {k.split(":", 1)[1]: (v if k.split(":", 1)[1] in STRING_KEYS else json.loads(v))
-           for k, v in config.items()}
-    return parse_lab(raw)
+    """The lab the program reads from these settings (text, as Pulumi hands them over), through its own reader."""
+    return parse_lab(read_raw(FakeConfig({k.split(":", 1)[1]: v for k, v in config.items()})))
 
 
 def parent_name(run, reg):

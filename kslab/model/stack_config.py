@@ -39,17 +39,27 @@ def read_raw(config: ConfigValues) -> dict[str, Any]:
     return raw
 
 
+def _stack_file_config(project_dir: str, stack: str) -> dict[str, Any]:
+    """The `config:` mapping of the stack's file, in the project's stackConfigDir. OSError or yaml.YAMLError when
+    it cannot be read."""
+    with open(os.path.join(project_dir, "Pulumi.yaml")) as fh:
+        config_dir = (yaml.safe_load(fh) or {}).get("stackConfigDir") or "."
+    with open(os.path.join(project_dir, config_dir, f"Pulumi.{stack}.yaml")) as fh:
+        doc = yaml.safe_load(fh) or {}
+    config = doc.get("config") if isinstance(doc, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def _kslab_keys(config: dict[str, Any]) -> list[str]:
+    return [k.split(":", 1)[1] for k in config if isinstance(k, str) and k.startswith("kslab:")]
+
+
 def stack_config_keys(project_dir: str, stack: str) -> list[str] | None:
     """The `kslab:*` keys the stack's file sets (without the namespace), or None if there is no such file."""
     try:
-        with open(os.path.join(project_dir, "Pulumi.yaml")) as fh:
-            config_dir = (yaml.safe_load(fh) or {}).get("stackConfigDir") or "."
-        with open(os.path.join(project_dir, config_dir, f"Pulumi.{stack}.yaml")) as fh:
-            doc = yaml.safe_load(fh) or {}
+        return _kslab_keys(_stack_file_config(project_dir, stack))
     except (OSError, yaml.YAMLError):
         return None
-    config = doc.get("config") if isinstance(doc, dict) else None
-    return [k.split(":", 1)[1] for k in (config or {}) if isinstance(k, str) and k.startswith("kslab:")]
 
 
 class _StackFileConfig:
@@ -68,15 +78,10 @@ class _StackFileConfig:
 
 
 def read_stack_file(project_dir: str, stack: str) -> tuple[dict[str, Any], list[str]]:
-    """The raw `kslab:*` settings and keys of a stack file, read without the Pulumi engine (for `make status` and
-    `make graph`, which work before any `up`). FileNotFoundError when there is no such stack file."""
-    with open(os.path.join(project_dir, "Pulumi.yaml")) as fh:
-        config_dir = (yaml.safe_load(fh) or {}).get("stackConfigDir") or "."
-    with open(os.path.join(project_dir, config_dir, f"Pulumi.{stack}.yaml")) as fh:
-        doc = yaml.safe_load(fh) or {}
-    config = doc.get("config") if isinstance(doc, dict) else None
-    config = config if isinstance(config, dict) else {}
-    return read_raw(_StackFileConfig(config)), stack_config_keys(project_dir, stack) or []
+    """The raw `kslab:*` settings and keys of a stack file, read once and without the Pulumi engine (for
+    `make status` and `make graph`, which work before any `up`). FileNotFoundError when there is no such file."""
+    config = _stack_file_config(project_dir, stack)
+    return read_raw(_StackFileConfig(config)), _kslab_keys(config)
 
 
 def _read_bytes(path: str) -> bytes:
