@@ -36,6 +36,10 @@ scratch=$work/stacks/Pulumi.${stack}.yaml
 mkdir -p "$work/stacks"
 for item in Pulumi.yaml __main__.py kslab components provider policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
 py=$root/venv/bin/python; [[ -x $py ]] || py=python3
+# The policy pack imports the installed kslab package (`make venv`); a virtualenv from before the package has none.
+if [[ -x $root/venv/bin/python ]] && ! (cd / && "$py" -c 'import kslab' 2>/dev/null); then
+  echo "kslab: the virtualenv predates the kslab package; run 'make venv' (or any make target) first" >&2; exit 2
+fi
 "$py" -m kslab.cli.stack_files compose "$source_file" "$settings" "$scratch"
 # A command that may write the stack file (stack select --create: the salt; config), under the stack's settings
 # lock, then what it wrote is kept in .kslab/stacks.
@@ -69,16 +73,18 @@ pack=policies
 case "$(command -v pulumi)" in
   # kslab's own engine build: its Python language host predates running packs itself.
   */kslab/engine/pulumi-*) pack=policies/analyzer; export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
-    # Its kubernetes plugin, installed once into your Pulumi home from the engine's cache (`pulumi plugin install
-    # --file`, no download), so the engine takes it from there instead of warning that it uses it from PATH.
-    if [[ -n ${KSLAB_ENGINE_PLUGIN_HOME:-} ]]; then
-      home=${PULUMI_HOME:-$HOME/.pulumi}
-      for built in "$KSLAB_ENGINE_PLUGIN_HOME"/plugins/resource-kubernetes-v*/; do
-        name=$(basename "$built")
-        [[ -d $home/plugins/$name ]] || pulumi plugin install resource kubernetes "${name#resource-kubernetes-}" \
-          --file "$built/pulumi-resource-kubernetes" >/dev/null 2>&1 || true
-        if [[ -d $home/plugins/$name ]]; then export PULUMI_IGNORE_AMBIENT_PLUGINS=true; fi
-      done
+    # Its kubernetes plugin as an installed plugin (tools/engine/build.sh installs it into the engine's cache, no
+    # download): runs use a Pulumi home of kslab's own whose plugins are those, so the engine takes it from there
+    # instead of warning that it uses it from PATH, and nothing is written into ~/.pulumi. Only when the plugin is
+    # the version the program's SDK asks for (the engine then looks up that exact version) and complete.
+    if [[ -n ${KSLAB_ENGINE_PLUGIN_HOME:-} && -z ${PULUMI_HOME:-} ]]; then
+      sdk=$("$py" -c 'from importlib.metadata import version; print(version("pulumi_kubernetes"))' 2>/dev/null) || sdk=
+      built=$KSLAB_ENGINE_PLUGIN_HOME/plugins/resource-kubernetes-v$sdk
+      if [[ -n $sdk && -d $built && ! -e $built.partial ]]; then
+        mkdir -p "$root/.kslab/pulumi-home"
+        ln -sfn "$KSLAB_ENGINE_PLUGIN_HOME/plugins" "$root/.kslab/pulumi-home/plugins"
+        export PULUMI_HOME=$root/.kslab/pulumi-home PULUMI_IGNORE_AMBIENT_PLUGINS=true
+      fi
     fi ;;
 esac
 

@@ -10,7 +10,9 @@ import time
 from kslab.cli.stack_state import _listdir
 
 PLUGIN_PROGRAMS = ("pulumi-resource-", "pulumi-language-", "pulumi-analyzer-")
-PLUGIN_MODULES = ("pulumi.policy", "kslab.steps.plugin")  # the policy pack's and kslab's provider's Python
+# The policy pack's and kslab's provider's Python; components.provider is the provider's module before the kslab
+# package, so a plugin left by a run killed just before an upgrade is still recognised.
+PLUGIN_MODULES = ("pulumi.policy", "kslab.steps.plugin", "components.provider")
 
 
 def _proc_exe_name(pid: int) -> str | None:

@@ -116,7 +116,8 @@ class _ClusterReader:
     def role_backend_version(self, defaults: dict[str, Any]) -> tuple[Any, Any, Any]:
         role = self.text("role", "none", "host")
         if role is not WRONG_TYPE and (found := lab_rules.invalid_role("", role)) is not None:
-            self.problem("role", role, "is not a KubeSphere cluster role", found.fix, found.policy)
+            self.problem("role", role, "is not a KubeSphere cluster role", "use one of none, host, member",
+                         found.policy)
         backend = self.text("backend", "kind", "kind")
         if backend is not WRONG_TYPE and backend not in BACKENDS:
             self.problem("backend", backend, "is not a known backend",
@@ -207,7 +208,10 @@ class _ClusterReader:
         found = lab_rules.unsupported_versions("", ks_version, k8s_version)
         if found is not None:
             field_name = "nodeImage" if backend == "kind" else "kubernetesVersion"
-            self.problem(field_name, node_image or k8s_version, found.what, found.fix, found.policy)
+            self.problem(field_name, node_image or k8s_version,
+                         f"Kubernetes {k8s_version} is not supported by KubeSphere {ks_version} (supported: "
+                         f"{found.value})", "pick a Kubernetes version in that range, or another kubesphereVersion",
+                         found.policy)
 
     def components(self, defaults: dict[str, Any]) -> dict[str, bool]:
         components_raw = self.raw.get("components")

@@ -87,7 +87,7 @@ def _naming(problems: list[Problem], raw: dict[str, Any]) -> tuple[str, str]:
 def _kind_wait(problems: list[Problem], value: Any) -> str:
     text = as_text(problems, "kslab:kindWait", value, LAB_DEFAULTS["kindWait"], example="5m")
     if text is WRONG_TYPE:
-        return "5m"
+        return str(LAB_DEFAULTS["kindWait"])
     match = re.match(r"^(\d+)([smh])$", text)
     lo, hi = KIND_WAIT_SECONDS
     if not match or not lo <= int(match.group(1)) * _DURATION_UNITS[match.group(2)] <= hi:
@@ -95,7 +95,7 @@ def _kind_wait(problems: list[Problem], value: Any) -> str:
                                 f"must be a duration from {lo}s to {hi // 60}m (digits, then s, m or h; 0s: do not "
                                 "wait)",
                                 "use e.g. 5m or 300s"))
-        return "5m"
+        return str(LAB_DEFAULTS["kindWait"])
     return str(text)
 
 
@@ -145,8 +145,8 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
                                 "use strict (default) or warn (policy-guarded problems become warnings)"))
     lab = LabSpec(
         clusters=tuple(clusters), joins=joins,
-        jwt_secret_mode=jwt_mode if jwt_mode in JWT_MODES else "shared",
-        validation_mode=mode if mode in ("strict", "warn") else "strict",
+        jwt_secret_mode=jwt_mode if jwt_mode in JWT_MODES else LAB_DEFAULTS["jwtSecretMode"],
+        validation_mode=mode if mode in ("strict", "warn") else LAB_DEFAULTS["validationMode"],
         allow_multiple_hosts=allow_multiple_hosts,
         install_timeout_seconds=as_int(problems, "kslab:installTimeoutSeconds",
                                        raw.get("installTimeoutSeconds"), LAB_DEFAULTS["installTimeoutSeconds"],
@@ -224,9 +224,9 @@ def _across_clusters(problems: list[Problem], clusters_raw: list[Any], clusters:
             seen.setdefault(name, i)
     ports = [(c.name, c.console_host_port) for c in clusters if c.console_host_port is not None]
     for found in lab_rules.duplicate_host_ports(ports):
-        port = next(p for n, p in ports if n == found.subject)
-        problems.append(Problem(f"kslab:clusters[{found.subject}].consoleHostPort", port, found.what, found.fix,
-                                found.policy))
+        problems.append(Problem(f"kslab:clusters[{found.subject}].consoleHostPort", found.value,
+                                f"is also the console host port of cluster '{found.first}'",
+                                "give each kind cluster its own consoleHostPort", found.policy))
     subnets: list[tuple[str, str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
     for c in clusters:
         for label, value in (("podSubnet", c.pod_subnet), ("serviceSubnet", c.service_subnet)):
@@ -240,8 +240,11 @@ def _across_clusters(problems: list[Problem], clusters_raw: list[Any], clusters:
                 subnets.append((c.name, label, net))
     hosts = [(c.name, c.host_cluster_name) for c in clusters if c.role == "host" and c.host_cluster_name]
     for found in lab_rules.duplicate_host_cluster_names(hosts):
-        problems.append(Problem(f"kslab:clusters[{found.subject}].hostClusterName", dict(hosts)[found.subject],
-                                found.what, found.fix, found.policy))
+        problems.append(Problem(f"kslab:clusters[{found.subject}].hostClusterName", found.value,
+                                f"is also the hostClusterName of '{found.first}': two hosts would both call "
+                                "themselves the same",
+                                "set a distinct hostClusterName per host (defaults to the cluster name)",
+                                found.policy))
 
 
 def _parse_joins(problems: list[Problem], joins_raw: Any, by_name: dict[str, ClusterSpec]) -> tuple[JoinSpec, ...]:
@@ -268,7 +271,7 @@ def _parse_join(problems: list[Problem], path: str, item: Any, by_name: dict[str
         return None
     for unknown in sorted(set(item) - JOIN_FIELDS):
         problems.append(Problem(f"{path}.{unknown}", item[unknown], "is not a join field", "use member and host"))
-    sides = {side: as_text(problems, f"{path}.{side}", item.get(side), example=side) for side in JOIN_FIELDS}
+    sides = {side: as_text(problems, f"{path}.{side}", item.get(side), example=side) for side in ("member", "host")}
     if any(v is WRONG_TYPE for v in sides.values()):
         return None
     if sides["member"] is not None and sides["member"] == sides["host"]:
@@ -284,18 +287,23 @@ def _parse_join(problems: list[Problem], path: str, item: Any, by_name: dict[str
             problems.append(Problem(f"{path}.{side}", target, "names no cluster of this stack",
                                     "use one of " + ", ".join(sorted(by_name)) if by_name else "add the cluster"))
             ok = False
-        elif (found := lab_rules.join_side_role(path, side, target, by_name[target].role)) is not None:
-            problems.append(Problem(f"{path}.{side}", target, found.what, found.fix, found.policy))
+        elif (found := lab_rules.join_side_role(side, target, by_name[target].role)) is not None:
+            problems.append(Problem(f"{path}.{side}", target,
+                                    f"has role '{found.value}', but a join's {side} must have role '{side}'",
+                                    f"set role: {side} on cluster '{target}'", found.policy))
     return JoinSpec(member=item["member"], host=item["host"]) if ok else None
 
 
 def _multi_host_members(problems: list[Problem], warnings: list[str], joins: tuple[JoinSpec, ...],
                         allow_multiple_hosts: bool, jwt_mode: Any) -> None:
     for member, hosts in sorted(lab_rules.hosts_per_member((j.member, j.host) for j in joins).items()):
-        if not allow_multiple_hosts:
-            found = lab_rules.member_multiple_hosts(member, hosts)
-            problems.append(Problem("kslab:joins", f"{member} -> {', '.join(hosts)}", found.what, found.fix,
-                                    found.policy))
+        found = lab_rules.member_multiple_hosts(member, hosts, allow_multiple_hosts)
+        if found is not None:
+            problems.append(Problem("kslab:joins", f"{member} -> {', '.join(hosts)}",
+                                    f"member '{member}' is joined to {len(hosts)} hosts; one member belongs to one "
+                                    "host upstream (kubesphere#6466)",
+                                    "join it to one host, or set kslab:allowMultipleHosts: true to run the "
+                                    "dual-host experiment knowingly", found.policy))
         else:
             warnings.append(
                 f"EXPERIMENT: member '{member}' is joined to {len(hosts)} hosts ({', '.join(hosts)}). Unsupported "

@@ -95,9 +95,6 @@ KUBESPHERE_RELEASES: dict[str, KubeSphereRelease] = {
     )
 }
 
-# Extra memory (MiB) an optional component adds to a cluster, a rough lab estimate
-# (ks-installer#93: a full 3.x install wants 4-10 GB; the seed notes ran two minimal
-# 3.2.1 clusters on a 4-core/8 GB laptop, which the base figures above respect).
 # Where each optional component's switch sits in the cc spec (ks-installer's deploy/cluster-configuration.yaml,
 # identical at v3.2.1 and v3.4.1). The edge component's key differs by release: KubeSphereRelease.edge_component_key.
 COMPONENT_CC_PATHS: dict[str, tuple[str, ...]] = {
@@ -106,6 +103,9 @@ COMPONENT_CC_PATHS: dict[str, tuple[str, ...]] = {
     "servicemesh": ("servicemesh", "enabled"), "openpitrix": ("openpitrix", "store", "enabled"),
     "networkPolicy": ("network", "networkpolicy", "enabled"), "metricsServer": ("metrics_server", "enabled"),
 }
+# Extra memory (MiB) an optional component adds to a cluster, a rough lab estimate
+# (ks-installer#93: a full 3.x install wants 4-10 GB; the seed notes ran two minimal
+# 3.2.1 clusters on a 4-core/8 GB laptop, which the base figures above respect).
 COMPONENT_MEMORY_MIB: dict[str, int] = {
     "devops": 2048,
     "logging": 2560,

@@ -9,7 +9,7 @@ same rules at apply time.
 """
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -90,16 +90,18 @@ def _jwt_mismatch(args: StackValidationArgs, report: ReportViolation):
 def _roles(args: StackValidationArgs, report: ReportViolation):
     lab = LabView.of(args.resources)
     for c in lab.clusters.values():
-        if (found := lab_rules.invalid_role(c.name, c.role)) is not None:
-            report(f"cluster '{c.name}': spec.multicluster.clusterRole: {found}", c.urn)
+        if lab_rules.invalid_role(c.name, c.role) is not None:
+            report(f"cluster '{c.name}': spec.multicluster.clusterRole {c.role!r} is not one of none/host/member. "
+                   "Fix: set role to none, host or member.", c.urn)
     for j in lab.joins:
         for side, wanted in ((j.host, "host"), (j.member, "member")):
             c = lab.clusters.get(side)
             if c is None:
                 report(f"join '{j.name}': {wanted} '{side}' has no KubeSphere ClusterConfiguration in this stack. "
                        "Fix: join clusters of this stack only.", j.urn)
-            elif (found := lab_rules.join_side_role(j.name, wanted, side, c.role)) is not None:
-                report(f"join '{j.name}': {found}", j.urn)
+            elif lab_rules.join_side_role(wanted, side, c.role) is not None:
+                report(f"join '{j.name}': {wanted} '{side}' has role {c.role!r}, not '{wanted}'. "
+                       f"Fix: set role: {wanted} on '{side}' (before its first install: roles are not undone).", j.urn)
 
 
 # 3, 4 ----------------------------------------------------------------------------------------
@@ -153,9 +155,12 @@ def _k8s_version(lab: LabView, cluster: str) -> str:
 def _versions(args: StackValidationArgs, report: ReportViolation):
     lab = LabView.of(args.resources)
     for c in lab.clusters.values():
-        found = lab_rules.unsupported_versions(c.name, c.kubesphere_version, _k8s_version(lab, c.name))
+        k8s = _k8s_version(lab, c.name)
+        found = lab_rules.unsupported_versions(c.name, c.kubesphere_version, k8s)
         if found is not None:
-            report(f"cluster '{c.name}': {found} (README, Versions)", c.urn)
+            report(f"cluster '{c.name}': KubeSphere {c.kubesphere_version or '?'} on Kubernetes {k8s or '?'} is "
+                   f"outside the supported range ({found.value}). Fix: change nodeImage/kubernetesVersion or "
+                   "kubesphereVersion (see README, Versions).", c.urn)
     for j in lab.joins:
         for side in (j.host, j.member):
             c = lab.clusters.get(side)
@@ -170,18 +175,23 @@ def _versions(args: StackValidationArgs, report: ReportViolation):
 # 6 ------------------------------------------------------------------------------------------
 def _ports_and_names(args: StackValidationArgs, report: ReportViolation):
     lab = LabView.of(args.resources)
-    nodes = sorted(lab.kind_nodes.values(), key=lambda n: n.name)
-    ports = [(node.name, port) for node in nodes for port in node.host_ports]
-    for found in lab_rules.duplicate_host_ports(ports):
-        report(f"cluster '{found.subject}': {found}", lab.kind_nodes[found.subject].urn)
+    owners: dict[int, list] = defaultdict(list)
+    nodes = list(lab.kind_nodes.values())
+    for found in lab_rules.duplicate_host_ports((node.name, port) for node in nodes for port in node.host_ports):
+        owners[found.value] = owners[found.value] or [lab.kind_nodes[found.first]]
+        owners[found.value].append(lab.kind_nodes[found.subject])
+    for port, sharing in sorted(owners.items()):
+        report(f"host port {port} is mapped by kind clusters {', '.join(n.name for n in sharing)}: only the first "
+               "can start. Fix: give each cluster its own consoleHostPort.", sharing[1].urn)
     # Count the raw resources: the view keys clusters by name and would hide a duplicate.
     kind_names = Counter(str(r.props["environment"].get(names.ENV_CLUSTER)) for r in lab.resources
                          if r.type == KIND_CLUSTER_TYPE and isinstance(r.props.get("environment"), dict))
     cc_names = Counter(str(dig(r.props, "metadata", "labels", names.CLUSTER_LABEL))
                        for r in lab.resources if r.type == CC_TYPE)
     for name in sorted(set(kind_names) | set(cc_names)):
-        if (found := lab_rules.duplicate_name(name, max(kind_names[name], cc_names[name]))) is not None:
-            report(str(found))
+        count = max(kind_names[name], cc_names[name])
+        if lab_rules.duplicate_name(name, count) is not None:
+            report(f"cluster name '{name}' is used {count} times. Fix: give every cluster its own name.")
 
 
 # 7 ------------------------------------------------------------------------------------------
@@ -238,8 +248,11 @@ def _hosts_per_member(lab: LabView) -> dict[str, list]:
 
 def _multi_host(args: StackValidationArgs, report: ReportViolation):
     for member, joins in _hosts_per_member(LabView.of(args.resources)).items():
-        if not all(j.allow_multiple_hosts for j in joins):
-            report(str(lab_rules.member_multiple_hosts(member, [j.host for j in joins])), joins[1].urn)
+        if lab_rules.member_multiple_hosts(member, [j.host for j in joins],
+                                           all(j.allow_multiple_hosts for j in joins)) is not None:
+            report(f"member '{member}' is joined to {len(joins)} hosts ({', '.join(j.host for j in joins)}); "
+                   "one member belongs to one host (kubesphere#6466, kubefed#749). Fix: join it to one host, or "
+                   "set kslab:allowMultipleHosts: true to run the experiment knowingly.", joins[1].urn)
 
 
 def _dual_host_experiment(args: StackValidationArgs, report: ReportViolation):
@@ -259,7 +272,9 @@ def _host_cluster_names(args: StackValidationArgs, report: ReportViolation):
     hosts = [(c.name, c.host_cluster_name) for c in sorted(lab.clusters.values(), key=lambda c: c.name)
              if c.role == "host"]
     for found in lab_rules.duplicate_host_cluster_names(hosts):
-        report(str(found), lab.clusters[found.subject].urn)
+        report(f"hosts '{found.first}' and '{found.subject}' both set hostClusterName '{found.value}': both would "
+               "call themselves the same in federation. Fix: set a distinct hostClusterName per host.",
+               lab.clusters[found.subject].urn)
 
 
 # 10 -----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ backend, a passphrase, and no plugin downloads (a missing plugin fails loudly)."
 from __future__ import annotations
 
 import glob
+import importlib.metadata
 import json
 import os
 import shutil
@@ -93,6 +94,11 @@ def _installed_plugins(home) -> dict[str, str]:
     from PATH. Nothing when the engine has none (an official CLI) or a test names its own home."""
     installed = os.environ.get("KSLAB_ENGINE_PLUGIN_HOME")
     if not installed or os.environ.get("KSLAB_PULUMI_HOME"):
+        return {}
+    # The engine then looks up exactly the version the program's SDK asks for (as tools/lab.sh checks too).
+    sdk = importlib.metadata.version("pulumi_kubernetes")
+    built = os.path.join(installed, "plugins", f"resource-kubernetes-v{sdk}")
+    if not os.path.isdir(built) or os.path.exists(built + ".partial"):
         return {}
     home.mkdir(exist_ok=True)
     os.symlink(os.path.join(installed, "plugins"), home / "plugins")

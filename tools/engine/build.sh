@@ -61,7 +61,10 @@ PLUGIN_HOME=$DEST/plugin-home
 plugin_home() {
     [[ -d $PLUGIN_HOME/plugins/resource-kubernetes-v$K8S_VERSION ]] && return 0
     local tmp
-    tmp=$(mktemp -d "$DEST/.plugin-home.XXXXXX") || return 1
+    tmp=$(mktemp -d "$DEST/.plugin-home.XXXXXX" 2>/dev/null) || {
+        log "cannot write $DEST (another user's cache?); runs will take the kubernetes plugin from PATH"
+        return 0
+    }
     if PULUMI_HOME=$tmp PULUMI_SKIP_UPDATE_CHECK=true "$DEST/bin/pulumi" plugin install resource kubernetes \
             "v$K8S_VERSION" --file "$DEST/bin/pulumi-resource-kubernetes" >/dev/null 2>&1 \
             && [[ -d $tmp/plugins/resource-kubernetes-v$K8S_VERSION ]]; then
@@ -73,7 +76,7 @@ plugin_home() {
     fi
 }
 emit() {
-    plugin_home
+    plugin_home || true
     if [[ -d $PLUGIN_HOME/plugins/resource-kubernetes-v$K8S_VERSION ]]; then
         printf 'export PATH="%s/bin:$PATH" KSLAB_ENGINE_PLUGIN_HOME="%s"\n' "$DEST" "$PLUGIN_HOME"
     else
