@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kslab.cli.recovery import RECOVERY_DIR, StackFiles
+from kslab.cli.recovery import RECOVERY_DIR
+from kslab.cli.stack_state import StackFiles
 from tests.support.crash import backend_leftovers, campaign, lab_sh, lab_sh_tree, project_processes, summary
 from tests.support.live import LiveLab
 from tests.test_live_e2e import _check_lab

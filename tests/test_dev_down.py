@@ -6,7 +6,6 @@ import subprocess
 import pytest
 
 from kslab.steps import common, dev_steps
-from kslab.steps import programs as ops
 from kslab.steps.errors import Transient
 
 KIND_KUBECONFIG = "apiVersion: v1\nkind: Config\ncurrent-context: kind-lab\n"
@@ -29,7 +28,7 @@ def step(monkeypatch, tmp_path):
         monkeypatch.setenv("KSLAB_KUBECONFIG", kubeconfig)
         listed = "\n".join(kind_lists)
         monkeypatch.setattr(common, "_kind", lambda *a, **k: subprocess.CompletedProcess(a, 0, listed, ""))
-        ops.step_dev_down()
+        dev_steps.step_dev_down()
     return run
 
 

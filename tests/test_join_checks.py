@@ -8,7 +8,7 @@ import yaml
 from kslab.model import kubeconfig as kc
 from kslab.model.spec import LabConfigError
 from kslab.program.config import load_lab
-from kslab.steps import programs as ops
+from kslab.steps import join_steps
 from tests.support.mock_run import fake_kubeconfig
 from tests.support.stack_config import FakeConfig
 
@@ -42,7 +42,7 @@ class FakeCluster:
 
 
 def checks(version, member, host=None, server="https://172.18.0.3:6443"):
-    return ops._console_checks(host or FakeCluster(uid="uid-h"), member, "member", "host", server, version)
+    return join_steps._console_checks(host or FakeCluster(uid="uid-h"), member, "member", "host", server, version)
 
 
 @pytest.mark.parametrize("version", ["v3.2.1", "v3.4.1"])

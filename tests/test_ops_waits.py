@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from kslab.steps import common
-from kslab.steps import programs as ops
+from kslab.steps import common, install_steps, join_steps
 from kslab.steps.errors import ApiFailure, Transient
 
 
@@ -86,7 +85,7 @@ def env(monkeypatch):
 
 
 def test_wait_for_times_out_with_progress(capsys):
-    value, elapsed, summary = ops._wait_for(lambda: (False, "core=pending", None), 0.3, 0.05, 0.1, "lab")
+    value, elapsed, summary = common._wait_for(lambda: (False, "core=pending", None), 0.3, 0.05, 0.1, "lab")
     assert value is None and 0.3 <= elapsed < 2 and summary == "core=pending"
     assert "lab: still waiting" in capsys.readouterr().err
 
@@ -99,7 +98,7 @@ def test_wait_for_waits_through_what_can_heal():
         if isinstance(item, Exception):
             raise item
         return item
-    assert ops._wait_for(probe, 5, 0.01, 10, "x")[0] == 42
+    assert common._wait_for(probe, 5, 0.01, 10, "x")[0] == 42
 
 
 def test_wait_for_fails_at_once_on_what_cannot_heal():
@@ -109,14 +108,14 @@ def test_wait_for_fails_at_once_on_what_cannot_heal():
         calls.append(1)
         raise ApiFailure("API server answered 403 Forbidden")
     with pytest.raises(ApiFailure):
-        ops._wait_for(probe, 5, 0.01, 10, "x")
+        common._wait_for(probe, 5, 0.01, 10, "x")
     assert len(calls) == 1
 
 
 def test_unjoin_waits_for_the_finalizer(env, capsys):
     host = FakeHost(finalizer_clears=True)
     env.setattr(common, "_kube", lambda var, label: host)
-    ops.step_unjoin()
+    join_steps.step_unjoin()
     assert host.deleted and not host.stripped and "unjoined" in capsys.readouterr().err
     assert host.webhooks, "a normal unjoin never touches the webhook"
 
@@ -125,7 +124,7 @@ def test_unjoin_stuck_fails_with_the_way_out(env, capsys):
     host = FakeHost()
     env.setattr(common, "_kube", lambda var, label: host)
     with pytest.raises(SystemExit):
-        ops.step_unjoin()
+        join_steps.step_unjoin()
     err = capsys.readouterr().err
     assert "still has its finalizer after 0s" in err and "KSLAB_FORCE_UNJOIN=1" in err and "6154" in err
     assert not host.stripped and host.webhooks
@@ -135,7 +134,7 @@ def test_forced_unjoin_on_v3_4_moves_the_webhook_aside_and_restores_it(env, caps
     host = FakeHost()
     env.setattr(common, "_kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
-    ops.step_unjoin()
+    join_steps.step_unjoin()
     assert host.stripped and host.webhooks, "the finalizer is gone and the webhook is back"
     assert host.events == ["delete", "save-webhooks", "delete-webhook cluster.kubesphere.io", "strip",
                            "restore-webhook cluster.kubesphere.io", "forget-saved"]
@@ -153,7 +152,7 @@ def test_forced_unjoin_restores_the_webhook_even_when_the_strip_fails(env):
     env.setattr(common, "_kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     with pytest.raises(SystemExit):
-        ops._fatal_api_errors(ops.step_unjoin)()
+        common._fatal_api_errors(join_steps.step_unjoin)()
     assert host.webhooks and host.events[-2:] == ["restore-webhook cluster.kubesphere.io", "forget-saved"]
 
 
@@ -171,11 +170,11 @@ def test_a_run_killed_with_the_webhook_out_of_the_way_is_restored_by_the_next(en
     env.setattr(common, "_kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     with pytest.raises(Killed):
-        ops.step_unjoin()
+        join_steps.step_unjoin()
     assert not host.webhooks and host.saved_on_host, "deleted, and kept on the host"
     env.delenv("KSLAB_FORCE_UNJOIN")
     host.events.clear()
-    ops.step_unjoin()  # the next destroy: the webhook is back first (here the Cluster had already gone)
+    join_steps.step_unjoin()  # the next destroy: the webhook is back first (here the Cluster had already gone)
     assert host.events[0] == "restore-saved cluster.kubesphere.io" and host.webhooks
     assert "which an interrupted run had taken out of the way" in capsys.readouterr().err
 
@@ -185,7 +184,7 @@ def test_forced_unjoin_on_v3_2_has_no_webhook_to_move(env):
     env.setattr(common, "_kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     env.setenv("KSLAB_KS_VERSION", "v3.2.1")
-    ops.step_unjoin()
+    join_steps.step_unjoin()
     assert host.events == ["delete", "strip"]
 
 
@@ -194,7 +193,7 @@ def test_wait_join_timeout_names_the_member(env, capsys):
     host.obj["status"] = {"conditions": [{"type": "Ready", "status": "False", "message": "member down"}]}
     env.setattr(common, "_kube", lambda var, label: host)
     with pytest.raises(SystemExit):
-        ops.step_wait_join()
+        join_steps.step_wait_join()
     err = capsys.readouterr().err
     assert "member 'member' did not become Ready on host 'host'" in err and "member down" in err
 
@@ -215,7 +214,7 @@ def test_read_jwt_retries_until_the_installer_wrote_it(env, capsys):
     env.setenv("KSLAB_JWT_READ_SECONDS", "5")
     cluster = FakeCluster([None, Transient("unreachable"), "s3cr3t-value"])
     env.setattr(common, "_kube", lambda var, label: cluster)
-    ops.step_read_jwt()
+    install_steps.step_read_jwt()
     out = capsys.readouterr()
     assert out.out.strip() == "s3cr3t-value" and "s3cr3t" not in out.err
 
@@ -226,7 +225,7 @@ def test_read_jwt_gives_up_within_its_bound(env, capsys):
     cluster = FakeCluster([None] * 100)
     env.setattr(common, "_kube", lambda var, label: cluster)
     with pytest.raises(SystemExit):
-        ops.step_read_jwt()
+        install_steps.step_read_jwt()
     assert "no authentication.jwtSecret in kubesphere-config yet" in capsys.readouterr().err
 
 
@@ -252,7 +251,7 @@ def test_install_wait_fails_at_once_on_a_failed_component(env, capsys):
     cluster = FakeInstalled({"core": {"status": "enabled", "enabledTime": "t1"}, "servicemesh": {"status": "failed"}})
     env.setattr(common, "_kube", lambda var, label: cluster)
     with pytest.raises(SystemExit):
-        ops.step_wait_install()
+        install_steps.step_wait_install()
     assert "marked servicemesh failed" in capsys.readouterr().err
 
 
@@ -264,21 +263,20 @@ def test_install_wait_ignores_a_run_older_than_the_change(env, capsys):
     cluster = FakeInstalled({"core": {"status": "enabled", "enabledTime": "t1", "version": "v3.2.1"}})
     env.setattr(common, "_kube", lambda var, label: cluster)
     with pytest.raises(SystemExit):
-        ops.step_wait_install()
+        install_steps.step_wait_install()
     assert "run=not started" in capsys.readouterr().err
     cluster.cc["status"]["core"]["enabledTime"] = "t2"
-    ops.step_wait_install()
+    install_steps.step_wait_install()
     assert json.loads(capsys.readouterr().out)["state"] == "enabled"
 
 
 def test_a_bug_in_a_step_is_said_as_such_without_a_traceback(monkeypatch, capsys):
-    from kslab.steps import programs as ops
 
     def broken():
         return {}["missing"]
     monkeypatch.delenv("KSLAB_DEBUG", raising=False)
     with pytest.raises(SystemExit):
-        ops._fatal_api_errors(broken)()
+        common._fatal_api_errors(broken)()
     err = capsys.readouterr().err
     assert "[kslab] ERROR: step broken failed unexpectedly (KeyError: 'missing')" in err and "kslab bug" in err
     assert "Traceback" not in err
@@ -290,7 +288,7 @@ def test_saved_webhooks_are_put_back_only_when_their_run_is_gone_and_only_the_cl
     import os
     import socket
 
-    from kslab.cli.recovery import process_identity
+    from kslab.cli.processes import process_identity
     from kslab.steps import kube
     me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "start": process_identity(os.getpid())[1]})
     assert kube._owner_runs(me)

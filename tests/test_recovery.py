@@ -6,7 +6,8 @@ import time
 import pytest
 
 from kslab.cli import processes, recovery
-from kslab.cli.recovery import (
+from kslab.cli.recovery import recover_files
+from kslab.cli.stack_state import (
     Candidate,
     StackFiles,
     backend_dir,
@@ -15,7 +16,6 @@ from kslab.cli.recovery import (
     lock_verdict,
     parse_lock,
     pending_operations,
-    recover_files,
     sidecar_is_broken,
 )
 
@@ -204,13 +204,13 @@ def test_the_command_line_ignores_other_backends(capsys):
 
 
 def test_only_plugins_are_taken_for_leftovers_never_a_program_that_names_one():
-    assert recovery.is_plugin_argv(["/cache/bin/pulumi-resource-kubernetes"])
-    assert recovery.is_plugin_argv(["/p/venv/bin/python", "-m", "kslab.steps.plugin"])
-    assert recovery.is_plugin_argv(["/p/venv/bin/python", "-u", "-m", "pulumi.policy", "127.0.0.1:1", "policies"])
-    assert recovery.is_plugin_argv(["/p/venv/bin/python", "-u", "/cache/bin/pulumi-language-python-exec", "x"])
-    assert not recovery.is_plugin_argv(["vim", "provider/pulumi-resource-kslab"])
-    assert not recovery.is_plugin_argv(["grep", "-r", "pulumi-resource-", "."])
-    assert not recovery.is_plugin_argv(["python3", "-c", "import kslab.steps.plugin"])
+    assert processes.is_plugin_argv(["/cache/bin/pulumi-resource-kubernetes"])
+    assert processes.is_plugin_argv(["/p/venv/bin/python", "-m", "kslab.steps.plugin"])
+    assert processes.is_plugin_argv(["/p/venv/bin/python", "-u", "-m", "pulumi.policy", "127.0.0.1:1", "policies"])
+    assert processes.is_plugin_argv(["/p/venv/bin/python", "-u", "/cache/bin/pulumi-language-python-exec", "x"])
+    assert not processes.is_plugin_argv(["vim", "provider/pulumi-resource-kslab"])
+    assert not processes.is_plugin_argv(["grep", "-r", "pulumi-resource-", "."])
+    assert not processes.is_plugin_argv(["python3", "-c", "import kslab.steps.plugin"])
 
 
 def test_a_leftover_temp_lock_counts_as_a_lock(tmp_path):
@@ -280,10 +280,10 @@ def test_a_reused_pid_is_never_hit():
     import subprocess
     victim = subprocess.Popen(["sleep", "60"])
     try:
-        uid, start = recovery.process_identity(victim.pid)
-        assert recovery.stop_processes({victim.pid: (uid, start - 1)}, grace=0.5) == []  # the scan saw another
+        uid, start = processes.process_identity(victim.pid)
+        assert processes.stop_processes({victim.pid: (uid, start - 1)}, grace=0.5) == []  # the scan saw another
         assert victim.poll() is None
-        assert recovery.stop_processes({victim.pid: (uid, start)}, grace=2) == [victim.pid]
+        assert processes.stop_processes({victim.pid: (uid, start)}, grace=2) == [victim.pid]
         assert victim.wait(timeout=10) != 0
     finally:
         victim.kill()

@@ -14,7 +14,7 @@ What a killed run can leave in a file backend (`file://DIR`, the layout of Pulum
 What is safe is done here, each with a message; what is not is printed as the exact command. Nothing is deleted:
 whatever is moved aside goes to `DIR/.kslab-recovery/<stack>-<time>/`. Only the standard library is used.
 Reading and judging the backend's files is kslab/cli/stack_state.py; finding and stopping the processes a killed
-run left is kslab/cli/processes.py (their names are re-exported here).
+run left is kslab/cli/processes.py.
 """
 from __future__ import annotations
 
@@ -28,21 +28,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kslab.cli.processes import (
-    PLUGIN_MODULES,
-    PLUGIN_PROGRAMS,
-    is_plugin_argv,
-    is_pulumi_pid,
-    orphaned_plugins,
-    orphaned_processes,
-    process_identity,
-    stop_processes,
-)
+from kslab.cli.processes import is_pulumi_pid, orphaned_processes, stop_processes
 from kslab.cli.stack_state import (
     PULUMI_DIR,
-    UNREADABLE_LOCK_GRACE_SECONDS,
     Candidate,
-    Lock,
     StackFiles,
     _read,
     _write_atomic,
@@ -54,14 +43,6 @@ from kslab.cli.stack_state import (
     pending_operations,
     sidecar_is_broken,
 )
-
-__all__ = [
-    "EXIT_STOP", "PLUGIN_MODULES", "PLUGIN_PROGRAMS", "PULUMI_DIR", "RECOVERY_DIR", "UNREADABLE_LOCK_GRACE_SECONDS",
-    "Candidate", "Lock", "Report", "StackFiles", "backend_dir", "best_restore", "checkpoint_problem",
-    "is_plugin_argv", "is_pulumi_pid", "lock_verdict", "main", "orphaned_plugins", "orphaned_processes",
-    "parse_lock", "pending_operations", "process_identity", "recover_files", "refresh_command",
-    "sidecar_is_broken", "stop_processes",
-]
 
 RECOVERY_DIR = ".kslab-recovery"
 # Exit codes of the command line: 0 go on, 3 stop (the message says what to do).

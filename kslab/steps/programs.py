@@ -8,16 +8,15 @@ where it holds one). Exit status non-zero = the step failed, with the reason on 
 This module is the dispatcher: STEPS, one definition per step, and main. The steps themselves live by family:
 kind_steps (preflight, kind clusters), image_steps (image check, lab registry), install_steps (KubeSphere's
 install), join_steps (multicluster join and unjoin), dev_steps (developer workspaces); what they share is in
-common. Each step function is also reachable here by its name (programs.step_unjoin, ...). The stand-ins a test
-sets go on the module that holds the seam (common._kube, common._kind, dev_steps._give_back): they are not
-re-exported here, so setting one here fails rather than patching nothing.
+common. The stand-ins a test sets go on the module that holds the seam (common._kube, common._kind,
+dev_steps._give_back), and tests call a step from its family's module.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kslab.steps.common import _fatal_api_errors, _wait_for, fail
+from kslab.steps.common import _fatal_api_errors, fail
 from kslab.steps.dev_steps import step_dev_down, step_dev_up
 from kslab.steps.image_steps import step_image_check, step_lab_images, step_lab_images_read
 from kslab.steps.install_steps import (
@@ -27,14 +26,8 @@ from kslab.steps.install_steps import (
     step_role_guard,
     step_wait_install,
 )
-from kslab.steps.join_steps import _console_checks, step_join_check, step_unjoin, step_wait_join
+from kslab.steps.join_steps import step_join_check, step_unjoin, step_wait_join
 from kslab.steps.kind_steps import step_kind_create, step_kind_delete, step_kind_read, step_preflight
-
-__all__ = ["STEPS", "Step", "main", "_console_checks", "_fatal_api_errors", "_wait_for",
-           "step_dev_down", "step_dev_up", "step_gen_secret", "step_image_check", "step_install_baseline",
-           "step_join_check", "step_kind_create", "step_kind_delete", "step_kind_read", "step_lab_images",
-           "step_lab_images_read", "step_preflight", "step_read_jwt", "step_role_guard", "step_unjoin",
-           "step_wait_install", "step_wait_join"]
 
 
 @dataclass(frozen=True)

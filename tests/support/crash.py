@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kslab.cli.recovery import StackFiles, checkpoint_problem, pending_operations, sidecar_is_broken
+from kslab.cli.stack_state import StackFiles, checkpoint_problem, pending_operations, sidecar_is_broken
 from tests.support.live import LiveLab
 from tests.support.mock_run import ROOT
 
