@@ -171,3 +171,43 @@ def test_a_lab_of_the_old_layout_keeps_its_secrets(tmp_path):
     again = subprocess.run([lab_sh, "config", "standalone", "get", "kslab:jwtSecret"], cwd=clone, env=env,
                            capture_output=True, text=True, timeout=120)
     assert again.stdout.strip() == "the-old-secret" and "moved" not in again.stderr
+
+
+def test_a_virtualenv_from_before_the_package_is_named_with_its_fix(tmp_path):
+    """A checkout updated over a virtualenv made before the kslab package: tools/lab.sh says to run `make venv`
+    before anything runs (the policy pack would fail to import kslab)."""
+    clone = _fresh_clone(tmp_path)
+    os.remove(os.path.join(clone, "venv"))
+    os.makedirs(os.path.join(clone, "venv", "bin"))
+    stale = os.path.join(clone, "venv", "bin", "python")
+    with open(stale, "w") as fh:  # the interpreter the virtualenv was made from: no kslab installed in it
+        fh.write(f'#!/bin/sh\nexec {os.path.join(sys.base_prefix, "bin", "python3")} "$@"\n')
+    os.chmod(stale, 0o755)
+    proc = subprocess.run([os.path.join(clone, "tools", "lab.sh"), "preview", "standalone"], cwd=clone,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "run 'make venv'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(os.path.join(clone, ".kslab", "state")), "nothing ran"
+
+
+@pytest.mark.engine
+def test_lab_sh_takes_the_engines_plugins_from_a_home_of_its_own(tmp_path):
+    """With kslab's engine and no PULUMI_HOME of yours, tools/lab.sh runs in .kslab/pulumi-home, whose plugins are
+    the engine cache's installed ones: no "using ... from $PATH" warning, and nothing written into ~/.pulumi."""
+    require_pulumi()
+    if not os.environ.get("KSLAB_ENGINE_PLUGIN_HOME"):
+        pytest.skip("SKIPPED: only kslab's own engine build (tools/engine/build.sh) comes with installed plugins")
+    clone = _fresh_clone(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+    env.update(HOME=str(home), PULUMI_SKIP_UPDATE_CHECK="true")
+    proc = subprocess.run([os.path.join(clone, "tools", "lab.sh"), "preview", "standalone"], cwd=clone, env=env,
+                          capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "from $PATH" not in out, out[-3000:]
+    plugins = os.path.join(clone, ".kslab", "pulumi-home", "plugins")
+    assert os.path.realpath(plugins) == os.path.realpath(os.path.join(os.environ["KSLAB_ENGINE_PLUGIN_HOME"],
+                                                                      "plugins"))
+    assert not os.path.exists(home / ".pulumi" / "plugins")

@@ -37,7 +37,10 @@ mkdir -p "$work/stacks"
 for item in Pulumi.yaml __main__.py kslab components provider policies venv tests; do ln -sfn "$PWD/$item" "$work/$item"; done
 py=$root/venv/bin/python; [[ -x $py ]] || py=python3
 # The policy pack imports the installed kslab package (`make venv`); a virtualenv from before the package has none.
-if [[ -x $root/venv/bin/python ]] && ! (cd / && "$py" -c 'import kslab' 2>/dev/null); then
+# The same call tells the version of the kubernetes SDK the program asks the engine for (used below).
+sdk=
+if [[ -x $root/venv/bin/python ]] && ! sdk=$(cd / && "$py" -c 'import kslab; from importlib.metadata import version
+print(version("pulumi_kubernetes"))' 2>/dev/null); then
   echo "kslab: the virtualenv predates the kslab package; run 'make venv' (or any make target) first" >&2; exit 2
 fi
 "$py" -m kslab.cli.stack_files compose "$source_file" "$settings" "$scratch"
@@ -78,7 +81,6 @@ case "$(command -v pulumi)" in
     # instead of warning that it uses it from PATH, and nothing is written into ~/.pulumi. Only when the plugin is
     # the version the program's SDK asks for (the engine then looks up that exact version) and complete.
     if [[ -n ${KSLAB_ENGINE_PLUGIN_HOME:-} && -z ${PULUMI_HOME:-} ]]; then
-      sdk=$("$py" -c 'from importlib.metadata import version; print(version("pulumi_kubernetes"))' 2>/dev/null) || sdk=
       built=$KSLAB_ENGINE_PLUGIN_HOME/plugins/resource-kubernetes-v$sdk
       if [[ -n $sdk && -d $built && ! -e $built.partial ]]; then
         mkdir -p "$root/.kslab/pulumi-home"
