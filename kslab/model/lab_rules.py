@@ -16,7 +16,10 @@ from kslab.model import versions
 from kslab.model.contract import PolicyName
 
 ROLES = ("none", "host", "member")
-# ks-installer's default hostClusterName for a host that sets none (roles/ks-core/config defaults: "host").
+# KubeSphere's hostClusterName for a host whose kubesphere-config sets none: ks-installer writes the key only when
+# the cc sets it (ks-installer@v3.2.1/v3.4.1: roles/ks-core/config/templates/kubesphere-config.yaml.j2), and
+# ks-apiserver then defaults it (kubesphere@v3.2.1/v3.4.1: pkg/simple/client/multicluster/options.go,
+# DefaultHostClusterName).
 DEFAULT_HOST_CLUSTER_NAME = "host"
 
 
