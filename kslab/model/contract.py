@@ -4,13 +4,31 @@ Pure data, no imports beyond the standard library: the policy pack imports it to
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from enum import StrEnum
 
 # The checkout itself, also when tools/lab.sh runs the program from a scratch project that links to it: paths a
 # stack gives relative to the project (kubeconfigPath, a workspace dir) stay relative to the checkout, and the
 # steps run from it.
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
+
+def lab_id(stack: str, project_dir: str = PROJECT_DIR) -> str:
+    """The identity of one lab on this machine: its stack name and the checkout it runs from (two clones may run
+    stacks of the same name side by side). It marks what the lab owns on the machine: its kind clusters' nodes
+    (the node label LAB_LABEL) and its repositories in the shared lab registry. A Kubernetes label value and a
+    registry path component: lower-case alphanumerics and '-', at most 63 characters."""
+    digest = hashlib.sha256(os.path.realpath(project_dir).encode()).hexdigest()[:8]
+    readable = re.sub(r"[^a-z0-9]+", "-", stack.lower()).strip("-")[:40] or "stack"
+    return f"{readable}-{digest}"
+
+
+# The node label kslab gives every node of a kind cluster it creates (value: lab_id): what it may adopt again.
+LAB_LABEL = "kslab.io/lab"
+# Set by the step plugin for every step: the stack the step belongs to (from the resource's URN).
+ENV_STACK_NAME = "KSLAB_STACK"
 # The namespace of kslab's component resource types (kslab:lab:Lab, kslab:lab:KindCluster, ...).
 TYPE_PREFIX = "kslab:lab"
 
