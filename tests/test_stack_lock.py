@@ -1,5 +1,7 @@
 """One command per stack at a time (issue #20, defect 4): tools/lab.sh holds a per-stack lock for recovery plus
 the run, through a holder process that lets go the moment the run's process ends, however it ends."""
+import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -62,6 +64,34 @@ def test_ctrl_c_does_not_release_the_lock(tmp_path):
         run.kill()
         run.wait()
         holder.wait(timeout=10)
+
+
+@pytest.mark.parametrize("record", ['{"pid": "abc", "what": "x"}', '{"pid": [1]}', '{"pid": 99999999999999999999}',
+                                    '["pid"]', "not json"])
+def test_a_held_lock_with_a_broken_record_is_named_not_a_traceback(tmp_path, record):
+    """A lock file whose pid is not a process number, held by someone: busy, said plainly (#25 item 12)."""
+    lock = tmp_path / "s.lock"
+    lock.write_text(record)
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        answer = stack_lock.acquire(str(lock), os.getpid(), "next", wait=0.1)
+    assert isinstance(answer, str)
+    assert answer.startswith(f"stack is busy, and its lock file {lock} is broken"), answer
+    assert "Wait for the command that holds it to end" in answer
+
+
+def test_a_free_lock_with_a_broken_record_is_taken_over(tmp_path):
+    lock = tmp_path / "s.lock"
+    lock.write_text('{"pid": "abc"}')
+    locked = stack_lock.acquire(str(lock), 4242, "next", wait=0.1)
+    assert isinstance(locked, int), locked
+    os.close(locked)
+    assert json.loads(lock.read_text()) == {"pid": 4242, "what": "next"}
+
+
+def test_hold_with_a_pid_that_is_not_a_number_says_how_to_call_it(capsys):
+    assert stack_lock.main(["hold", "/tmp/x.lock", "abc", "up"]) == 2
+    assert "usage:" in capsys.readouterr().err
 
 
 @pytest.mark.engine

@@ -21,6 +21,7 @@ import time
 BUSY_EXIT = 3
 # A holder whose run just ended lets go within milliseconds; a new command waits this long for that.
 RELEASE_WAIT_SECONDS = 5.0
+PID_MAX_LIMIT = 2**22  # Linux's ceiling of pid_max (include/linux/threads.h)
 
 
 def _alive(pid: int) -> bool:
@@ -47,11 +48,17 @@ def acquire(path: str, pid: int, what: str, wait: float = RELEASE_WAIT_SECONDS) 
             break
         except BlockingIOError:
             holder = _holder(fd)
-            if _alive(int(holder.get("pid") or 0)) or time.monotonic() > deadline:
+            pid = _pid_of(holder)
+            if pid is None and time.monotonic() > deadline:
                 os.close(fd)
-                return (f"stack is busy: {holder.get('what') or 'another command'} (pid {holder.get('pid')}) runs on "
+                return (f"stack is busy, and its lock file {path} is broken (it names no process: pid "
+                        f"{str(holder.get('pid'))[:40]!r}). Wait for the command that holds it to end (`fuser {path}` "
+                        "names it), then run your command again")
+            if (pid is not None and _alive(pid)) or time.monotonic() > deadline:
+                os.close(fd)
+                return (f"stack is busy: {holder.get('what') or 'another command'} (pid {pid}) runs on "
                         "it. Wait for it to end, then run your command again")
-            time.sleep(0.05)  # its run has ended: its holder is letting go
+            time.sleep(0.05)  # its run has ended (or has not yet written its pid): its holder is letting go
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps({"pid": pid, "what": what}).encode(), 0)
     return fd
@@ -63,6 +70,12 @@ def _holder(fd: int) -> dict:
         return doc if isinstance(doc, dict) else {}
     except ValueError:
         return {}
+
+
+def _pid_of(holder: dict) -> int | None:
+    """The holder's pid, or None when the lock file is broken (no pid, or not a process number)."""
+    pid = holder.get("pid")
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid <= PID_MAX_LIMIT else None
 
 
 def watch(pid: int) -> int | None:
@@ -106,7 +119,7 @@ def hold(path: str, pid: int, what: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[0] != "hold":
+    if len(argv) != 4 or argv[0] != "hold" or not argv[2].isdigit():
         print("usage: python -m kslab.cli.stack_lock hold <lock file> <pid> <what>", file=sys.stderr)
         return 2
     return hold(argv[1], int(argv[2]), argv[3])
