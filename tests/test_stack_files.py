@@ -93,6 +93,36 @@ def test_a_broken_stack_file_is_said_without_a_traceback(tmp_path, capsys):
     assert "cannot prepare the stack's settings" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("config, kind", [("5", "the number 5"), ("[kslab:clusters, x]", "a list"),
+                                          ("clusters", "a string")])
+@pytest.mark.parametrize("which", ["source", "settings"])
+def test_a_config_that_is_not_a_mapping_is_named_without_a_traceback(tmp_path, capsys, config, kind, which):
+    """`config: 5` or a list in the stack file (or the lab's own settings): the file, the field and the fix (#25
+    item 12)."""
+    files = {"source": tmp_path / "source.yaml", "settings": tmp_path / "s.yaml"}
+    files["source"].write_text("config:\n  kslab:clusters: [{name: host}]\n")
+    files[which].write_text(f"config: {config}\n")
+    assert sf.main(["compose", str(files["source"]), str(files["settings"]), str(tmp_path / "x.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kslab: cannot prepare the stack's settings: {files[which]}: `config:` must be a mapping "
+                          f"of settings"), err
+    assert f"but YAML read {kind}" in err and "Fix: indent each setting under `config:`" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("config", ["5", "[kslab:clusters]"])
+def test_the_read_only_commands_name_a_config_that_is_not_a_mapping(tmp_path, capsys, config):
+    """make images/status read the stack file themselves: the same mistake, the same words (#25 item 12)."""
+    from kslab.cli.status import load_spec_or_say_why
+    (tmp_path / "Pulumi.yaml").write_text("name: kslab\nstackConfigDir: stacks\n")
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.t.yaml").write_text(f"config: {config}\n")
+    assert load_spec_or_say_why(str(tmp_path), "t") is None
+    err = capsys.readouterr().err
+    assert "kslab: the stack file of t cannot be read: its `config:` must be a mapping of settings" in err, err
+    assert "Fix: indent each setting under `config:`" in err
+
+
 def _fresh_clone(tmp_path) -> str:
     """This checkout's tracked files as they are now, committed in a new repository: what a fresh clone holds."""
     clone = str(tmp_path / "clone")

@@ -24,6 +24,8 @@ import sys
 
 import yaml
 
+from kslab.model.fields import yaml_kind
+
 SALT_KEY = "encryptionsalt"
 _SALT_LINE = re.compile(rf"^{SALT_KEY}:.*\n?", re.M)
 
@@ -40,7 +42,14 @@ def _load(path: str) -> dict:
     except FileNotFoundError:
         return {}
     if not isinstance(doc, dict):
-        raise ValueError(f"{path} is not a YAML mapping")
+        raise ValueError(f"{path} is not a YAML mapping. Fix: write it as `config:` followed by the settings, "
+                         "as stacks/Pulumi.kind-standalone.yaml does")
+    config = doc.get("config")
+    if config is not None and not isinstance(config, dict):
+        kind = "a string" if isinstance(config, str) else yaml_kind(config)
+        raise ValueError(f"{path}: `config:` must be a mapping of settings (`kslab:clusters: [...]` and so on), "
+                         f"but YAML read {kind}. Fix: indent each setting under `config:`, "
+                         "as stacks/Pulumi.kind-standalone.yaml does")
     return doc
 
 

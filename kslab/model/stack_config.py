@@ -9,6 +9,7 @@ import yaml
 
 from kslab.model import image_sources
 from kslab.model import kubeconfig as kc
+from kslab.model.fields import yaml_kind
 from kslab.model.spec import JWT_SECRET_KEY, STRING_KEYS, STRUCTURED_KEYS, LabSpec, Problem, parse_lab_problems, settle
 
 
@@ -46,8 +47,12 @@ def _stack_file_config(project_dir: str, stack: str) -> dict[str, Any]:
         config_dir = (yaml.safe_load(fh) or {}).get("stackConfigDir") or "."
     with open(os.path.join(project_dir, config_dir, f"Pulumi.{stack}.yaml")) as fh:
         doc = yaml.safe_load(fh) or {}
-    config = doc.get("config") if isinstance(doc, dict) else None
-    return config if isinstance(config, dict) else {}
+    config = doc.get("config") if isinstance(doc, dict) else doc
+    if config is not None and not isinstance(config, dict):
+        kind = "a string" if isinstance(config, str) else yaml_kind(config)
+        raise yaml.YAMLError(f"its `config:` must be a mapping of settings, but YAML read {kind}. Fix: indent "
+                             "each setting under `config:`, as stacks/Pulumi.kind-standalone.yaml does")
+    return config or {}
 
 
 def _kslab_keys(config: dict[str, Any]) -> list[str]:
