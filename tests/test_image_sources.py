@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from kslab.model import contract, images
 from kslab.model import image_sources as src
-from kslab.model import images
 from kslab.model.spec import LabConfigError, parse_lab
 from kslab.render import manifests as render
 from kslab.steps import registry_check as rc
@@ -87,10 +87,11 @@ def test_every_problem_of_the_settings_is_reported_at_once():
 
 def test_kind_clusters_pull_from_the_lab_registry_and_existing_ones_from_kslab_registry():
     lab = parse_lab({"clusters": [KIND, EXISTING], "imageSources": ["harbor.corp"], "registry": "harbor.corp",
-                     "labRegistry": {"name": "my-registry"}})
+                     "labRegistry": {"name": "my-registry"}}).of_stack("demo", "/work/a")
+    root = f"my-registry:5000/labs/{contract.lab_id('demo', '/work/a')}"
     kind_plan = lab.images_of(lab.cluster("host"))
-    assert kind_plan and all(i.ref.startswith("my-registry:5000/") for i in kind_plan)
-    assert lab.naming_of(lab.cluster("host")).cc_fields() == {"local_registry": "my-registry:5000"}
+    assert kind_plan and all(i.ref.startswith(f"{root}/") for i in kind_plan)
+    assert lab.naming_of(lab.cluster("host")).cc_fields() == {"local_registry": root}
     assert all(i.ref.startswith("harbor.corp/") for i in lab.images_of(lab.cluster("old")))
 
 
@@ -100,9 +101,18 @@ def test_without_sources_nothing_changes():
     assert "containerdConfigPatches" not in render.kind_config(lab.cluster("host"))
 
 
+def test_each_lab_pulls_from_repositories_of_its_own():
+    """Two stacks, or one stack in two checkouts, never name the same repository of the shared lab registry: what
+    one lab puts there (an override, another source's image) cannot reach another lab's nodes."""
+    raw = {"clusters": [KIND], "imageSources": ["harbor.corp"]}
+    roots = {parse_lab(raw).of_stack(stack, checkout).image_sources.root
+             for stack, checkout in (("a", "/work/x"), ("b", "/work/x"), ("a", "/work/y"))}
+    assert len(roots) == 3 and all(r.startswith("kslab-registry:5000/labs/") for r in roots)
+
+
 def test_the_lab_path_is_upstream_name():
-    lab = parse_lab({"clusters": [KIND], "imageSources": ["harbor.corp"]})
-    paths = [src.upstream_path(i, lab.image_sources.lab) for i in lab.images_of(lab.cluster("host"))]
+    lab = parse_lab({"clusters": [KIND], "imageSources": ["harbor.corp"]}).of_stack("demo")
+    paths = [lab.image_sources.upstream_path(i.ref) for i in lab.images_of(lab.cluster("host"))]
     upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.26.13", images.Naming())]
     assert paths == upstream
 
@@ -119,11 +129,11 @@ def test_hosts_toml_sends_pulls_to_the_registry_over_http():
 
 
 def test_the_installer_deployment_names_the_lab_registry():
-    lab = parse_lab({"clusters": [KIND], "imageSources": ["harbor.corp"]})
+    lab = parse_lab({"clusters": [KIND], "imageSources": ["harbor.corp"]}).of_stack("demo", "/work/a")
     deployment = next(o for o in render.installer_objects("v3.4.1", lab.naming_of(lab.cluster("host")))
                       if o["kind"] == "Deployment")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        "kslab-registry:5000/kubesphere/ks-installer:v3.4.1"
+        f"kslab-registry:5000/labs/{contract.lab_id('demo', '/work/a')}/kubesphere/ks-installer:v3.4.1"
 
 
 # --- credentials -------------------------------------------------------------------------------------------

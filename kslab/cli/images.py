@@ -26,7 +26,7 @@ def plan_rows(spec: LabSpec) -> list[dict]:
                    "from": registry_check.ImageRef.parse(image.ref).registry,
                    "checked": cluster.image_check or lab, "usedBy": image.used_by}
             if lab and spec.image_sources is not None:
-                path = image_sources.upstream_path(image, spec.image_sources.lab)
+                path = spec.image_sources.upstream_path(image.ref)
                 row["sources"] = spec.image_sources.candidates(path)
             rows.append(row)
     return rows
@@ -40,7 +40,7 @@ def check_rows(spec: LabSpec, rows: list[dict]) -> dict[str, registry_check.Answ
     lab_rows = [r for r in rows if "sources" in r]
     if lab_rows and spec.image_sources is not None:
         lab = spec.image_sources.lab
-        paths = {r["ref"]: image_sources.upstream_path_of_ref(r["ref"], lab) for r in lab_rows}
+        paths = {r["ref"]: spec.image_sources.upstream_path(r["ref"]) for r in lab_rows}
         held = registry_check.check([f"{lab.local}/{p}" for p in set(paths.values())],
                                     checker=registry_check.Checker(attempts=1))
         missing = {r["ref"]: r["sources"] for r in lab_rows if held[f"{lab.local}/{paths[r['ref']]}"].state

@@ -36,7 +36,7 @@ def load_spec(project_dir: str, stack: str) -> LabSpec:
     raw, keys = read_stack_file(project_dir, stack)
     lab, problems = parse_lab_problems(raw, keys)
     # kslab:jwtSecret is encrypted in the stack file and not needed to read the lab: its problems are up's.
-    return settle(lab, [p for p in problems if p.field != "kslab:jwtSecret"])
+    return settle(lab, [p for p in problems if p.field != "kslab:jwtSecret"]).of_stack(stack)
 
 
 def load_spec_or_say_why(project_dir: str, stack: str) -> LabSpec | None:

@@ -108,6 +108,7 @@ ENV_IMAGES = "KSLAB_IMAGES"  # the image plan the image check asks the registrie
 # "clusters": [...]}}; the source registries' credentials ({host: {"username", "password"}}, a secret).
 ENV_LAB_REGISTRY = "KSLAB_LAB_REGISTRY"
 ENV_LAB_IMAGES = "KSLAB_LAB_IMAGES"
+ENV_LAB_ID = "KSLAB_LAB_ID"  # the lab's own repositories in the lab registry: labs/<lab id>/... (lab_id)
 ENV_LAB_ARCHIVES = "KSLAB_LAB_ARCHIVES"  # image archives to load from, absolute paths (JSON list)
 ENV_REGISTRY_AUTH = "KSLAB_REGISTRY_CREDENTIALS"
 ENV_TIMEOUT = "KSLAB_TIMEOUT"

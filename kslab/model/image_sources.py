@@ -21,7 +21,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from kslab.model import images
+from kslab.model import contract, images
 
 # One lab registry per machine, by default: the container, its data volume, and where this machine reaches it.
 DEFAULT_LAB_REGISTRY_NAME = "kslab-registry"
@@ -38,22 +38,35 @@ _CONTAINER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 @dataclass(frozen=True)
 class LabRegistry:
+    """The machine's lab registry: one data volume served by two containers. `name` is the pull endpoint every kind
+    node names (on kind's network, read-only: nothing can push or delete there); `<name>-push` is kslab's own
+    endpoint, published on this machine's loopback only and locked with a password only kslab holds."""
     name: str = DEFAULT_LAB_REGISTRY_NAME
     host_port: int = DEFAULT_LAB_REGISTRY_PORT
 
     @property
     def in_network(self) -> str:
-        """The registry as every kind node names it: the container's name on kind's network."""
+        """The registry as every kind node names it: the pull endpoint's name on kind's network."""
         return f"{self.name}:{LAB_REGISTRY_CONTAINER_PORT}"
 
     @property
     def local(self) -> str:
-        """The registry as this machine reaches it (its port published on loopback only)."""
+        """The push endpoint as this machine reaches it (its port published on loopback only)."""
         return f"127.0.0.1:{self.host_port}"
+
+    @property
+    def push_container(self) -> str:
+        return f"{self.name}-push"
 
     @property
     def volume(self) -> str:
         return f"{self.name}-data"
+
+    def lab_root(self, lab_id: str) -> str:
+        """Where one lab's images live, as its nodes name them: `<registry>/labs/<lab id>` (ks-installer's
+        local_registry may carry a path: roles/download/defaults/main.yml renders `base_repo` as
+        `{{ local_registry }}/`, at v3.2.1 and v3.4.1)."""
+        return f"{self.in_network}/{LAB_REPOSITORIES}/{lab_id}"
 
     def as_env(self) -> str:
         return json.dumps({"name": self.name, "hostPort": self.host_port})
@@ -67,6 +80,24 @@ class LabRegistry:
         """containerd's per-registry host config (docs/hosts.md): plain HTTP, pull and resolve only."""
         return (f'server = "http://{self.in_network}"\n\n'
                 f'[host."http://{self.in_network}"]\n  capabilities = ["pull", "resolve"]\n')
+
+
+# The lab registry's repositories: each lab's own (what its nodes pull, written only by that lab's up), and this
+# machine's copies of what each source served (filled once per machine, read by every lab that resolves the same
+# source image, and copied into a lab's own repositories by cross-repository blob mounts).
+LAB_REPOSITORIES = "labs"
+SOURCE_COPIES = "sources"
+
+
+def source_copy_repository(source_ref: str) -> str:
+    """The repository of this machine's copy of a source image: `sources/<host>/<repository>`, the host's ':'
+    written '-' (a repository path component allows no ':'). Pure."""
+    registry, _, rest = source_ref.partition("/")
+    repository = re.split(r"[@]", rest, maxsplit=1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    host = re.sub(r"[^a-z0-9.-]+", "-", registry.lower()).strip("-.")
+    return f"{SOURCE_COPIES}/{host}/{repository.lower()}"
 
 
 # containerd 1.6's CRI plugin reads per-registry host configs from here (config format v2).
@@ -83,11 +114,25 @@ class ImageSources:
     overrides: tuple[tuple[str, str], ...] = ()  # (key, ref), in the stack file's order
     lab: LabRegistry = field(default_factory=LabRegistry)
     archives: tuple[str, ...] = ()  # image archives (make images-save), as the stack file names them
+    # The lab's identity on this machine (contract.lab_id): its own repositories in the lab registry.
+    lab_id: str = field(default_factory=lambda: contract.lab_id(""))
+
+    @property
+    def root(self) -> str:
+        """Where this lab's images live in the lab registry, as its nodes name them."""
+        return self.lab.lab_root(self.lab_id)
 
     @property
     def naming(self) -> images.Naming:
-        """ks-installer's naming for a kind cluster of the lab: every image under the lab registry."""
-        return images.Naming(local_registry=self.lab.in_network)
+        """ks-installer's naming for a kind cluster of the lab: every image under the lab's own repositories."""
+        return images.Naming(local_registry=self.root)
+
+    def upstream_path(self, ref: str) -> str:
+        """`namespace/name:tag` of one of this lab's images: its name upstream and under the lab's root."""
+        prefix = f"{self.root}/"
+        if not ref.startswith(prefix):
+            raise ValueError(f"{ref} is not an image of this lab in the lab registry ({self.root})")
+        return ref[len(prefix):]
 
     def override_for(self, path: str) -> str | None:
         """The override of `namespace/name:tag`, if any: a key with the tag wins over one without."""
@@ -110,18 +155,6 @@ class ImageSources:
 def _has_tag(ref: str) -> bool:
     last = ref.rsplit("/", 1)[-1]
     return ":" in last or "@" in ref
-
-
-def upstream_path(image: images.PlannedImage, lab: LabRegistry) -> str:
-    """`namespace/name:tag` of a lab image: its name in the lab registry and upstream."""
-    return upstream_path_of_ref(image.ref, lab)
-
-
-def upstream_path_of_ref(ref: str, lab: LabRegistry) -> str:
-    prefix = f"{lab.in_network}/"
-    if not ref.startswith(prefix):
-        raise ValueError(f"{ref} is not an image of the lab registry {lab.in_network}")
-    return ref[len(prefix):]
 
 
 Found = list[tuple[str, object, str, str]]  # (field, value, what is wrong, what to do)
@@ -177,11 +210,27 @@ def _prefixes(problems: Found, raw: object) -> list[str]:
                 problems.append((f"kslab:imageSources[{i}]", item,
                                  "is not a registry prefix host[:port][/namespace] (no scheme, lower-case path)",
                                  "use e.g. harbor.corp, harbor.corp/kubesphere or 127.0.0.1:5000/kubespheredev"))
+            elif (wrong := _host_problem(text)) is not None:
+                problems.append((f"kslab:imageSources[{i}]", item, *wrong))
             elif text in prefixes:
                 problems.append((f"kslab:imageSources[{i}]", item, "is listed twice", "list each source once"))
             else:
                 prefixes.append(text)
     return prefixes
+
+
+def _host_problem(source: str) -> tuple[str, str] | None:
+    """What is wrong with the registry host a source (or a credentials host) starts with, and the fix; None when
+    it is one. A first component is a registry host only with a '.' or a ':' or as `localhost` (distribution's
+    rule, reference/normalize.go splitDockerDomain, v2.8.3); anything else is a Docker Hub namespace."""
+    name, _, port = source.split("/", 1)[0].partition(":")
+    if port and not 1 <= int(port) <= 65535:
+        return (f"has the port {port}, outside 1 to 65535", f"write the registry's port, e.g. {name}:5000")
+    if "." not in name and not port and name != "localhost":
+        return (f"starts with {name!r}, which is not a registry host (no '.', no ':port', not localhost), so every "
+                "image would be pulled from Docker Hub", f"write the registry host, e.g. {name}.example.com:5000, "
+                f"or docker.io/{source} if Docker Hub is meant")
+    return None
 
 
 def _overrides(problems: Found, raw: object) -> list[tuple[str, str]]:
@@ -233,9 +282,33 @@ def _lab_registry(problems: Found, raw: object) -> LabRegistry:
 CREDENTIALS_KEY = "registryCredentials"
 
 
-def parse_credentials(text: str | None, is_secret: bool) -> tuple[str | None, Found]:
+def source_hosts(sources: ImageSources | None) -> tuple[str, ...]:
+    """The registry hosts kslab asks with credentials, as the registry client matches them (the host as written):
+    each source's, and each override's that names a registry."""
+    if sources is None:
+        return ()
+    refs = [f"{p}/x" for p in sources.prefixes] + [r for _, r in sources.overrides if not r.startswith(DOCKER_PREFIX)]
+    return tuple(dict.fromkeys(images.canonical_ref(r).split("/", 1)[0] for r in refs))
+
+
+def _unmatched_host(host: str, hosts: tuple[str, ...]) -> tuple[str, str]:
+    """The problem of a credentials host no source has: credentials go only to the host exactly as a source writes
+    it (registry_check.Checker and crane's docker config look them up by that text), so a host that differs only in
+    case would silently be sent nothing."""
+    what = "matches no host of kslab:imageSources or kslab:imageOverrides, so these credentials would never be sent"
+    if not hosts:
+        return what, "set kslab:imageSources (README 'Where the images come from'), or remove these credentials"
+    same = [h for h in hosts if h.lower() == host.lower()]
+    if same:
+        return (what + " (hosts are compared as written)", f"write the host as the source does: {same[0]}")
+    return what, "name one of the sources' hosts: " + ", ".join(hosts)
+
+
+def parse_credentials(text: str | None, is_secret: bool,
+                      hosts: tuple[str, ...] | None = None) -> tuple[str | None, Found]:
     """kslab:registryCredentials: a secret JSON mapping of registry host to {username, password}. The value is
-    never put into a problem; the normalised JSON is returned for the lab-images step (a secret there too)."""
+    never put into a problem; the normalised JSON is returned for the lab-images step (a secret there too).
+    `hosts` (source_hosts), when given: every credentials host must be one of them."""
     field_name, shown_value = f"kslab:{CREDENTIALS_KEY}", "(secret)"
     if text is None:
         return None, []
@@ -254,6 +327,8 @@ def parse_credentials(text: str | None, is_secret: bool) -> tuple[str | None, Fo
     for host, entry in doc.items():
         if not isinstance(host, str) or "/" in host or not _PREFIX.match(host):
             problems.append((f"{field_name}[{host}]", shown_value, "is not a registry host[:port]", fix))
+        elif hosts is not None and host not in hosts:
+            problems.append((f"{field_name}[{host}]", shown_value, *_unmatched_host(host, hosts)))
         elif (not isinstance(entry, dict) or set(entry) != {"username", "password"}
               or not all(isinstance(v, str) and v for v in entry.values())):
             problems.append((f"{field_name}[{host}]", shown_value, "must have a non-empty username and password "

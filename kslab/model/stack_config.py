@@ -105,9 +105,27 @@ def load_lab_values(config: ConfigValues, project_dir: str, stack: str | None, s
     lab, problems = parse_lab_problems(read_raw(config), keys, jwt_secret=config.get(JWT_SECRET_KEY))
     kubeconfigs, kubeconfig_problems = read_existing_kubeconfigs(config, project_dir, lab)
     credentials, credential_problems = image_sources.parse_credentials(
-        config.get(image_sources.CREDENTIALS_KEY), credentials_are_secret)
-    problems = problems + kubeconfig_problems + [Problem(*p) for p in credential_problems]
-    return settle(lab, problems), kubeconfigs, credentials
+        config.get(image_sources.CREDENTIALS_KEY), credentials_are_secret,
+        image_sources.source_hosts(lab.image_sources))
+    problems = (problems + kubeconfig_problems + [Problem(*p) for p in credential_problems]
+                + archive_file_problems(lab, project_dir))
+    settled = settle(lab, problems)
+    return (settled.of_stack(stack) if stack else settled), kubeconfigs, credentials
+
+
+def archive_file_problems(lab: LabSpec, project_dir: str) -> list[Problem]:
+    """Each kslab:imageArchives entry that is not a file, found where the lab-images step will open it (relative
+    to the project, ~ expanded: kslab/program/lab.py)."""
+    problems = []
+    for i, name in enumerate(lab.image_sources.archives if lab.image_sources else ()):
+        path = os.path.join(project_dir, os.path.expanduser(name))
+        fix = "name a file `make images-save STACK=<name> OUT=<file>` wrote (relative to the project, or ~/...)"
+        if os.path.isdir(path):
+            problems.append(Problem(f"kslab:imageArchives[{i}]", name, f"is a folder ({path})", fix))
+        elif not os.path.isfile(path):
+            problems.append(Problem(f"kslab:imageArchives[{i}]", name, f"is not a file ({path} does not exist)",
+                                    fix))
+    return problems
 
 
 def read_existing_kubeconfigs(config: ConfigValues, project_dir: str,

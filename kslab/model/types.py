@@ -4,10 +4,10 @@ Pure data with the few facts derived from it (a kind cluster's console URL, the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kslab.model import image_sources, images, versions
+from kslab.model import contract, image_sources, images, versions
 from kslab.model.lab_rules import ROLES as ROLES  # the model's roles are the rules' (one source)
 
 BACKENDS = ("kind", "existing")
@@ -154,6 +154,14 @@ class LabSpec:
     def naming(self) -> images.Naming:
         """ks-installer's image naming inputs from kslab:registry, namespaceOverride and zone."""
         return images.Naming(self.registry, self.namespace_override, self.zone)
+
+    def of_stack(self, stack: str, project_dir: str = contract.PROJECT_DIR) -> LabSpec:
+        """The lab as stack `stack` of this checkout runs it: its kind clusters pull from the lab's own repositories
+        in the lab registry (contract.lab_id), which no other lab writes."""
+        if self.image_sources is None:
+            return self
+        return replace(self, image_sources=replace(self.image_sources,
+                                                   lab_id=contract.lab_id(stack, project_dir)))
 
     def uses_lab_registry(self, cluster: ClusterSpec) -> bool:
         """A kind cluster of a lab with image sources pulls from the lab registry (on kind's network, which an

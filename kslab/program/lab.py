@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 
 from kslab.model import contract as names
-from kslab.model import image_sources, versions
+from kslab.model import versions
 from kslab.model.spec import ClusterSpec, DevWorkspaceSpec, LabSpec
 from kslab.program.clusters import (
     ExistingCluster,
@@ -145,13 +145,14 @@ class Lab(pulumi.ComponentResource):
         lab_wanted: dict[str, dict[str, Any]] = {}
         for c in spec.clusters:
             for image in self.image_plan[c.name] if spec.uses_lab_registry(c) else ():
-                path = image_sources.upstream_path(image, sources.lab)
+                path = sources.upstream_path(image.ref)
                 entry = lab_wanted.setdefault(path, {"candidates": sources.candidates(path), "clusters": [],
                                                      "override": sources.override_for(path) is not None})
                 entry["clusters"].append(c.name)
         if not lab_wanted:
             return None
-        environment = {names.ENV_LAB_REGISTRY: sources.lab.as_env(), names.ENV_LAB_IMAGES: json.dumps(lab_wanted)}
+        environment = {names.ENV_LAB_REGISTRY: sources.lab.as_env(), names.ENV_LAB_ID: sources.lab_id,
+                       names.ENV_LAB_IMAGES: json.dumps(lab_wanted)}
         if sources.archives:
             environment[names.ENV_LAB_ARCHIVES] = json.dumps([
                 os.path.join(names.PROJECT_DIR, os.path.expanduser(a)) for a in sources.archives])
