@@ -206,7 +206,18 @@ def test_report_lists_every_missing_image_with_its_answer():
 
 def test_report_cites_the_withdrawal_for_docker_hub_kubesphere():
     text = rc.report({"kubesphere/ks-apiserver:v3.4.1": rc.Answer(rc.DENIED, "401 UNAUTHORIZED")}, {})
-    assert "2025-07-31" in text and "kubesphere/kubesphere#6550" in text and "kslab:registry" in text
+    assert "2025-07-31" in text and "kubesphere/kubesphere#6550" in text
+
+
+def test_the_report_fix_names_image_sources_and_keeps_the_existing_cluster_advice():
+    """#25 item 13: the fix names kslab:imageSources (what the README and the shipped stacks use) and the README
+    section; kslab:registry only for existing clusters, which cannot reach kind's network."""
+    text = rc.report({"kubesphere/ks-apiserver:v3.4.1": rc.Answer(rc.DENIED, "401 UNAUTHORIZED")}, {})
+    fix = text.splitlines()[-1]
+    assert fix.startswith("  Fix: add a registry that holds these images to kslab:imageSources (README 'Where the "
+                          "images come from')")
+    assert "existing cluster cannot reach kind's network" in fix and "set kslab:registry to it" in fix
+    assert "imageCheck: false" in fix
 
 
 def test_report_cites_no_withdrawal_elsewhere():
@@ -216,3 +227,166 @@ def test_report_cites_no_withdrawal_elsewhere():
 
 def test_report_is_none_when_everything_is_found():
     assert rc.report({"a/b:1": rc.Answer(rc.FOUND, "200")}, {}) is None
+
+
+class Played:
+    """A loopback HTTP server on `host` (all of 127/8 reaches this machine's lo on Linux) answering each request
+    with `answer(method, path, headers) -> (status, [(header, value)], body)`; it records (method, path,
+    Authorization) of every request it got."""
+
+    def __init__(self, answer, host="127.0.0.1"):
+        self.requests = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                outer.requests.append((self.command, self.path, self.headers.get("Authorization")))
+                status, headers, body = answer(self.command, self.path, self.headers)
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET = _answer
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self.address = self.url.removeprefix("http://")
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def played():
+    servers = []
+
+    def start(answer, host="127.0.0.1"):
+        servers.append(Played(answer, host))
+        return servers[-1]
+    yield start
+    for server in servers:
+        server.close()
+
+
+UNAUTHORIZED = b'{"errors":[{"code":"UNAUTHORIZED"}]}'
+BASIC = "Basic " + __import__("base64").b64encode(b"robot:s3cret-Pa55").decode()
+
+
+def _bearer_registry(realm_of, token, manifest=lambda path: (200, [], b"{}")):
+    """A registry that wants `Bearer <token>` from the realm `realm_of()` names, and answers `manifest(path)`."""
+    def answer(method, path, headers):
+        if headers.get("Authorization") != f"Bearer {token}":
+            return 401, [("WWW-Authenticate", f'Bearer realm="{realm_of()}",service="played",scope="x"')], UNAUTHORIZED
+        return manifest(path)
+    return answer
+
+
+def test_credentials_do_not_follow_a_token_realm_redirect_to_another_host(played):
+    """#25 item 3: the realm gets the source's credentials; when it redirects to another address, that address
+    gets no Authorization header (urllib would copy it there)."""
+    elsewhere = played(lambda m, p, h: (200, [], json.dumps({"token": "minted-elsewhere"}).encode()),
+                       host="127.0.0.2")
+    registry = None
+
+    def answer(method, path, headers):
+        if path.startswith("/token"):
+            return 307, [("Location", f"{elsewhere.url}{path}")], b""
+        return _bearer_registry(lambda: f"{registry.url}/token", "minted-elsewhere")(method, path, headers)
+    registry = played(answer)
+    checker = rc.Checker(timeout=2, attempts=1, credentials={registry.address: ("robot", "s3cret-Pa55")})
+    assert checker.ask(f"{registry.address}/a/b:1").state == rc.FOUND
+    assert [auth for _, path, auth in registry.requests if path.startswith("/token")] == [BASIC], \
+        "the realm on the registry's own host got the credentials"
+    assert elsewhere.requests and [auth for _, _, auth in elsewhere.requests] == [None]
+
+
+def test_a_token_does_not_follow_a_manifest_redirect_to_a_cdn_and_the_image_is_still_found(played):
+    """#25 item 3: a registry that sends a manifest to a CDN still works; the CDN never sees the token."""
+    cdn = played(lambda m, p, h: (200, [("Docker-Content-Digest", "sha256:00")], b"{}"), host="127.0.0.2")
+    registry = None
+
+    def answer(method, path, headers):
+        if path.startswith("/token"):
+            return 200, [], json.dumps({"token": "t0k"}).encode()
+        return _bearer_registry(lambda: f"{registry.url}/token", "t0k",
+                                lambda p: (307, [("Location", f"{cdn.url}/cdn{p}")], b""))(method, path, headers)
+    registry = played(answer)
+    checker = rc.Checker(timeout=2, attempts=1, credentials={registry.address: ("robot", "s3cret-Pa55")})
+    assert checker.ask(f"{registry.address}/a/b:1").state == rc.FOUND
+    assert cdn.requests == [("HEAD", "/cdn/v2/a/b/manifests/1", None)]
+    assert ("HEAD", "/v2/a/b/manifests/1", "Bearer t0k") in registry.requests
+
+
+def test_a_redirect_on_the_same_host_keeps_the_token(played):
+    registry = None
+
+    def manifest(path):
+        if path.endswith("/manifests/1"):
+            return 302, [("Location", "/v2/a/b/manifests/sha256:00")], b""
+        return 200, [], b"{}"
+
+    def answer(method, path, headers):
+        if path.startswith("/token"):
+            return 200, [], json.dumps({"token": "t0k"}).encode()
+        return _bearer_registry(lambda: f"{registry.url}/token", "t0k", manifest)(method, path, headers)
+    registry = played(answer)
+    assert rc.Checker(timeout=2, attempts=1).ask(f"{registry.address}/a/b:1").state == rc.FOUND
+    assert ("HEAD", "/v2/a/b/manifests/sha256:00", "Bearer t0k") in registry.requests
+
+
+def _scripted(checker, answers):
+    """Checker._send played from a list of (status, headers); records (url, headers) of each request."""
+    sent = []
+
+    def send(url, method, headers):
+        sent.append((url, dict(headers)))
+        status, response_headers = answers.pop(0)
+        return status, response_headers, b""
+    checker._send = send
+    return sent
+
+
+def test_credentials_never_go_from_https_down_to_http_on_the_same_host():
+    """#25 item 3: a redirect from HTTPS to plain HTTP, even on the same host, drops the header, and it stays
+    dropped when a later redirect comes back."""
+    checker = rc.Checker()
+    sent = _scripted(checker, [(301, {"Location": "http://harbor.corp/v2/a/b/manifests/1"}),
+                               (301, {"Location": "https://harbor.corp/v2/a/b/manifests/1"}), (200, {})])
+    status, _, _ = checker._request("https://harbor.corp/v2/a/b/manifests/1", "HEAD",
+                                    {"Authorization": "Basic c2VjcmV0", "Accept": "x"})
+    assert status == 200
+    assert [("Authorization" in h, h["Accept"]) for _, h in sent] == [(True, "x"), (False, "x"), (False, "x")]
+
+
+def test_a_redirect_loop_or_a_non_http_target_is_a_failure_not_a_hang():
+    checker = rc.Checker(attempts=1)
+    _scripted(checker, [(302, {"Location": "/again"})] * 20)
+    answer = checker.ask("harbor.corp/a/b:1")
+    assert (answer.state, answer.detail) == (rc.FAILED, "bad answer: more than 10 redirects")
+    checker = rc.Checker(attempts=1)
+    _scripted(checker, [(302, {"Location": "file:///etc/passwd"})])
+    answer = checker.ask("harbor.corp/a/b:1")
+    assert answer.state == rc.FAILED and "not an HTTP(S) address" in answer.detail
+
+
+def test_a_token_is_never_shared_between_registries_that_name_the_same_realm(played):
+    """#25 item 4: two registries with one realm, service and scope; the token the realm minted with the first
+    registry's credentials never reaches the second, which gets its own (anonymous) token."""
+    realm = played(lambda m, p, h: (200, [], json.dumps(
+        {"token": "first-robots" if h.get("Authorization") == BASIC else "anonymous"}).encode()))
+    first = played(_bearer_registry(lambda: f"{realm.url}/token", "first-robots"))
+    second = played(_bearer_registry(lambda: f"{realm.url}/token", "anonymous"))
+    checker = rc.Checker(timeout=2, attempts=1, credentials={first.address: ("robot", "s3cret-Pa55")})
+    assert checker.ask(f"{first.address}/a/b:1").state == rc.FOUND
+    assert checker.ask(f"{second.address}/a/b:1").state == rc.FOUND
+    assert "Bearer first-robots" not in {auth for _, _, auth in second.requests}
+    assert [auth for _, _, auth in realm.requests] == [BASIC, None]

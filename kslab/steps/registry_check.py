@@ -36,6 +36,8 @@ WITHDRAWAL_NOTE = (
 ATTEMPTS = 3
 REQUEST_TIMEOUT = 10.0
 CONCURRENCY = 8
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10  # urllib's own bound
 
 
 @dataclass(frozen=True)
@@ -115,20 +117,52 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), dict(_CHALLENGE_PARAM.findall(params))
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """urllib's own handler copies every header, Authorization included, to wherever a redirect points; kslab
+    follows redirects itself (`Checker._request`), so a 3xx comes back as the answer."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: object, code: int, msg: str, headers: object,
+                         newurl: str) -> None:
+        return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
 class Checker:
-    """Asks registries for manifests; one token per registry, service and repository, shared by the threads."""
+    """Asks registries for manifests; one token per registry, realm, service and scope, shared by the threads."""
 
     def __init__(self, timeout: float = REQUEST_TIMEOUT, attempts: int = ATTEMPTS, backoff: float = 1.0,
                  credentials: dict[str, tuple[str, str]] | None = None):
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
         self.credentials = credentials or {}  # registry host as written -> (username, password); never logged
-        self.tokens: dict[tuple[str, str, str], str] = {}
+        self.tokens: dict[tuple[str, str, str, str], str] = {}  # (registry, realm, service, scope) -> token
         context = ssl.create_default_context()
-        self.default = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        self.default = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirect())
         self.direct = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                                  urllib.request.HTTPSHandler(context=context))
+                                                  urllib.request.HTTPSHandler(context=context), _NoRedirect())
 
     def _request(self, url: str, method: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """One request, its redirects followed here: the Authorization header (a source's credentials or a token
+        minted with them) goes only where it was meant for, the scheme, host and port of `url`. A redirect
+        anywhere else (another host or port, or from HTTPS down to HTTP) is followed without it, and it stays
+        dropped for the rest of the chain, as Go's client (so crane and containerd) does for another host."""
+        origin = _origin(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            status, response_headers, body = self._send(url, method, headers)
+            location = _header(response_headers, "Location")
+            if status not in REDIRECTS or not location:
+                return status, response_headers, body
+            url = urllib.parse.urljoin(url, location)
+            if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                raise ValueError(f"redirected to {url.split('?')[0]}, which is not an HTTP(S) address")
+            if _origin(url) != origin:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        raise ValueError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _send(self, url: str, method: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         request = urllib.request.Request(url, method=method, headers=headers)
         # A registry on this machine is asked directly, never through a proxy the environment names.
         opener = self.direct if is_loopback(urllib.parse.urlsplit(url).netloc) else self.default
@@ -154,7 +188,9 @@ class Checker:
         if not realm.startswith(("https://", "http://")):
             return None
         scope = params.get("scope") or f"repository:{ref.repository}:pull"
-        key = (realm, params.get("service", ""), scope)
+        # the registry is part of the key: a token minted with one registry's credentials never goes to another
+        # registry that names the same realm, service and scope
+        key = (ref.registry, realm, params.get("service", ""), scope)
         if key not in self.tokens:
             query = urllib.parse.urlencode({k: v for k, v in (("service", params.get("service")), ("scope", scope))
                                             if v})
@@ -234,9 +270,11 @@ def report(answers: dict[str, Answer], clusters_of: dict[str, list[str]]) -> str
     if any(canonical_ref(ref).startswith(WITHDRAWN_NAMESPACE) for ref in missing):
         lines.append(f"  {WITHDRAWAL_NOTE}.")
     lines.append(
-        "  Fix: put these images in a registry you control under the same names (skopeo copy, or KubeSphere's "
-        "offline image list) and set kslab:registry to it (README 'Where the images come from'); or, for a cluster "
-        "whose nodes reach a registry this machine cannot, set imageCheck: false on that cluster.")
+        "  Fix: add a registry that holds these images to kslab:imageSources (README 'Where the images come from'): "
+        "kind clusters then pull them from the lab registry, which kslab fills from the sources. An existing "
+        "cluster cannot reach kind's network: put its images in a registry it reaches, under the same names, and "
+        "set kslab:registry to it; or, if its nodes reach a registry this machine cannot, set imageCheck: false "
+        "on that cluster.")
     return "\n".join(lines)
 
 
