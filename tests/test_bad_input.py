@@ -4,6 +4,7 @@ read the way the engine hands it to the program (tests/support/stack_config.py) 
 program's own entry (stack_config.load_lab)."""
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -237,6 +238,20 @@ CASES = [
      "component: ks-apiserver, dir: a, keepFiles: maybe}]\n", None, "kslab:devWorkspaces[0].keepFiles",
      "true or false", "true or false"),
 
+    # 7. the image supply: each previewed cleanly, then failed later or pulled from the wrong registry
+    ("source-port-too-high", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:imageSources: [harbor.corp:70000]\n", None,
+     "kslab:imageSources[0]", "has the port 70000, outside 1 to 65535", "harbor.corp:5000"),
+    ("source-port-zero", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:imageSources: ['harbor.corp:0/ks']\n", None,
+     "kslab:imageSources[0]", "has the port 0, outside 1 to 65535", "harbor.corp:5000"),
+    ("source-port-99999", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:imageSources: ['10.0.0.5:99999']\n", None,
+     "kslab:imageSources[0]", "has the port 99999", "10.0.0.5:5000"),
+    ("source-without-a-host", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:imageSources: [myregistry/kubesphere]\n",
+     None, "kslab:imageSources[0]", "is not a registry host", "docker.io/myregistry/kubesphere if Docker Hub"),
+    ("archive-missing", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:imageArchives: [no-such.tar]\n", None,
+     "kslab:imageArchives[0]", "does not exist", "make images-save"),
+    ("archive-a-folder", "  kslab:clusters:\n" + GOOD_KIND + "  kslab:imageArchives: [images]\n",
+     {"images": "<dir>"}, "kslab:imageArchives[0]", "is a folder", "make images-save"),
+
     # 5. the right message
     ("name-not-a-string-is-not-missing", "  kslab:clusters:\n    - {name: [host]}\n", None,
      "kslab:clusters[0].name", "must be a string", "one string"),
@@ -259,7 +274,7 @@ def test_a_bad_stack_file_is_refused_with_its_field_and_fix(tmp_path, stack_file
 def test_the_categories_have_their_cases():
     """The closing note's counts; a category that loses its cases fails here."""
     counts = {"unknown keys": 5, "wrong YAML types": 19, "kubeconfigs": 13, "values that passed": 22,
-              "developer workspaces": 8, "messages": 3}
+              "developer workspaces": 8, "messages": 3, "image supply": 6}
     assert sum(counts.values()) == len(CASES)
 
 
@@ -342,3 +357,31 @@ def test_a_workspace_is_parsed_with_its_defaults(tmp_path):
     [w] = lab.dev_workspaces
     assert (w.cluster, w.component, w.dir, w.keep_files, w.name) == (
         "host", "ks-controller-manager", "dev/kcm", False, "host-ks-controller-manager-dev")
+
+
+@pytest.mark.parametrize("host, fix", [("Harbor.Corp", "write the host as the source does: harbor.corp"),
+                                       ("registry.corp", "name one of the sources' hosts: harbor.corp, docker.io")])
+def test_credentials_for_a_host_no_source_has_are_refused(tmp_path, host, fix):
+    """Credentials go only to a source's host exactly as written: one that matches none would never be sent, and the
+    lab would then fail at the registry's login (#25 item 11)."""
+    from kslab.model.stack_config import load_lab_values
+    credentials = json.dumps({host: {"username": "robot", "password": "s3cret-value"}})
+    settings = {"clusters": [{"name": "host"}], "imageSources": ["harbor.corp", "docker.io/prom"],
+                "registryCredentials": credentials}
+    (tmp_path / "Pulumi.yaml").write_text("name: kslab\n")
+    with pytest.raises(LabConfigError) as info:
+        load_lab_values(FakeConfig(settings), str(tmp_path), None, credentials_are_secret=True)
+    [problem] = info.value.problems
+    assert problem.field == f"kslab:registryCredentials[{host}]" and problem.value == "(secret)"
+    assert "matches no host of kslab:imageSources" in problem.message and fix in problem.fix
+    assert "s3cret-value" not in str(info.value)
+
+
+def test_credentials_for_a_source_host_or_an_override_host_are_taken(tmp_path):
+    from kslab.model.stack_config import load_lab_values
+    credentials = {h: {"username": "robot", "password": "pw"} for h in ("harbor.corp", "me.local:5000")}
+    settings = {"clusters": [{"name": "host"}], "imageSources": ["harbor.corp/kubesphere"],
+                "imageOverrides": {"kubesphere/ks-apiserver": "me.local:5000/ks-apiserver:dev"},
+                "registryCredentials": json.dumps(credentials)}
+    _, _, normal = load_lab_values(FakeConfig(settings), str(tmp_path), None, credentials_are_secret=True)
+    assert normal is not None and set(json.loads(normal)) == {"harbor.corp", "me.local:5000"}

@@ -55,10 +55,27 @@ def test_an_override_of_one_tag_wins_over_one_of_the_name():
     (["https://harbor.corp"], "kslab:imageSources[0]"),
     (["harbor.corp/KubeSphere"], "kslab:imageSources[0]"),
     (["a.local", "a.local/"], "kslab:imageSources[1]"),
+    (["a.local:70000"], "kslab:imageSources[0]"),
+    (["a.local", "a.local:0/x"], "kslab:imageSources[1]"),
+    (["myregistry/kubesphere"], "kslab:imageSources[0]"),
+    (["myregistry"], "kslab:imageSources[0]"),
 ])
 def test_bad_sources_are_named(raw, field):
     _, problems = src.parse_sources(raw, None, None)
     assert [p[0] for p in problems] == [field]
+
+
+@pytest.mark.parametrize("source", ["localhost/x", "localhost:5000", "127.0.0.1:5000/kubespheredev", "a.local:65535",
+                                    "docker.io/prom"])
+def test_a_source_naming_its_registry_host_is_taken(source):
+    assert _sources([source]).prefixes == (source,)
+
+
+def test_the_hosts_credentials_may_name_are_the_sources_and_the_overrides():
+    sources = _sources(["harbor.corp/kubesphere", "docker.io/prom", "harbor.corp"],
+                       {"kubesphere/a": "me.local:5000/a:dev", "kubesphere/b": "docker:b:dev", "kubesphere/c": "x/c"})
+    assert src.source_hosts(sources) == ("harbor.corp", "docker.io", "me.local:5000")
+    assert src.source_hosts(None) == ()
 
 
 def test_overrides_and_lab_registry_without_sources_are_refused():
