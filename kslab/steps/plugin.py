@@ -34,6 +34,7 @@ RERUN_KEYS = ("step", "environment", "delete_step")
 # Kept in outputs by steps created through the dynamic provider (a pickled provider); never compared.
 LEGACY_KEYS = ("__provider",)
 REDACTED = "[secret]"
+ERROR_PREFIX = "[kslab] ERROR"  # how a step's own failure starts (kslab/steps/common.py, fail)
 
 
 class StepError(Exception):
@@ -170,6 +171,7 @@ class StepRunner:
                                 env=step_environment(step_env, self.machine), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         progress: list[str] = []
+        held: list[str] = []  # the error the step ends with: shown once, as the failure, not as progress too
 
         assert proc.stderr is not None and proc.stdout is not None  # both are pipes
 
@@ -178,6 +180,11 @@ class StepRunner:
             for line in proc.stderr:
                 line = redact(line.rstrip("\n"), fragments)
                 progress.append(line)
+                if line.startswith(ERROR_PREFIX) or (held and not line.startswith("[kslab] ")):
+                    held.append(line)
+                    continue
+                while held:  # the step went on after an error line: it was progress
+                    self.log(held.pop(0))
                 self.log(line)
 
         reader = threading.Thread(target=relay, daemon=True)
@@ -185,10 +192,13 @@ class StepRunner:
         stdout = proc.stdout.read()
         proc.wait()
         reader.join(timeout=10)
-        if proc.returncode == contract.GONE_EXIT and step_key == "read_step":
-            raise Gone()
-        if proc.returncode != 0:
+        gone = proc.returncode == contract.GONE_EXIT and step_key == "read_step"
+        if proc.returncode != 0 and not gone:
             raise StepError(redact(failure_message(progress, str(step), proc.returncode), fragments))
+        for line in held:  # an error line of a step that did not fail is progress after all
+            self.log(line)
+        if gone:
+            raise Gone()
         return stdout
 
 
