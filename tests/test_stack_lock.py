@@ -48,6 +48,8 @@ def test_the_lock_goes_when_the_run_is_killed(tmp_path):
     locked = stack_lock.acquire(lock, os.getpid(), "next")
     assert isinstance(locked, int), locked
     os.close(locked)
+    with open(lock) as fh:
+        assert json.load(fh) == {"pid": os.getpid(), "what": "next"}  # the new holder's record, not the old one's
     holder.wait(timeout=10)
 
 

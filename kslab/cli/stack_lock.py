@@ -48,15 +48,15 @@ def acquire(path: str, pid: int, what: str, wait: float = RELEASE_WAIT_SECONDS) 
             break
         except BlockingIOError:
             holder = _holder(fd)
-            pid = _pid_of(holder)
-            if pid is None and time.monotonic() > deadline:
+            holder_pid = _pid_of(holder)
+            if holder_pid is None and time.monotonic() > deadline:
                 os.close(fd)
                 return (f"stack is busy, and its lock file {path} is broken (it names no process: pid "
                         f"{str(holder.get('pid'))[:40]!r}). Wait for the command that holds it to end (`fuser {path}` "
                         "names it), then run your command again")
-            if (pid is not None and _alive(pid)) or time.monotonic() > deadline:
+            if (holder_pid is not None and _alive(holder_pid)) or time.monotonic() > deadline:
                 os.close(fd)
-                return (f"stack is busy: {holder.get('what') or 'another command'} (pid {pid}) runs on "
+                return (f"stack is busy: {holder.get('what') or 'another command'} (pid {holder_pid}) runs on "
                         "it. Wait for it to end, then run your command again")
             time.sleep(0.05)  # its run has ended (or has not yet written its pid): its holder is letting go
     os.ftruncate(fd, 0)
