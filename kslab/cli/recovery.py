@@ -43,6 +43,7 @@ from kslab.cli.stack_state import (
     pending_operations,
     sidecar_is_broken,
 )
+from kslab.steps.scratch import sweep
 
 RECOVERY_DIR = ".kslab-recovery"
 # Exit codes of the command line: 0 go on, 3 stop (the message says what to do).
@@ -221,6 +222,16 @@ def refresh_command(stack: str) -> list[str]:
     return ["pulumi", "refresh", "--stack", stack, "--yes", "--skip-preview", "--clear-pending-creates"]
 
 
+def remove_scratch_left() -> list[str]:
+    """The private scratch folders (credentials, kubeconfigs) of steps that were killed before they could remove
+    them (kslab/steps/scratch.py): this user's only, whose owning process is gone."""
+    removed = sweep()
+    if removed:
+        print(f"kslab: recovered: removed {len(removed)} scratch folder(s) a killed step left (registry credentials "
+              f"or kubeconfigs): {', '.join(removed)}", file=sys.stderr)
+    return removed
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -240,6 +251,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     root = backend_dir(args.backend)
     if root is None or not os.path.isdir(os.path.join(root, PULUMI_DIR)):
+        remove_scratch_left()
         return 0  # not a file backend, or nothing in it yet
     try:
         report = recover_files(StackFiles(root, args.project, args.stack), args.action,
@@ -247,6 +259,7 @@ def _main(argv: list[str] | None) -> int:
     except OSError as exc:  # never a traceback: say what could not be read or written
         print(f"kslab: recovery of stack '{args.stack}' failed: {exc}", file=sys.stderr)
         return EXIT_STOP
+    remove_scratch_left()  # after the leftovers of a killed run were stopped
     for line in report.done:
         print(f"kslab: recovered: {line}", file=sys.stderr)
     for line in report.advice:
