@@ -86,6 +86,45 @@ def test_run_keeps_what_the_command_wrote(tmp_path):
     assert yaml.safe_load(settings.read_text()) == {"encryptionsalt": "v1:new"}
 
 
+
+# What Pulumi does to the file it runs on (`pulumi config set`): sets the key, and writes every other top-level value
+# back as text (900 -> '900').
+PULUMI_REWRITE = ("import sys, yaml; p = sys.argv[1]; d = yaml.safe_load(open(p)); "
+                  "d['config'] = {k: v if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool) "
+                  "else str(v) for k, v in d['config'].items()}; d['config'][sys.argv[2]] = sys.argv[3]; "
+                  "yaml.safe_dump(d, open(p, 'w'))")
+
+
+def test_a_config_set_never_freezes_the_stack_files_numbers(tmp_path):
+    """Issue #25 item 14: after `tools/lab.sh config <stack> set` of another key, an edit of the stack file's
+    kslab:installTimeoutSeconds (900 -> 60) is taken; only the key the command set is the lab's own."""
+    source, settings, scratch = (tmp_path / n for n in ("source.yaml", "settings.yaml", "scratch.yaml"))
+    source.write_text("config:\n  kslab:installTimeoutSeconds: 900\n  kslab:kindWait: 5m\n  kslab:dryRun: false\n")
+    assert sf.main(["compose", str(source), str(settings), str(scratch)]) == 0
+    assert sf.main(["run", str(source), str(settings), str(scratch), "--", sys.executable, "-c", PULUMI_REWRITE,
+                    str(scratch), "kslab:jwtSecret", "abc"]) == 0
+    assert yaml.safe_load(scratch.read_text())["config"]["kslab:installTimeoutSeconds"] == "900", "as Pulumi does"
+    assert yaml.safe_load(settings.read_text()) == {"config": {"kslab:jwtSecret": "abc"}}
+    source.write_text(source.read_text().replace("900", "60"))
+    assert sf.main(["compose", str(source), str(settings), str(scratch)]) == 0
+    assert yaml.safe_load(scratch.read_text())["config"]["kslab:installTimeoutSeconds"] == 60
+
+
+def test_a_setting_frozen_by_an_earlier_kslab_gives_way_to_the_stack_file(tmp_path):
+    """A lab whose settings already hold the stack file's numbers as text (what earlier versions kept) and a value of
+    the user's: the frozen copies are dropped at the next command, the user's own kept."""
+    source = {"config": {"kslab:unjoinTimeoutSeconds": 300, "kslab:kindWait": "5m"}}
+    held = {"encryptionsalt": "v1:x", "config": {"kslab:unjoinTimeoutSeconds": "300", "kslab:kindWait": "9m"}}
+    scratch = sf.compose(source, held)
+    assert sf.settings_of(scratch, source, held) == {"encryptionsalt": "v1:x", "config": {"kslab:kindWait": "9m"}}
+
+
+def test_a_value_the_command_changes_is_kept_even_if_a_number():
+    source = {"config": {"kslab:installTimeoutSeconds": 900}}
+    scratch = {"config": {"kslab:installTimeoutSeconds": "1200"}}
+    assert sf.settings_of(scratch, source, {}) == {"config": {"kslab:installTimeoutSeconds": "1200"}}
+    assert sf.pulumi_form({"a": [1, True, 2.0, "x"]}) == {"a": ["1", "true", "2", "x"]}
+
 def test_a_broken_stack_file_is_said_without_a_traceback(tmp_path, capsys):
     source = tmp_path / "source.yaml"
     source.write_text("config: [unclosed\n")

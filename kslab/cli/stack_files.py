@@ -71,11 +71,38 @@ def compose(source: dict, settings: dict) -> dict:
     return doc
 
 
-def settings_of(scratch: dict, source: dict) -> dict:
-    """What Pulumi (or the user, through tools/lab.sh config) put in the scratch file beyond the stack file. Pure."""
-    source_config = source.get("config") or {}
+def pulumi_form(value):
+    """A value as Pulumi writes it back into a stack file: every scalar as its text (`900` becomes `'900'`, `true`
+    becomes `'true'`), mappings and lists item by item. Two values are the same setting when these are equal. Pure."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: pulumi_form(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [pulumi_form(v) for v in value]
+    return value
+
+
+def settings_of(scratch: dict, source: dict, settings: dict | None = None) -> dict:
+    """The lab's own settings after a command ran on the scratch file composed from `source` and `settings`: those
+    it held before, and each value the command changed (compared in Pulumi's form: Pulumi rewrites every number
+    of the file it writes as text, which is no change). A value nobody set with `tools/lab.sh config` never
+    shadows the stack file, and one equal to the stack file's is dropped. Pure."""
+    settings = settings or {}
+    source_config, held = source.get("config") or {}, settings.get("config") or {}
+    before = compose(source, settings)["config"]
     own = {k: v for k, v in scratch.items() if k != "config" and source.get(k) != v}
-    config = {k: v for k, v in (scratch.get("config") or {}).items() if source_config.get(k) != v}
+    config = {}
+    for key, value in (scratch.get("config") or {}).items():
+        if key not in before or pulumi_form(value) != pulumi_form(before[key]):
+            config[key] = value  # set or changed by the command
+        elif key in held and (key not in source_config
+                              or pulumi_form(held[key]) != pulumi_form(source_config[key])):
+            config[key] = held[key]  # the lab's own, from before
     if config:
         own["config"] = config
     return own
@@ -131,7 +158,7 @@ def _compose(source_path: str, settings_path: str, scratch_path: str) -> None:
 
 
 def _keep(source_path: str, settings_path: str, scratch_path: str) -> None:
-    _write(settings_path, settings_of(_load(scratch_path), _load(source_path)))
+    _write(settings_path, settings_of(_load(scratch_path), _load(source_path), _load(settings_path)))
 
 
 def _main(argv: list[str]) -> int:
