@@ -39,7 +39,7 @@ class RecordingRunner:
         self.runs: list[str] = []
         self.gone = gone
 
-    def run(self, p, step_key="step"):
+    def run(self, p, step_key="step", urn=""):
         self.runs.append(p[step_key])
         if self.gone:
             raise Gone()

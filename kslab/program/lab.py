@@ -121,6 +121,10 @@ class Lab(pulumi.ComponentResource):
             "node_images": [c.node_image for c in kind_clusters],
             "memory_estimate_mib": sum(versions.cluster_memory_mib(c.kubesphere_version, c.components, True)
                                        for c in kind_clusters),
+            # Checked against the kind clusters that exist: one that is not this lab's own is refused here, before
+            # anything of the lab is created (kslab/steps/kind_marks.py). A stack from before it re-runs the check
+            # once; it changes nothing.
+            "kind_clusters": [c.name for c in kind_clusters],
         }
         return ops_step("preflight", "preflight", {names.ENV_PLAN: json.dumps(plan)}, child)
 

@@ -14,14 +14,17 @@ from kslab.model import contract as names
 from kslab.model import kubeconfig as kc
 from kslab.model import preflight_rules
 from kslab.model.types import LAB_DEFAULTS
-from kslab.steps import common
+from kslab.steps import common, kind_marks
 from kslab.steps.common import env, fail, log
 
 
 def step_preflight() -> None:
     plan = json.loads(env(names.ENV_PLAN))
+    kind_clusters = plan.pop("kind_clusters", [])  # absent in the plan of a stack from before the lab mark
     facts = preflight_rules.probe(plan["node_images"])
     verdict = preflight_rules.evaluate(facts, preflight_rules.Plan(**plan))
+    if facts.docker_ok and facts.kind_version:
+        verdict.errors.extend(kind_marks.preflight_problems(kind_clusters))
     for warning in verdict.warnings:
         log(f"WARNING: {warning}")
     if verdict.errors:
@@ -53,18 +56,29 @@ def _kind_create_env() -> dict[str, str]:
     return environment
 
 
+def _adopt(name: str, image: str, lab: str | None) -> None:
+    """An existing cluster of this name is taken only if kslab created it for this lab (its nodes carry this lab's
+    mark, kslab/steps/kind_marks.py), with the same node image. kind-create runs only for a cluster that is not in
+    the stack's state: a cluster an earlier kslab made (unmarked) is in it, never comes here, and keeps working."""
+    found = kind_marks.owner(name)
+    if not found.is_of(lab):
+        fail(kind_marks.refusal(found, lab))
+    running = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", f"{name}-control-plane"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+    if running and running != image and running.split("@")[0] != image.split("@")[0]:
+        fail(f"this lab's kind cluster '{name}' already exists with image {running}, not {image}. kslab will not "
+             f"adopt it. Fix: `kind delete cluster --name {name}` (after saving what it holds), or rename the "
+             "cluster in the stack file.")
+    log(f"cluster '{name}' already exists, made by kslab for this lab: adopting it, not creating another")
+
+
 def step_kind_create() -> None:
-    name, image = env(names.ENV_CLUSTER), env(names.ENV_NODE_IMAGE)
+    name, image, this_lab = env(names.ENV_CLUSTER), env(names.ENV_NODE_IMAGE), kind_marks.this_lab()
     existing = common._kind("get", "clusters", timeout=60)
     if existing.returncode != 0:
         fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
     if name in existing.stdout.split():
-        running = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", f"{name}-control-plane"],
-                                 capture_output=True, text=True, timeout=30).stdout.strip()
-        if running and running != image and running.split("@")[0] != image.split("@")[0]:
-            fail(f"a kind cluster named '{name}' already exists with image {running}, not {image}. kslab will not "
-                 f"adopt it. Fix: `kind delete cluster --name {name}` or rename the cluster in the stack.")
-        log(f"cluster '{name}' already exists with image {running or 'unknown'}: adopting it, not creating another")
+        _adopt(name, image, this_lab)
     else:
         log(f"creating kind cluster '{name}' ({image})")
         # kind writes (and first locks, with O_CREAT|O_EXCL on "<path>.lock") the kubeconfig it is given
@@ -75,7 +89,10 @@ def step_kind_create() -> None:
         with tempfile.TemporaryDirectory(prefix="kslab-kind-") as scratch:
             config_path = os.path.join(scratch, "kind-config.yaml")
             with open(config_path, "w") as fh:
-                fh.write(env(names.ENV_KIND_CONFIG))
+                # The lab's mark on every node (the program's kind config input stays as it was, so no existing
+                # cluster is replaced); without a stack (a step of the dynamic provider) the cluster goes unmarked.
+                config = env(names.ENV_KIND_CONFIG)
+                fh.write(kind_marks.labelled_config(config, this_lab) if this_lab else config)
             proc = subprocess.run(["kind", "create", "cluster", "--name", name, "--config", config_path,
                                    "--image", image, "--wait", env(names.ENV_KIND_WAIT, LAB_DEFAULTS["kindWait"]),
                                    "--kubeconfig", os.path.join(scratch, "kubeconfig")],
@@ -116,6 +133,10 @@ def step_kind_read() -> None:
     if name not in existing.stdout.split():
         log(f"kind cluster '{name}' is gone")
         sys.exit(names.GONE_EXIT)
+    others = kind_marks.owner(name).other_labs(kind_marks.this_lab())
+    if others:  # the name now belongs to another lab: this one's cluster was deleted out of band
+        log(f"kind cluster '{name}' is gone: the cluster of that name is another lab's ({', '.join(others)})")
+        sys.exit(names.GONE_EXIT)
     _print_kind_access(name)
 
 
@@ -128,6 +149,14 @@ def step_kind_delete() -> None:
     if existing.returncode == 0 and name not in existing.stdout.split():
         log(f"cluster '{name}' is already gone")
         return
+    # The cluster is in this stack's state. One marked for another lab is never deleted (the name now belongs to
+    # that lab: this one's cluster was deleted out of band, and the other made anew); an unmarked one is one an
+    # earlier kslab made for this stack, deleted as before.
+    others = kind_marks.owner(name).other_labs(kind_marks.this_lab())
+    if others:
+        fail(f"kind cluster '{name}' is not deleted: its nodes carry {names.LAB_LABEL}={', '.join(others)}, another "
+             "kslab lab's (another stack, or this stack in another checkout). This lab's cluster of that name is "
+             "gone. Fix: `tools/lab.sh refresh <stack> --yes` makes this lab forget it, then destroy again.")
     # As for create: kind edits (and locks) the kubeconfig it is given; kslab never added the cluster to
     # the user's kubeconfig, so a scratch one keeps theirs untouched.
     for attempt in range(1, KIND_DELETE_ATTEMPTS + 1):

@@ -47,13 +47,17 @@ class Gone(Exception):
 
 # --- pure parts: environment, redaction, diff ---------------------------------------------------
 
-def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str]) -> dict[str, str]:
+def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str], urn: str = "") -> dict[str, str]:
     """What a step's process gets: the few machine variables its programs need, the user's kslab knobs, and
     the step's own settings, by name from contract.STEP_ENV only (a request naming LD_PRELOAD or PATH gets
     nothing of it). Never the Pulumi passphrase or any other PULUMI_* variable, never the user's KUBECONFIG,
     never another step's kubeconfig."""
     env = {k: machine[k] for k in contract.MACHINE_ENV + contract.USER_STEP_ENV if k in machine}
     env.update({k: str(v) for k, v in step_env.items() if v is not None and k in contract.STEP_ENV})
+    # The stack, from the resource's URN (urn:pulumi:<stack>::<project>::<type>::<name>), never from the inputs:
+    # an input would change every existing step's environment, and so re-run every step, on upgrade.
+    if urn.startswith("urn:pulumi:") and "::" in urn:
+        env[contract.ENV_STACK_NAME] = urn[len("urn:pulumi:"):].split("::", 1)[0]
     return env
 
 
@@ -161,14 +165,14 @@ class StepRunner:
         self.machine = os.environ if machine is None else machine
         self.python = python
 
-    def run(self, props: Mapping[str, Any], step_key: str = "step") -> str:
+    def run(self, props: Mapping[str, Any], step_key: str = "step", urn: str = "") -> str:
         step = props.get(step_key)
         step_env = props.get("environment") or {}
         fragments = secret_fragments(step_env)
         for name in undeclared(step_env):
             self.log(f"[kslab] step {step}: ignored {name}, which is no kslab step variable")
         proc = subprocess.Popen([self.python, "-m", "kslab.steps", str(step)], cwd=PROJECT_DIR,
-                                env=step_environment(step_env, self.machine), stdout=subprocess.PIPE,
+                                env=step_environment(step_env, self.machine, urn), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         progress: list[str] = []
         held: list[str] = []  # the error the step ends with: shown once, as the failure, not as progress too
@@ -208,8 +212,8 @@ class Steps:
     def __init__(self, runner: StepRunner):
         self.runner = runner
 
-    def create(self, props: dict) -> tuple[str, dict]:
-        return uuid.uuid4().hex, {**inputs_of(props), "stdout": self.runner.run(props)}
+    def create(self, props: dict, urn: str = "") -> tuple[str, dict]:
+        return uuid.uuid4().hex, {**inputs_of(props), "stdout": self.runner.run(props, urn=urn)}
 
     def diff(self, olds: dict, news: dict) -> tuple[bool, list[str], bool]:
         replaces, changed = diff(olds, news)
@@ -218,26 +222,26 @@ class Steps:
         legacy = any(k in olds for k in LEGACY_KEYS)
         return bool(replaces or changed or legacy), replaces, bool(news.get("delete_before_replace"))
 
-    def update(self, olds: dict, news: dict) -> dict:
+    def update(self, olds: dict, news: dict, urn: str = "") -> dict:
         _, changed = diff(olds, news)
         if not changed or not news.get("rerun_on_change", True):
             # Only the legacy keys changed, or only its triggers re-run this step (by replacing it): a new
             # kubeconfig or the like is stored.
             return {**inputs_of(news), "stdout": olds.get("stdout")}
-        return {**inputs_of(news), "stdout": self.runner.run(news)}
+        return {**inputs_of(news), "stdout": self.runner.run(news, urn=urn)}
 
-    def read(self, id_: str, props: dict) -> tuple[str, dict]:
+    def read(self, id_: str, props: dict, urn: str = "") -> tuple[str, dict]:
         """Refresh: a step with a read step reports what is there now, or that it is gone ("" id)."""
         if not props.get("read_step"):
             return id_, props
         try:
-            return id_, {**inputs_of(props), "stdout": self.runner.run(props, "read_step")}
+            return id_, {**inputs_of(props), "stdout": self.runner.run(props, "read_step", urn)}
         except Gone:
             return "", {}
 
-    def delete(self, props: dict) -> None:
+    def delete(self, props: dict, urn: str = "") -> None:
         if props.get("delete_step"):
-            self.runner.run(props, "delete_step")
+            self.runner.run(props, "delete_step", urn)
 
 
 # --- the gRPC plugin -----------------------------------------------------------------------------
@@ -352,24 +356,24 @@ def _servicer(steps: Steps, guarded: _Guarded):
 
         @guarded
         def Create(self, request, context):
-            id_, outs = steps.create(_plain(request.properties))
+            id_, outs = steps.create(_plain(request.properties), request.urn)
             return provider_pb2.CreateResponse(id=id_, properties=_struct(outs))
 
         @guarded
         def Read(self, request, context):
             props = _plain(request.properties) or _plain(request.inputs)
-            id_, outs = steps.read(request.id, props)
+            id_, outs = steps.read(request.id, props, request.urn)
             return provider_pb2.ReadResponse(id=id_, properties=_struct(outs),
                                              inputs=_struct(inputs_of(outs)) if id_ else None)
 
         @guarded
         def Update(self, request, context):
-            return provider_pb2.UpdateResponse(properties=_struct(steps.update(_plain(request.olds),
-                                                                               _plain(request.news))))
+            return provider_pb2.UpdateResponse(properties=_struct(steps.update(
+                _plain(request.olds), _plain(request.news), request.urn)))
 
         @guarded
         def Delete(self, request, context):
-            steps.delete(_plain(request.properties))
+            steps.delete(_plain(request.properties), request.urn)
             return empty_pb2.Empty()
     return Servicer()
 
