@@ -19,9 +19,9 @@ import time
 import pytest
 import yaml
 
-from kslab.model import image_sources, images
+from kslab.model import contract, image_sources, images
 from kslab.model.spec import parse_lab
-from kslab.steps import lab_registry
+from kslab.steps import kind_marks, lab_registry
 from tests.support.kind import KindLab, inspect, kind, kind_clusters, node_containers
 from tests.support.mock_run import ROOT
 from tests.support.registry import SourceRegistry, build_stand_in_program, free_port
@@ -51,7 +51,8 @@ def _clusters(lab):
 
 
 def _check_kind_clusters(lab):
-    """What kind made of the rendered config: names, image, console port mapping, subnets; the node runs."""
+    """What kind made of the rendered config: names, image, console port mapping, subnets, the lab's mark; the node
+    runs."""
     for name, c in _clusters(lab).items():
         assert node_containers(name) == [f"{name}-control-plane"]
         container = inspect(f"{name}-control-plane")
@@ -61,6 +62,9 @@ def _check_kind_clusters(lab):
         core = lab.core(name)
         node = core.list_node().items[0]
         assert {cond.type: cond.status for cond in node.status.conditions}["Ready"] == "True"
+        # The lab's mark (#25 item 1): on the node, and in the kubeadm config kind wrote into it, where kslab reads it.
+        assert node.metadata.labels[contract.LAB_LABEL] == contract.lab_id(lab.stack)
+        assert kind_marks.owner(name).is_of(contract.lab_id(lab.stack))
         kubeadm = yaml.safe_load(core.read_namespaced_config_map("kubeadm-config", "kube-system")
                                  .data["ClusterConfiguration"])
         if c.get("podSubnet"):
@@ -241,20 +245,18 @@ def _lifecycle(lab, sources):
 
 @pytest.mark.parametrize("lab", ["kind-standalone"], indirect=True)
 def test_kind_cluster_deleted_out_of_band_adopted_and_refused(lab):
-    """Adopt a kind cluster of the same image; a cluster deleted behind the lab's back is found by refresh and
-    made again by up; a same-named cluster with another image is refused, never adopted."""
+    """Adopt a kind cluster this lab made (its nodes carry the lab's mark; as after a run killed once kind had made
+    it) of the same image; a cluster deleted behind the lab's back is found by refresh and made again by up; a
+    same-named cluster of this lab with another image is refused, never adopted. (A cluster made by hand, without
+    the mark: tests/test_kind_foreign_cluster.py.)"""
     name = lab.names[0]
     image = _clusters(lab)[name]["nodeImage"]
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as cfg:
-        cfg.write("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n"
-                  "  extraPortMappings:\n  - containerPort: 30880\n    hostPort: 31880\n")
-        cfg.flush()
-        made = kind("create", "cluster", "--name", name, "--image", image, "--config", cfg.name, "--wait", "3m")
+    made = _kind_create_marked(lab, name, image)
     assert made.returncode == 0, made.stderr[-2000:]
     before = inspect(f"{name}-control-plane")["Id"]
     adopted = lab.up()
     _assert_ok(adopted, "up over an existing cluster")
-    assert f"cluster '{name}' already exists with image {image}: adopting it" in _out(adopted)
+    assert f"cluster '{name}' already exists, made by kslab for this lab: adopting it" in _out(adopted)
     assert inspect(f"{name}-control-plane")["Id"] == before, "adopted, not created again"
     state_before = lab.state_text()
 
@@ -272,7 +274,7 @@ def test_kind_cluster_deleted_out_of_band_adopted_and_refused(lab):
     other = image.replace("kind-node:", "kind-node-other:")
     subprocess.run(["docker", "tag", image, other], check=True)
     try:
-        made = kind("create", "cluster", "--name", name, "--image", other, "--wait", "3m")
+        made = _kind_create_marked(lab, name, other)
         assert made.returncode == 0, made.stderr[-2000:]
         refused = lab.up()
         assert refused.returncode != 0
@@ -286,6 +288,16 @@ def test_kind_cluster_deleted_out_of_band_adopted_and_refused(lab):
 
 def _kind_delete(name):
     return kind("delete", "cluster", "--name", name)
+
+
+def _kind_create_marked(lab, name, image):
+    """A kind cluster with the lab's console port and its mark, as kind-create makes it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as cfg:
+        cfg.write("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n"
+                  f"  labels:\n    {contract.LAB_LABEL}: {contract.lab_id(lab.stack)}\n"
+                  "  extraPortMappings:\n  - containerPort: 30880\n    hostPort: 31880\n")
+        cfg.flush()
+        return kind("create", "cluster", "--name", name, "--image", image, "--config", cfg.name, "--wait", "3m")
 
 
 @pytest.mark.parametrize("lab", ["kind-host-member"], indirect=True)
