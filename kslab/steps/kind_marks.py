@@ -97,7 +97,8 @@ def owner(name: str) -> Owner:
 def maps_more_than_api_server(name: str) -> bool:
     """Whether the control-plane publishes a port besides the API server's. kslab has mapped the console's NodePort
     on every kind cluster it created, since its first version (kslab/render/manifests.py kind_config); a plain
-    `kind create cluster` publishes the API server only (6443)."""
+    `kind create cluster` publishes the API server's port only (6443, kind@v0.33.0:
+    pkg/cluster/internal/providers/common/constants.go, APIServerInternalPort)."""
     proc = _docker("inspect", "--format", "{{json .HostConfig.PortBindings}}", f"{name}-control-plane")
     try:
         bindings = json.loads(proc.stdout or b"null") if proc.returncode == 0 else None
