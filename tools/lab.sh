@@ -5,6 +5,7 @@
 #   tools/lab.sh images <stack> [--check] [--json]   the image plan (python -m kslab.cli.images)
 #   tools/lab.sh registry <stack> <list|size|status|remove [--yes]>   the lab registry (kslab/cli/registry.py)
 #   tools/lab.sh config <stack> <pulumi config args>   settings of your own, kept in .kslab/stacks (not the stack file)
+#   tools/lab.sh config <stack> set [--secret] KEY --from-file PATH | --from-stdin   a value never on the command line
 #   tools/lab.sh cancel <stack>   remove the lock of a run you know is gone (pulumi cancel)
 #   tools/lab.sh forget <stack>   drop the stack's state, keeping its stack file (pulumi stack rm --preserve-config)
 # - state: a local file backend under .kslab/state (PULUMI_BACKEND_URL overrides it);
@@ -13,11 +14,53 @@
 # - the pulumi CLI from PATH, else the engine kslab builds (tools/engine/build.sh);
 # - the policy pack is always applied to preview/up.
 set -euo pipefail
+caller=$PWD  # where a relative --from-file path is meant
 cd "$(dirname "$0")/.."
 root=$PWD
 action=${1:?usage: tools/lab.sh <preview|up|destroy|refresh|output|config|status|graph|images|registry|cancel|forget> <stack>}
 stack=${2:?usage: tools/lab.sh <action> <stack>}
 shift 2
+# `config <stack> set [--secret] KEY --from-file PATH | --from-stdin`: the value goes to `pulumi config set` on its
+# standard input (it reads the value from there when none is given), never as an argument, which any user can read
+# in /proc/<pid>/cmdline and which stays in the shell's history.
+value_from=
+if [[ "$action" == config ]]; then
+  config_args=()
+  while (($#)); do
+    case $1 in
+      --from-file) [[ $# -ge 2 ]] || { echo "kslab: --from-file needs the file that holds the value" >&2; exit 2; }
+                   value_from=$2; shift 2 ;;
+      --from-file=*) value_from=${1#*=}; shift ;;
+      --from-stdin) value_from=-; shift ;;
+      *) config_args+=("$1"); shift ;;
+    esac
+  done
+  set -- ${config_args[@]+"${config_args[@]}"}
+  if [[ -n $value_from && "${1:-}" != set ]]; then
+    echo "kslab: --from-file and --from-stdin go with 'set' only: tools/lab.sh config $stack set [--secret] KEY --from-file PATH" >&2
+    exit 2
+  fi
+  if [[ -n $value_from ]]; then  # KEY alone: with a value argument too, pulumi would take that one
+    words=0 skip=
+    for arg in "${@:2}"; do
+      if [[ -n $skip ]]; then skip=; continue; fi
+      case $arg in
+        --type|--config-file|-s|--stack|-C|--cwd) skip=1 ;;  # options that take a value
+        -*) ;;
+        *) words=$((words + 1)) ;;
+      esac
+    done
+    if ((words != 1)); then
+      echo "kslab: with --from-file or --from-stdin give the KEY alone, not its value: tools/lab.sh config $stack set [--secret] KEY --from-file PATH" >&2
+      exit 2
+    fi
+  fi
+  [[ -z $value_from || $value_from == - || $value_from == /* ]] || value_from=$caller/$value_from
+  if [[ -n $value_from && $value_from != - && ! ( -f $value_from && -r $value_from ) ]]; then
+    echo "kslab: --from-file $value_from: no such readable file (it holds the value, e.g. the credentials JSON)" >&2
+    exit 2
+  fi
+fi
 extra=()
 # Every stack runs in a scratch copy of the project under .kslab/projects, whose stack file is made anew from
 # the stack file you edit and the lab's own settings (.kslab/stacks), so Pulumi never writes a tracked file
@@ -73,9 +116,12 @@ fi
 cd "$work"
 export PULUMI_SKIP_UPDATE_CHECK=true
 pack=policies
-case "$(command -v pulumi)" in
-  # kslab's own engine build: its Python language host predates running packs itself.
-  */kslab/engine/pulumi-*) pack=policies/analyzer; export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+# kslab's own engine build (tools/engine/build.sh), wherever KSLAB_CACHE put it: the build's stamp beside its bin/
+# folder, and the language host wrapper only that build installs. Its Python language host predates running packs
+# itself.
+engine_bin=$(dirname "$(readlink -f "$(command -v pulumi)")")
+if [[ -f $engine_bin/../.complete && -x $engine_bin/pulumi-language-python-host ]]; then
+    pack=policies/analyzer; export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
     # Its kubernetes plugin as an installed plugin (tools/engine/build.sh installs it into the engine's cache, no
     # download): runs use a Pulumi home of kslab's own whose plugins are those, so the engine takes it from there
     # instead of warning that it uses it from PATH, and nothing is written into ~/.pulumi. Only when the plugin is
@@ -87,8 +133,8 @@ case "$(command -v pulumi)" in
         ln -sfn "$KSLAB_ENGINE_PLUGIN_HOME/plugins" "$root/.kslab/pulumi-home/plugins"
         export PULUMI_HOME=$root/.kslab/pulumi-home PULUMI_IGNORE_AMBIENT_PLUGINS=true
       fi
-    fi ;;
-esac
+    fi
+fi
 
 # One command per stack at a time, for the whole of recovery plus the run: a holder process of its own keeps the
 # lock until this process (pulumi, after exec) ends; a second command is told at once (kslab/cli/stack_lock.py).
@@ -108,14 +154,17 @@ case "$action" in
 esac
 # status and graph only read: they must not create a stack (which writes an encryption salt into its file).
 if [[ "$action" != status && "$action" != graph && "$action" != cancel && "$action" != forget ]]; then
-  then_keep pulumi stack select "$stack" --create >/dev/null  # a new stack's salt goes to .kslab/stacks at once
+  then_keep pulumi stack select "$stack" --create >/dev/null </dev/null  # a new stack's salt: to .kslab/stacks
 fi
 case "$action" in
   preview|up) exec pulumi "$action" --stack "$stack" --policy-pack "$pack" "${extra[@]}" "$@" ;;
   destroy|refresh) exec pulumi "$action" --stack "$stack" "$@" ;;
   output) exec pulumi stack output --stack "$stack" "$@" ;;
   # Stack settings of your own (e.g. `config <stack> set --secret kslab:jwtSecret`): kept in .kslab/stacks.
-  config) then_keep pulumi config --stack "$stack" "$@"; exit $? ;;
+  # A value from --from-file or --from-stdin reaches `pulumi config set` on its standard input only.
+  config) if [[ -n $value_from && $value_from != - ]]; then then_keep pulumi config --stack "$stack" "$@" <"$value_from"
+          else then_keep pulumi config --stack "$stack" "$@"; fi
+          exit $? ;;
   cancel) exec pulumi cancel --stack "$stack" --yes "$@" ;;
   forget) exec pulumi stack rm --stack "$stack" --force --preserve-config --yes "$@" ;;
   # Read-only views of the lab (kslab/cli/status.py); the pictures go to the repository root by default.

@@ -312,8 +312,10 @@ def parse_credentials(text: str | None, is_secret: bool,
     field_name, shown_value = f"kslab:{CREDENTIALS_KEY}", "(secret)"
     if text is None:
         return None, []
-    fix = (f"pulumi config set --secret {CREDENTIALS_KEY} "
-           "'{\"harbor.corp\": {\"username\": \"...\", \"password\": \"...\"}}'")
+    # The value from a file (or stdin), never on the command line: tools/lab.sh hands it to pulumi on its stdin.
+    fix = (f"write {{\"harbor.corp\": {{\"username\": \"...\", \"password\": \"...\"}}}} into a file of your own "
+           f"(chmod 600), then: tools/lab.sh config <stack> set --secret kslab:{CREDENTIALS_KEY} --from-file <file> "
+           "(or --from-stdin; README 'Where the images come from')")
     if not is_secret:
         return None, [(field_name, shown_value, "is stored in plain text in the stack settings", fix)]
     try:
