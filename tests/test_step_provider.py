@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import textwrap
 
@@ -11,7 +12,8 @@ import pytest
 
 from kslab.model import contract
 from kslab.model.contract import GONE_EXIT
-from kslab.steps.plugin import REDACTED, Gone, StepError, StepRunner, Steps, redact, secret_fragments, step_environment
+from kslab.steps.plugin import Gone, StepError, StepRunner, Steps, step_environment
+from kslab.steps.redaction import REDACTED, redact, secret_fragments
 
 KUBECONFIG = textwrap.dedent("""\
     apiVersion: v1
@@ -114,6 +116,36 @@ def test_redaction_keeps_plain_settings_readable():
     message = "member 'member-east' of host 'host-west' waits for ks-core,monitoring"
     assert redact(message, fragments) == message
 
+
+
+def _credentials(**passwords: str) -> dict:
+    return {contract.ENV_REGISTRY_AUTH: json.dumps({f"{host}.corp": {"username": "robot", "password": pw}
+                                                    for host, pw in passwords.items()})}
+
+
+@pytest.mark.parametrize("password", ["Tr0ub4dor&3x", "s3cr", "x"])
+def test_redaction_removes_every_registry_password_of_any_length(password):
+    """Issue #25 item 6: a password is blotted on its own (not only the whole JSON value), in each form a client
+    writes it: user:password, its base64 (a Docker config's auth), URL-quoted, JSON-escaped."""
+    import base64
+    from urllib.parse import quote
+    fragments = secret_fragments(_credentials(harbor=password, quay="another-one-entirely"))
+    pair = f"robot:{password}"
+    forms = (password, quote(password, safe=""), base64.b64encode(pair.encode()).decode(), json.dumps(password)[1:-1])
+    for shown in (f"password {password} rejected", f"https://robot:{forms[1]}@harbor.corp/v2/",
+                  f'{{"auth": "{forms[2]}"}}', f"login {pair} failed", f'{{"password": {json.dumps(password)}}}'):
+        message = redact(shown, fragments)
+        assert REDACTED in message and not any(re.search(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])",
+                                                          message) for form in forms), (shown, message)
+    assert redact("quay: another-one-entirely", fragments) == f"quay: {REDACTED}"
+    assert redact("login as robot failed", fragments) == "login as robot failed", "the user name stays readable"
+
+
+def test_a_short_password_blots_only_where_it_stands_alone():
+    fragments = secret_fragments(_credentials(harbor="x"))
+    assert redact("pushing nginx:latest to the box (exit 1)", fragments) == "pushing nginx:latest to the box (exit 1)"
+    assert redact('{"username": "robot", "password": "x"}', fragments) == \
+        f'{{"username": "robot", "password": "{REDACTED}"}}'
 
 FAKE_STEP = textwrap.dedent("""\
     #!{python}

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 from kslab.model import contract as names
@@ -16,6 +15,7 @@ from kslab.model import preflight_rules
 from kslab.model.types import LAB_DEFAULTS
 from kslab.steps import common, kind_marks
 from kslab.steps.common import env, fail, log
+from kslab.steps.scratch import private_dir
 
 
 def step_preflight() -> None:
@@ -86,7 +86,7 @@ def step_kind_create() -> None:
         # scratch directory keeps the user's ~/.kube/config untouched and works for any user; /dev/null
         # would need a /dev/null.lock, which only root may create. The lab's kubeconfig comes from
         # `kind get kubeconfig` below.
-        with tempfile.TemporaryDirectory(prefix="kslab-kind-") as scratch:
+        with private_dir("kind") as scratch:
             config_path = os.path.join(scratch, "kind-config.yaml")
             with open(config_path, "w") as fh:
                 # The lab's mark on every node (the program's kind config input stays as it was, so no existing
@@ -160,7 +160,7 @@ def step_kind_delete() -> None:
     # As for create: kind edits (and locks) the kubeconfig it is given; kslab never added the cluster to
     # the user's kubeconfig, so a scratch one keeps theirs untouched.
     for attempt in range(1, KIND_DELETE_ATTEMPTS + 1):
-        with tempfile.TemporaryDirectory(prefix="kslab-kind-") as scratch:
+        with private_dir("kind") as scratch:
             proc = common._kind("delete", "cluster", "--name", name,
                                 "--kubeconfig", os.path.join(scratch, "kubeconfig"), timeout=600)
         if proc.returncode == 0:

@@ -26,6 +26,7 @@ from concurrent import futures
 from typing import Any
 
 from kslab.model import contract
+from kslab.steps.redaction import redact, secret_fragments
 
 PROJECT_DIR = contract.PROJECT_DIR
 VERSION = "1.0.0"
@@ -33,7 +34,6 @@ VERSION = "1.0.0"
 RERUN_KEYS = ("step", "environment", "delete_step")
 # Kept in outputs by steps created through the dynamic provider (a pickled provider); never compared.
 LEGACY_KEYS = ("__provider",)
-REDACTED = "[secret]"
 ERROR_PREFIX = "[kslab] ERROR"  # how a step's own failure starts (kslab/steps/common.py, fail)
 
 
@@ -110,29 +110,6 @@ def caller_is(pid: int, peer: str, server_port: int, proc_root: str = "/proc") -
     except OSError:
         return None
     return False
-
-
-def secret_fragments(step_env: Mapping[str, Any]) -> list[str]:
-    """Pieces of the step's environment that must never appear in a message: every secret variable's value
-    (contract.is_secret_env: kubeconfigs, tokens), and every long line or word inside one (a kubeconfig's
-    key data). Plain settings such as cluster names stay readable."""
-    fragments: set[str] = set()
-    for key, value in step_env.items():
-        text = str(value or "")
-        if not contract.is_secret_env(key) or len(text) < 8:
-            continue
-        fragments.add(text)
-        for line in text.splitlines():
-            for word in line.replace(":", " ").split():
-                if len(word) >= 16:
-                    fragments.add(word)
-    return sorted(fragments, key=len, reverse=True)
-
-
-def redact(message: str, fragments: list[str]) -> str:
-    for fragment in fragments:
-        message = message.replace(fragment, REDACTED)
-    return message
 
 
 def failure_message(progress: list[str], step: str, status: int) -> str:
