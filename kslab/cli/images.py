@@ -7,17 +7,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from typing import TYPE_CHECKING
 
 from kslab.cli.status import load_spec_or_say_why
 from kslab.model import image_sources, images
 from kslab.model.spec import LabSpec
 from kslab.steps import registry_check
 
+if TYPE_CHECKING:
+    from kslab.steps.archives import ArchiveIndex
 
-def plan_rows(spec: LabSpec) -> list[dict]:
-    """One row per cluster and image, in plan order. An image of the lab registry names the sources it is copied
-    from (asked in order); any other image is pulled by the cluster from its own registry."""
+
+def archive_indexes(spec: LabSpec, project_dir: str) -> dict[str, ArchiveIndex | str]:
+    """Each image archive the stack names (as it names it) -> its index (read, not verified: `up` reads every
+    member), or why it cannot be read."""
+    from kslab.steps import archives
+    from kslab.steps.lab_registry import RegistryError
+    found: dict[str, ArchiveIndex | str] = {}
+    for name in spec.image_sources.archives if spec.image_sources else ():
+        try:
+            found[name] = archives.index_of(os.path.join(project_dir, os.path.expanduser(name)))
+        except RegistryError as error:
+            found[name] = str(error)
+    return found
+
+
+def plan_rows(spec: LabSpec, indexes: dict[str, ArchiveIndex | str] | None = None) -> list[dict]:
+    """One row per cluster and image, in plan order. An image of the lab registry names the archive that fills it
+    (the first that holds it, unless it is overridden: as the lab-images step chooses) and the sources it is
+    copied from otherwise (asked in order); any other image is pulled by the cluster from its own registry."""
     rows = []
     for cluster in spec.clusters:
         lab = spec.uses_lab_registry(cluster)
@@ -28,6 +48,10 @@ def plan_rows(spec: LabSpec) -> list[dict]:
             if lab and spec.image_sources is not None:
                 path = spec.image_sources.upstream_path(image.ref)
                 row["sources"] = spec.image_sources.candidates(path)
+                archive = next((name for name, index in (indexes or {}).items()
+                                if not isinstance(index, str) and path in index.images), None)
+                if archive is not None and spec.image_sources.override_for(path) is None:
+                    row["archive"] = archive
             rows.append(row)
     return rows
 
@@ -45,9 +69,12 @@ def check_rows(spec: LabSpec, rows: list[dict]) -> dict[str, registry_check.Answ
                                     checker=registry_check.Checker(attempts=1))
         missing = {r["ref"]: r["sources"] for r in lab_rows if held[f"{lab.local}/{paths[r['ref']]}"].state
                    != registry_check.FOUND}
-        located = registry_check.locate(missing)
+        located = registry_check.locate({ref: asked for ref, asked in missing.items()
+                                         if not any(r["ref"] == ref and "archive" in r for r in lab_rows)})
         for r in lab_rows:
-            if r["ref"] in located:
+            if r["ref"] in missing and "archive" in r:
+                answers[r["ref"]] = registry_check.Answer(registry_check.FOUND, f"in the archive {r['archive']}")
+            elif r["ref"] in located:
                 asked = located[r["ref"]]
                 where = registry_check.found_at(asked)
                 answers[r["ref"]] = registry_check.Answer(asked[-1][1].state, f"{where}" if where else "; ".join(
@@ -57,15 +84,28 @@ def check_rows(spec: LabSpec, rows: list[dict]) -> dict[str, registry_check.Answ
     return answers
 
 
-def render_text(spec: LabSpec, stack: str, rows: list[dict], answers: dict[str, registry_check.Answer]) -> str:
+def _filled_from(sources: image_sources.ImageSources, indexes: dict[str, ArchiveIndex | str]) -> list[str]:
+    """What fills the lab registry: each archive (what it holds, or why it cannot be read), then the sources."""
+    lines = []
+    for name in sources.archives:
+        index = indexes.get(name, "not read")
+        lines.append(f"  archive {name}: " + (f"cannot be read: {index}" if isinstance(index, str) else
+                                               f"{len(index.images)} images ({index.platform})"))
+    if sources.prefixes:
+        lines.append(("  then " if lines else "  ") + "kslab:imageSources in order: " + ", ".join(sources.prefixes))
+    return lines
+
+
+def render_text(spec: LabSpec, stack: str, rows: list[dict], answers: dict[str, registry_check.Answer],
+                indexes: dict[str, ArchiveIndex | str] | None = None) -> str:
     naming = spec.naming
     lines = [f"Images of stack {stack}, named as ks-installer names them (kslab:registry={naming.local_registry!r}, "
              f"kslab:namespaceOverride={naming.namespace_override!r}, kslab:zone={naming.zone!r}):"]
     if spec.image_sources is not None:
         lab = spec.image_sources.lab
         lines.append(f"kind clusters pull from the lab registry '{lab.name}' ({lab.in_network} on kind's network, "
-                     f"{lab.local} here), filled once from kslab:imageSources in order: "
-                     + ", ".join(spec.image_sources.prefixes))
+                     f"{lab.local} here), each image filled once from the first of:")
+        lines += _filled_from(spec.image_sources, indexes or {})
     for cluster in spec.clusters:
         mine = [r for r in rows if r["cluster"] == cluster.name]
         if spec.uses_lab_registry(cluster):
@@ -79,8 +119,11 @@ def render_text(spec: LabSpec, stack: str, rows: list[dict], answers: dict[str, 
             answer = answers.get(r["ref"])
             state = f"  [{answer.state}: {answer.detail}]" if answer else ""
             lines.append(f"  {r['image']:<{width}}  {r['usedBy'].split(':', 1)[1]}{state}")
-            if "sources" in r:
-                lines.append(f"  {'':<{width}}  from: {', '.join(r['sources'])}")
+            if "archive" in r:
+                lines.append(f"  {'':<{width}}  from: the archive {r['archive']}")
+            elif "sources" in r:
+                where = ", ".join(r["sources"]) or "nowhere: no source, and no archive holds it"
+                lines.append(f"  {'':<{width}}  from: {where}")
     by_registry: dict[str, set[str]] = {}
     for r in rows:
         by_registry.setdefault(r["from"], set()).add(r["ref"])
@@ -117,6 +160,11 @@ def archive_plan(spec: LabSpec) -> tuple[dict[str, list[str]], dict[str, list[st
 def save_archive(spec: LabSpec, out: str) -> int:
     from kslab.steps import archives
     from kslab.steps.lab_registry import RegistryError
+    try:
+        archives.check_out(out)  # before any source is asked
+    except RegistryError as error:
+        print(f"kslab: nothing was saved: {error}", file=sys.stderr)
+        return 1
     candidates, clusters_of = archive_plan(spec)
     located = registry_check.locate({p: c for p, c in candidates.items() if c})
     refusal = registry_check.report_sources(located, clusters_of)
@@ -129,6 +177,10 @@ def save_archive(spec: LabSpec, out: str) -> int:
                              progress=lambda line: print(line, file=sys.stderr))
     except RegistryError as error:
         print(f"kslab: nothing was saved: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the disk filled, the folder went away: the temp file is gone with its folder
+        print(f"kslab: nothing was saved: cannot write {out}: {error.strerror or error}. Fix: free space or name "
+              "another file", file=sys.stderr)
         return 1
     print(f"wrote {out}: {len(located)} images, {size} bytes ({size / 1e6:.1f} MB); load it with "
           f"kslab:imageArchives: [{out}]")
@@ -148,12 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.save:
         return save_archive(spec, args.save)
-    rows = plan_rows(spec)
+    indexes = archive_indexes(spec, args.project_dir)
+    rows = plan_rows(spec, indexes)
     answers = check_rows(spec, rows) if args.check else {}
     for r in rows:
         if r["ref"] in answers:
             r["answer"] = {"state": answers[r["ref"]].state, "detail": answers[r["ref"]].detail}
-    print(json.dumps(rows, indent=2) if args.json else render_text(spec, args.stack, rows, answers))
+    print(json.dumps(rows, indent=2) if args.json else render_text(spec, args.stack, rows, answers, indexes))
     # as `up` judges: only images of clusters whose check is on can refuse the lab
     return 1 if any(r["checked"] and r["answer"]["state"] != registry_check.FOUND for r in rows if "answer" in r) \
         else 0
