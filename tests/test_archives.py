@@ -209,16 +209,6 @@ def test_load_checks_the_digest_again_and_pushes_nothing_changed_since(tmp_path,
     assert crane == {}
 
 
-def test_the_lab_images_steps_present_calls_check_in_full(tmp_path, crane):
-    """read_index and load (the lab-images step's calls until it takes verify and load_image) check the same."""
-    assert archives.read_index(_archive(tmp_path)) == {
-        image: f"images/{n:03d}.tar" for n, image in enumerate(sorted(IMAGES))}
-    archives.load(str(tmp_path / "lab.tar"), "images/002.tar", "127.0.0.1:5100/p")
-    assert crane == {"127.0.0.1:5100/p": IMAGES["prom/prometheus:v2.39.1"]}
-    with pytest.raises(RegistryError, match="has no member images/001.tar"):
-        archives.read_index(_archive(tmp_path, _drop_member()))
-
-
 @pytest.mark.parametrize("out, says", [("no/such/dir/x.tar", "the folder {dir} does not exist"),
                                        ("", "it is a folder")])
 def test_save_into_a_folder_that_is_not_there_names_it_and_writes_nothing(tmp_path, crane, out, says):

@@ -183,8 +183,8 @@ def test_credentials_open_the_token_endpoint(registry):  # noqa: F811
 def test_docker_config_for_crane_is_private(tmp_path):
     directory = tmp_path / "auth"
     directory.mkdir()
-    from kslab.steps import lab_registry
-    lab_registry.write_docker_config(str(directory), {"docker.io": ("u", "p")})
+    from kslab.steps import crane
+    crane.write_docker_config(str(directory), {"docker.io": ("u", "p")})
     doc = json.loads((directory / "config.json").read_text())
     assert set(doc["auths"]) == {"docker.io", "https://index.docker.io/v1/"}
     assert (directory / "config.json").stat().st_mode & 0o077 == 0 and directory.stat().st_mode & 0o077 == 0

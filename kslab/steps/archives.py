@@ -240,17 +240,3 @@ def load_image(index: ArchiveIndex, image: str, destination: str, docker_config:
         except (OSError, tarfile.TarError) as error:
             raise _refuse(index.archive, f"cannot be read ({_why(error)})", image=image) from None
         crane(f"loading {image} from {index.archive}", "push", target, destination, docker_config=docker_config)
-
-
-# The lab-images step's calls before it takes verify() and load_image(); both check as those do.
-def read_index(archive: str) -> dict[str, str]:
-    """`namespace/name:tag` -> member of an archive verified in full."""
-    return {image: entry.member for image, entry in verify(archive).images.items()}
-
-
-def load(archive: str, member: str, destination: str) -> None:
-    index = index_of(archive)
-    image = next((image for image, entry in index.images.items() if entry.member == member), None)
-    if image is None:
-        raise _refuse(archive, f"has no image in the member {member}")
-    load_image(index, image, destination)

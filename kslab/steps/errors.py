@@ -7,3 +7,7 @@ class Transient(RuntimeError):
 
 class ApiFailure(RuntimeError):
     """An answer that waiting will not change (4xx other than 404/409/429): fail at once with it."""
+
+
+class RegistryError(Exception):
+    """Something about the lab registry or the images the user can fix; the message says what to do."""

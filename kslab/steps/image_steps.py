@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 
 from kslab.model import contract as names
@@ -32,100 +31,111 @@ def _registry_auth() -> dict[str, tuple[str, str]]:
     return {host: (entry["username"], entry["password"]) for host, entry in doc.items()}
 
 
-def _fill_lab_registry(lab, wanted: dict[str, dict], archive_files: list[str],
-                       credentials: dict[str, tuple[str, str]]) -> tuple[set[str], dict[str, str]]:
-    """The lab-images step's work, under the machine's lab registry lock: what was already held, what was copied."""
+def _before_anything(wanted: dict[str, dict], archive_files: list[str]) -> tuple[dict[str, tuple], dict[str, str]]:
+    """What needs no network and no registry, checked first: every archive read and checked in full, and every image
+    of your own present in this machine's Docker. (path -> (archive index, path) it loads from, path -> docker
+    image)."""
     from kslab.model.image_sources import DOCKER_PREFIX
-    from kslab.steps import archives, lab_registry, registry_check
-    state = lab_registry.container_state(lab)
-    held: set[str] = set()
-    if state is not None:
-        log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
-        present = registry_check.check([f"{lab.local}/{path}" for path in wanted])
-        held = {path for path in wanted if present[f"{lab.local}/{path}"].state == registry_check.FOUND
-                and not wanted[path].get("override")}
-    missing = [path for path in wanted if path not in held]
-    in_archive: dict[str, tuple[str, str]] = {}
-    for archive in archive_files if missing else ():
-        index = archives.read_index(archive)
-        for path in missing:
-            if path in index and path not in in_archive and not wanted[path].get("override"):
-                in_archive[path] = (archive, index[path])
-    from_docker = {path: wanted[path]["candidates"][0] for path in missing
+    from kslab.steps import archives, crane
+    in_archive: dict[str, tuple] = {}
+    for archive in archive_files:
+        index = archives.verify(archive)
+        for path in wanted:
+            if path in index.images and path not in in_archive and not wanted[path].get("override"):
+                in_archive[path] = (index, path)
+    from_docker = {path: wanted[path]["candidates"][0].removeprefix(DOCKER_PREFIX) for path in wanted
                    if wanted[path]["candidates"] and wanted[path]["candidates"][0].startswith(DOCKER_PREFIX)}
-    for path, ref in from_docker.items():
-        if not lab_registry.docker_has(ref.removeprefix(DOCKER_PREFIX)):
-            fail(f"image sources: {path} is overridden with {ref}, which this machine's Docker does not have. "
-                 f"Fix: build or pull it (docker images), or change kslab:imageOverrides")
-    ask = [path for path in missing if path not in in_archive and path not in from_docker]
-    checker = registry_check.Checker(credentials=credentials)
-    located = registry_check.locate({path: wanted[path]["candidates"] for path in ask}, checker=checker)
-    refusal = registry_check.report_sources(located, {path: wanted[path]["clusters"] for path in wanted},
+    for path, image in from_docker.items():
+        if not crane.docker_has(image):
+            fail(f"image sources: {path} is overridden with {DOCKER_PREFIX}{image}, which this machine's Docker does "
+                 "not have. Fix: build or pull it (docker images), or change kslab:imageOverrides")
+    return in_archive, from_docker
+
+
+def _fill_lab_registry(lab, lab_id: str, wanted: dict[str, dict], archive_files: list[str],
+                       credentials: dict[str, tuple[str, str]]) -> dict:
+    """The lab-images step's work, under the machine's lab registry lock; what each image became (for the output)."""
+    from kslab.steps import archives, crane, lab_registry, lab_store, registry_auth, registry_check, scratch
+    in_archive, from_docker = _before_anything(wanted, archive_files)
+    running = lab_registry.is_running(lab_registry.container_state(lab))
+    store = lab_store.LabStore(lab, lab_id, registry_auth.push_credentials(lab))
+    ask = {path: wanted[path]["candidates"] for path in wanted if path not in in_archive and path not in from_docker}
+    found = lab_store.resolve(ask, registry_check.Checker(credentials=credentials), store if running else None)
+    refusal = registry_check.report_sources(lab_store.unresolved(found), {p: wanted[p]["clusters"] for p in wanted},
                                             archive_files)
     if refusal:
         fail("image sources: " + refusal)
-    if state is None:
-        log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
-    copied: dict[str, str] = {}
-    for path, (archive, member) in in_archive.items():
-        archives.load(archive, member, f"{lab.local}/{path}")
-        copied[path] = f"{archive}:{member}"
-        log(f"loaded {path} from the archive {archive}")
-    for path, ref in from_docker.items():
-        lab_registry.push_from_docker(ref.removeprefix(DOCKER_PREFIX), f"{lab.local}/{path}")
-        copied[path] = ref
-        log(f"pushed {ref} from this machine's Docker into the lab registry as {path}")
-    with tempfile.TemporaryDirectory(prefix="kslab-auth-") as auth_dir:
-        docker_config = lab_registry.write_docker_config(auth_dir, credentials) if credentials else None
-        for path in ask:
-            source = registry_check.found_at(located[path])
-            if source is None:  # report_sources refused every image no source holds
-                fail(f"internal: no source for {path}")
-            lab_registry.copy(source, f"{lab.local}/{path}", docker_config)
-            copied[path] = source
-            log(f"copied {source} into the lab registry as {path}")
-    return held, copied
+    log(f"lab registry '{lab.name}' at {lab.local}: {lab_registry.ensure_running(lab)}")
+    store = lab_store.LabStore(lab, lab_id, registry_auth.push_credentials(lab))
+    digests: dict[str, str] = {}
+    with scratch.private_dir("auth") as auth_dir:
+        docker_config = crane.write_docker_config(auth_dir, {**credentials, **registry_auth.push_credentials(lab)})
+        placer = lab_store.Placer(store, docker_config, log)
+        for path, (index, image) in in_archive.items():
+            archives.load_image(index, image, store.own(path), docker_config)
+            placer.counts["pushed"] += 1
+            log(f"loaded {path} from the archive {index.archive}")
+        for path, image in from_docker.items():
+            crane.push_from_docker(image, store.own(path), docker_config)
+            placer.counts["pushed"] += 1
+            log(f"pushed docker:{image} from this machine's Docker into the lab's {path}")
+        for item in found.values():
+            placer.place(item)
+        for path in wanted:
+            digests[path] = store.digest(store.own(path))
+    sources = {p: f"{i.how}:{i.source}" for p, i in found.items()} | {
+        p: f"archive:{index.archive}" for p, (index, _) in in_archive.items()} | {
+        p: f"docker:{image}" for p, image in from_docker.items()}
+    return {"counts": placer.counts, "digests": digests, "from": sources}
 
 
 def step_lab_images() -> None:
-    """Every image of the lab's kind clusters into the lab registry. What it already holds is asked of nobody (a
-    re-up copies nothing, and works offline); an image overridden in the stack is always put in again (it is
-    yours, and may have changed); the rest comes from the image archives, else from the first source that has it.
-    Every image is found before anything is copied or created: a refusal lists each one nothing has."""
+    """Every image of the lab's kind clusters into the lab's own repositories of the lab registry, exactly as this
+    stack resolves it (kslab/steps/lab_store.py): an override, else the archives, else the first source that has it.
+    What this machine already fetched from the same source with the same digest is not fetched again; a source that
+    cannot be reached is stood in for by this machine's copy of what it served last. Every image is found, and every
+    archive checked, before anything is copied or created: a refusal lists each one nothing has."""
     from kslab.model.image_sources import LabRegistry
     from kslab.steps import lab_registry
+    from kslab.steps.errors import RegistryError
     lab = LabRegistry.from_env(env(names.ENV_LAB_REGISTRY))
+    lab_id = env(names.ENV_LAB_ID)
     wanted: dict[str, dict] = json.loads(env(names.ENV_LAB_IMAGES))
     archive_files: list[str] = json.loads(os.environ.get(names.ENV_LAB_ARCHIVES) or "[]")
     credentials = _registry_auth()
     started = time.monotonic()
     try:
         with lab_registry.machine_lock(lab, log):
-            held, copied = _fill_lab_registry(lab, wanted, archive_files, credentials)
-    except lab_registry.RegistryError as error:
+            done = _fill_lab_registry(lab, lab_id, wanted, archive_files, credentials)
+    except RegistryError as error:
         fail(f"lab registry: {error}")
-    log(f"lab registry: {len(wanted)} images, {len(held)} already there, {len(copied)} copied, in "
-        f"{time.monotonic() - started:.1f}s")
-    print(json.dumps({"registry": lab.local, "images": len(wanted), "held": len(held), "copied": copied}))
+    counts = done["counts"]
+    log(f"lab registry: {len(wanted)} images for lab {lab_id}: {counts['fetched']} fetched from the sources, "
+        f"{counts['pushed']} pushed from archives or Docker, {counts['linked']} linked from this machine's copies, "
+        f"{counts['unchanged']} unchanged, in {time.monotonic() - started:.1f}s")
+    print(json.dumps({"registry": lab.local, "lab": lab_id, "images": len(wanted), **done}))
 
 
 def step_lab_images_read() -> None:
-    """Refresh: the lab images step counts as gone (and the next up fills the registry again) when the lab
-    registry is not there, lacks an image, or an image of your own is to be pushed again (it may be rebuilt)."""
+    """Refresh: the lab images step counts as gone (and the next up fills the lab's repositories again) when the lab
+    registry is not there, the lab's repositories lack an image, or an image of your own is to be pushed again (it
+    may be rebuilt)."""
     from kslab.model.image_sources import LabRegistry
-    from kslab.steps import lab_registry, registry_check
+    from kslab.steps import lab_registry, lab_store, registry_auth
+    from kslab.steps.errors import RegistryError
     lab = LabRegistry.from_env(env(names.ENV_LAB_REGISTRY))
     wanted: dict[str, dict] = json.loads(env(names.ENV_LAB_IMAGES))
+    lab_id = os.environ.get(names.ENV_LAB_ID)
     try:
-        state = lab_registry.container_state(lab)
-    except lab_registry.RegistryError as error:
+        running = lab_registry.is_running(lab_registry.container_state(lab)) and lab_registry.is_running(
+            lab_registry.container_state(lab, lab.push_container))
+    except RegistryError as error:
         fail(f"lab registry: {error}")
-    if state is None or any(entry.get("override") for entry in wanted.values()):
+    if not lab_id or not running or any(entry.get("override") for entry in wanted.values()):
+        sys.exit(names.GONE_EXIT)  # a step of an earlier kslab (no lab of its own) is filled again too
+    store = lab_store.LabStore(lab, lab_id, registry_auth.push_credentials(lab))
+    digests = {path: store.digest(store.own(path)) for path in wanted}
+    if not all(digests.values()):
         sys.exit(names.GONE_EXIT)
-    if not (state.get("State") or {}).get("Running"):
-        sys.exit(names.GONE_EXIT)
-    present = registry_check.check([f"{lab.local}/{path}" for path in wanted],
-                                   checker=registry_check.Checker(attempts=1))
-    if any(answer.state != registry_check.FOUND for answer in present.values()):
-        sys.exit(names.GONE_EXIT)
-    print(json.dumps({"registry": lab.local, "images": len(wanted), "held": len(wanted), "copied": {}}))
+    print(json.dumps({"registry": lab.local, "lab": lab_id, "images": len(wanted), "counts": {}, "digests": digests,
+                      "from": {}}))

@@ -1,27 +1,34 @@
-"""The lab registry: one container per machine on kind's Docker network, filled once from the image sources.
+"""The lab registry: one data volume per machine, filled once from the image sources, served by two containers.
 
 It is CNCF distribution's `registry` (the binary tools/registry/build.sh builds from its Go module, which no
-container registry has to serve), imported as an image of that one static binary. Its data lives in a Docker
-volume, so it survives `destroy`, a new container and a machine restart; only `make registry ARGS=remove`
-deletes it. Copies are made with crane (go-containerregistry), never with registry code of our own.
+container registry has to serve), imported as an image of that one static binary and its two configurations:
+- the pull endpoint `<name>`, on kind's Docker network and the default bridge, in distribution's read-only
+  maintenance mode (`storage.maintenance.readonly`, registry/handlers/app.go at v3.1.2: every write is refused)
+  with the volume mounted read-only and delete off: every node and container may pull, nothing may push or delete;
+- the push endpoint `<name>-push`, published on this machine's loopback only, with htpasswd auth whose password only
+  kslab holds (a file of this user's, mode 600) and delete off: only kslab writes.
+Its data lives in a Docker volume, so it survives `destroy`, new containers and a machine restart; only
+`make registry ARGS=remove` deletes it. Copies are made with crane (go-containerregistry), never with registry code
+of our own.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import os
-import platform
 import re
 import shutil
+import stat
 import subprocess
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
+from kslab.model.contract import STEP_ENV
 from kslab.model.image_sources import (
     CONTAINERD_CERTS_DIR,
     KIND_NETWORK,
@@ -29,20 +36,26 @@ from kslab.model.image_sources import (
     LAB_REGISTRY_LABEL,
     LabRegistry,
 )
+from kslab.steps import user_state
+from kslab.steps.errors import RegistryError
+from kslab.steps.registry_auth import HTPASSWD, PUSH_USER, htpasswd_tar, push_password
 
 IMAGE_REPOSITORY = "kslab.local/registry"
 DATA_DIR = "/var/lib/registry"
-CONFIG_PATH = "/etc/kslab-registry.yml"
+PULL_CONFIG = "/etc/kslab-registry-pull.yml"
+PUSH_CONFIG = "/etc/kslab-registry-push.yml"
+# The label's value on each container (the volume's is "data"); an earlier kslab's single open container said
+# "container" and is replaced by the pair, its volume kept.
+PULL_ROLE, PUSH_ROLE, DATA_ROLE = "pull", "push", "data"
 START_SECONDS = 30.0
 
 
-class RegistryError(Exception):
-    """Something the user can fix, with what to do."""
-
-
 def _docker(*args: str, timeout: float = 120, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """`docker ...` with the step's environment minus every step variable (the sources' credentials above all:
+    the docker CLI and its plugins need none of them)."""
+    environment = {k: v for k, v in os.environ.items() if k not in STEP_ENV}
     try:
-        return subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=timeout)
+        return subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=timeout, env=environment)
     except FileNotFoundError:
         raise RegistryError("the docker CLI is not installed; the lab registry runs as a Docker container. Fix: "
                             "install Docker (README 'Set-up')") from None
@@ -69,32 +82,40 @@ def registry_binary() -> tuple[str, str]:
     return path, match.group(0)
 
 
-def _config() -> bytes:
-    # JSON is YAML: distribution's configuration (docs: "Configuring a registry"); delete enabled so a
-    # `make registry ARGS="remove <image>"` can free a tag.
-    return json.dumps({"version": 0.1, "log": {"level": "info", "formatter": "text"},
-                       "storage": {"filesystem": {"rootdirectory": DATA_DIR}, "delete": {"enabled": True}},
-                       "http": {"addr": f":{LAB_REGISTRY_CONTAINER_PORT}"}}).encode()
+def _configs() -> dict[str, bytes]:
+    """distribution's configurations (docs/content/about/configuration.md at v3.1.2; JSON is YAML). Neither
+    endpoint deletes (storage.delete off, its default). The pull endpoint is read-only and purges no uploads (the
+    purger would delete the push endpoint's uploads in progress); the push endpoint asks for kslab's password."""
+    base: dict = {"version": 0.1, "log": {"level": "info", "formatter": "text"},
+                  "http": {"addr": f":{LAB_REGISTRY_CONTAINER_PORT}"}}
+    pull = {**base, "storage": {"filesystem": {"rootdirectory": DATA_DIR}, "maintenance": {
+        "readonly": {"enabled": True}, "uploadpurging": {"enabled": False}}}}
+    push = {**base, "storage": {"filesystem": {"rootdirectory": DATA_DIR}},
+            "auth": {"htpasswd": {"realm": "kslab-lab-registry", "path": HTPASSWD}}}
+    return {PULL_CONFIG: json.dumps(pull).encode(), PUSH_CONFIG: json.dumps(push).encode()}
 
 
 def ensure_image() -> str:
-    """The registry image, imported once from the binary: `docker import` needs no builder and no base image."""
+    """The registry image, imported once from the binary and its configurations (`docker import` needs no builder
+    and no base image); its tag names the binary's version and the configurations' digest."""
     path, version = registry_binary()
-    image = f"{IMAGE_REPOSITORY}:{version}"
+    configs = _configs()
+    digest = hashlib.sha256(b"".join(configs[k] for k in sorted(configs))).hexdigest()[:8]
+    image = f"{IMAGE_REPOSITORY}:{version}-{digest}"
     if _docker("image", "inspect", image, timeout=60).returncode == 0:
         return image
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(path, arcname="registry")
-        config = _config()
-        info = tarfile.TarInfo(CONFIG_PATH.lstrip("/"))
-        info.size = len(config)
-        tar.addfile(info, io.BytesIO(config))
-        for directory in ("tmp", DATA_DIR.lstrip("/")):
+        for config_path, content in configs.items():
+            info = tarfile.TarInfo(config_path.lstrip("/"))
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        for directory in ("tmp", DATA_DIR.lstrip("/"), os.path.dirname(HTPASSWD).lstrip("/")):
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
             tar.addfile(info)
-    proc = _docker("import", "-c", f'ENTRYPOINT ["/registry", "serve", "{CONFIG_PATH}"]',
+    proc = _docker("import", "-c", 'ENTRYPOINT ["/registry", "serve"]', "-c", f'CMD ["{PULL_CONFIG}"]',
                    "-c", f"EXPOSE {LAB_REGISTRY_CONTAINER_PORT}", "-c", f"LABEL {LAB_REGISTRY_LABEL}=image",
                    "-", image, stdin=buffer.getvalue(), timeout=300)
     if proc.returncode != 0:
@@ -102,69 +123,143 @@ def ensure_image() -> str:
     return image
 
 
-def container_state(lab: LabRegistry) -> dict | None:
-    proc = _docker("container", "inspect", lab.name, timeout=60)
+def container_state(lab: LabRegistry, name: str | None = None) -> dict | None:
+    """`docker container inspect` of the pull endpoint (or of the container `name`), None when there is none."""
+    proc = _docker("container", "inspect", name or lab.name, timeout=60)
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout)[0]
 
 
-def _ours(state: dict) -> bool:
-    return LAB_REGISTRY_LABEL in ((state.get("Config") or {}).get("Labels") or {})
+def role_of(state: dict) -> str | None:
+    """What a container is to kslab (PULL_ROLE, PUSH_ROLE, an earlier layout's value), None when not kslab's."""
+    return ((state.get("Config") or {}).get("Labels") or {}).get(LAB_REGISTRY_LABEL)
+
+
+def is_running(state: dict | None) -> bool:
+    return bool(state and (state.get("State") or {}).get("Running"))
 
 
 def ensure_running(lab: LabRegistry) -> str:
-    """Start the lab registry (create it the first time); what was done, for the log."""
-    state = container_state(lab)
-    if state is not None and not _ours(state):
-        raise RegistryError(f"a container named '{lab.name}' exists and is not a kslab lab registry; kslab will not "
-                            "touch it. Fix: set kslab:labRegistry.name to another name")
-    if state is None:
-        image = ensure_image()
-        volume = _docker("volume", "create", "--label", f"{LAB_REGISTRY_LABEL}=data", lab.volume, timeout=60)
-        if volume.returncode != 0:
-            raise RegistryError(f"`docker volume create {lab.volume}` failed: {_text(volume)}")
-        created = _docker("create", "--name", lab.name, "--restart", "unless-stopped",
-                          "--label", f"{LAB_REGISTRY_LABEL}=container",
-                          "-p", f"127.0.0.1:{lab.host_port}:{LAB_REGISTRY_CONTAINER_PORT}",
-                          "-v", f"{lab.volume}:{DATA_DIR}", image, timeout=120)
-        if created.returncode != 0:
-            raise RegistryError(f"`docker create` of the lab registry failed: {_text(created)}")
-        container = created.stdout.decode().strip()
-        proc = _docker("start", container, timeout=120)
-        if proc.returncode != 0:
-            hint = (f" Fix: free port {lab.host_port} or set kslab:labRegistry.hostPort"
-                    if "port is already allocated" in _text(proc) or "address already in use" in _text(proc) else "")
-            _docker("rm", "-f", container, timeout=60)  # the one just created, by its id
-            raise RegistryError(f"starting the lab registry failed: {_text(proc)}.{hint}")
-        done = "created"
-    else:
-        bound = ((state.get("HostConfig") or {}).get("PortBindings") or {}).get(
-            f"{LAB_REGISTRY_CONTAINER_PORT}/tcp") or [{}]
-        if str(bound[0].get("HostPort")) != str(lab.host_port):
-            raise RegistryError(f"the lab registry '{lab.name}' publishes port {bound[0].get('HostPort')}, not "
-                                f"{lab.host_port}. Fix: set kslab:labRegistry.hostPort: {bound[0].get('HostPort')}")
-        if not (state.get("State") or {}).get("Running"):
-            proc = _docker("start", lab.name, timeout=120)
-            if proc.returncode != 0:
-                raise RegistryError(f"`docker start {lab.name}` failed: {_text(proc)}")
-            done = "started"
-        else:
-            done = "running"
-    wait_ready(lab)
+    """Start the lab registry (create what is missing); what was done, for the log."""
+    states = {role: container_state(lab, name) for role, name in ((PULL_ROLE, lab.name),
+                                                                   (PUSH_ROLE, lab.push_container))}
+    for role, state in states.items():
+        name = lab.name if role == PULL_ROLE else lab.push_container
+        if state is not None and role_of(state) is None:
+            raise RegistryError(f"a container named '{name}' exists and is not kslab's; kslab will not touch it. "
+                                "Fix: set kslab:labRegistry.name to another name")
+        if state is not None and role_of(state) != role:  # an earlier kslab's single container, open to all
+            _remove_container(state["Id"])
+            states[role] = None
+    _ensure_volume(lab)
+    image = ensure_image()
+    done = []
+    push = states[PUSH_ROLE]
+    if push is not None:
+        _check_port(lab, push)
+    password = push_password(lab, create=push is None)
+    if push is not None and (password is None or not push_login_works(lab, push, password)):
+        _remove_container(push["Id"])  # a push endpoint whose password kslab no longer has: made anew
+        states[PUSH_ROLE], password = None, push_password(lab, create=True)
+    if password is None:
+        raise RegistryError("internal: no password for the lab registry's push endpoint")
+    for role, state in states.items():
+        if state is None:
+            _create(lab, role, image, password)
+            done.append(f"{role} endpoint created")
+        elif not is_running(state):
+            _start(lab.name if role == PULL_ROLE else lab.push_container, lab)
+            done.append(f"{role} endpoint started")
+    wait_ready(lab, password)
     connect_to_kind_network(lab)
-    return done
+    return ", ".join(done) or "running"
+
+
+def _check_port(lab: LabRegistry, push: dict) -> None:
+    bound = ((push.get("HostConfig") or {}).get("PortBindings") or {}).get(
+        f"{LAB_REGISTRY_CONTAINER_PORT}/tcp") or [{}]
+    if str(bound[0].get("HostPort")) != str(lab.host_port):
+        raise RegistryError(f"the lab registry '{lab.name}' publishes port {bound[0].get('HostPort')}, not "
+                            f"{lab.host_port}. Fix: set kslab:labRegistry.hostPort: {bound[0].get('HostPort')}")
+
+
+def _ensure_volume(lab: LabRegistry) -> None:
+    """The data volume: created with kslab's label, or an existing one of kslab's; any other is refused."""
+    found = _docker("volume", "inspect", lab.volume, timeout=60)
+    if found.returncode == 0:
+        labels = json.loads(found.stdout)[0].get("Labels") or {}
+        if labels.get(LAB_REGISTRY_LABEL) != DATA_ROLE:
+            raise RegistryError(f"a Docker volume named '{lab.volume}' exists and is not kslab's lab registry data; "
+                                "kslab will not use it. Fix: set kslab:labRegistry.name to another name, or remove "
+                                f"the volume yourself (`docker volume rm {lab.volume}`) if it holds nothing of yours")
+        return
+    made = _docker("volume", "create", "--label", f"{LAB_REGISTRY_LABEL}={DATA_ROLE}", lab.volume, timeout=60)
+    if made.returncode != 0:
+        raise RegistryError(f"`docker volume create {lab.volume}` failed: {_text(made)}")
+
+
+def _create(lab: LabRegistry, role: str, image: str, password: str) -> None:
+    """One endpoint, created and started: the pull endpoint unpublished, read-only; the push endpoint published on
+    loopback only, with kslab's htpasswd copied in before it starts (distribution reads it once, at start)."""
+    if role == PULL_ROLE:
+        args = ["--name", lab.name, "-v", f"{lab.volume}:{DATA_DIR}:ro", image, PULL_CONFIG]
+    else:
+        args = ["--name", lab.push_container, "-p", f"127.0.0.1:{lab.host_port}:{LAB_REGISTRY_CONTAINER_PORT}",
+                "-v", f"{lab.volume}:{DATA_DIR}", image, PUSH_CONFIG]
+    created = _docker("create", "--restart", "unless-stopped", "--label", f"{LAB_REGISTRY_LABEL}={role}", *args,
+                      timeout=120)
+    if created.returncode != 0:
+        raise RegistryError(f"`docker create` of the lab registry's {role} endpoint failed: {_text(created)}")
+    container = created.stdout.decode().strip()
+    if role == PUSH_ROLE:
+        copied = _docker("cp", "-", f"{container}:/", stdin=htpasswd_tar(password), timeout=60)
+        if copied.returncode != 0:
+            _remove_container(container)
+            raise RegistryError(f"cannot give the lab registry's push endpoint its password file: {_text(copied)}")
+    proc = _docker("start", container, timeout=120)
+    if proc.returncode != 0:
+        _remove_container(container)  # the one just created, by its id
+        raise RegistryError(f"starting the lab registry's {role} endpoint failed: "
+                            f"{_text(proc)}.{_port_hint(proc, lab)}")
+
+
+def _start(name: str, lab: LabRegistry) -> None:
+    proc = _docker("start", name, timeout=120)
+    if proc.returncode != 0:
+        raise RegistryError(f"`docker start {name}` failed: {_text(proc)}.{_port_hint(proc, lab)}")
+
+
+def _port_hint(proc: subprocess.CompletedProcess, lab: LabRegistry) -> str:
+    taken = "port is already allocated" in _text(proc) or "address already in use" in _text(proc)
+    return f" Fix: free port {lab.host_port} or set kslab:labRegistry.hostPort" if taken else ""
+
+
+def _remove_container(container: str) -> None:
+    proc = _docker("rm", "-f", container, timeout=60)
+    if proc.returncode != 0 and "No such container" not in _text(proc):
+        raise RegistryError(f"`docker rm -f {container}` failed: {_text(proc)}")
 
 
 @contextlib.contextmanager
 def machine_lock(lab: LabRegistry, log, seconds: float = 3600.0):
     """One lab at a time fills the machine's lab registry (two stacks' ups may run side by side): a flock on a file
-    named after the registry, waited for with a progress line, bounded."""
-    path = os.path.join(tempfile.gettempdir(), f"kslab-lab-registry-{lab.name}.lock")
+    named after the registry, waited for with a progress line, bounded. The file is in this user's state folder
+    (user_state.private_dir: mode 700, the same path whatever TMPDIR says), mode 600, and must be this user's own."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        path = os.path.join(user_state.private_dir("locks"), f"lab-registry-{lab.name}.lock")
+    except user_state.UnsafeStateDir as error:
+        raise RegistryError(str(error)) from None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as error:
-        raise RegistryError(f"cannot open the lab registry's lock {path}: {error.strerror}") from None
+        raise RegistryError(f"cannot open the lab registry's lock {path}: {error.strerror}. Fix: remove it if it "
+                            "is a link or not a file") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+        os.close(fd)
+        raise RegistryError(f"the lab registry's lock {path} belongs to uid {info.st_uid}, not to you (uid "
+                            f"{os.getuid()}): kslab will not share a lock another user can hold. Fix: remove it")
     started = last = time.monotonic()
     try:
         while True:
@@ -184,18 +279,53 @@ def machine_lock(lab: LabRegistry, log, seconds: float = 3600.0):
         os.close(fd)
 
 
-def wait_ready(lab: LabRegistry, seconds: float = START_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
+def _v2_status(lab: LabRegistry, password: str | None) -> int:
+    """The push endpoint's answer to `GET /v2/` with kslab's password (urllib's error for no answer at all)."""
+    import base64
+    headers = {"Authorization": "Basic " + base64.b64encode(f"{PUSH_USER}:{password}".encode()).decode()} \
+        if password else {}
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(urllib.request.Request(f"http://{lab.local}/v2/", headers=headers), timeout=3) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def push_login_works(lab: LabRegistry, state: dict, password: str) -> bool:
+    """Whether a running push endpoint takes kslab's password (a stopped one is judged when it has started)."""
+    if not is_running(state):
+        return True
+    try:
+        return _v2_status(lab, password) != 401
+    except (urllib.error.URLError, OSError):
+        return True  # not answering yet: wait_ready judges it
+
+
+def wait_ready(lab: LabRegistry, password: str, seconds: float = START_SECONDS) -> None:
+    """Both endpoints answer: the push endpoint `GET /v2/` with kslab's password, the pull endpoint (which this
+    machine does not reach by a port) is running and says it listens."""
+    deadline = time.monotonic() + seconds
     while True:
         try:
-            opener.open(f"http://{lab.local}/v2/", timeout=3).close()
-            return
-        except (urllib.error.URLError, OSError) as error:
-            if time.monotonic() > deadline:
-                raise RegistryError(f"the lab registry did not answer at http://{lab.local}/v2/ within "
-                                    f"{seconds:.0f}s ({error}); see `docker logs {lab.name}`") from None
-            time.sleep(0.3)
+            status = _v2_status(lab, password)
+            if status == 200 and _pull_listening(lab):
+                return
+            error: object = f"HTTP {status}" if status != 200 else "the pull endpoint does not listen yet"
+        except (urllib.error.URLError, OSError) as failure:
+            error = failure
+        if time.monotonic() > deadline:
+            raise RegistryError(f"the lab registry did not answer at http://{lab.local}/v2/ within {seconds:.0f}s "
+                                f"({error}); see `docker logs {lab.push_container}` and `docker logs {lab.name}`")
+        time.sleep(0.3)
+
+
+def _pull_listening(lab: LabRegistry) -> bool:
+    state = container_state(lab)
+    if not is_running(state):
+        return False
+    logs = _docker("logs", lab.name, timeout=60)
+    return b"listening on" in (logs.stdout or b"") + (logs.stderr or b"")
 
 
 def connect_to_kind_network(lab: LabRegistry) -> None:
@@ -230,66 +360,3 @@ def configure_nodes(lab: LabRegistry, cluster: str) -> list[str]:
             raise RegistryError(f"cannot write {directory}/hosts.toml on node {node}: {_text(write)}")
     connect_to_kind_network(lab)
     return nodes
-
-
-def crane_platform() -> str:
-    """The one platform copied out of a multi-platform image: this machine's (kind nodes run on it)."""
-    machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-    return f"linux/{arch}"
-
-
-CRANE_ENV = ("PATH", "HOME", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
-
-
-def crane(what: str, *args: str, docker_config: str | None = None, timeout: float = 1800) -> None:
-    """Run crane with only PATH, HOME and the proxy settings (and a private DOCKER_CONFIG when the sources have
-    credentials); `what` names the work in the error."""
-    program = shutil.which("crane")
-    if not program:
-        raise RegistryError("the `crane` binary is not on PATH. Fix: run through make (tools/lab.sh builds it with "
-                            "tools/registry/build.sh)")
-    environment = {k: v for k, v in os.environ.items() if k in CRANE_ENV}
-    if docker_config:
-        environment["DOCKER_CONFIG"] = docker_config
-    proc = subprocess.run([program, *args], capture_output=True, text=True, timeout=timeout, env=environment)
-    if proc.returncode != 0:
-        raise RegistryError(f"{what} failed: {proc.stderr.strip()[-400:]}")
-
-
-def copy(source: str, destination: str, docker_config: str | None) -> None:
-    """`crane copy` of one image (its platform for this machine only when the source is an index)."""
-    crane(f"copying {source}", "copy", "--platform", crane_platform(), source, destination,
-          docker_config=docker_config)
-
-
-def write_docker_config(directory: str, credentials: dict[str, tuple[str, str]]) -> str:
-    """A DOCKER_CONFIG directory (mode 700, file 600) with the sources' credentials, for crane alone; the caller
-    removes it. Docker Hub's credentials go under the key every client looks up for it."""
-    import base64
-    auths = {}
-    for host, (username, password) in credentials.items():
-        entry = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
-        auths[host] = entry
-        if host in ("docker.io", "index.docker.io", "registry-1.docker.io"):
-            auths["https://index.docker.io/v1/"] = entry
-    os.chmod(directory, 0o700)
-    path = os.path.join(directory, "config.json")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"auths": auths}, fh)
-    return directory
-
-
-def docker_has(image: str) -> bool:
-    return _docker("image", "inspect", image, timeout=60).returncode == 0
-
-
-def push_from_docker(image: str, destination: str) -> None:
-    """An image of this machine's Docker (one you built) into the lab registry: `docker save`, then `crane push`."""
-    with tempfile.TemporaryDirectory(prefix="kslab-docker-") as scratch:
-        tarball = os.path.join(scratch, "image.tar")
-        saved = _docker("save", "-o", tarball, image, timeout=900)
-        if saved.returncode != 0:
-            raise RegistryError(f"`docker save {image}` failed: {_text(saved)}")
-        crane(f"pushing {image} into the lab registry", "push", tarball, destination, timeout=900)

@@ -85,6 +85,7 @@ def is_loopback(registry: str) -> bool:
 class Answer:
     state: str  # FOUND, MISSING, DENIED, UNREACHABLE or FAILED
     detail: str  # what the registry said, e.g. "404 MANIFEST_UNKNOWN"
+    digest: str = ""  # of a FOUND manifest, when the registry says it (the Docker-Content-Digest header)
 
 
 def classify(status: int, body: bytes = b"") -> Answer:
@@ -220,10 +221,11 @@ class Checker:
         if status in (401, 403, 404) and not body:
             # A HEAD answer has no body: ask once more with GET for the registry's error code (never on success,
             # so no pull is counted).
-            status, _, body = self._request(ref.manifest_url, "GET", headers)
-            if 200 <= status < 300:
-                return Answer(FOUND, str(status))
-        return classify(status, body)
+            status, response_headers, body = self._request(ref.manifest_url, "GET", headers)
+        answer = classify(status, body)
+        if answer.state == FOUND:  # the distribution spec's header for the manifest's digest ("Pulling manifests")
+            return Answer(FOUND, str(status), _header(response_headers, "Docker-Content-Digest"))
+        return answer
 
     def ask(self, ref: str) -> Answer:
         parsed = ImageRef.parse(ref)
