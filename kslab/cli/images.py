@@ -56,31 +56,41 @@ def plan_rows(spec: LabSpec, indexes: dict[str, ArchiveIndex | str] | None = Non
     return rows
 
 
+def lab_digests(spec: LabSpec) -> dict[str, str]:
+    """The digest each lab image has in this lab's own repositories of the lab registry ("" where it has none
+    yet); {} when the lab registry does not run. Asks only the local lab registry."""
+    from kslab.steps import lab_registry, lab_store, registry_auth
+    from kslab.steps.errors import RegistryError
+    sources = spec.image_sources
+    try:
+        running = sources is not None and lab_registry.is_running(
+            lab_registry.container_state(sources.lab, sources.lab.push_container))
+    except RegistryError:  # no Docker here: nothing to tell
+        return {}
+    if sources is None or not running:
+        return {}
+    store = lab_store.LabStore(sources.lab, sources.lab_id, registry_auth.push_credentials(sources.lab))
+    paths = {image.ref: sources.upstream_path(image.ref) for c in spec.clusters if spec.uses_lab_registry(c)
+             for image in spec.images_of(c)}
+    return {ref: store.digest(store.own(path)) for ref, path in paths.items()}
+
+
 def check_rows(spec: LabSpec, rows: list[dict]) -> dict[str, registry_check.Answer]:
-    """Each row's answer: its own registry's, or for a lab image the lab registry's (when it already holds it)
-    or else the first source's that has it."""
+    """Each row's answer: its own registry's, or for a lab image the archive that fills it, else the first source
+    that has it (asked as `up` asks: the lab resolves each image anew)."""
     direct = [r["ref"] for r in rows if "sources" not in r]
     answers = registry_check.check(direct) if direct else {}
     lab_rows = [r for r in rows if "sources" in r]
-    if lab_rows and spec.image_sources is not None:
-        lab = spec.image_sources.lab
-        paths = {r["ref"]: spec.image_sources.upstream_path(r["ref"]) for r in lab_rows}
-        held = registry_check.check([f"{lab.local}/{p}" for p in set(paths.values())],
-                                    checker=registry_check.Checker(attempts=1))
-        missing = {r["ref"]: r["sources"] for r in lab_rows if held[f"{lab.local}/{paths[r['ref']]}"].state
-                   != registry_check.FOUND}
-        located = registry_check.locate({ref: asked for ref, asked in missing.items()
-                                         if not any(r["ref"] == ref and "archive" in r for r in lab_rows)})
-        for r in lab_rows:
-            if r["ref"] in missing and "archive" in r:
-                answers[r["ref"]] = registry_check.Answer(registry_check.FOUND, f"in the archive {r['archive']}")
-            elif r["ref"] in located:
-                asked = located[r["ref"]]
-                where = registry_check.found_at(asked)
-                answers[r["ref"]] = registry_check.Answer(asked[-1][1].state, f"{where}" if where else "; ".join(
-                    f"{ref}: {a.state} ({a.detail})" for ref, a in asked))
-            else:
-                answers[r["ref"]] = registry_check.Answer(registry_check.FOUND, f"in the lab registry {lab.local}")
+    located = registry_check.locate({r["ref"]: r["sources"] for r in lab_rows if "archive" not in r})
+    for r in lab_rows:
+        if "archive" in r:
+            answers[r["ref"]] = registry_check.Answer(registry_check.FOUND, f"in the archive {r['archive']}")
+        else:
+            asked = located[r["ref"]]
+            where = registry_check.found_at(asked)
+            answers[r["ref"]] = registry_check.Answer(asked[-1][1].state if asked else registry_check.MISSING,
+                                                      f"{where}" if where else "; ".join(
+                                                          f"{ref}: {a.state} ({a.detail})" for ref, a in asked))
     return answers
 
 
@@ -103,8 +113,9 @@ def render_text(spec: LabSpec, stack: str, rows: list[dict], answers: dict[str, 
              f"kslab:namespaceOverride={naming.namespace_override!r}, kslab:zone={naming.zone!r}):"]
     if spec.image_sources is not None:
         lab = spec.image_sources.lab
-        lines.append(f"kind clusters pull from the lab registry '{lab.name}' ({lab.in_network} on kind's network, "
-                     f"{lab.local} here), each image filled once from the first of:")
+        lines.append(f"kind clusters pull from this lab's own repositories in the lab registry '{lab.name}' "
+                     f"({spec.image_sources.root}, on kind's network), each image resolved by this stack from the "
+                     "first of:")
         lines += _filled_from(spec.image_sources, indexes or {})
     for cluster in spec.clusters:
         mine = [r for r in rows if r["cluster"] == cluster.name]
@@ -124,6 +135,9 @@ def render_text(spec: LabSpec, stack: str, rows: list[dict], answers: dict[str, 
             elif "sources" in r:
                 where = ", ".join(r["sources"]) or "nowhere: no source, and no archive holds it"
                 lines.append(f"  {'':<{width}}  from: {where}")
+            if "labDigest" in r:
+                used = r["labDigest"] or "nothing yet (the next up copies it)"
+                lines.append(f"  {'':<{width}}  this lab uses: {used}")
     by_registry: dict[str, set[str]] = {}
     for r in rows:
         by_registry.setdefault(r["from"], set()).add(r["ref"])
@@ -203,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     indexes = archive_indexes(spec, args.project_dir)
     rows = plan_rows(spec, indexes)
     answers = check_rows(spec, rows) if args.check else {}
+    digests = lab_digests(spec)
     for r in rows:
+        if r["ref"] in digests:
+            r["labDigest"] = digests[r["ref"]]
         if r["ref"] in answers:
             r["answer"] = {"state": answers[r["ref"]].state, "detail": answers[r["ref"]].detail}
     print(json.dumps(rows, indent=2) if args.json else render_text(spec, args.stack, rows, answers, indexes))
