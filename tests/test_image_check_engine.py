@@ -11,7 +11,7 @@ import yaml
 
 from kslab.model import images
 from tests.support.engine import make_project, policy_pack
-from tests.support.registry import SourceRegistry
+from tests.support.registry import SourceRegistry, lab_images_counts, lab_registry_images, remove_lab_registry
 
 pytestmark = pytest.mark.engine
 STACK = "imgcheck"
@@ -73,6 +73,9 @@ def test_a_missing_image_refuses_the_lab_before_any_cluster(tmp_path, source):
     assert "image check failed: 1 of 19 planned images cannot be found; no cluster was created" in out, out[-3000:]
     assert f"{gap} (for {CLUSTER}): {source.address} answered missing (404 MANIFEST_UNKNOWN)" in out
     assert "Traceback" not in out and "2025-07-31" not in out  # not Docker Hub's namespace: no withdrawal note
+    # each problem once (#25 item 13): the error under the step, not again as progress under the stack
+    assert out.count("planned images cannot be found") == 1 and out.count(f"{gap} (for {CLUSTER})") == 1, out
+    assert "to kslab:imageSources (README 'Where the images come from')" in out
     resources = project.export(STACK)["deployment"].get("resources") or []
     assert not [r for r in resources if r["type"] == "kslab:steps:KindCluster"], "no kind step ran"
     assert CLUSTER not in _kind_clusters()
@@ -149,16 +152,18 @@ def test_image_sources_refuse_a_gap_before_any_cluster_then_fill_the_lab_registr
         source.push_stand_in(f"{source.address}/{gap}")
         source.mark()
         target = f"urn:pulumi:{STACK}::kslab::kslab:lab:Lab$kslab:steps:LabImages::lab-images"
-        project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--target", target, timeout=900)
-        steps = [r for r in project.export(STACK)["deployment"].get("resources") or []
-                 if r["type"] == "kslab:steps:LabImages"]
-        assert len(steps) == 1 and '"held": 0' in steps[0]["outputs"]["stdout"], steps
-        # (a GET under mirror/ is the check reading a 404's error code, not a copy)
+        filled = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--target", target, timeout=900)
+        counts = lab_images_counts(filled.stdout + filled.stderr)
+        assert (counts["fetched"], counts["linked"], counts["there"]) == (19, 19, 0), counts
+        # (a GET under mirror/ is the check reading a 404's error code, not a copy); a copy fetches by digest
         copied = [uri for m, uri in source.manifest_requests() if m == "GET" and not uri.startswith("/v2/mirror/")]
-        assert sorted(copied) == sorted(f"/v2/{p.replace(':', '/manifests/')}" for p in upstream), \
+        assert sorted(uri.split("/manifests/")[0] for uri in copied) == sorted(
+            f"/v2/{p.rsplit(':', 1)[0]}" for p in upstream), \
             "each image copied once, from the second source (the first has none)"
-        from kslab.cli.registry import images as held_images
-        assert sorted(held_images(registry)) == sorted(upstream)
+        assert all("/manifests/sha256:" in uri for uri in copied), "copied by the digest the source answered"
+        held = lab_registry_images(registry)
+        mine = held[f"lab {counts['lab']}"]
+        assert sorted(mine) == sorted(upstream), "the lab's own repositories hold every image"
         assert CLUSTER not in _kind_clusters()
 
         # An image of your own, from this machine's Docker, overrides the plan's entry, even one already held.
@@ -171,16 +176,18 @@ def test_image_sources_refuse_a_gap_before_any_cluster_then_fill_the_lab_registr
         source.mark()
         proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--target", target, timeout=900)
         out = proc.stdout + proc.stderr
-        assert f"pushed docker:{own} from this machine's Docker" in out and "18 already there, 1 copied" in out, \
-            out[-3000:]
-        assert not source.manifest_requests(), "no source is asked for what the lab registry holds"
-        config = subprocess.run(["crane", "config", f"{registry.local}/kubesphere/ks-controller-manager:v3.4.1"],
-                                capture_output=True, text=True, timeout=60, check=True).stdout
-        assert "own-build" in config
+        counts = lab_images_counts(out)
+        assert f"pushed docker:{own} from this machine's Docker" in out, out[-3000:]
+        assert (counts["fetched"], counts["pushed"], counts["there"]) == (0, 1, 18), counts
+        assert not [m for m, _ in source.manifest_requests() if m == "GET"], "nothing fetched again"
+        held = lab_registry_images(registry)
+        kcm = "kubesphere/ks-controller-manager:v3.4.1"
+        assert held[f"lab {counts['lab']}"][kcm] != mine[kcm], "the lab runs its own build now"
+        copies = held["this machine's copies of the sources (fetched once, shared by digest)"]
+        assert mine[kcm] in copies.values(), "the source's image is still this machine's copy, untouched"
     finally:
         lab_registry._docker("rmi", "kslab-test/ks-controller-manager:dev")
-        lab_registry._docker("rm", "-f", registry.name)
-        lab_registry._docker("volume", "rm", registry.volume)
+        remove_lab_registry(registry)
 
 
 def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_path, source):
@@ -188,9 +195,7 @@ def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_p
     fills the lab registry from it, the source registry stopped (a lab with no network)."""
     import sys
 
-    from kslab.cli.registry import images as held_images
     from kslab.model.image_sources import LabRegistry
-    from kslab.steps import lab_registry
     from tests.support.registry import free_port
     upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming())]
     for path in upstream:
@@ -222,11 +227,11 @@ def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_p
         proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--target", parent, "--target",
                               target, timeout=900)
         out = proc.stdout + proc.stderr
-        assert "19 images, 0 already there, 19 copied" in out, out[-3000:]
-        assert sorted(held_images(registry)) == sorted(upstream)
+        counts = lab_images_counts(out)
+        assert (counts["fetched"], counts["pushed"]) == (0, 19), counts
+        assert sorted(lab_registry_images(registry)[f"lab {counts['lab']}"]) == sorted(upstream)
     finally:
-        lab_registry._docker("rm", "-f", registry.name)
-        lab_registry._docker("volume", "rm", registry.volume)
+        remove_lab_registry(registry)
 
 
 def test_a_source_that_asks_for_a_login_gets_the_secret_credentials_and_nothing_shows_them(tmp_path):
@@ -265,12 +270,69 @@ def test_a_source_that_asks_for_a_login_gets_the_secret_credentials_and_nothing_
                        check=True)
         proc = project.pulumi(*up, timeout=900)
         out = proc.stdout + proc.stderr
-        assert "19 images, 0 already there, 19 copied" in out, out[-3000:]
+        assert lab_images_counts(out)["fetched"] == 19, out[-3000:]
         state = open(os.path.join(project.state, ".pulumi", "stacks", "kslab", f"{STACK}.json")).read()
         for text, where in ((out, "the run's output"), (refused_out, "the refused run's output"),
                             (state, "the state"), (open(stack_file).read(), "the stack file")):
             assert password not in text, f"the password shows in {where}"
     finally:
         source.close()
-        lab_registry._docker("rm", "-f", "kt-login-registry")
-        lab_registry._docker("volume", "rm", "kt-login-registry-data")
+        remove_lab_registry(LabRegistry("kt-login-registry", 1))
+
+
+def test_a_token_realm_that_redirects_elsewhere_never_gets_the_credentials_there(tmp_path):
+    """#25 item 3 on the real engine: a source that asks for a login, whose token realm redirects to a second
+    loopback address (127.0.0.2). The realm, on the source's own address, gets the secret credentials; the other
+    address gets the request with no Authorization header, hands out no token, and the lab is refused before
+    anything exists: no lab registry container, no cluster."""
+    from kslab.model.image_sources import LabRegistry
+    from kslab.steps import lab_registry
+    from tests.support.played_http import Played
+    from tests.support.registry import free_port
+    password = "kslab-test-Pa55word-for-the-realm-only"
+    unauthorized = b'{"errors":[{"code":"UNAUTHORIZED"}]}'
+    elsewhere = Played(lambda method, path, headers: (401, [], unauthorized), host="127.0.0.2")
+    realm: list[str] = []
+
+    def source_answer(method, path, headers):
+        if path.startswith("/token"):
+            return 307, [("Location", f"{elsewhere.url}{path}")], b""
+        return 401, [("WWW-Authenticate", f'Bearer realm="{realm[0]}",service="played"')], unauthorized
+    source = Played(source_answer)
+    realm.append(f"{source.url}/token")
+    registry = LabRegistry("kt-realm-registry", free_port())
+    try:
+        project = make_project(tmp_path)
+        doc = {"config": {"kslab:imageSources": [source.address],
+                          "kslab:labRegistry": {"name": registry.name, "hostPort": registry.host_port},
+                          "kslab:kubesphereVersion": "v3.4.1", "kslab:nodeImage": "kindest/node:v1.25.16",
+                          "kslab:clusters": [{"name": CLUSTER, "role": "host", "consoleHostPort": 31899}]}}
+        with open(os.path.join(project.dir, "stacks", f"Pulumi.{STACK}.yaml"), "w") as fh:
+            yaml.safe_dump(doc, fh)
+        project.init(STACK)
+        credentials = json.dumps({source.address: {"username": "robot", "password": password}})
+        project.pulumi("config", "set", "--secret", "kslab:registryCredentials", "--stack", STACK, check=True,
+                       input=credentials + "\n")
+        proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--policy-pack", policy_pack(),
+                              timeout=600)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert "image sources: 19 of 19 planned images are in none of the image sources" in out, out[-3000:]
+        assert f"{source.address}/kubesphere/tower:v0.2.1: denied (401 UNAUTHORIZED)" in out
+        import base64
+        basic = "Basic " + base64.b64encode(f"robot:{password}".encode()).decode()
+        assert basic in {auth for _, path, auth in source.requests if path.startswith("/token")}, \
+            "the realm on the source's own address got the credentials"
+        assert elsewhere.requests, "the realm's redirect was followed"
+        assert {auth for _, _, auth in elsewhere.requests} == {None}, "no Authorization header at 127.0.0.2"
+        assert password not in out
+        assert lab_registry.container_state(registry) is None, "no lab registry"
+        resources = project.export(STACK)["deployment"].get("resources") or []
+        assert not [r for r in resources if r["type"] == "kslab:steps:KindCluster"]
+        assert CLUSTER not in _kind_clusters()
+    finally:
+        source.close()
+        elsewhere.close()
+        if lab_registry.container_state(registry) is not None:
+            lab_registry._docker("rm", "-f", registry.name)
+            lab_registry._docker("volume", "rm", registry.volume)

@@ -9,22 +9,23 @@ names; the installer's stand-in runs); the standalone lab keeps the path without
 pod's image cannot be pulled here.
 """
 import base64
-import collections
 import json
 import os
 import subprocess
 import tempfile
-import time
 
 import pytest
 import yaml
 
-from kslab.model import contract, image_sources, images
+from kslab.model import contract
 from kslab.model.spec import parse_lab
 from kslab.steps import kind_marks, lab_registry
 from tests.support.kind import KindLab, inspect, kind, kind_clusters, node_containers
 from tests.support.mock_run import ROOT
-from tests.support.registry import SourceRegistry, build_stand_in_program, free_port
+from tests.support.played_sources import PlayedSources
+from tests.support.registry import (
+    lab_images_counts,
+)
 from tests.support.status_cli import finding, kinds, quiet, status
 
 pytestmark = [pytest.mark.engine, pytest.mark.kind]
@@ -120,75 +121,6 @@ def _assert_no_secret_leak(lab, *texts):
     assert jwt not in state and all(jwt not in t for t in texts)
 
 
-class PlayedSources:
-    """A source registry holding a stand-in for every image of the lab's plan under upstream's name (the
-    installer's one runs), and the lab's settings pointing kslab at it, with a lab registry of the test's own."""
-
-    def __init__(self, lab, tmp_path):
-        self.source = SourceRegistry(str(tmp_path / "source"))
-        spec = parse_lab({k.split(":", 1)[1]: v for k, v in lab.config.items()})
-        self.paths = sorted({i.ref for c in spec.clusters
-                             for i in images.plan(c.kubesphere_version, c.role, c.kubernetes_version, images.Naming())})
-        self.installer = images.installer_image(spec.clusters[0].kubesphere_version, images.Naming())
-        program = build_stand_in_program(str(tmp_path))
-        for path in self.paths:
-            ref = f"{self.source.address}/{path}"
-            if path == self.installer:
-                self.source.push_runnable(ref, program)
-            else:
-                self.source.push_stand_in(ref)
-        port = free_port()
-        self.registry = image_sources.LabRegistry("kt-lab-registry", port)
-        assert lab_registry.container_state(self.registry) is None, "a lab registry of a crashed run is left"
-        lab.set_config("kslab:imageSources", [self.source.address])
-        lab.set_config("kslab:labRegistry", {"name": self.registry.name, "hostPort": port})
-        self.source.mark()
-
-    def pulls(self) -> collections.Counter:
-        """GETs of each planned image's manifest by tag (a copy), and every blob GET (bytes fetched)."""
-        counted = collections.Counter()
-        for method, uri, _ in self.source.requests():
-            if method == "GET" and "/manifests/" in uri:
-                repository, _, tag = uri[len("/v2/"):].partition("/manifests/")
-                counted[f"{repository}:{tag}"] += 1
-            elif method == "GET" and "/blobs/" in uri:
-                counted["<blobs>"] += 1
-        return counted
-
-    def check_first_up(self, lab, out: str) -> None:
-        pulls = self.pulls()
-        assert {p: pulls[p] for p in self.paths} == {p: 1 for p in self.paths}, \
-            "each image is copied from the source exactly once, however many clusters pull it"
-        assert f"{len(self.paths)} copied" in out
-        wanted = f"{self.registry.in_network}/{self.installer}"
-        for name in lab.names:
-            cc = lab.custom(name).get_namespaced_custom_object(
-                "installer.kubesphere.io", "v1alpha1", "kubesphere-system", "clusterconfigurations", "ks-installer")
-            assert cc["spec"]["local_registry"] == self.registry.in_network
-            pod = self._installer_running(lab, name)
-            assert pod.spec.containers[0].image == wanted
-            assert pod.status.container_statuses[0].image_id.startswith(
-                f"{self.registry.in_network}/kubesphere/ks-installer@sha256:"), "pulled from the lab registry"
-
-    @staticmethod
-    def _installer_running(lab, name):
-        deadline = time.monotonic() + 180
-        while True:
-            pods = lab.core(name).list_namespaced_pod("kubesphere-system", label_selector="app=ks-installer").items
-            if pods and pods[0].status.phase == "Running":
-                return pods[0]
-            if time.monotonic() > deadline:
-                detail = [(p.status.phase, [(c.state.waiting.reason, c.state.waiting.message) for c in
-                                            p.status.container_statuses or [] if c.state.waiting]) for p in pods]
-                raise AssertionError(f"the installer pod of {name} never ran from the lab registry: {detail}")
-            time.sleep(2)
-
-    def close(self) -> None:
-        self.source.close()
-        lab_registry._docker("rm", "-f", self.registry.name)
-        lab_registry._docker("volume", "rm", self.registry.volume)
-
-
 # These labs pull from a lab registry filled from a played source; the standalone lab keeps the path without one.
 LAB_REGISTRY_STACKS = ("kind-host-member", "kind-dual-host")
 
@@ -237,7 +169,7 @@ def _lifecycle(lab, sources):
     second_lab = lab.up()
     _assert_ok(second_lab, "up after destroy")
     assert not sources.pulls(), f"the source was asked again: {sources.pulls()}"
-    assert "0 copied" in _out(second_lab)
+    assert lab_images_counts(_out(second_lab))["fetched"] == 0
     for name in lab.names:
         sources._installer_running(lab, name)
     _assert_ok(lab.destroy(), "the second destroy")
@@ -345,7 +277,6 @@ def test_kind_steps_as_a_non_root_user(tmp_path):
                     kind_bin], check=True)
     subprocess.run(["chmod", "-R", "a+rX", work], check=True)
     name = "kt-nonroot"
-    from kslab.model.spec import parse_lab
     from kslab.render import manifests as render
     spec = parse_lab({"clusters": [{**cluster, "name": name, "consoleHostPort": 31890}]}).clusters[0]
     env = {"PATH": f"{kind_bin}:/usr/bin:/bin", "HOME": f"/home/{NON_ROOT_USER}",

@@ -142,7 +142,7 @@ USER_STEP_ENV = (ENV_FORCE_UNJOIN, ENV_POLL_SECONDS, ENV_PROGRESS_SECONDS, ENV_J
                  ENV_DEBUG, ENV_DEV_GONE)
 # What a step's programs (python, kind, docker) need from the machine; nothing else is passed on (never
 # PULUMI_* such as the passphrase, never the user's KUBECONFIG).
-MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ", "XDG_RUNTIME_DIR",
+MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ", "XDG_RUNTIME_DIR", "XDG_STATE_HOME",
                "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
                "KIND_EXPERIMENTAL_PROVIDER", "CONTAINER_HOST",
                "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",

@@ -111,8 +111,8 @@ def step_lab_images() -> None:
         fail(f"lab registry: {error}")
     counts = done["counts"]
     log(f"lab registry: {len(wanted)} images for lab {lab_id}: {counts['fetched']} fetched from the sources, "
-        f"{counts['pushed']} pushed from archives or Docker, {counts['linked']} linked from this machine's copies, "
-        f"{counts['unchanged']} unchanged, in {time.monotonic() - started:.1f}s")
+        f"{counts['pushed']} pushed from archives or Docker, {counts['linked']} linked into the lab's own "
+        f"repositories, {counts['unchanged']} already there, in {time.monotonic() - started:.1f}s")
     print(json.dumps({"registry": lab.local, "lab": lab_id, "images": len(wanted), **done}))
 
 

@@ -60,7 +60,9 @@ def inspect(container: str) -> dict:
 
 
 class KindLab(StackLab):
-    def __init__(self, tmp_path, stack: str):
+    def __init__(self, tmp_path, stack: str, state_home: str | None = None):
+        """`state_home`: kslab's private state (the lab registry's push password) for labs that share one registry;
+        by default under the lab's own scratch home."""
         self.stack = stack
         stack_file = os.path.join(ROOT, "tests", "stacks", f"Pulumi.{stack}.yaml")
         with open(stack_file) as fh:
@@ -74,8 +76,9 @@ class KindLab(StackLab):
         self.home = tmp_path / "home"
         self.home.mkdir()
         self.operator = Operator({}, install_delay=2.0, kind_clusters=tuple(self.names)).start()
-        self.project = make_project(tmp_path, extra_env={"HOME": str(self.home), "KSLAB_POLL_SECONDS": "1",
-                                                         "KSLAB_PROGRESS_SECONDS": "15"})
+        self.project = make_project(tmp_path, extra_env={
+            "HOME": str(self.home), "XDG_STATE_HOME": state_home or str(self.home / ".local" / "state"),
+            "KSLAB_POLL_SECONDS": "1", "KSLAB_PROGRESS_SECONDS": "15"})
         self.project.add_stack_file(stack_file, stack)
         self.project.init(stack)
 

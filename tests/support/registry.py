@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -154,3 +155,33 @@ def build_stand_in_program(out_dir: str) -> str:
                           text=True, timeout=600, env={**os.environ, "CGO_ENABLED": "0", "GOWORK": "off"})
     assert proc.returncode == 0, f"building the stand-in program failed: {proc.stderr[-2000:]}"
     return out
+
+
+LAB_IMAGES_LINE = re.compile(r"lab registry: (\d+) images for lab (\S+): (\d+) fetched from the sources, (\d+) pushed "
+                             r"from archives or Docker, (\d+) linked into the lab's own repositories, (\d+) already "
+                             r"there")
+
+
+def lab_images_counts(out: str) -> dict[str, object]:
+    """The lab-images step's summary line of a run's output (the last one), as numbers."""
+    found = LAB_IMAGES_LINE.findall(out)
+    assert found, f"no lab-images summary in the output: {out[-3000:]}"
+    images_, lab, fetched, pushed, linked, there = found[-1]
+    return {"images": int(images_), "lab": lab, "fetched": int(fetched), "pushed": int(pushed),
+            "linked": int(linked), "there": int(there)}
+
+
+def lab_registry_images(lab) -> dict[str, dict[str, str]]:
+    """What the lab registry holds, as `make registry ARGS=list` groups it: group -> {image: digest}."""
+    from kslab.cli.registry import by_lab
+    return {group: dict(items) for group, items in by_lab(lab).items()}
+
+
+def remove_lab_registry(lab) -> None:
+    """The lab registry's containers and volume, removed the product's way (only what carries kslab's label)."""
+    from kslab.cli.registry import remove
+    from kslab.steps.errors import RegistryError
+    try:
+        remove(lab)
+    except RegistryError as error:
+        print(f"lab registry left: {error}")
