@@ -255,7 +255,8 @@ def test_make_images_says_which_archive_fills_each_image(tmp_path, capsys):
     project = _project(tmp_path, "  kslab:imageArchives: [broken.tar, lab.tar]\n")
     assert cli.main(["--stack", "t", "--project-dir", project]) == 0
     out = capsys.readouterr().out
-    assert ("each image resolved by this stack from the first of:\n  archive broken.tar: cannot be read: the image archive "
+    assert ("each image resolved by this stack from the first of:\n  archive broken.tar: cannot be read: the image "
+            "archive "
             f"{project}/broken.tar cannot be read (it is not a tar file, or it is damaged). Fix: name a file `make "
             "images-save` wrote\n  archive lab.tar: 2 images (linux/amd64)\n") in out
     lines = out.splitlines()
