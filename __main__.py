@@ -4,10 +4,10 @@ import signal
 
 import pulumi
 
+from components.config import load_lab
+from components.lab import Lab, LabArgs
 from kslab.model.contract import PROJECT_DIR
 from kslab.model.spec import LabConfigError
-from kslab.program.config import load_lab
-from kslab.program.lab import Lab, LabArgs
 
 # The language host interrupts the program (SIGINT) when a run stops early, e.g. once a step has failed, while the
 # program may still be registering resources; the run's own error says why it stopped, so the program ends

@@ -10,8 +10,8 @@ import textwrap
 import pytest
 import yaml
 
+from components.config import load_lab
 from kslab.model.spec import LabConfigError
-from kslab.program.config import load_lab
 from tests.support.mock_run import fake_kubeconfig
 from tests.support.stack_config import FakeConfig
 

@@ -109,6 +109,10 @@ def test_docker_hub_kubesphere_is_refused_with_the_withdrawal(tmp_path):
     assert re.search(r"docker.io/kubesphere/ks-apiserver:v3.4.1 \(for host, member\): docker.io answered "
                      r"(unreachable|denied)", out), out[-3000:]
     assert "withdrew its open-source distribution on 2025-07-31 (kubesphere/kubesphere#6550)" in out
+    # the fix names what the shipped stacks use, and the list shows once (#25 item 13)
+    assert "Fix: add a registry that holds these images to kslab:imageSources (README 'Where the images come " \
+        "from')" in out and "set kslab:registry to it (README" not in out
+    assert out.count("planned images cannot be found") == 1, out
     resources = project.export("host-member")["deployment"].get("resources") or []
     assert not [r for r in resources if r["type"] == "kslab:steps:KindCluster"]
 

@@ -5,9 +5,9 @@ import base64
 import pytest
 import yaml
 
+from components.config import load_lab
 from kslab.model import kubeconfig as kc
 from kslab.model.spec import LabConfigError
-from kslab.program.config import load_lab
 from kslab.steps import join_steps
 from tests.support.mock_run import fake_kubeconfig
 from tests.support.stack_config import FakeConfig

@@ -76,7 +76,7 @@ def test_no_test_imports_a_main_module_by_name():
 @pytest.mark.parametrize("package", ["model", "render"])
 def test_the_pure_packages_import_no_pulumi_and_no_outer_package(package):
     outer = ("pulumi", "pulumi_kubernetes", "pulumi_policy", "kubernetes", "grpc", "requests",
-             "kslab.program", "kslab.steps", "kslab.cli", "components")
+             "components", "kslab.steps", "kslab.cli", "components")
     found = {_rel(f): sorted(m for m in _imports(f) if m.split(".")[0] in outer or m.startswith(outer))
              for f in _files(f"kslab/{package}/*.py")}
     assert {f: m for f, m in found.items() if m} == {}
@@ -101,5 +101,5 @@ def test_the_program_loads_the_step_plugin_only_for_a_legacy_step():
     """The Pulumi program never imports the step plugin's modules when it starts; only the legacy dynamic
     provider does, inside the call the engine makes for a step made before steps had their own type."""
     found = {_rel(f): sorted(m for m in _imports(f, top_level_only=True) if m.startswith(("kslab.steps", "kslab.cli")))
-             for f in _files("kslab/program/*.py", "__main__.py", "components/*.py")}
+             for f in _files("components/*.py", "__main__.py")}
     assert {f: m for f, m in found.items() if m} == {}

@@ -296,6 +296,8 @@ def test_a_rebuilt_member_is_joined_again(live):
 LEGACY_STEPS_COMMIT = "6471ddc590d17ecbf297467855cf0e8e38726d4f"
 # The last commit before the code moved from components/ into the kslab package.
 PRE_PACKAGE_COMMIT = "0bab99fea819b47e35484349bf5420c2c95086ca"
+# The last commit with the component resources in kslab/program, before they moved to the top-level components/.
+PROGRAM_PACKAGE_COMMIT = "9786598ec1a3af7fecc86f15d919d103185def25"
 PROGRAM_ITEMS = ("Pulumi.yaml", "__main__.py", "kslab", "components", "provider", "policies")
 
 
@@ -334,11 +336,14 @@ def _step_ids(resources: list[dict]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("live", ["live-host-member"], indirect=True)
-def test_a_stack_made_before_the_kslab_package_upgrades_in_place(live):
-    """A stack made by the program that lived in components/ runs a no-change `up` with the kslab package:
-    every resource keeps its type and name, and no step runs again."""
+@pytest.mark.parametrize("commit", [PRE_PACKAGE_COMMIT, PROGRAM_PACKAGE_COMMIT],
+                         ids=["components-ops", "kslab-program"])
+def test_a_stack_made_by_an_earlier_layout_upgrades_in_place(live, commit):
+    """A stack made by the program of an earlier layout (components/ before the kslab package; kslab/program before
+    the components moved to the top) runs a no-change `up` with today's: every resource keeps its type and name,
+    and no step runs again."""
     lab = live
-    _use_program(lab, PRE_PACKAGE_COMMIT, knows_image_check=True)
+    _use_program(lab, commit, knows_image_check=True)
     _assert_ok(lab.up(), "up with the program before the move")
     before = lab.project.export(lab.stack)["deployment"]["resources"]
     assert _step_ids(before), "the earlier program registers its steps as kslab:steps:* resources"
@@ -346,6 +351,7 @@ def test_a_stack_made_before_the_kslab_package_upgrades_in_place(live):
 
     _use_program(lab, None)
     assert not os.path.exists(os.path.join(lab.project.dir, "components", "ops")), "the program is today's"
+    assert not os.path.exists(os.path.join(lab.project.dir, "kslab", "program")), "the program is today's"
     upgrade = lab.up("--expect-no-changes")
     _assert_ok(upgrade, "a no-change up with the kslab package")
     assert "[kslab]" not in _out(upgrade), "no step may run on the upgrade"

@@ -97,7 +97,7 @@ def _read_bytes(path: str) -> bytes:
 def load_lab_values(config: ConfigValues, project_dir: str, stack: str | None, stack_dir: str | None = None, *,
                     credentials_are_secret: bool) -> tuple[LabSpec, dict[str, str], str | None]:
     """The validated lab, each existing cluster's kubeconfig and the image sources' credentials, in memory only
-    (the program makes both Pulumi secrets: kslab/program/config.py). Every problem of the settings and of every
+    (the program makes both Pulumi secrets: components/config.py). Every problem of the settings and of every
     kubeconfig is raised together in one LabConfigError, before anything is registered. `stack_dir` is the Pulumi
     project the stack file is read from (default: `project_dir`)."""
     keys = stack_config_keys(stack_dir or project_dir, stack) if stack else None
@@ -115,7 +115,7 @@ def load_lab_values(config: ConfigValues, project_dir: str, stack: str | None, s
 
 def archive_file_problems(lab: LabSpec, project_dir: str) -> list[Problem]:
     """Each kslab:imageArchives entry that is not a file, found where the lab-images step will open it (relative
-    to the project, ~ expanded: kslab/program/lab.py)."""
+    to the project, ~ expanded: components/lab.py)."""
     problems = []
     for i, name in enumerate(lab.image_sources.archives if lab.image_sources else ()):
         path = os.path.join(project_dir, os.path.expanduser(name))

@@ -2,7 +2,7 @@
 
 The engine starts it as `provider/pulumi-resource-kslab` (declared under `plugins:` in Pulumi.yaml; no
 download, no Go build) and speaks Pulumi's ResourceProvider gRPC protocol to it. Each resource runs one
-apply-time step, `python -m kslab.steps <step>` (kslab/program/step_resources.py registers them).
+apply-time step, `python -m kslab.steps <step>` (components/step_resources.py registers them).
 
 Why a plugin rather than a Pulumi dynamic provider: the dynamic provider reports every failure as a full
 Python traceback, and gives every step the one type `pulumi-python:dynamic:Resource`. Here a failing step

@@ -26,7 +26,7 @@ UNKNOWNS = {
 
 CC_TYPE = "kubernetes:installer.kubesphere.io/v1alpha1:ClusterConfiguration"
 JOIN_TYPE = "kubernetes:cluster.kubesphere.io/v1alpha1:Cluster"
-# kslab's apply-time steps (kslab/program/step_resources.py): one type per kind of step, each with a `step` input.
+# kslab's apply-time steps (components/step_resources.py): one type per kind of step, each with a `step` input.
 STEP_TYPES = names.STEP_TYPES
 KIND_CLUSTER_TYPE = names.KIND_CLUSTER_TYPE
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.step_resources import apply_object, ops_step, secret
 from kslab.model import contract as names
 from kslab.model import images
 from kslab.model.spec import ClusterSpec
-from kslab.program.step_resources import apply_object, ops_step, secret
 from kslab.render import manifests as render
 from kslab.render.lines import line_for
 

@@ -13,19 +13,19 @@ from typing import Any
 
 import pulumi
 
-from kslab.model import contract as names
-from kslab.model import versions
-from kslab.model.spec import ClusterSpec, DevWorkspaceSpec, LabSpec
-from kslab.program.clusters import (
+from components.clusters import (
     ExistingCluster,
     ExistingClusterArgs,
     KindCluster,
     KindClusterArgs,
     _ClusterBase,
 )
-from kslab.program.join import KubeFedJoin, KubeFedJoinArgs
-from kslab.program.kubesphere import KubeSphereInstall, KubeSphereInstallArgs, MulticlusterRole, MulticlusterRoleArgs
-from kslab.program.step_resources import LabStep, ops_step, secret
+from components.join import KubeFedJoin, KubeFedJoinArgs
+from components.kubesphere import KubeSphereInstall, KubeSphereInstallArgs, MulticlusterRole, MulticlusterRoleArgs
+from components.step_resources import LabStep, ops_step, secret
+from kslab.model import contract as names
+from kslab.model import versions
+from kslab.model.spec import ClusterSpec, DevWorkspaceSpec, LabSpec
 from kslab.render import devworkspace
 
 

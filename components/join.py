@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.clusters import _ClusterBase
+from components.kubesphere import KubeSphereInstall
+from components.step_resources import ops_step, secret
 from kslab.model import contract as names
-from kslab.program.clusters import _ClusterBase
-from kslab.program.kubesphere import KubeSphereInstall
-from kslab.program.step_resources import ops_step, secret
 from kslab.render import manifests as render
 from kslab.render.lines import line_for
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.step_resources import ops_step
 from kslab.model import contract as names
 from kslab.model import kubeconfig as kc
 from kslab.model.image_sources import LabRegistry
 from kslab.model.spec import ClusterSpec
-from kslab.program.step_resources import ops_step
 from kslab.render import manifests as render
 
 

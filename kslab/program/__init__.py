@@ -1,1 +1,0 @@
-"""The Pulumi program: the Lab component and its clusters, installs, roles and joins."""
