@@ -201,6 +201,25 @@ def test_a_cluster_made_by_hand_is_refused_and_never_touched(fakes):
     assert [c[:2] for c in db()["calls"] if c[0] in ("create", "delete")] == []
 
 
+def test_a_rerun_of_create_keeps_the_cluster_an_earlier_kslab_made(fakes):
+    """The create step runs again when its settings change (an update: the plugin says the resource is in the
+    stack's state); an unmarked cluster is then one an earlier kslab made for this stack, and is kept. The same
+    cluster seen by a first create (not in the state) is refused; another lab's is refused either way."""
+    run, db = fakes
+    made_by_hand(run, ports=("6443/tcp", "30880/tcp"))
+    rerun = run("kind-create", KSLAB_STEP_IN_STATE="1")
+    assert rerun.returncode == 0 and "adopting it" in rerun.stderr, rerun.stderr
+    assert [c[:2] for c in db()["calls"] if c[0] in ("create", "delete")] == []
+    assert run("kind-create").returncode == 1, "a first create never takes an unmarked cluster"
+
+
+def test_a_rerun_of_create_refuses_another_labs_cluster(fakes):
+    run, db = fakes
+    assert run("kind-create", KSLAB_STACK="other-stack").returncode == 0
+    proc = run("kind-create", KSLAB_STEP_IN_STATE="1")
+    assert proc.returncode == 1 and "belongs to another kslab lab" in proc.stderr
+
+
 def test_another_labs_cluster_is_refused_by_create_and_kept_by_delete(fakes):
     run, db = fakes
     assert run("kind-create", KSLAB_STACK="other-stack").returncode == 0

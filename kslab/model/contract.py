@@ -29,6 +29,8 @@ def lab_id(stack: str, project_dir: str = PROJECT_DIR) -> str:
 LAB_LABEL = "kslab.io/lab"
 # Set by the step plugin for every step: the stack the step belongs to (from the resource's URN).
 ENV_STACK_NAME = "KSLAB_STACK"
+# Set by the step plugin when it runs a step whose resource is already in the stack's state (an update).
+ENV_IN_STATE = "KSLAB_STEP_IN_STATE"
 # The namespace of kslab's component resource types (kslab:lab:Lab, kslab:lab:KindCluster, ...).
 TYPE_PREFIX = "kslab:lab"
 

@@ -61,7 +61,10 @@ def _adopt(name: str, image: str, lab: str | None) -> None:
     mark, kslab/steps/kind_marks.py), with the same node image. kind-create runs only for a cluster that is not in
     the stack's state: a cluster an earlier kslab made (unmarked) is in it, never comes here, and keeps working."""
     found = kind_marks.owner(name)
-    if not found.is_of(lab):
+    # A re-run of the create step (its settings changed) acts on the cluster the stack's state holds: the lab's own,
+    # marked or, if an earlier kslab made it, not; only another lab's mark refuses it then.
+    in_state = os.environ.get(names.ENV_IN_STATE) == "1" and not found.other_labs(lab)
+    if not found.is_of(lab) and not in_state:
         fail(kind_marks.refusal(found, lab))
     running = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", f"{name}-control-plane"],
                              capture_output=True, text=True, timeout=30).stdout.strip()

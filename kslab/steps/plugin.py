@@ -47,7 +47,8 @@ class Gone(Exception):
 
 # --- pure parts: environment, redaction, diff ---------------------------------------------------
 
-def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str], urn: str = "") -> dict[str, str]:
+def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str], urn: str = "",
+                     in_state: bool = False) -> dict[str, str]:
     """What a step's process gets: the few machine variables its programs need, the user's kslab knobs, and
     the step's own settings, by name from contract.STEP_ENV only (a request naming LD_PRELOAD or PATH gets
     nothing of it). Never the Pulumi passphrase or any other PULUMI_* variable, never the user's KUBECONFIG,
@@ -58,6 +59,10 @@ def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str], ur
     # an input would change every existing step's environment, and so re-run every step, on upgrade.
     if urn.startswith("urn:pulumi:") and "::" in urn:
         env[contract.ENV_STACK_NAME] = urn[len("urn:pulumi:"):].split("::", 1)[0]
+    # Whether the step's resource is already in the stack's state (an update): what it acts on is the lab's own.
+    env.pop(contract.ENV_IN_STATE, None)  # the plugin's word alone, never a request's
+    if in_state:
+        env[contract.ENV_IN_STATE] = "1"
     return env
 
 
@@ -142,14 +147,14 @@ class StepRunner:
         self.machine = os.environ if machine is None else machine
         self.python = python
 
-    def run(self, props: Mapping[str, Any], step_key: str = "step", urn: str = "") -> str:
+    def run(self, props: Mapping[str, Any], step_key: str = "step", urn: str = "", in_state: bool = False) -> str:
         step = props.get(step_key)
         step_env = props.get("environment") or {}
         fragments = secret_fragments(step_env)
         for name in undeclared(step_env):
             self.log(f"[kslab] step {step}: ignored {name}, which is no kslab step variable")
         proc = subprocess.Popen([self.python, "-m", "kslab.steps", str(step)], cwd=PROJECT_DIR,
-                                env=step_environment(step_env, self.machine, urn), stdout=subprocess.PIPE,
+                                env=step_environment(step_env, self.machine, urn, in_state), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         progress: list[str] = []
         held: list[str] = []  # the error the step ends with: shown once, as the failure, not as progress too
@@ -205,7 +210,7 @@ class Steps:
             # Only the legacy keys changed, or only its triggers re-run this step (by replacing it): a new
             # kubeconfig or the like is stored.
             return {**inputs_of(news), "stdout": olds.get("stdout")}
-        return {**inputs_of(news), "stdout": self.runner.run(news, urn=urn)}
+        return {**inputs_of(news), "stdout": self.runner.run(news, urn=urn, in_state=True)}
 
     def read(self, id_: str, props: dict, urn: str = "") -> tuple[str, dict]:
         """Refresh: a step with a read step reports what is there now, or that it is gone ("" id)."""
