@@ -202,6 +202,7 @@ def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_p
     import sys
 
     from kslab.model.image_sources import LabRegistry
+    from kslab.steps import lab_registry
     from tests.support.registry import free_port
     upstream = [i.ref for i in images.plan("v3.4.1", "host", "v1.25.16", images.Naming())]
     for path in upstream:
@@ -230,6 +231,24 @@ def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_p
     try:
         target = f"urn:pulumi:{STACK}::kslab::kslab:lab:Lab$kslab:steps:LabImages::lab-images"
         parent = f"urn:pulumi:{STACK}::kslab::kslab:lab:Lab::lab"  # a first up: the component is made too
+        # #25 item 10: an archive whose index names a tarball it lacks is refused before anything is created,
+        # naming the archive and the image.
+        broken = str(tmp_path / "broken.tar")
+        _copy_archive_without(archive, broken, "images/002.tar")
+        doc["config"]["kslab:imageArchives"] = [broken]
+        with open(stack_file, "w") as fh:
+            yaml.safe_dump(doc, fh)
+        refused = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--target", parent, "--target",
+                                 target, timeout=900)
+        refused_out = refused.stdout + refused.stderr
+        third = sorted(upstream)[2]
+        assert refused.returncode != 0 and f"the image archive {broken} (image {third}) has no member " \
+            "images/002.tar" in refused_out, refused_out[-3000:]
+        assert "Traceback" not in refused_out
+        assert lab_registry.container_state(registry) is None, "no lab registry before every archive is checked"
+        doc["config"]["kslab:imageArchives"] = [archive]
+        with open(stack_file, "w") as fh:
+            yaml.safe_dump(doc, fh)
         proc = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, "--target", parent, "--target",
                               target, timeout=900)
         out = proc.stdout + proc.stderr
@@ -238,6 +257,15 @@ def test_an_archive_alone_fills_the_lab_registry_with_every_source_stopped(tmp_p
         assert sorted(lab_registry_images(registry)[f"lab {counts['lab']}"]) == sorted(upstream)
     finally:
         remove_lab_registry(registry)
+
+
+def _copy_archive_without(archive: str, out: str, member: str) -> None:
+    """The archive as it would be with one member lost (a copy cut short, a member deleted by hand)."""
+    import tarfile
+    with tarfile.open(archive) as src, tarfile.open(out, "w") as dst:
+        for info in src:
+            if info.name != member:
+                dst.addfile(info, src.extractfile(info) if info.isfile() else None)
 
 
 def test_a_source_that_asks_for_a_login_gets_the_secret_credentials_and_nothing_shows_them(tmp_path):
