@@ -64,7 +64,7 @@ class Duration:
 
 @dataclass(frozen=True)
 class Items:
-    """A list of `of`."""
+    """A list of `of` (plural)."""
     of: str
 
 
@@ -99,8 +99,8 @@ _DURATION = re.compile(r"^(\d+)([smh])$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 LAB = _declare(
-    Setting("clusters", Items("cluster"), None, "The lab's clusters (at least one; see CLUSTER)"),
-    Setting("joins", Items("join"), None, "Which member joins which host (see JOIN)"),
+    Setting("clusters", Items("clusters"), None, "The lab's clusters (at least one; per cluster below)"),
+    Setting("joins", Items("joins"), None, "Which member joins which host (per join below)"),
     Setting("jwtSecretMode", OneOf(("shared", "copy"), "shared", "is not a jwtSecret mode",
                                    "use 'shared' (one secret for the whole stack) or 'copy' (members copy their "
                                    "host's)"),
@@ -131,17 +131,18 @@ LAB = _declare(
                                     "use strict (default) or warn (policy-guarded problems become warnings)"),
             "strict", "strict: every config problem stops the run; warn: problems a policy also guards become "
             "warnings (the policy pack judges)"),
-    Setting("devWorkspaces", Items("workspace"), None,
-            "Cluster components run from source (see DEV_WORKSPACE; README 'Develop KubeSphere against the lab')"),
-    Setting("imageSources", Items("registry prefix"), None,
+    Setting("devWorkspaces", Items("workspaces"), None,
+            "Cluster components run from source (per workspace below; README 'Develop KubeSphere against the lab')"),
+    Setting("imageSources", Items("registry prefixes"), None,
             "Registry prefixes the lab registry is filled from, asked in order (README 'Where the images come "
             "from')"),
     Setting("imageOverrides", Table("namespace/name[:tag]: image reference"), None,
             "One image's own source, e.g. an image you built (docker:<ref>)"),
-    Setting("labRegistry", Table("name, hostPort"), None, "The machine's lab registry (see LAB_REGISTRY)"),
-    Setting("imageArchives", Items("archive file"), None,
+    Setting("labRegistry", Table("name, hostPort"), None, "The machine's lab registry (below)"),
+    Setting("imageArchives", Items("archive files"), None,
             "Image archives (make images-save) the lab registry is filled from first"),
-    Setting("jwtSecret", Secret(), None, "Your own jwtSecret for jwtSecretMode shared (else kslab makes one)"),
+    Setting("jwtSecret", Secret(), None, "Your own jwtSecret for jwtSecretMode shared, else kslab makes one "
+            "(`tools/lab.sh config <stack> set --secret kslab:jwtSecret ...`)"),
     Setting("registryCredentials", Secret(), None,
             "JSON mapping of registry host to {username, password}, from a file or stdin"),
 )
@@ -164,7 +165,8 @@ CLUSTER = _declare(
     Setting("podSubnet", Text(), None, "kind: its pod network CIDR"),
     Setting("serviceSubnet", Text(), None, "kind: its service network CIDR"),
     Setting("components", Table("component: true/false"), None,
-            "Optional components it enables (over kslab:components)"),
+            "Optional components it enables, over kslab:components (" + ", ".join(versions.COMPONENT_MEMORY_MIB)
+            + ")"),
     Setting("kubeconfigPath", Text("~/.kube/member.yaml"), None, "existing: its kubeconfig file"),
     Setting("kubeconfigSecret", Text("memberKubeconfig"), None,
             "existing: the secret config key holding its kubeconfig"),
@@ -263,3 +265,40 @@ def scalar_settings(section: dict[str, Setting]) -> dict[str, Setting]:
 def text_keys(section: dict[str, Setting]) -> tuple[str, ...]:
     """The keys whose value is a string (Pulumi hands every top-level scalar over as text)."""
     return tuple(k for k, s in section.items() if isinstance(s.kind, (Text, OneOf, Duration)))
+
+
+_SECTION_TITLES = {"kslab": "top level (`kslab:<field>`)", "clusters[]": "per cluster (`kslab:clusters[i].<field>`)",
+                   "joins[]": "per join (`kslab:joins[i].<field>`)",
+                   "devWorkspaces[]": "per workspace (`kslab:devWorkspaces[i].<field>`)",
+                   "labRegistry": "the lab registry (`kslab:labRegistry.<field>`)"}
+
+
+def _kind_text(kind: Kind) -> str:
+    if isinstance(kind, OneOf):
+        return " / ".join(f"`{v}`" if v else "`''`" for v in kind.values)
+    if isinstance(kind, (Whole, Port)):
+        return f"{'port' if isinstance(kind, Port) else 'number'} {kind.lo}-{kind.hi}"
+    if isinstance(kind, Duration):
+        return f"duration {kind.lo}s-{kind.hi // 60}m"
+    if isinstance(kind, (Items, Table)):
+        return f"{'list' if isinstance(kind, Items) else 'mapping'} of {kind.of}"
+    return "string" if isinstance(kind, Text) else "true/false" if isinstance(kind, Flag) else "secret"
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if value != "" else "''"
+
+
+def field_list() -> str:
+    """The README's field list (section "Stacks"), made from the declarations (tests/test_settings.py holds them
+    equal)."""
+    lines: list[str] = []
+    for section, settings in SECTIONS.items():
+        lines += [f"{_SECTION_TITLES[section]}:", "", "| field | type | default | what |", "|---|---|---|---|"]
+        for s in settings.values():
+            default = "" if s.default is None else f"`{_default_text(s.default)}`"
+            lines.append(f"| `{s.key}` | {_kind_text(s.kind)} | {default} | {s.description} |")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
