@@ -10,15 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kslab.model import lab_rules, versions
-from kslab.model.fields import WRONG_TYPE, Problem, as_bool, as_int, as_text, check_cidr, check_name, yaml_kind
-from kslab.model.types import (
-    BACKENDS,
-    CLUSTER_FIELDS,
-    COMPONENTS,
-    CONSOLE_NODE_PORT,
-    FIRST_CONSOLE_HOST_PORT,
-    ClusterSpec,
-)
+from kslab.model.fields import WRONG_TYPE, Problem, as_bool, check_cidr, check_name, yaml_kind
+from kslab.model.settings import CLUSTER, read
+from kslab.model.types import BACKENDS, CLUSTER_FIELDS, COMPONENTS, ClusterSpec
 
 # Config keys that may be named as secret sources for an existing cluster's kubeconfig.
 _CONFIG_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -57,8 +51,9 @@ class _ClusterReader:
     def problem(self, key: str, value: Any, what: str, fix: str, policy: str | None = None) -> None:
         self.problems.append(Problem(f"{self.path}.{key}" if key else self.path, value, what, fix, policy))
 
-    def text(self, key: str, default: Any = None, example: str = "") -> Any:
-        return as_text(self.problems, f"{self.path}.{key}", self.raw.get(key), default, example=example)
+    def text(self, key: str, default: Any = WRONG_TYPE) -> Any:
+        """One scalar field, read as settings.CLUSTER declares it (`default`: a default the lab gives)."""
+        return read(self.problems, f"{self.path}.{key}", CLUSTER[key], self.raw.get(key), default)
 
     def read(self, index: int, defaults: dict[str, Any]) -> ClusterSpec | None:
         raw = self.raw
@@ -67,10 +62,10 @@ class _ClusterReader:
         if not check_name(self.problems, f"{self.path}.name", name):
             name = None
         role, backend, ks_version = self.role_backend_version(defaults)
-        allow_loopback = as_bool(self.problems, f"{self.path}.allowLoopbackJoin", raw.get("allowLoopbackJoin"), False)
-        image_check = as_bool(self.problems, f"{self.path}.imageCheck", raw.get("imageCheck"), True)
+        allow_loopback = self.text("allowLoopbackJoin")
+        image_check = self.text("imageCheck")
         loopback_reason = self.text("loopbackReason")
-        console_url = self.text("consoleUrl", example="https://console.example:30880")
+        console_url = self.text("consoleUrl")
         node_image, k8s_version = None, None
         if backend == "kind":
             node_image, k8s_version = self.kind_fields(defaults, allow_loopback, console_url)
@@ -80,10 +75,9 @@ class _ClusterReader:
         self.version_support(ks_version, k8s_version, node_image, backend)
         components = self.components(defaults)
         host_cluster_name = self.host_cluster_name(role, name)
-        console_host_port = as_int(self.problems, f"{self.path}.consoleHostPort", raw.get("consoleHostPort"),
-                                   FIRST_CONSOLE_HOST_PORT + index, 1024, 65535) if backend == "kind" else None
-        console_port = as_int(self.problems, f"{self.path}.consolePort", raw.get("consolePort"), CONSOLE_NODE_PORT,
-                              30000, 32767)
+        console_host_port = self.text("consoleHostPort", CLUSTER["consoleHostPort"].default + index) \
+            if backend == "kind" else None
+        console_port = self.text("consolePort")
         internal_server = self.internal_server()
         pod_subnet = check_cidr(self.problems, f"{self.path}.podSubnet", raw.get("podSubnet"))
         service_subnet = check_cidr(self.problems, f"{self.path}.serviceSubnet", raw.get("serviceSubnet"))
@@ -114,16 +108,9 @@ class _ClusterReader:
                          "remove it; known fields: " + ", ".join(sorted(CLUSTER_FIELDS)))
 
     def role_backend_version(self, defaults: dict[str, Any]) -> tuple[Any, Any, Any]:
-        role = self.text("role", "none", "host")
-        if role is not WRONG_TYPE and (found := lab_rules.invalid_role("", role)) is not None:
-            self.problem("role", role, "is not a KubeSphere cluster role", "use one of none, host, member",
-                         found.policy)
-        backend = self.text("backend", "kind", "kind")
-        if backend is not WRONG_TYPE and backend not in BACKENDS:
-            self.problem("backend", backend, "is not a known backend",
-                         "use 'kind' (kslab creates the cluster) or 'existing' (you give a kubeconfig)")
-        ks_version = self.text("kubesphereVersion", defaults["kubesphereVersion"],
-                               versions.DEFAULT_KUBESPHERE_VERSION)
+        role = self.text("role")  # a role outside ROLES is reported, tagged with lab_rules' policy
+        backend = self.text("backend")
+        ks_version = self.text("kubesphereVersion", defaults["kubesphereVersion"])
         if ks_version is not WRONG_TYPE and ks_version not in versions.KUBESPHERE_RELEASES:
             self.problem("kubesphereVersion", ks_version, "is not a KubeSphere release kslab knows",
                          "use one of " + ", ".join(versions.KUBESPHERE_RELEASES))
@@ -132,7 +119,7 @@ class _ClusterReader:
     def kind_fields(self, defaults: dict[str, Any], allow_loopback: bool,
                     console_url: Any) -> tuple[str | None, str | None]:
         """nodeImage and the Kubernetes version its tag pins; fields only an existing cluster takes are refused."""
-        node_image = self.text("nodeImage", defaults["nodeImage"], versions.DEFAULT_NODE_IMAGE)
+        node_image = self.text("nodeImage", defaults["nodeImage"])
         k8s_version = None
         if node_image is WRONG_TYPE:
             node_image = None
@@ -163,7 +150,7 @@ class _ClusterReader:
     def existing_fields(self, allow_loopback: bool, loopback_reason: Any, console_url: Any) -> str | None:
         """kubernetesVersion (required), one kubeconfig source, the loopback reason and the console URL."""
         raw = self.raw
-        k8s_version = self.text("kubernetesVersion", example="v1.26.13")
+        k8s_version = self.text("kubernetesVersion")
         if k8s_version is WRONG_TYPE:
             k8s_version = None
         elif versions.parse_k8s_version(k8s_version or "") is None:
@@ -192,11 +179,11 @@ class _ClusterReader:
         return k8s_version if isinstance(k8s_version, str) else None
 
     def kubeconfig_fields(self) -> tuple[Any, Any]:
-        kubeconfig_secret = self.text("kubeconfigSecret", example="memberKubeconfig")
+        kubeconfig_secret = self.text("kubeconfigSecret")
         if isinstance(kubeconfig_secret, str) and not _CONFIG_KEY.match(kubeconfig_secret):
             self.problem("kubeconfigSecret", kubeconfig_secret, "is not a config key name",
                          "use a key like memberKubeconfig")
-        kubeconfig_path = self.text("kubeconfigPath", example="~/.kube/member.yaml")
+        kubeconfig_path = self.text("kubeconfigPath")
         if kubeconfig_path == "":
             self.problem("kubeconfigPath", kubeconfig_path, "is empty", "point it at the cluster's kubeconfig file")
         return kubeconfig_secret, kubeconfig_path
@@ -239,7 +226,7 @@ class _ClusterReader:
         return None
 
     def internal_server(self) -> Any:
-        internal_server = self.text("internalServer", example="https://10.0.0.12:6443")
+        internal_server = self.text("internalServer")
         if isinstance(internal_server, str) and not _is_https_host_port(internal_server):
             self.problem("internalServer", internal_server, "must be an https:// URL with host and port",
                          "use e.g. https://10.0.0.12:6443")

@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from kslab.model.fields import WRONG_TYPE, Problem, as_bool, as_text, yaml_kind
-from kslab.model.types import DEV_COMPONENTS, DEV_WORKSPACE_FIELDS, DevWorkspaceSpec
+from kslab.model.fields import WRONG_TYPE, Problem, yaml_kind
+from kslab.model.settings import DEV_COMPONENTS, DEV_WORKSPACE, read
+from kslab.model.types import DEV_WORKSPACE_FIELDS, DevWorkspaceSpec
 
 
 def parse_dev_workspaces(problems: list[Problem], raw: Any, cluster_names: set[str]) -> tuple[DevWorkspaceSpec, ...]:
@@ -28,10 +29,8 @@ def parse_dev_workspaces(problems: list[Problem], raw: Any, cluster_names: set[s
         for unknown in sorted(set(item) - DEV_WORKSPACE_FIELDS):
             problems.append(Problem(f"{path}.{unknown}", item[unknown], "is not a workspace field",
                                     "use " + ", ".join(sorted(DEV_WORKSPACE_FIELDS))))
-        cluster = as_text(problems, f"{path}.cluster", item.get("cluster"), example="host")
-        component = as_text(problems, f"{path}.component", item.get("component"), example=DEV_COMPONENTS[0])
-        directory = as_text(problems, f"{path}.dir", item.get("dir"), example="dev/kcm")
-        keep = as_bool(problems, f"{path}.keepFiles", item.get("keepFiles"), False)
+        cluster, component, directory, keep = (read(problems, f"{path}.{key}", setting, item.get(key))
+                                               for key, setting in DEV_WORKSPACE.items())
         ok = True
         if cluster is None or (isinstance(cluster, str) and cluster not in cluster_names):
             problems.append(Problem(f"{path}.cluster", cluster, "names no cluster of this stack",

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # DNS-1123 label; kind also names the container "<name>-control-plane", and the
 # name ends up in shell commands, so nothing outside this alphabet is accepted.
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME_LEN = 40
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
+    """One thing wrong with the stack config (a tuple, so callers may also unpack it)."""
     field: str
     value: Any
     message: str

@@ -22,10 +22,13 @@ import re
 from dataclasses import dataclass, field
 
 from kslab.model import contract, images
+from kslab.model.fields import Problem
+from kslab.model.settings import LAB, LAB_REGISTRY, read
 
-# One lab registry per machine, by default: the container, its data volume, and where this machine reaches it.
-DEFAULT_LAB_REGISTRY_NAME = "kslab-registry"
-DEFAULT_LAB_REGISTRY_PORT = 5100
+# One lab registry per machine, by default (kslab/model/settings.py declares both): the container, its data volume,
+# and where this machine reaches it.
+DEFAULT_LAB_REGISTRY_NAME: str = LAB_REGISTRY["name"].default
+DEFAULT_LAB_REGISTRY_PORT: int = LAB_REGISTRY["hostPort"].default
 LAB_REGISTRY_CONTAINER_PORT = 5000  # distribution's default listen port, inside the container
 LAB_REGISTRY_LABEL = "io.kslab.lab-registry"  # on the container and its volume: what `make registry` may touch
 KIND_NETWORK = "kind"  # the Docker network kind puts every node on (kind: pkg/cluster/internal/providers/docker)
@@ -157,20 +160,20 @@ def _has_tag(ref: str) -> bool:
     return ":" in last or "@" in ref
 
 
-Found = list[tuple[str, object, str, str]]  # (field, value, what is wrong, what to do)
+Found = list[Problem]  # every problem found, at once
 
 
 def _archives(problems: Found, raw: object) -> tuple[str, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list) or not raw:
-        problems.append(("kslab:imageArchives", raw, "must be a non-empty list of archive files",
+        problems.append(Problem("kslab:imageArchives", raw, "must be a non-empty list of archive files",
                          "e.g. imageArchives: [~/kslab-images.tar] (made by make images-save)"))
         return ()
     found = []
     for i, item in enumerate(raw):
         if not isinstance(item, str) or not item.strip():
-            problems.append((f"kslab:imageArchives[{i}]", item, "is not a file path",
+            problems.append(Problem(f"kslab:imageArchives[{i}]", item, "is not a file path",
                              "name a file make images-save wrote, e.g. ~/kslab-images.tar"))
         else:
             found.append(item)
@@ -187,7 +190,7 @@ def parse_sources(raw_sources: object, raw_overrides: object, raw_registry: obje
     if raw_sources is None and raw_archives is None:
         for key, value in (("kslab:imageOverrides", raw_overrides), ("kslab:labRegistry", raw_registry)):
             if value is not None:
-                problems.append((key, value, "has no effect without kslab:imageSources or kslab:imageArchives",
+                problems.append(Problem(key, value, "has no effect without kslab:imageSources or kslab:imageArchives",
                                  "set kslab:imageSources (README 'Where the images come from'), or remove it"))
         return None, problems
     prefixes = _prefixes(problems, raw_sources)
@@ -201,19 +204,19 @@ def _prefixes(problems: Found, raw: object) -> list[str]:
     if raw is None:
         pass  # archives alone: a lab with no network
     elif not isinstance(raw, list) or not raw:
-        problems.append(("kslab:imageSources", raw, "must be a non-empty list of registry prefixes",
+        problems.append(Problem("kslab:imageSources", raw, "must be a non-empty list of registry prefixes",
                          "e.g. imageSources: [harbor.corp/kubesphere, docker.io/prom]"))
     else:
         for i, item in enumerate(raw):
             text = item.rstrip("/") if isinstance(item, str) else item
             if not isinstance(text, str) or "://" in text or not _PREFIX.match(text):
-                problems.append((f"kslab:imageSources[{i}]", item,
+                problems.append(Problem(f"kslab:imageSources[{i}]", item,
                                  "is not a registry prefix host[:port][/namespace] (no scheme, lower-case path)",
                                  "use e.g. harbor.corp, harbor.corp/kubesphere or 127.0.0.1:5000/kubespheredev"))
             elif (wrong := _host_problem(text)) is not None:
-                problems.append((f"kslab:imageSources[{i}]", item, *wrong))
+                problems.append(Problem(f"kslab:imageSources[{i}]", item, *wrong))
             elif text in prefixes:
-                problems.append((f"kslab:imageSources[{i}]", item, "is listed twice", "list each source once"))
+                problems.append(Problem(f"kslab:imageSources[{i}]", item, "is listed twice", "list each source once"))
             else:
                 prefixes.append(text)
     return prefixes
@@ -238,18 +241,18 @@ def _overrides(problems: Found, raw: object) -> list[tuple[str, str]]:
     if raw is None:
         return overrides
     if not isinstance(raw, dict):
-        problems.append(("kslab:imageOverrides", raw,
+        problems.append(Problem("kslab:imageOverrides", raw,
                          "must be a mapping of namespace/name[:tag] to an image reference",
                          'e.g. imageOverrides: {"kubesphere/ks-controller-manager": "me.local/kcm:dev"}'))
         return overrides
     for key, ref in raw.items():
         if not isinstance(key, str) or not _NAME.match(key) or "/" not in key:
-            problems.append((f"kslab:imageOverrides[{key}]", key,
+            problems.append(Problem(f"kslab:imageOverrides[{key}]", key,
                              "is not an image's upstream name namespace/name[:tag]",
                              "use a name `make images` prints, e.g. kubesphere/ks-apiserver"))
         elif (not isinstance(ref, str) or "://" in ref
               or not re.match(r"^[A-Za-z0-9][A-Za-z0-9./_:@-]*$", ref.removeprefix(DOCKER_PREFIX))):
-            problems.append((f"kslab:imageOverrides[{key}]", ref, "is not an image reference",
+            problems.append(Problem(f"kslab:imageOverrides[{key}]", ref, "is not an image reference",
                              "use e.g. me.local:5000/ks-controller-manager:dev, or docker:kcm:dev for an "
                              "image in this machine's Docker"))
         else:
@@ -261,25 +264,22 @@ def _lab_registry(problems: Found, raw: object) -> LabRegistry:
     lab = LabRegistry()
     if raw is None:
         return lab
-    if not isinstance(raw, dict) or set(raw) - {"name", "hostPort"}:
-        problems.append(("kslab:labRegistry", raw, "must be a mapping with name and/or hostPort",
-                         f"e.g. labRegistry: {{name: {DEFAULT_LAB_REGISTRY_NAME}, hostPort: "
-                         f"{DEFAULT_LAB_REGISTRY_PORT}}}"))
+    if not isinstance(raw, dict) or set(raw) - set(LAB_REGISTRY):
+        problems.append(Problem("kslab:labRegistry", raw, "must be a mapping with name and/or hostPort",
+                                f"e.g. labRegistry: {{name: {DEFAULT_LAB_REGISTRY_NAME}, hostPort: "
+                                f"{DEFAULT_LAB_REGISTRY_PORT}}}"))
         return lab
     name = raw.get("name", lab.name)
-    port = raw.get("hostPort", lab.host_port)
     if not isinstance(name, str) or not _CONTAINER_NAME.match(name):
-        problems.append(("kslab:labRegistry.name", name, "is not a container name (lower-case, digits, "
-                         "'.', '_', '-')", f"use e.g. {DEFAULT_LAB_REGISTRY_NAME}"))
+        problems.append(Problem("kslab:labRegistry.name", name, "is not a container name (lower-case, digits, "
+                                "'.', '_', '-')", f"use e.g. {DEFAULT_LAB_REGISTRY_NAME}"))
         name = lab.name
-    if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
-        problems.append(("kslab:labRegistry.hostPort", port, "must be a port from 1024 to 65535",
-                         f"use e.g. {DEFAULT_LAB_REGISTRY_PORT}"))
-        port = lab.host_port
-    return LabRegistry(name, port)
+    port = read(problems, "kslab:labRegistry.hostPort", LAB_REGISTRY["hostPort"],
+                raw.get("hostPort", lab.host_port))
+    return LabRegistry(name, lab.host_port if not isinstance(port, int) else port)
 
 
-CREDENTIALS_KEY = "registryCredentials"
+CREDENTIALS_KEY = LAB["registryCredentials"].key
 
 
 def source_hosts(sources: ImageSources | None) -> tuple[str, ...]:
@@ -317,23 +317,24 @@ def parse_credentials(text: str | None, is_secret: bool,
            f"(chmod 600), then: tools/lab.sh config <stack> set --secret kslab:{CREDENTIALS_KEY} --from-file <file> "
            "(or --from-stdin; README 'Where the images come from')")
     if not is_secret:
-        return None, [(field_name, shown_value, "is stored in plain text in the stack settings", fix)]
+        return None, [Problem(field_name, shown_value, "is stored in plain text in the stack settings", fix)]
     try:
         doc = json.loads(text)
     except ValueError:
         doc = None
     if not isinstance(doc, dict) or not doc:
-        return None, [(field_name, shown_value, "is not a JSON mapping of registry host to {username, password}", fix)]
+        return None, [Problem(field_name, shown_value, "is not a JSON mapping of registry host to {username, "
+                              "password}", fix)]
     problems: Found = []
     normal = {}
     for host, entry in doc.items():
         if not isinstance(host, str) or "/" in host or not _PREFIX.match(host):
-            problems.append((f"{field_name}[{host}]", shown_value, "is not a registry host[:port]", fix))
+            problems.append(Problem(f"{field_name}[{host}]", shown_value, "is not a registry host[:port]", fix))
         elif hosts is not None and host not in hosts:
-            problems.append((f"{field_name}[{host}]", shown_value, *_unmatched_host(host, hosts)))
+            problems.append(Problem(f"{field_name}[{host}]", shown_value, *_unmatched_host(host, hosts)))
         elif (not isinstance(entry, dict) or set(entry) != {"username", "password"}
               or not all(isinstance(v, str) and v for v in entry.values())):
-            problems.append((f"{field_name}[{host}]", shown_value, "must have a non-empty username and password "
+            problems.append(Problem(f"{field_name}[{host}]", shown_value, "must have a non-empty username and password "
                              "and nothing else", fix))
         else:
             normal[host] = {"username": entry["username"], "password": entry["password"]}

@@ -16,11 +16,10 @@ from kslab.model import image_sources, lab_rules, versions
 from kslab.model.cluster_spec import IMAGE_REF, REGISTRY_PATTERN, parse_cluster, parse_components
 from kslab.model.contract import PolicyName
 from kslab.model.dev_workspace_spec import parse_dev_workspaces
-from kslab.model.fields import WRONG_TYPE, LabConfigError, Problem, as_bool, as_int, as_text, yaml_kind
+from kslab.model.fields import WRONG_TYPE, LabConfigError, Problem, yaml_kind
+from kslab.model.settings import JOIN, LAB, Secret, read, text_keys, valid
 from kslab.model.types import (
     JOIN_FIELDS,
-    JWT_MODES,
-    LAB_DEFAULTS,
     ROLES,
     ClusterSpec,
     DevWorkspaceSpec,
@@ -33,22 +32,17 @@ __all__ = ["JWT_SECRET_KEY", "ROLES", "STRING_KEYS", "STRUCTURED_KEYS", "Cluster
            "settle"]
 
 
-STRUCTURED_KEYS = ("clusters", "joins", "components", "allowMultipleHosts", "installTimeoutSeconds",
-                   "joinTimeoutSeconds", "unjoinTimeoutSeconds", "devWorkspaces", "imageSources", "imageOverrides",
-                   "labRegistry", "imageArchives")
-STRING_KEYS = ("validationMode", "jwtSecretMode", "kubesphereVersion", "nodeImage", "registry", "kindWait",
-               "namespaceOverride", "zone")
-JWT_SECRET_KEY = "jwtSecret"
-# kind's --wait: 0s is kind's own "do not wait"; bounded so a typo cannot wait for hours.
-KIND_WAIT_SECONDS = (0, 3600)
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+# The top-level keys, as settings.py declares them: the strings (Pulumi hands every top-level scalar over as text),
+# the rest that are not secrets (lists, mappings, numbers, booleans), and the secret ones.
+STRING_KEYS = text_keys(LAB)
+STRUCTURED_KEYS = tuple(k for k, s in LAB.items() if k not in STRING_KEYS and not isinstance(s.kind, Secret))
+JWT_SECRET_KEY = LAB["jwtSecret"].key
 
 
 def check_config_keys(keys: list[str], kubeconfig_secret_keys: list[str]) -> list[Problem]:
     """Unknown top-level `kslab:*` keys (a typo keeps a default silently), with the nearest valid one.
     `keys` are without the namespace; the secret keys clusters name as kubeconfigSecret are allowed."""
-    known = (set(STRUCTURED_KEYS) | set(STRING_KEYS) | {JWT_SECRET_KEY, image_sources.CREDENTIALS_KEY}
-             | set(kubeconfig_secret_keys))
+    known = set(LAB) | set(kubeconfig_secret_keys)
     problems = []
     for key in sorted(set(keys) - known):
         close = difflib.get_close_matches(key, sorted(known), n=1)
@@ -60,43 +54,20 @@ def check_config_keys(keys: list[str], kubeconfig_secret_keys: list[str]) -> lis
 
 # A registry namespace (distribution's path component grammar, one component).
 _NAMESPACE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-ZONES = ("", "cn")
 
 
 def _naming(problems: list[Problem], raw: dict[str, Any]) -> tuple[str, str]:
     """kslab:namespaceOverride and kslab:zone: ks-installer's own naming inputs, passed to the cc as they are."""
-    namespace = as_text(problems, "kslab:namespaceOverride", raw.get("namespaceOverride"),
-                        LAB_DEFAULTS["namespaceOverride"], example="kubesphere")
+    namespace = read(problems, "kslab:namespaceOverride", LAB["namespaceOverride"], raw.get("namespaceOverride"))
     if namespace is WRONG_TYPE:
-        namespace = ""
+        namespace = LAB["namespaceOverride"].default
     elif namespace and not _NAMESPACE.match(namespace):
         problems.append(Problem("kslab:namespaceOverride", namespace,
                                 "is not one registry namespace (lower-case letters, digits, '.', '_', '-')",
                                 "use e.g. kubesphereio, the namespace every image sits in on your registry"))
-        namespace = ""
-    zone = as_text(problems, "kslab:zone", raw.get("zone"), LAB_DEFAULTS["zone"], example="cn")
-    if zone is WRONG_TYPE or zone not in ZONES:
-        if zone is not WRONG_TYPE:
-            problems.append(Problem("kslab:zone", zone, "is not a zone ks-installer knows",
-                                    "leave it out, or use cn (images from "
-                                    "registry.cn-beijing.aliyuncs.com/kubesphereio)"))
-        zone = ""
-    return namespace, zone
-
-
-def _kind_wait(problems: list[Problem], value: Any) -> str:
-    text = as_text(problems, "kslab:kindWait", value, LAB_DEFAULTS["kindWait"], example="5m")
-    if text is WRONG_TYPE:
-        return str(LAB_DEFAULTS["kindWait"])
-    match = re.match(r"^(\d+)([smh])$", text)
-    lo, hi = KIND_WAIT_SECONDS
-    if not match or not lo <= int(match.group(1)) * _DURATION_UNITS[match.group(2)] <= hi:
-        problems.append(Problem("kslab:kindWait", text,
-                                f"must be a duration from {lo}s to {hi // 60}m (digits, then s, m or h; 0s: do not "
-                                "wait)",
-                                "use e.g. 5m or 300s"))
-        return str(LAB_DEFAULTS["kindWait"])
-    return str(text)
+        namespace = LAB["namespaceOverride"].default
+    zone = read(problems, "kslab:zone", LAB["zone"], raw.get("zone"))
+    return namespace, valid(LAB["zone"], zone)
 
 
 def parse_lab(raw: dict[str, Any], config_keys: list[str] | None = None, *,
@@ -118,43 +89,30 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
                 if (spec := parse_cluster(problems, i, item, defaults)) is not None]
     _across_clusters(problems, clusters_raw, clusters)
     joins = _parse_joins(problems, raw.get("joins"), {c.name: c for c in clusters})
-    allow_multiple_hosts = as_bool(problems, "kslab:allowMultipleHosts", raw.get("allowMultipleHosts"),
-                                   LAB_DEFAULTS["allowMultipleHosts"])
-    jwt_mode = as_text(problems, "kslab:jwtSecretMode", raw.get("jwtSecretMode"), LAB_DEFAULTS["jwtSecretMode"],
-                       example="shared")
-    if jwt_mode is not WRONG_TYPE and jwt_mode not in JWT_MODES:
-        problems.append(Problem("kslab:jwtSecretMode", jwt_mode, "is not a jwtSecret mode",
-                                "use 'shared' (one secret for the whole stack) or 'copy' (members copy their host's)"))
+    allow_multiple_hosts = _lab(problems, raw, "allowMultipleHosts")
+    jwt_mode = _lab(problems, raw, "jwtSecretMode")
     _multi_host_members(problems, warnings, joins, allow_multiple_hosts, jwt_mode)
     warnings += _cluster_warnings(clusters, {j.member for j in joins})
     registry = _registry(problems, raw.get("registry"))
     namespace_override, zone = _naming(problems, raw)
     sources, source_problems = image_sources.parse_sources(raw.get("imageSources"), raw.get("imageOverrides"),
                                                            raw.get("labRegistry"), raw.get("imageArchives"))
-    problems.extend(Problem(*p) for p in source_problems)
-    kind_wait = _kind_wait(problems, raw.get("kindWait"))
+    problems.extend(source_problems)
+    kind_wait = valid(LAB["kindWait"], _lab(problems, raw, "kindWait"))
     _check_jwt_secret(problems, jwt_secret, jwt_mode)
     if config_keys is not None:
         # Every secret key a cluster entry names, even of an entry with other problems.
         named = [item.get("kubeconfigSecret") for item in clusters_raw if isinstance(item, dict)]
         problems.extend(check_config_keys(config_keys, [k for k in named if isinstance(k, str)]))
-    mode = as_text(problems, "kslab:validationMode", raw.get("validationMode"), LAB_DEFAULTS["validationMode"],
-                   example="strict")
-    if mode is not WRONG_TYPE and mode not in ("strict", "warn"):
-        problems.append(Problem("kslab:validationMode", mode, "is not a validation mode",
-                                "use strict (default) or warn (policy-guarded problems become warnings)"))
+    mode = _lab(problems, raw, "validationMode")
     lab = LabSpec(
         clusters=tuple(clusters), joins=joins,
-        jwt_secret_mode=jwt_mode if jwt_mode in JWT_MODES else LAB_DEFAULTS["jwtSecretMode"],
-        validation_mode=mode if mode in ("strict", "warn") else LAB_DEFAULTS["validationMode"],
+        jwt_secret_mode=valid(LAB["jwtSecretMode"], jwt_mode),
+        validation_mode=valid(LAB["validationMode"], mode),
         allow_multiple_hosts=allow_multiple_hosts,
-        install_timeout_seconds=as_int(problems, "kslab:installTimeoutSeconds",
-                                       raw.get("installTimeoutSeconds"), LAB_DEFAULTS["installTimeoutSeconds"],
-                                       10, 7200),
-        join_timeout_seconds=as_int(problems, "kslab:joinTimeoutSeconds", raw.get("joinTimeoutSeconds"),
-                                    LAB_DEFAULTS["joinTimeoutSeconds"], 5, 3600),
-        unjoin_timeout_seconds=as_int(problems, "kslab:unjoinTimeoutSeconds", raw.get("unjoinTimeoutSeconds"),
-                                      LAB_DEFAULTS["unjoinTimeoutSeconds"], 5, 3600),
+        install_timeout_seconds=_lab(problems, raw, "installTimeoutSeconds"),
+        join_timeout_seconds=_lab(problems, raw, "joinTimeoutSeconds"),
+        unjoin_timeout_seconds=_lab(problems, raw, "unjoinTimeoutSeconds"),
         kind_wait=kind_wait, registry=registry, namespace_override=namespace_override, zone=zone,
         warnings=tuple(warnings),
         dev_workspaces=parse_dev_workspaces(problems, raw.get("devWorkspaces"), {c.name for c in clusters}),
@@ -163,19 +121,22 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
     return lab, problems
 
 
+def _lab(problems: list[Problem], raw: dict[str, Any], key: str) -> Any:
+    """One top-level scalar setting, read as settings.LAB declares it."""
+    return read(problems, f"kslab:{key}", LAB[key], raw.get(key))
+
+
 def _top_defaults(problems: list[Problem], raw: dict[str, Any]) -> dict[str, Any]:
     """kslab:kubesphereVersion, nodeImage and components: the defaults of every cluster. A bad value is reported
     once, here; the clusters then fall back to kslab's defaults."""
-    top_version = as_text(problems, "kslab:kubesphereVersion", raw.get("kubesphereVersion"),
-                          LAB_DEFAULTS["kubesphereVersion"], example=versions.DEFAULT_KUBESPHERE_VERSION)
+    top_version = _lab(problems, raw, "kubesphereVersion")
     if top_version is not WRONG_TYPE and top_version not in versions.KUBESPHERE_RELEASES:
         number = re.match(r"^\d+(\.\d+)*$", top_version)
         problems.append(Problem("kslab:kubesphereVersion", top_version,
                                 "is not a KubeSphere release kslab knows"
                                 + (" (YAML reads an unquoted 3.40 as the number 3.4)" if number else ""),
                                 "use one of " + ", ".join(versions.KUBESPHERE_RELEASES)))
-    top_image = as_text(problems, "kslab:nodeImage", raw.get("nodeImage"), LAB_DEFAULTS["nodeImage"],
-                        example=versions.DEFAULT_NODE_IMAGE)
+    top_image = _lab(problems, raw, "nodeImage")
     if top_image is not WRONG_TYPE and (not IMAGE_REF.match(top_image)
                                         or versions.node_image_k8s_version(top_image) is None):
         problems.append(Problem("kslab:nodeImage", top_image, "is not an image reference with an exact vX.Y.Z tag",
@@ -192,8 +153,8 @@ def _top_defaults(problems: list[Problem], raw: dict[str, Any]) -> dict[str, Any
         top_components = {}
     return {
         "kubesphereVersion": top_version if top_version in versions.KUBESPHERE_RELEASES
-        else versions.DEFAULT_KUBESPHERE_VERSION,
-        "nodeImage": top_image if top_image is not WRONG_TYPE else versions.DEFAULT_NODE_IMAGE,
+        else LAB["kubesphereVersion"].default,
+        "nodeImage": top_image if top_image is not WRONG_TYPE else LAB["nodeImage"].default,
         "components": parse_components(problems, "kslab:components", top_components),
     }
 
@@ -271,7 +232,7 @@ def _parse_join(problems: list[Problem], path: str, item: Any, by_name: dict[str
         return None
     for unknown in sorted(set(item) - JOIN_FIELDS):
         problems.append(Problem(f"{path}.{unknown}", item[unknown], "is not a join field", "use member and host"))
-    sides = {side: as_text(problems, f"{path}.{side}", item.get(side), example=side) for side in ("member", "host")}
+    sides = {side: read(problems, f"{path}.{side}", JOIN[side], item.get(side)) for side in ("member", "host")}
     if any(v is WRONG_TYPE for v in sides.values()):
         return None
     if sides["member"] is not None and sides["member"] == sides["host"]:
@@ -334,9 +295,9 @@ def _cluster_warnings(clusters: list[ClusterSpec], joined_members: set[str]) -> 
 
 
 def _registry(problems: list[Problem], value: Any) -> str:
-    registry = as_text(problems, "kslab:registry", value, LAB_DEFAULTS["registry"], example="registry.local:5000")
+    registry = read(problems, "kslab:registry", LAB["registry"], value)
     if registry is WRONG_TYPE:
-        return ""
+        return str(LAB["registry"].default)
     if registry and not REGISTRY_PATTERN.match(registry.rstrip("/")):
         problems.append(Problem("kslab:registry", registry,
                                 "is not a registry host[:port][/path] (no scheme, no leading '/')",

@@ -107,7 +107,7 @@ def load_lab_values(config: ConfigValues, project_dir: str, stack: str | None, s
     credentials, credential_problems = image_sources.parse_credentials(
         config.get(image_sources.CREDENTIALS_KEY), credentials_are_secret,
         image_sources.source_hosts(lab.image_sources))
-    problems = (problems + kubeconfig_problems + [Problem(*p) for p in credential_problems]
+    problems = (problems + kubeconfig_problems + credential_problems
                 + archive_file_problems(lab, project_dir))
     settled = settle(lab, problems)
     return (settled.of_stack(stack) if stack else settled), kubeconfigs, credentials

@@ -9,58 +9,21 @@ from typing import Any
 
 from kslab.model import contract, image_sources, images, versions
 from kslab.model.lab_rules import ROLES as ROLES  # the model's roles are the rules' (one source)
+from kslab.model.settings import CLUSTER, DEV_WORKSPACE, JOIN, LAB, Setting, choices, scalar_settings
 
-BACKENDS = ("kind", "existing")
-JWT_MODES = ("shared", "copy")
+BACKENDS = choices(CLUSTER["backend"])
+JWT_MODES = choices(LAB["jwtSecretMode"])
 COMPONENTS = tuple(versions.COMPONENT_MEMORY_MIB)
-CONSOLE_NODE_PORT = 30880
-FIRST_CONSOLE_HOST_PORT = 30880
+CONSOLE_NODE_PORT: int = CLUSTER["consolePort"].default
+FIRST_CONSOLE_HOST_PORT: int = CLUSTER["consoleHostPort"].default
 
-# The lab-wide `kslab:*` settings: each one's default and what it means, defined here once. Pulumi.yaml declares no
-# config: the engine makes a declared key without a default required, and a declared default would be a second copy.
-@dataclass(frozen=True)
-class Setting:
-    default: Any
-    description: str
-
-
-LAB_SETTINGS: dict[str, Setting] = {
-    "jwtSecretMode": Setting("shared",
-                   "shared: one jwtSecret for the whole stack; copy: each member copies its host's (seed notes)"),
-    "allowMultipleHosts": Setting(False,
-                   "Opt in to joining one member to several hosts (unsupported upstream, kubesphere#6466)"),
-    "kubesphereVersion": Setting(versions.DEFAULT_KUBESPHERE_VERSION,
-                   "Default KubeSphere release for clusters that do not set one"),
-    "nodeImage": Setting(versions.DEFAULT_NODE_IMAGE,
-                   "Default kind node image for kind clusters that do not set one"),
-    "registry": Setting("",
-                   "Where every cluster pulls KubeSphere's images: the cc's local_registry, named by ks-installer's "
-                   "rules (README 'Where the images come from')"),
-    "namespaceOverride": Setting("",
-                   "ks-installer's namespace_override: the one namespace every image sits in on kslab:registry"),
-    "zone": Setting("",
-                   "ks-installer's zone; cn pulls from registry.cn-beijing.aliyuncs.com/kubesphereio"),
-    "kindWait": Setting("5m",
-                   "How long `kind create cluster --wait` waits for the control plane"),
-    "installTimeoutSeconds": Setting(1800,
-                   "How long to wait for a KubeSphere install to report enabled"),
-    "joinTimeoutSeconds": Setting(600,
-                   "How long to wait for a joined member to become Ready"),
-    "unjoinTimeoutSeconds": Setting(300,
-                   "How long destroy waits for a Cluster object's finalizer before giving up"),
-    "validationMode": Setting("strict",
-                   "strict: every config problem stops the run; warn: problems a policy also guards become "
-                   "warnings (the policy pack judges)"),
-}
+# The lab-wide `kslab:*` settings that hold one value, each with its default and description: kslab/model/settings.py
+# declares them (and every other setting) once.
+LAB_SETTINGS: dict[str, Setting] = scalar_settings(LAB)
 LAB_DEFAULTS: dict[str, Any] = {key: setting.default for key, setting in LAB_SETTINGS.items()}
 
-CLUSTER_FIELDS = {
-    "name", "role", "backend", "nodeImage", "kubernetesVersion", "kubesphereVersion",
-    "hostClusterName", "consoleHostPort", "consolePort", "podSubnet", "serviceSubnet",
-    "components", "kubeconfigPath", "kubeconfigSecret", "internalServer", "consoleUrl",
-    "allowLoopbackJoin", "loopbackReason", "imageCheck",
-}
-JOIN_FIELDS = {"member", "host"}
+CLUSTER_FIELDS = set(CLUSTER)
+JOIN_FIELDS = set(JOIN)
 
 
 @dataclass(frozen=True)
@@ -81,11 +44,9 @@ class ClusterSpec:
     kubeconfig_secret: str | None = None  # existing only: name of a secret config key
     internal_server: str | None = None  # existing only: server the hosts use
     console_url: str | None = None
-    allow_loopback_join: bool = False
+    allow_loopback_join: bool = CLUSTER["allowLoopbackJoin"].default
     loopback_reason: str | None = None
-    # Ask the registries for every planned image before anything is created (README "Where the images come
-    # from"); off for a cluster whose nodes reach a registry this machine cannot.
-    image_check: bool = True
+    image_check: bool = CLUSTER["imageCheck"].default  # settings.py says what it means
 
     @property
     def is_kind(self) -> bool:
@@ -114,9 +75,8 @@ class JoinSpec:
         return f"{self.member}-to-{self.host}"
 
 
-# The KubeSphere components a developer workspace can take over, and the workspace fields.
-DEV_COMPONENTS = ("ks-controller-manager", "ks-apiserver")
-DEV_WORKSPACE_FIELDS = {"cluster", "component", "dir", "keepFiles"}
+# The KubeSphere components a developer workspace can take over (settings.DEV_COMPONENTS), and the workspace fields.
+DEV_WORKSPACE_FIELDS = set(DEV_WORKSPACE)
 
 
 @dataclass(frozen=True)
@@ -124,7 +84,7 @@ class DevWorkspaceSpec:
     cluster: str
     component: str
     dir: str  # relative to the project directory, or absolute
-    keep_files: bool = False
+    keep_files: bool = DEV_WORKSPACE["keepFiles"].default
 
     @property
     def name(self) -> str:
@@ -142,9 +102,9 @@ class LabSpec:
     unjoin_timeout_seconds: int
     kind_wait: str
     registry: str
-    validation_mode: str = "strict"
-    namespace_override: str = ""
-    zone: str = ""
+    validation_mode: str = LAB["validationMode"].default
+    namespace_override: str = LAB["namespaceOverride"].default
+    zone: str = LAB["zone"].default
     warnings: tuple[str, ...] = field(default=())
     dev_workspaces: tuple[DevWorkspaceSpec, ...] = field(default=())
     # kslab:imageSources: kind clusters pull from the lab registry, filled from these (kslab/model/image_sources.py)
