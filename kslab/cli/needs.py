@@ -17,8 +17,6 @@ REGISTRY_TOOLS = "tools/registry/build.sh"  # distribution's registry and crane
 KIND_TIER = "tools/kind/tier.sh"  # the Docker engine, kind and the node image kslab builds
 ENGINE_STAMP = ".complete"  # tools/engine/build.sh writes it beside bin/ once the engine is built and checked
 ENGINE_ONLY_PROGRAM = "pulumi-language-python-host"  # the language host wrapper only that build installs
-# What bash itself sets in the environment it hands on; never a tool's doing.
-_SHELL_OWN = {"_", "SHLVL", "PWD", "OLDPWD"}
 
 
 def load_spec(project_dir: str, stack: str) -> LabSpec:
@@ -69,13 +67,15 @@ def tool_env(root: str, script: str) -> dict[str, str] | int:
         print(f"kslab: {script} failed (exit {done.returncode}); see what it said above", file=sys.stderr)
         return done.returncode
     lines = done.stdout.strip().splitlines()
-    shown = subprocess.run(["bash", "-c", 'eval "$1" && env -0', "_", lines[-1] if lines else ""],
+    # The environment before and after the line, as the same shell sees it (bash sets some variables itself).
+    shown = subprocess.run(["bash", "-c", 'env -0; printf "\\1"; eval "$1" && env -0', "_", lines[-1] if lines else ""],
                            stdout=subprocess.PIPE, text=True)
-    if shown.returncode != 0:
+    before, _, after = shown.stdout.partition("\1")
+    if shown.returncode != 0 or not after:
         print(f"kslab: {script} printed no usable export line", file=sys.stderr)
         return 1
-    after = dict(item.split("=", 1) for item in shown.stdout.split("\0") if "=" in item)
-    return {k: v for k, v in after.items() if os.environ.get(k) != v and k not in _SHELL_OWN}
+    old, new = (dict(item.split("=", 1) for item in text.split("\0") if "=" in item) for text in (before, after))
+    return {k: v for k, v in new.items() if old.get(k) != v}
 
 
 def use_tools(root: str, scripts: list[str]) -> int:
