@@ -18,7 +18,7 @@ help:
 	@echo "make images-save STACK=<name> OUT=<file>  every planned image into one archive (for kslab:imageArchives)"
 	@echo "make registry ARGS=<list|size|status|remove --yes>  the lab registry every lab shares (STACK= names its own)"
 	@echo "make graph STACK=<name>    draw the lab to <name>.svg and <name>.png (coloured by live status once it is up)"
-	@echo "make check                 lint (ruff), types (mypy) and the fast tests: pure functions, mocks, policies (~2 min)"
+	@echo "make check                 lint (shellcheck, ruff), types (mypy) and the fast tests: pure functions, mocks, policies (~2 min)"
 	@echo "make test                  every test this machine can run (builds the engine etc. once)"
 	@echo "make engine | make kube    build/locate the Pulumi engine | kube-apiserver+etcd (cached)"
 	@echo "make kind-tier             Docker, kind and the node image for the real-kind tier (cached)"
@@ -34,6 +34,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 check: venv
+	@tools/lib/shellcheck.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PYTEST) -q -m "not engine and not live and not kind"
@@ -76,27 +77,30 @@ bench: venv
 	$(VENV)/bin/python -m bench.bench_kind; $(VENV)/bin/python -m bench.bench_status; \
 	eval "$$(tools/registry/build.sh)"; $(VENV)/bin/python -m bench.bench_images; $(VENV)/bin/python -m bench.bench_lab_registry
 
+# Thin calls to the kslab command (kslab/cli/main.py; `make help` above names them).
+KSLAB := $(VENV)/bin/python -m kslab
+
 preview up destroy: venv
-	tools/lab.sh $@ $(STACK) $(ARGS)
+	$(KSLAB) $@ $(STACK) $(ARGS)
 
 outputs: venv
-	tools/lab.sh output $(STACK) $(ARGS)
+	$(KSLAB) outputs $(STACK) $(ARGS)
 
 status: venv
-	@tools/lab.sh status $(STACK) $(ARGS)
+	@$(KSLAB) status $(STACK) $(ARGS)
 
 images: venv
-	@tools/lab.sh images $(STACK) $(ARGS)
+	@$(KSLAB) images $(STACK) $(ARGS)
 
 registry: venv
-	@tools/lab.sh registry $(STACK) $(ARGS)
+	@$(KSLAB) registry $(STACK) $(ARGS)
 
 images-save: venv
 	@test -n "$(OUT)" || { echo "usage: make images-save STACK=<name> OUT=<file>"; exit 2; }
-	@tools/lab.sh images $(STACK) --save $(abspath $(OUT))
+	@$(KSLAB) images $(STACK) --save $(abspath $(OUT))
 
 graph: venv
-	@tools/lab.sh graph $(STACK) $(if $(OUT),--out-dir $(abspath $(OUT))) $(ARGS)
+	@$(KSLAB) graph $(STACK) $(if $(OUT),--out-dir $(abspath $(OUT))) $(ARGS)
 
 # Kills `up`/`destroy` of the live host-member lab at many moments (Ctrl-C, Ctrl-C twice, SIGKILL), recovers each
 # through tools/lab.sh alone and checks the lab; last line: trials=N recovered=R lost=L (tests/support/crash.py).

@@ -168,15 +168,28 @@ def _main(argv: list[str]) -> int:
         print(__doc__.rsplit("\n\n", 1)[-1], file=sys.stderr)
         return 2
     action, source_path, settings_path, scratch_path = argv[:4]
-    with _locked(settings_path):
-        if action == "compose":
-            _compose(source_path, settings_path, scratch_path)
-            return 0
-        if action == "keep":
+    if action == "compose":
+        compose_files(source_path, settings_path, scratch_path)
+        return 0
+    if action == "keep":
+        with _locked(settings_path):
             _keep(source_path, settings_path, scratch_path)
-            return 0
-        # run: a command that may write the scratch file (pulumi stack select --create, pulumi config), then keep
-        status = subprocess.run(command or []).returncode  # `valid` above: run always has a command
+        return 0
+    # run: a command that may write the scratch file (pulumi stack select --create, pulumi config), then keep
+    return run_then_keep(source_path, settings_path, scratch_path, command or [])  # `valid`: run has a command
+
+
+def compose_files(source_path: str, settings_path: str, scratch_path: str) -> None:
+    """The scratch stack file made anew from the stack file and the lab's settings (under the settings lock)."""
+    with _locked(settings_path):
+        _compose(source_path, settings_path, scratch_path)
+
+
+def run_then_keep(source_path: str, settings_path: str, scratch_path: str, command: list[str], **popen) -> int:
+    """Run a command that may write the scratch file, then keep what it wrote in the settings file; its status.
+    `popen`: subprocess.run's stdin/stdout/cwd."""
+    with _locked(settings_path):
+        status = subprocess.run(command, **popen).returncode
         _keep(source_path, settings_path, scratch_path)
         return status
 
@@ -184,9 +197,16 @@ def _main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(sys.argv[1:] if argv is None else argv)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        print(f"kslab: cannot prepare the stack's settings: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
+    except PREPARE_ERRORS as exc:
+        say_cannot_prepare(exc)
         return 2
+
+
+PREPARE_ERRORS = (OSError, ValueError, yaml.YAMLError)
+
+
+def say_cannot_prepare(exc: Exception) -> None:
+    print(f"kslab: cannot prepare the stack's settings: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
 
 
 if __name__ == "__main__":

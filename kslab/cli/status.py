@@ -22,21 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 import yaml
 
 from kslab.cli import findings as st
+from kslab.cli.needs import load_spec
 from kslab.model import versions
-from kslab.model.spec import LabConfigError, LabSpec, parse_lab_problems, settle
-from kslab.model.stack_config import read_stack_file
+from kslab.model.spec import LabConfigError, LabSpec
 from kslab.render.lines import line_for
 from kslab.steps.errors import ApiFailure, Transient
 from kslab.steps.kube import Kube
 
 OUTPUT_TIMEOUT = 120  # seconds for `pulumi stack output`
-
-
-def load_spec(project_dir: str, stack: str) -> LabSpec:
-    raw, keys = read_stack_file(project_dir, stack)
-    lab, problems = parse_lab_problems(raw, keys)
-    # kslab:jwtSecret is encrypted in the stack file and not needed to read the lab: its problems are up's.
-    return settle(lab, [p for p in problems if p.field != "kslab:jwtSecret"]).of_stack(stack)
 
 
 def load_spec_or_say_why(project_dir: str, stack: str) -> LabSpec | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
+from kslab.cli.needs import is_kslab_engine
 from kslab.cli.stack_files import without_salt
 from tests.support.mock_run import ROOT
 
@@ -24,8 +25,8 @@ PROJECT_ITEMS = ("Pulumi.yaml", "__main__.py", "kslab", "components", "provider"
 def policy_pack() -> str:
     """`policies` for an official CLI; `policies/analyzer` for the engine tools/engine/build.sh builds,
     whose Python language host predates running policy packs (see tools/engine/README.md)."""
-    path = shutil.which("pulumi") or ""
-    return "policies/analyzer" if "/engine/pulumi-" in path and "kslab" in path else "policies"
+    path = shutil.which("pulumi")
+    return "policies/analyzer" if path and is_kslab_engine(path) else "policies"
 
 
 def require_pulumi() -> str:

@@ -14,6 +14,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LOG_TAG=engine
+# shellcheck source=tools/lib/gocache.sh
+source "$HERE/../lib/gocache.sh"
 
 # ---- pinned versions -------------------------------------------------------
 # The Go module proxy reachable here does not serve pkg/v3 v3.272.0; v3.274.1
@@ -36,10 +39,7 @@ K8S_MOD=github.com/pulumi/pulumi-kubernetes/provider/v4
 PROGRAMS=(pulumi pulumi-language-python pulumi-language-python-host pulumi-language-python-exec
           pulumi-resource-pulumi-python pulumi-resource-kubernetes)
 
-log() { printf '[engine] %s\n' "$*" >&2; }
-die() { printf '[engine] ERROR: %s\n' "$*" >&2; exit 1; }
-
-command -v go >/dev/null 2>&1 || die "go is not installed (need Go >= 1.26.6)"
+need_go "go is not installed (need Go >= 1.26.6)"
 
 # The key encodes the versions plus a digest of the wrapper modules and this
 # recipe, so any change to what gets built lands in a new directory.
@@ -47,7 +47,7 @@ digest=$(cat "$HERE"/pulumi-language-python.sh "$HERE"/cli/go.mod "$HERE"/cli/go
              "$HERE"/kubernetes/go.mod "$HERE"/kubernetes/go.sum \
          | { cat; echo "recipe=$RECIPE"; } | sha256sum | cut -c1-10)
 KEY="pulumi-${PULUMI_VERSION}_pyhost-${PYHOST_VERSION}_k8s-${K8S_VERSION}-${K8S_PSEUDO##*-}_${digest}"
-CACHE_ROOT=${KSLAB_CACHE:-$HOME/.cache/kslab}
+CACHE_ROOT=$(cache_root)
 ENGINE_DIR=$CACHE_ROOT/engine
 DEST=$ENGINE_DIR/$KEY
 STAMP=$DEST/.complete
@@ -80,7 +80,7 @@ emit() {
     if [[ -d $PLUGIN_HOME/plugins/resource-kubernetes-v$K8S_VERSION ]]; then
         printf 'export PATH="%s/bin:$PATH" KSLAB_ENGINE_PLUGIN_HOME="%s"\n' "$DEST" "$PLUGIN_HOME"
     else
-        printf 'export PATH="%s/bin:$PATH"\n' "$DEST"
+        emit_path "$DEST/bin"
     fi
 }
 
@@ -98,11 +98,7 @@ fi
 
 mkdir -p "$ENGINE_DIR" "$LOG_DIR"
 # One builder per key at a time; a second caller waits, then finds the stamp.
-exec 9>"$ENGINE_DIR/.lock-$KEY"
-if ! flock -n 9; then
-    log "another build of $KEY is running; waiting for it"
-    flock 9
-fi
+build_lock "$ENGINE_DIR/.lock-$KEY" "another build of $KEY is running; waiting for it"
 if is_complete; then
     log "engine $KEY was built by another process"
     emit

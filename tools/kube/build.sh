@@ -41,6 +41,9 @@ ETCD_MODULE="go.etcd.io/etcd/server/v3"
 K8S_PROGRAMS_ALL=(kube-apiserver kubectl kubelet kubeadm kube-controller-manager kube-scheduler kube-proxy)
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LOG_TAG=kube-build
+# shellcheck source=tools/lib/gocache.sh
+source "$HERE/../lib/gocache.sh"
 K8S_WRAPPER="$HERE/kubernetes"
 
 WITH_KUBECTL=1
@@ -72,14 +75,12 @@ else
   [[ "$WITH_KUBECTL" == "1" ]] && K8S_PROGRAMS+=(kubectl)
 fi
 
-CACHE_ROOT="${KSLAB_CACHE:-$HOME/.cache/kslab}/kube"
+CACHE_ROOT="$(cache_root)/kube"
 OUT="$CACHE_ROOT/$KEY"
 STAMP="$OUT/stamp"
 
-log() { printf '[kube-build] %s\n' "$*" >&2; }
-die() { printf '[kube-build] ERROR: %s\n' "$*" >&2; exit 1; }
-
 # Uniform error for anything set -e catches that we did not anticipate.
+# shellcheck disable=SC2154  # rc is assigned by the trap itself
 trap 'rc=$?; [[ $rc -ne 0 ]] && printf "[kube-build] ERROR: failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 programs() { echo etcd "${K8S_PROGRAMS[@]}"; }
@@ -103,7 +104,6 @@ is_warm() {
   return 0
 }
 
-emit_path() { printf 'export PATH="%s:$PATH"\n' "$OUT/bin"; }
 
 wrapper_version() { # <go.mod> <module> -> version required there (empty if none)
   [[ -f "$1" ]] || return 0
@@ -121,7 +121,7 @@ wrappers_current() {
 # ---- warm path: no go invocation, no lock --------------------------------------------------------
 if [[ "$REGEN" == "0" ]] && wrappers_current && is_warm; then
   log "up to date: $OUT/bin"
-  emit_path
+  emit_path "$OUT/bin"
   exit 0
 fi
 if [[ "$CHECK" == "1" ]]; then
@@ -129,15 +129,12 @@ if [[ "$CHECK" == "1" ]]; then
   exit 3
 fi
 
-command -v go >/dev/null 2>&1 || die "'go' not found on PATH; install Go >= 1.26 (https://go.dev/dl/)"
+need_go "'go' not found on PATH; install Go >= 1.26 (https://go.dev/dl/)"
 export GOWORK=off GOFLAGS="${GOFLAGS:-}"
 export CGO_ENABLED=0
 
 mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.lock"
-if command -v flock >/dev/null 2>&1; then
-  flock -n 9 || { log "another build holds $CACHE_ROOT/.lock; waiting"; flock 9; }
-fi
+build_lock "$CACHE_ROOT/.lock" "another build holds $CACHE_ROOT/.lock; waiting"
 
 # ---- wrapper generation -------------------------------------------------------------------------
 SCRATCH="$(mktemp -d "$CACHE_ROOT/.scratch.XXXXXX")"
@@ -183,7 +180,7 @@ fi
 # Re-check under the lock: another build may have finished meanwhile.
 if is_warm; then
   log "up to date: $OUT/bin"
-  emit_path
+  emit_path "$OUT/bin"
   exit 0
 fi
 
@@ -233,4 +230,4 @@ TMP_OUT=""
 { expected_stamp; printf 'built=%s %s total=%ss\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(go env GOVERSION)" "$(( $(date +%s) - T_START ))"; } >"$STAMP.tmp"
 mv -f "$STAMP.tmp" "$STAMP"
 log "done in $(( $(date +%s) - T_START )) s: $OUT/bin"
-emit_path
+emit_path "$OUT/bin"

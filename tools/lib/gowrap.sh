@@ -1,8 +1,9 @@
+# shellcheck shell=bash
 # Shared by kslab's build scripts (tools/kube, tools/kind/node-image): wrapper Go modules that
 # *require* a published upstream module, so `go build <package>` works where `go install mod@ver`
 # refuses upstream's replace directives. Nothing upstream is committed; only the wrapper go.mod/go.sum.
 #
-# The caller defines log(), die() and SCRATCH (a scratch directory), and exports CGO_ENABLED/GOWORK.
+# The caller defines log(), die() (tools/lib/gocache.sh) and SCRATCH (a scratch directory), and exports CGO_ENABLED/GOWORK.
 
 # Download module@version and print the path of its go.mod file in the module cache.
 upstream_gomod() {
@@ -46,7 +47,8 @@ required_version() {
 # Write $1/go.mod, then let `go get` record every module needed to build packages $3.. in go.mod/go.sum.
 write_wrapper() {
   local dir="$1" header="$2" body="$3"; shift 3
-  local tmpdir="$SCRATCH/wrapper-$(basename "$dir")"
+  local tmpdir
+  tmpdir="$SCRATCH/wrapper-$(basename "$dir")"
   mkdir -p "$tmpdir"
   printf '%s\n%s' "$header" "$body" >"$tmpdir/go.mod"
   log "resolving dependencies for $(basename "$dir") (go get $*)"

@@ -203,8 +203,7 @@ preload() {
   STAGE_CONTAINER=$(docker run -d --privileged --entrypoint /bin/sleep "$IMAGE_REPO:stage-$digest" infinity)
   docker exec "$STAGE_CONTAINER" mkdir -p /run/containerd
   docker exec -d "$STAGE_CONTAINER" /usr/bin/containerd
-  local i
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     docker exec "$STAGE_CONTAINER" ctr version >/dev/null 2>&1 && break
     sleep 0.2
   done
