@@ -16,6 +16,7 @@ import tempfile
 from typing import Any
 
 from kslab.model import contract
+from kslab.model.step_table import STEP_TYPES
 from tests.support.mock_run import ROOT, STACKS_DIR, fake_kubeconfig, run_program, stack_config
 
 TEST_STACKS_DIR = os.path.join(ROOT, "tests", "stacks")
@@ -96,7 +97,7 @@ def record() -> dict[str, dict[str, Any]]:
                 run = run_program(config, secret_keys=secret_keys)
                 out[lab] = _normalised({r.name: {"type": r.type, "props": r.raw_props,
                                                  "secretOutputs": sorted(r.additional_secret_outputs)}
-                                        for r in run.resources if r.type in contract.STEP_TYPES}, harness)
+                                        for r in run.resources if r.type in STEP_TYPES}, harness)
         finally:
             if old is None:
                 os.environ.pop("KSLAB_HARNESS_DIR", None)
