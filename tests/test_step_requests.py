@@ -135,7 +135,8 @@ def test_a_missing_variable_names_the_step_and_the_variable(sample):
     (requests.Preflight, contract.ENV_PLAN, '{"node_images": [], "memory_estimate_mib": "1"}'),
     (requests.ImageCheck, contract.ENV_IMAGES, "[1]"),
     (requests.ImageCheck, contract.ENV_IMAGES, "not json"),
-    (requests.LabImages, contract.ENV_LAB_IMAGES, '{"a:1": {"candidates": [], "clusters": []}}'),
+    (requests.LabImages, contract.ENV_LAB_IMAGES, '{"a:1": {"candidates": [], "override": false}}'),
+    (requests.LabImages, contract.ENV_LAB_IMAGES, '{"a:1": {"candidates": [], "clusters": [], "more": 1}}'),
     (requests.LabImages, contract.ENV_LAB_IMAGES, '{"a:1": {"candidates": [], "clusters": [], "override": 1}}'),
     (requests.LabImages, contract.ENV_LAB_REGISTRY, '{"name": "r"}'),
     (requests.LabImages, contract.ENV_LAB_ARCHIVES, '"/one/file.tar"'),
@@ -185,6 +186,15 @@ def test_a_step_with_a_bad_request_ends_with_that_message_not_a_traceback(monkey
 def test_an_older_lab_images_state_without_a_lab_id_reads_as_none():
     env = {k: v for k, v in SAMPLES[2].to_env().items() if k != contract.ENV_LAB_ID}
     assert requests.LabImages.from_env(env, "lab-images-read").lab_id is None
+
+
+def test_an_older_lab_images_state_without_overrides_reads_as_none_overridden():
+    """What the program wrote before kslab:imageOverrides (9b5f007): its refresh still reads it."""
+    env = {contract.ENV_LAB_REGISTRY: '{"name": "kslab-registry", "hostPort": 5100}',
+           contract.ENV_LAB_IMAGES: '{"kubesphere/ks-console:v3.4.1": {"candidates": ["harbor.corp/kubesphere/'
+                                    'ks-console:v3.4.1"], "clusters": ["lab"]}}'}
+    read = requests.LabImages.from_env(env, "lab-images-read")
+    assert read.images["kubesphere/ks-console:v3.4.1"].override is False and read.lab_id is None
 
 
 # --- the table ---------------------------------------------------------------------------------------------

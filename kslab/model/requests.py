@@ -177,10 +177,12 @@ def _lab_images(doc: Any) -> dict[str, LabImage]:
         raise ValueError(doc)
     out = {}
     for path, entry in doc.items():
-        if not isinstance(entry, dict) or set(entry) != {"candidates", "clusters", "override"} or \
-                not isinstance(entry["override"], bool):
+        # a lab-images step of before kslab:imageOverrides (its refresh reads its state) has no "override"
+        override = entry.get("override", False) if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not set(entry) <= {"candidates", "clusters", "override"} or \
+                not isinstance(override, bool):
             raise ValueError(entry)
-        out[str(path)] = LabImage(_strings(entry["candidates"]), _strings(entry["clusters"]), entry["override"])
+        out[str(path)] = LabImage(_strings(entry["candidates"]), _strings(entry["clusters"]), override)
     return out
 
 
