@@ -15,9 +15,17 @@ import pulumi_kubernetes as k8s
 from components.step_resources import ops_step
 from kslab.model import contract as names
 from kslab.model import kubeconfig as kc
+from kslab.model import requests
 from kslab.model.image_sources import LabRegistry
 from kslab.model.spec import ClusterSpec
 from kslab.render import manifests as render
+
+
+def node_image_of(spec: ClusterSpec) -> str:
+    """A kind cluster's node image: always set once the model validated it (its default is the model's)."""
+    if spec.node_image is None:
+        raise ValueError(f"internal: kind cluster '{spec.name}' has no node image")
+    return spec.node_image
 
 
 @dataclass
@@ -68,12 +76,10 @@ class KindCluster(_ClusterBase):
         spec = self.spec = args.spec
         pulls_from_lab = args.lab_registry is not None
         config_yaml = render.kind_config_yaml(spec, pulls_from_lab)
-        environment = {names.ENV_CLUSTER: spec.name, names.ENV_NODE_IMAGE: spec.node_image,
-                       names.ENV_KIND_CONFIG: config_yaml, names.ENV_KIND_WAIT: args.kind_wait}
-        if args.lab_registry is not None:
-            environment[names.ENV_LAB_REGISTRY] = args.lab_registry.as_env()
+        request = requests.KindCluster(cluster=spec.name, node_image=node_image_of(spec), kind_config=config_yaml,
+                                       kind_wait=args.kind_wait, lab_registry=args.lab_registry)
         self.create = ops_step(
-            f"{name}-kind", "kind-create", environment,
+            f"{name}-kind", "kind-create", request,
             pulumi.ResourceOptions(parent=self, depends_on=list(args.wait_for) or None),
             delete_step="kind-delete", read_step="kind-read", secret_stdout=True, delete_before_replace=True,
             # A kind cluster cannot be changed in place: a new config means a new cluster.

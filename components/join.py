@@ -11,6 +11,7 @@ from components.clusters import _ClusterBase
 from components.kubesphere import KubeSphereInstall
 from components.step_resources import ops_step, secret
 from kslab.model import contract as names
+from kslab.model import requests
 from kslab.render import manifests as render
 from kslab.render.lines import line_for
 
@@ -34,17 +35,13 @@ class KubeFedJoin(pulumi.ComponentResource):
     def __init__(self, name: str, args: KubeFedJoinArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{names.TYPE_PREFIX}:KubeFedJoin", name, None, opts)
         member, host = args.member.spec, args.host.spec
-        env = {
-            names.ENV_MEMBER: member.name, names.ENV_HOST: host.name,
-            names.ENV_HOST_KUBECONFIG: args.host.kubeconfig,
-            names.ENV_MEMBER_KUBECONFIG: args.member.kubeconfig,
-            names.ENV_JOIN_KUBECONFIG: args.member.internal_kubeconfig,
-            names.ENV_ALLOW_LOOPBACK: "true" if member.allow_loopback_join else "false",
-            # The console and controller that judge the join are the host's.
-            names.ENV_KS_VERSION: host.kubesphere_version,
-        }
+        check = requests.JoinCheck(
+            member=member.name, host=host.name, host_kubeconfig=args.host.kubeconfig,
+            member_kubeconfig=args.member.kubeconfig, join_kubeconfig=args.member.internal_kubeconfig,
+            allow_loopback=member.allow_loopback_join,
+            ks_version=host.kubesphere_version)  # the console and controller that judge the join are the host's
         self.check = ops_step(
-            f"{name}-check", "join-check", env,
+            f"{name}-check", "join-check", check,
             pulumi.ResourceOptions(parent=self, depends_on=[args.host_install, args.member_install]))
         # Only the kubeconfig leaf is secret (and unknown in preview); the rest stays inspectable.
         join_kubeconfig = secret(args.member.internal_kubeconfig.apply(render.b64))
@@ -65,12 +62,12 @@ class KubeFedJoin(pulumi.ComponentResource):
                 replace_on_changes=[f'metadata.annotations["{names.MEMBER_UID_ANNOTATION}"]'],
                 delete_before_replace=True),
         )
-        ready_env = {**env, names.ENV_TIMEOUT: str(args.timeout_seconds)}
         # delete=unjoin runs before the Cluster resource's own delete, so destroy waits here
         # (bounded) for the finalizer while both clusters still exist.
         self.ready = ops_step(
             f"{name}-ready", "wait-join",
-            {**ready_env, names.ENV_UNJOIN_TIMEOUT: str(args.unjoin_timeout_seconds)},
+            requests.JoinReady(**vars(check), timeout=args.timeout_seconds,
+                               unjoin_timeout=args.unjoin_timeout_seconds),
             pulumi.ResourceOptions(parent=self, depends_on=[self.cluster]),
             delete_step="unjoin",
         )

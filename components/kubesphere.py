@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components.step_resources import apply_object, ops_step, secret
 from kslab.model import contract as names
-from kslab.model import images
+from kslab.model import images, requests
 from kslab.model.spec import ClusterSpec
 from kslab.render import manifests as render
 from kslab.render.lines import line_for
@@ -37,7 +37,7 @@ class MulticlusterRole(pulumi.ComponentResource):
         self.multicluster = line_for(spec.kubesphere_version).role_spec(spec)
         self.guard = ops_step(
             f"{name}-guard", "role-guard",
-            {names.ENV_CLUSTER: spec.name, names.ENV_ROLE: spec.role, names.ENV_KUBECONFIG: args.kubeconfig},
+            requests.ClusterAccess(cluster=spec.name, role=spec.role, kubeconfig=args.kubeconfig),
             pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
             triggers=[spec.role],  # a new role re-runs the guard (replacement), so it is checked
         )
@@ -82,9 +82,9 @@ class KubeSphereInstall(pulumi.ComponentResource):
         # jwtSecret decide when kslab waits again; metadata changes start no run and must start no wait.
         plain_spec = line.install_request_spec(spec, args.naming)
         spec_change = jwt.apply(lambda secret: render.spec_fingerprint({"spec": plain_spec, "jwt": secret}))
-        base_env = {names.ENV_CLUSTER: spec.name, names.ENV_ROLE: spec.role, names.ENV_KUBECONFIG: args.kubeconfig}
+        access = requests.ClusterAccess(cluster=spec.name, role=spec.role, kubeconfig=args.kubeconfig)
         # Read before the cc changes: the last run's start, so the wait knows a newer run from an old one.
-        self.baseline = ops_step(f"{name}-baseline", "install-baseline", base_env,
+        self.baseline = ops_step(f"{name}-baseline", "install-baseline", access,
                                  pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
                                  triggers=[spec_change], rerun_on_change=False)
         # Only the jwtSecret leaf is secret (and maybe unknown in preview): role and components stay visible.
@@ -96,10 +96,8 @@ class KubeSphereInstall(pulumi.ComponentResource):
                 depends_on=[self.objects["CustomResourceDefinition"], self.objects["Namespace"], args.role.guard,
                             self.baseline])),
         )
-        env = {**base_env, names.ENV_KS_VERSION: spec.kubesphere_version,
-               names.ENV_TIMEOUT: str(args.timeout_seconds),
-               names.ENV_WAIT_KEYS: ",".join(line.wait_keys(spec)),
-               names.ENV_BASELINE: self.baseline.stdout}
+        wait = requests.InstallWait(**vars(access), ks_version=spec.kubesphere_version, timeout=args.timeout_seconds,
+                                    wait_keys=line.wait_keys(spec), baseline=self.baseline.stdout)
         # A cc recreated out of band (new uid, e.g. a cluster rebuilt behind the lab's back) runs the
         # installer again, so the wait runs again too.
         metadata = self.cluster_configuration.metadata  # type: ignore[attr-defined]  # a CR declares no fields
@@ -108,9 +106,9 @@ class KubeSphereInstall(pulumi.ComponentResource):
             lambda v: render.spec_fingerprint({"change": v[0], "uid": v[1]}))
         wait_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_configuration,
                                                                     self.objects["Deployment"]])
-        self.wait = ops_step(f"{name}-wait", "wait-install", env, wait_opts, triggers=[fingerprint],
+        self.wait = ops_step(f"{name}-wait", "wait-install", wait, wait_opts, triggers=[fingerprint],
                              rerun_on_change=False)
-        self.read_jwt = ops_step(f"{name}-jwt", "read-jwt", base_env,
+        self.read_jwt = ops_step(f"{name}-jwt", "read-jwt", access,
                                  pulumi.ResourceOptions(parent=self, depends_on=[self.wait]),
                                  secret_stdout=True, triggers=[fingerprint])
         self.version = pulumi.Output.from_input(spec.kubesphere_version)

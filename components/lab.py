@@ -6,10 +6,8 @@ for its host's secret.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 
@@ -19,12 +17,13 @@ from components.clusters import (
     KindCluster,
     KindClusterArgs,
     _ClusterBase,
+    node_image_of,
 )
 from components.join import KubeFedJoin, KubeFedJoinArgs
 from components.kubesphere import KubeSphereInstall, KubeSphereInstallArgs, MulticlusterRole, MulticlusterRoleArgs
 from components.step_resources import LabStep, ops_step, secret
 from kslab.model import contract as names
-from kslab.model import versions
+from kslab.model import requests, versions
 from kslab.model.spec import ClusterSpec, DevWorkspaceSpec, LabSpec
 from kslab.render import devworkspace
 
@@ -50,10 +49,9 @@ class DevWorkspace(pulumi.ComponentResource):
         self.directory = devworkspace.workspace_dir(names.PROJECT_DIR, w.dir)
         self.step = ops_step(
             f"{name}-takeover", "dev-up",
-            {names.ENV_CLUSTER: w.cluster, names.ENV_KS_VERSION: args.cluster.kubesphere_version,
-             names.ENV_DEV_COMPONENT: w.component, names.ENV_DEV_DIR: self.directory,
-             names.ENV_DEV_KEEP_FILES: "true" if w.keep_files else "false", names.ENV_KUBECONFIG: args.kubeconfig,
-             names.ENV_DEV_CLUSTER_ADDRESS: args.cluster_address},
+            requests.DevWorkspace(cluster=w.cluster, ks_version=args.cluster.kubesphere_version, component=w.component,
+                                  directory=self.directory, keep_files=w.keep_files, kubeconfig=args.kubeconfig,
+                                  cluster_address=args.cluster_address),
             pulumi.ResourceOptions(parent=self, depends_on=[args.install]), delete_step="dev-down",
             # Another cluster, component or folder is another workspace: give the old one back first.
             triggers=[w.cluster, w.component, self.directory], delete_before_replace=True)
@@ -117,16 +115,15 @@ class Lab(pulumi.ComponentResource):
         kind_clusters = [c for c in spec.clusters if c.is_kind]
         if not kind_clusters:
             return None
-        plan = {
-            "node_images": [c.node_image for c in kind_clusters],
-            "memory_estimate_mib": sum(versions.cluster_memory_mib(c.kubesphere_version, c.components, True)
-                                       for c in kind_clusters),
+        plan = requests.PreflightPlan(
+            node_images=[node_image_of(c) for c in kind_clusters],
+            memory_estimate_mib=sum(versions.cluster_memory_mib(c.kubesphere_version, c.components, True)
+                                    for c in kind_clusters),
             # Checked against the kind clusters that exist: one that is not this lab's own is refused here, before
             # anything of the lab is created (kslab/steps/kind_marks.py). A stack from before it re-runs the check
             # once; it changes nothing.
-            "kind_clusters": [c.name for c in kind_clusters],
-        }
-        return ops_step("preflight", "preflight", {names.ENV_PLAN: json.dumps(plan)}, child)
+            kind_clusters=[c.name for c in kind_clusters])
+        return ops_step("preflight", "preflight", requests.Preflight(plan), child)
 
     def _image_check(self, spec: LabSpec, child: pulumi.ResourceOptions) -> LabStep | None:
         """Every image the clusters will pull, asked of its registry before anything is created."""
@@ -137,7 +134,7 @@ class Lab(pulumi.ComponentResource):
                     wanted.setdefault(image.ref, []).append(c.name)
         if not wanted:
             return None
-        return ops_step("image-check", "image-check", {names.ENV_IMAGES: json.dumps(wanted)}, child)
+        return ops_step("image-check", "image-check", requests.ImageCheck(wanted), child)
 
     def _lab_images(self, spec: LabSpec, credentials: pulumi.Output[str] | None,
                     child: pulumi.ResourceOptions) -> LabStep | None:
@@ -146,25 +143,21 @@ class Lab(pulumi.ComponentResource):
         sources = spec.image_sources
         if sources is None:
             return None
-        lab_wanted: dict[str, dict[str, Any]] = {}
+        lab_wanted: dict[str, requests.LabImage] = {}
         for c in spec.clusters:
             for image in self.image_plan[c.name] if spec.uses_lab_registry(c) else ():
                 path = sources.upstream_path(image.ref)
-                entry = lab_wanted.setdefault(path, {"candidates": sources.candidates(path), "clusters": [],
-                                                     "override": sources.override_for(path) is not None})
-                entry["clusters"].append(c.name)
+                entry = lab_wanted.setdefault(path, requests.LabImage(
+                    candidates=sources.candidates(path), clusters=[], override=sources.override_for(path) is not None))
+                entry.clusters.append(c.name)
         if not lab_wanted:
             return None
-        environment = {names.ENV_LAB_REGISTRY: sources.lab.as_env(), names.ENV_LAB_ID: sources.lab_id,
-                       names.ENV_LAB_IMAGES: json.dumps(lab_wanted)}
-        if sources.archives:
-            environment[names.ENV_LAB_ARCHIVES] = json.dumps([
-                os.path.join(names.PROJECT_DIR, os.path.expanduser(a)) for a in sources.archives])
-        env: dict[str, pulumi.Input[str]] = dict(environment)
-        if credentials is not None:
-            env[names.ENV_REGISTRY_AUTH] = secret(credentials)
+        archives = [os.path.join(names.PROJECT_DIR, os.path.expanduser(a)) for a in sources.archives]
+        request = requests.LabImages(registry=sources.lab, images=lab_wanted, lab_id=sources.lab_id,
+                                     archives=archives or None,
+                                     credentials=secret(credentials) if credentials is not None else None)
         # its read step: `up --refresh` fills the registry again when it lost an image (or was removed)
-        return ops_step("lab-images", "lab-images", env, child, read_step="lab-images-read")
+        return ops_step("lab-images", "lab-images", request, child, read_step="lab-images-read")
 
     @staticmethod
     def _shared_jwt(spec: LabSpec, given: pulumi.Output[str] | None,
@@ -173,7 +166,7 @@ class Lab(pulumi.ComponentResource):
             return None
         if given is not None:
             return secret(given)
-        generated = ops_step("jwt-secret", "gen-secret", {}, child, secret_stdout=True)
+        generated = ops_step("jwt-secret", "gen-secret", requests.GeneratedSecret(), child, secret_stdout=True)
         return secret(generated.stdout.apply(str.strip))
 
     @staticmethod

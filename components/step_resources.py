@@ -8,13 +8,13 @@ decides precisely what replaces a step (its `triggers`) and what re-runs it (pro
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from kslab.model import contract
+from kslab.model import contract, step_table
+from kslab.model.requests import StepRequest
 
 
 class LabStep(pulumi.CustomResource):
@@ -24,14 +24,14 @@ class LabStep(pulumi.CustomResource):
     def __init__(self, name: str, step: str, props: dict, opts: pulumi.ResourceOptions):
         # Stacks made before steps had their own types hold them as dynamic resources: the alias keeps them.
         legacy = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=contract.LEGACY_STEP_TYPE)])
-        super().__init__(contract.step_type(step), name, {**props, "stdout": None},
+        super().__init__(step_table.step_type(step), name, {**props, "stdout": None},
                          pulumi.ResourceOptions.merge(opts, legacy))
 
 
 def ops_step(
     name: str,
     step: str,
-    environment: Mapping[str, Any],  # each value a str or an Output[str] (pulumi.Input is invariant)
+    request: StepRequest,  # the table's request type of `step` (kslab/model/step_table.py), built by the component
     opts: pulumi.ResourceOptions,
     *,
     delete_step: str | None = None,
@@ -44,12 +44,16 @@ def ops_step(
     """A step run at apply time (never in preview). Its environment is kept secret in the state
     (it carries kubeconfigs), and its stdout too when it holds a secret. With rerun_on_change=False
     only a change of `triggers` runs it again (a wait for an event that happens once per trigger)."""
+    for runs in (step, delete_step, read_step):
+        if runs is not None and type(request) is not step_table.STEPS[runs].request:
+            raise TypeError(f"step {runs} reads {step_table.STEPS[runs].request.__name__}, not "
+                            f"{type(request).__name__}")
     secret_outputs = ["environment"] + (["stdout"] if secret_stdout else [])
     props = {
         "step": step,
         "delete_step": delete_step,
         "read_step": read_step,
-        "environment": dict(environment),
+        "environment": request.to_env(),
         "triggers": list(triggers) if triggers is not None else [],
         "delete_before_replace": delete_before_replace,
         "rerun_on_change": rerun_on_change,

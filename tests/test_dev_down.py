@@ -22,6 +22,10 @@ def step(monkeypatch, tmp_path):
     monkeypatch.setenv("KSLAB_CLUSTER", "lab")
     monkeypatch.setenv("KSLAB_DEV_COMPONENT", "ks-controller-manager")
     monkeypatch.setenv("KSLAB_DEV_DIR", str(tmp_path / "ws"))
+    # the rest of the request as the program writes it (kslab/model/requests.py)
+    for name, value in (("KSLAB_KS_VERSION", "v3.4.1"), ("KSLAB_DEV_KEEP_FILES", "false"),
+                        ("KSLAB_DEV_CLUSTER_ADDRESS", "172.18.0.10")):
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("KSLAB_DEV_GONE", raising=False)
 
     def run(kubeconfig, kind_lists=("lab",)):

@@ -78,7 +78,11 @@ class FakeHost:
 def env(monkeypatch):
     for k, v in {"KSLAB_MEMBER": "member", "KSLAB_HOST": "host", "KSLAB_UNJOIN_TIMEOUT": "0.3",
                  "KSLAB_POLL_SECONDS": "0.05", "KSLAB_PROGRESS_SECONDS": "0.1", "KSLAB_TIMEOUT": "0.3",
-                 "KSLAB_KS_VERSION": "v3.4.1"}.items():
+                 "KSLAB_KS_VERSION": "v3.4.1",
+                 # the rest of each step's request as the program writes it (kslab/model/requests.py)
+                 "KSLAB_HOST_KUBECONFIG": "unused", "KSLAB_MEMBER_KUBECONFIG": "unused",
+                 "KSLAB_JOIN_KUBECONFIG": "unused", "KSLAB_ALLOW_LOOPBACK": "false", "KSLAB_ROLE": "none",
+                 "KSLAB_KUBECONFIG": "unused", "KSLAB_WAIT_KEYS": "", "KSLAB_BASELINE": "{}"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("KSLAB_FORCE_UNJOIN", raising=False)
     return monkeypatch

@@ -72,7 +72,9 @@ def _scratch_dirs(tmp_path) -> list[str]:
 
 KIND_DELETE = """
     import os
-    os.environ.update(KSLAB_CLUSTER="lab")
+    from kslab.model import requests
+    os.environ.update(requests.KindCluster(cluster="lab", node_image="kindest/node:v1.25.16", kind_config="{}",
+                                           kind_wait="1m").to_env())
     from kslab.steps import common, kind_steps
     common._kind = lambda *a, **k: (__import__("subprocess").run(["kind", *a], capture_output=True, text=True)
                                     if a[0] == "delete" else type("P", (), {"returncode": 0, "stdout": "lab"})())
@@ -83,12 +85,13 @@ KIND_DELETE = """
 # blocks) is then running with the credentials folder as its DOCKER_CONFIG.
 LAB_IMAGES = """
     import contextlib, json, os, subprocess
-    from kslab.model import contract as names
-    os.environ.update({names.ENV_LAB_REGISTRY: json.dumps({"name": "kslab-registry", "hostPort": 5001}),
-                       names.ENV_LAB_ID: "lab-test",
-                       names.ENV_LAB_IMAGES: json.dumps({"kubesphere/ks-console:v3.4.1": {
-                           "candidates": ["harbor.corp/kubesphere/ks-console:v3.4.1"], "clusters": ["lab"]}}),
-                       names.ENV_REGISTRY_AUTH: json.dumps({"harbor.corp": {"username": "u", "password": "pw"}})})
+    from kslab.model import requests
+    from kslab.model.image_sources import LabRegistry
+    os.environ.update(requests.LabImages(
+        registry=LabRegistry("kslab-registry", 5001), lab_id="lab-test",
+        images={"kubesphere/ks-console:v3.4.1": requests.LabImage(
+            candidates=["harbor.corp/kubesphere/ks-console:v3.4.1"], clusters=["lab"], override=False)},
+        credentials=json.dumps({"harbor.corp": {"username": "u", "password": "pw"}})).to_env())
     from kslab.steps import image_steps, lab_registry, lab_store, registry_auth, registry_check
     lab_registry.machine_lock = lambda lab, log: contextlib.nullcontext()
     lab_registry.container_state = lambda lab, name=None: None

@@ -59,20 +59,8 @@ class PolicyName(StrEnum):
 # Pulumi.yaml), one type per kind of step, so previews and policies can tell them apart.
 STEP_PACKAGE = "kslab"
 STEP_MODULE = "steps"
-STEP_TYPE_NAMES = {
-    "preflight": "Preflight",
-    "image-check": "ImageCheck",
-    "lab-images": "LabImages",
-    "gen-secret": "GeneratedSecret",
-    "kind-create": "KindCluster",
-    "role-guard": "RoleGuard",
-    "install-baseline": "InstallBaseline",
-    "wait-install": "InstallWait",
-    "read-jwt": "JwtSecretRead",
-    "join-check": "JoinCheck",
-    "wait-join": "JoinReady",
-    "dev-up": "DevWorkspace",
-}
+# The one table of steps, each with its type and request: kslab/model/step_table.py.
+
 # What every step was before it had its own type (Pulumi's dynamic provider). Steps alias it, so a stack
 # created then upgrades in place.
 LEGACY_STEP_TYPE = "pulumi-python:dynamic:Resource"
@@ -88,15 +76,9 @@ SAVED_WEBHOOKS_CONFIG_MAP = "kslab-saved-webhook-configurations"
 CC_VERSION_LABEL = "version"
 
 
-def step_type(step: str) -> str:
-    return f"{STEP_PACKAGE}:{STEP_MODULE}:{STEP_TYPE_NAMES[step]}"
-
-
-STEP_TYPES = frozenset(step_type(s) for s in STEP_TYPE_NAMES)
-KIND_CLUSTER_TYPE = step_type("kind-create")
-
 # --- step environment ------------------------------------------------------------------------
-# Set by the program for a step (its own cluster only; a join step gets its member's and host's).
+# Set by the program for a step (its own cluster only; a join step gets its member's and host's), each the field
+# of a typed request (kslab/model/requests.py) that says what its value is and how it is written.
 ENV_CLUSTER = "KSLAB_CLUSTER"
 ENV_ROLE = "KSLAB_ROLE"
 ENV_KS_VERSION = "KSLAB_KS_VERSION"
@@ -105,9 +87,8 @@ ENV_NODE_IMAGE = "KSLAB_NODE_IMAGE"
 ENV_KIND_CONFIG = "KSLAB_KIND_CONFIG"
 ENV_KIND_WAIT = "KSLAB_KIND_WAIT"
 ENV_PLAN = "KSLAB_PLAN"
-ENV_IMAGES = "KSLAB_IMAGES"  # the image plan the image check asks the registries for: {ref: [cluster, ...]}
-# The lab registry ({"name", "hostPort"}) and what goes into it: {namespace/name:tag: {"candidates": [ref, ...],
-# "clusters": [...]}}; the source registries' credentials ({host: {"username", "password"}}, a secret).
+ENV_IMAGES = "KSLAB_IMAGES"  # the image plan the image check asks the registries for (requests.ImageCheck)
+# The lab registry, what goes into it (requests.LabImages), the source registries' credentials (a secret).
 ENV_LAB_REGISTRY = "KSLAB_LAB_REGISTRY"
 ENV_LAB_IMAGES = "KSLAB_LAB_IMAGES"
 ENV_LAB_ID = "KSLAB_LAB_ID"  # the lab's own repositories in the lab registry: labs/<lab id>/... (lab_id)

@@ -1,6 +1,6 @@
-"""`python -m kslab.steps <step>`: run one apply-time step (kslab/steps/programs.py)."""
+"""`python -m kslab.steps <step>`: run one apply-time step (kslab/steps/dispatch.py)."""
 import sys
 
-from kslab.steps.programs import main
+from kslab.steps.dispatch import main
 
 main(sys.argv[1:])

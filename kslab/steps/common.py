@@ -1,5 +1,6 @@
-"""What every apply-time step shares (kslab/steps/programs.py): its stderr progress and failure, its environment
-inputs, the cluster client and the `kind` binary, the bounded wait, and the one error boundary a step runs in.
+"""What every apply-time step shares (kslab/steps/dispatch.py): its stderr progress and failure, its typed request
+(kslab/model/requests.py) and the user's knobs, the cluster client and the `kind` binary, the bounded wait, and the
+one error boundary a step runs in.
 
 `_kube` and `_kind` are the steps' ways out of the process (a cluster's API, the kind binary). Every step module
 calls them through this module (`common._kube(...)`, never a name imported from it), so one stand-in set here
@@ -12,10 +13,15 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from kslab.model import contract as names
+from kslab.model import requests
+from kslab.model.step_table import STEPS
 from kslab.steps.errors import ApiFailure, Transient
+
+R = TypeVar("R", bound=requests.StepRequest)
+STEP: str | None = None  # the step this process runs (kslab/steps/dispatch.py sets it)
 
 
 def log(message: str) -> None:
@@ -27,25 +33,42 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-def env(name: str, default: str | None = None) -> str:
-    value = os.environ.get(name, default)
-    if value is None:
-        fail(f"internal: {name} not set")
-    return value
+def _step_of(kind: type[Any]) -> str:
+    """The step this process runs, or (a step function called on its own, as tests do) the first of the table's
+    steps that read this request."""
+    return STEP or next((s.name for s in STEPS.values() if s.request is kind), kind.__name__)
+
+
+def request(kind: type[R]) -> R:
+    """This step's request, read from its environment; a missing or malformed variable ends the step with the
+    step's and the variable's name (a kslab bug: the program writes every request)."""
+    try:
+        read: R = kind.from_env(os.environ, _step_of(kind))
+    except requests.RequestError as error:
+        fail(str(error))
+    return read
+
+
+def knobs() -> requests.UserKnobs:
+    """The user's knobs for this run (requests.UserKnobs: the poll and progress intervals, a forced unjoin, ...)."""
+    try:
+        read: requests.UserKnobs = requests.UserKnobs.from_env(os.environ, STEP or "of this run")
+    except requests.RequestError as error:
+        fail(f"{error}. Fix: unset it, or correct it")
+    return read
 
 
 def _kube(var: str, label: str):
+    """A client of the cluster whose kubeconfig the step's variable `var` holds (a field of its request)."""
     from kslab.steps.kube import Kube  # the client library loads only for steps that need it
-    return Kube(env(var), label)
+    kubeconfig = os.environ.get(var)
+    if kubeconfig is None:
+        fail(f"internal: step {STEP}: {var} is not set")
+    return Kube(kubeconfig, label)
 
 
 def _kind(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(["kind", *args], capture_output=True, text=True, timeout=timeout)
-
-
-def _timing() -> tuple[float, float, float]:
-    return (float(env(names.ENV_TIMEOUT, "600")), float(env(names.ENV_POLL_SECONDS, "5")),
-            float(env(names.ENV_PROGRESS_SECONDS, "30")))
 
 
 def _wait_for(probe, timeout: float, poll: float, progress: float, label: str):

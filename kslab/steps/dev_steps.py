@@ -1,4 +1,4 @@
-"""The developer workspace steps (`python -m kslab.steps <step>`, kslab/steps/programs.py; what a workspace
+"""The developer workspace steps (`python -m kslab.steps <step>`, kslab/steps/dispatch.py; what a workspace
 holds: kslab/render/devworkspace.py): take a component over for local development, and give it back."""
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import os
 import yaml
 
 from kslab.model import contract as names
+from kslab.model import requests
 from kslab.render import devworkspace
 from kslab.steps import common, workspace_fs
-from kslab.steps.common import env, fail, log
+from kslab.steps.common import fail, log
 from kslab.steps.errors import ApiFailure, Transient
 
 
@@ -96,10 +97,9 @@ def step_dev_up() -> None:
     """Take a component over for local development: write the workspace, scale the Deployment to 0 (its
     replicas saved on it), and point the Service at this machine (its selector and endpoints saved on it).
     Everything is read and checked before the first change; a failure after it gives the component back."""
-    name, version = env(names.ENV_CLUSTER), env(names.ENV_KS_VERSION)
-    c = devworkspace.component(env(names.ENV_DEV_COMPONENT))
-    directory = env(names.ENV_DEV_DIR)
-    kubeconfig = env(names.ENV_KUBECONFIG)
+    asked = common.request(requests.DevWorkspace)
+    name, version, directory, kubeconfig = asked.cluster, asked.ks_version, asked.directory, asked.kubeconfig
+    c = devworkspace.component(asked.component)
     marker = devworkspace.marker(name, c.name)
     kube = common._kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
     ns = devworkspace.NAMESPACE
@@ -117,7 +117,7 @@ def step_dev_up() -> None:
     if absent:
         fail(f"Secret {c.cert_secret} on '{name}' lacks {', '.join(absent)}. Fix: reinstall ks-core")
     _check_workspace_folder(directory, marker, c.name)
-    address = _address_for(env(names.ENV_DEV_CLUSTER_ADDRESS))
+    address = _address_for(asked.cluster_address)
     subsets_before = kube.endpoint_subsets(c.name, ns)
     _write_files(directory, devworkspace.files(c.name, directory, config_yaml, kubeconfig, certs), marker, c.name)
 
@@ -156,22 +156,22 @@ def step_dev_down() -> None:
     kslab wrote (only those, and only in a folder whose marker names this workspace) unless they are kept.
     Idempotent, and needs neither the folder nor the local process. A cluster that is gone has nothing to
     give back."""
-    name = env(names.ENV_CLUSTER)
-    c = devworkspace.component(env(names.ENV_DEV_COMPONENT))
-    directory = env(names.ENV_DEV_DIR)
+    asked = common.request(requests.DevWorkspace)
+    name, directory = asked.cluster, asked.directory
+    c = devworkspace.component(asked.component)
     kube = common._kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
     try:
         replicas = _give_back(kube, c, devworkspace.NAMESPACE)
     except Transient as exc:
         # Only a cluster that is really gone has nothing to give back; a 503, a 429 or a timeout is not that.
-        gone = _cluster_gone(name, env(names.ENV_KUBECONFIG))
+        gone = _cluster_gone(name, asked.kubeconfig)
         if gone is None:
             fail(f"cannot give {c.name} back on cluster '{name}': {exc}. The workspace is kept, and the next up or "
                  f"destroy tries again. If '{name}' is gone for good, say so: {names.ENV_DEV_GONE}={name} with that "
                  "command (kslab then forgets the workspace, giving nothing back)")
         log(f"cluster '{name}' is gone ({gone}): nothing to give back")
         replicas = None
-    if env(names.ENV_DEV_KEEP_FILES, "false") != "true":
+    if not asked.keep_files:
         _remove_workspace_files(directory, devworkspace.marker(name, c.name), c.name)
     log(f"{c.name} on '{name}' given back" + (f" ({replicas} replica(s))" if replicas is not None else
                                               " (nothing was taken over)"))
@@ -180,7 +180,7 @@ def step_dev_down() -> None:
 def _cluster_gone(name: str, kubeconfig: str) -> str | None:
     """How we know cluster `name` is gone, or None when it is not known to be. A kind cluster (its kubeconfig's
     context is kind's `kind-<name>`) is gone when kind no longer lists it; any cluster is, when the user says so."""
-    if os.environ.get(names.ENV_DEV_GONE) == name:
+    if common.knobs().dev_gone == name:
         return f"{names.ENV_DEV_GONE}={name}"
     try:
         context = (yaml.safe_load(kubeconfig) or {}).get("current-context")

@@ -1,21 +1,23 @@
-"""The image steps (`python -m kslab.steps <step>`, kslab/steps/programs.py): every planned image asked of its
+"""The image steps (`python -m kslab.steps <step>`, kslab/steps/dispatch.py): every planned image asked of its
 registry before anything is created, and the lab registry filled with the kind clusters' images (and its
 refresh)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
 from kslab.model import contract as names
-from kslab.steps.common import env, fail, log
+from kslab.model import requests
+from kslab.model.requests import LabImage
+from kslab.steps import common
+from kslab.steps.common import fail, log
 
 
 def step_image_check() -> None:
     """Every planned image, asked of its registry (a manifest HEAD), before any cluster or object exists."""
     from kslab.steps import registry_check  # the HTTP client loads only for this step
-    wanted: dict[str, list[str]] = json.loads(env(names.ENV_IMAGES))
+    wanted = common.request(requests.ImageCheck).images
     started = time.monotonic()
     answers = registry_check.check(list(wanted))
     refusal = registry_check.report(answers, wanted)
@@ -26,12 +28,7 @@ def step_image_check() -> None:
                                                                    for r in answers})}))
 
 
-def _registry_auth() -> dict[str, tuple[str, str]]:
-    doc = json.loads(os.environ.get(names.ENV_REGISTRY_AUTH) or "{}")
-    return {host: (entry["username"], entry["password"]) for host, entry in doc.items()}
-
-
-def _before_anything(wanted: dict[str, dict], archive_files: list[str]) -> tuple[dict[str, tuple], dict[str, str]]:
+def _before_anything(wanted: dict[str, LabImage], archive_files: list[str]) -> tuple[dict[str, tuple], dict[str, str]]:
     """What needs no network and no registry, checked first: every archive read and checked in full, and every image
     of your own present in this machine's Docker. (path -> (archive index, path) it loads from, path -> docker
     image)."""
@@ -41,10 +38,10 @@ def _before_anything(wanted: dict[str, dict], archive_files: list[str]) -> tuple
     for archive in archive_files:
         index = archives.verify(archive)
         for path in wanted:
-            if path in index.images and path not in in_archive and not wanted[path].get("override"):
+            if path in index.images and path not in in_archive and not wanted[path].override:
                 in_archive[path] = (index, path)
-    from_docker = {path: wanted[path]["candidates"][0].removeprefix(DOCKER_PREFIX) for path in wanted
-                   if wanted[path]["candidates"] and wanted[path]["candidates"][0].startswith(DOCKER_PREFIX)}
+    from_docker = {path: wanted[path].candidates[0].removeprefix(DOCKER_PREFIX) for path in wanted
+                   if wanted[path].candidates and wanted[path].candidates[0].startswith(DOCKER_PREFIX)}
     for path, image in from_docker.items():
         if not crane.docker_has(image):
             fail(f"image sources: {path} is overridden with {DOCKER_PREFIX}{image}, which this machine's Docker does "
@@ -52,16 +49,16 @@ def _before_anything(wanted: dict[str, dict], archive_files: list[str]) -> tuple
     return in_archive, from_docker
 
 
-def _fill_lab_registry(lab, lab_id: str, wanted: dict[str, dict], archive_files: list[str],
+def _fill_lab_registry(lab, lab_id: str, wanted: dict[str, LabImage], archive_files: list[str],
                        credentials: dict[str, tuple[str, str]]) -> dict:
     """The lab-images step's work, under the machine's lab registry lock; what each image became (for the output)."""
     from kslab.steps import archives, crane, lab_registry, lab_store, registry_auth, registry_check, scratch
     in_archive, from_docker = _before_anything(wanted, archive_files)
     running = lab_registry.is_running(lab_registry.container_state(lab))
     store = lab_store.LabStore(lab, lab_id, registry_auth.push_credentials(lab))
-    ask = {path: wanted[path]["candidates"] for path in wanted if path not in in_archive and path not in from_docker}
+    ask = {path: wanted[path].candidates for path in wanted if path not in in_archive and path not in from_docker}
     found = lab_store.resolve(ask, registry_check.Checker(credentials=credentials), store if running else None)
-    refusal = registry_check.report_sources(lab_store.unresolved(found), {p: wanted[p]["clusters"] for p in wanted},
+    refusal = registry_check.report_sources(lab_store.unresolved(found), {p: wanted[p].clusters for p in wanted},
                                             archive_files)
     if refusal:
         fail("image sources: " + refusal)
@@ -95,14 +92,14 @@ def step_lab_images() -> None:
     What this machine already fetched from the same source with the same digest is not fetched again; a source that
     cannot be reached is stood in for by this machine's copy of what it served last. Every image is found, and every
     archive checked, before anything is copied or created: a refusal lists each one nothing has."""
-    from kslab.model.image_sources import LabRegistry
     from kslab.steps import lab_registry
     from kslab.steps.errors import RegistryError
-    lab = LabRegistry.from_env(env(names.ENV_LAB_REGISTRY))
-    lab_id = env(names.ENV_LAB_ID)
-    wanted: dict[str, dict] = json.loads(env(names.ENV_LAB_IMAGES))
-    archive_files: list[str] = json.loads(os.environ.get(names.ENV_LAB_ARCHIVES) or "[]")
-    credentials = _registry_auth()
+    asked = common.request(requests.LabImages)
+    lab, wanted, archive_files = asked.registry, asked.images, asked.archives or []
+    lab_id = asked.lab_id
+    if lab_id is None:
+        fail(f"internal: step lab-images: {names.ENV_LAB_ID} is not set")
+    credentials = requests.LabImages.credential_pairs(asked.credentials)
     started = time.monotonic()
     try:
         with lab_registry.machine_lock(lab, log):
@@ -120,18 +117,16 @@ def step_lab_images_read() -> None:
     """Refresh: the lab images step counts as gone (and the next up fills the lab's repositories again) when the lab
     registry is not there, the lab's repositories lack an image, or an image of your own is to be pushed again (it
     may be rebuilt)."""
-    from kslab.model.image_sources import LabRegistry
     from kslab.steps import lab_registry, lab_store, registry_auth
     from kslab.steps.errors import RegistryError
-    lab = LabRegistry.from_env(env(names.ENV_LAB_REGISTRY))
-    wanted: dict[str, dict] = json.loads(env(names.ENV_LAB_IMAGES))
-    lab_id = os.environ.get(names.ENV_LAB_ID)
+    asked = common.request(requests.LabImages)
+    lab, wanted, lab_id = asked.registry, asked.images, asked.lab_id
     try:
         running = lab_registry.is_running(lab_registry.container_state(lab)) and lab_registry.is_running(
             lab_registry.container_state(lab, lab.push_container))
     except RegistryError as error:
         fail(f"lab registry: {error}")
-    if not lab_id or not running or any(entry.get("override") for entry in wanted.values()):
+    if not lab_id or not running or any(entry.override for entry in wanted.values()):
         sys.exit(names.GONE_EXIT)  # a step of an earlier kslab (no lab of its own) is filled again too
     store = lab_store.LabStore(lab, lab_id, registry_auth.push_credentials(lab))
     digests = {path: store.digest(store.own(path)) for path in wanted}

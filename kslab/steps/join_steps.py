@@ -1,18 +1,17 @@
-"""The multicluster steps (`python -m kslab.steps <step>`, kslab/steps/programs.py): the host console's import
+"""The multicluster steps (`python -m kslab.steps <step>`, kslab/steps/dispatch.py): the host console's import
 checks before a member's Cluster object is created, the bounded wait for it to be Ready, and the unjoin, with
 the v3.4 Cluster webhook moved out of the way (and saved on the host) when the finalizer must go by hand."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 
 from kslab.model import contract as names
 from kslab.model import kubeconfig as kc
-from kslab.model import versions
+from kslab.model import requests, versions
 from kslab.render.lines import line_for
 from kslab.steps import common
-from kslab.steps.common import _timing, _wait_for, env, fail, log
+from kslab.steps.common import _wait_for, fail, log
 from kslab.steps.errors import Transient
 
 
@@ -64,10 +63,9 @@ def _console_checks(host_kube, member_kube, member: str, host: str, join_server:
 
 
 def step_join_check() -> None:
-    member, host = env(names.ENV_MEMBER), env(names.ENV_HOST)
-    ks_version = env(names.ENV_KS_VERSION)
-    allow_loopback = env(names.ENV_ALLOW_LOOPBACK, "false") == "true"
-    join_kubeconfig = env(names.ENV_JOIN_KUBECONFIG)
+    asked = common.request(requests.JoinCheck)
+    member, host, ks_version = asked.member, asked.host, asked.ks_version
+    allow_loopback, join_kubeconfig = asked.allow_loopback, asked.join_kubeconfig
     problems = [f"member '{member}': {p}" for p in kc.join_problems(join_kubeconfig, allow_loopback)]
     try:
         member_kube = common._kube(names.ENV_MEMBER_KUBECONFIG, f"member '{member}'")
@@ -96,7 +94,7 @@ def _replace_stale_cluster(host_kube, member: str, host: str, member_uid: str | 
         return
     log(f"member '{member}' was rebuilt (kube-system UID {member_uid}; host '{host}' recorded {recorded}): "
         "removing the stale Cluster object so the member is joined anew")
-    _remove_cluster_object(host_kube, member, host, ks_version, wait_seconds=float(env(names.ENV_STALE_WAIT, "10")))
+    _remove_cluster_object(host_kube, member, host, ks_version, wait_seconds=common.knobs().stale_wait_seconds)
 
 
 def _restore_saved_webhooks(kube, host: str) -> None:
@@ -112,7 +110,8 @@ def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_s
     what the controller's unjoin would have done on the host. On v3.4.1 the finalizer can only go with the
     webhook out of the way: the maintainers' workaround (kubesphere#2306) is to save the
     ValidatingWebhookConfiguration, delete it, drop the finalizer, and apply it again."""
-    _, poll, progress = _timing()
+    knobs = common.knobs()
+    poll, progress = knobs.poll_seconds, knobs.progress_seconds
     _restore_saved_webhooks(kube, host)
     if delete:
         kube.delete_member_cluster(member)
@@ -144,8 +143,9 @@ def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_s
 
 
 def step_wait_join() -> None:
-    member, host, ks_version = env(names.ENV_MEMBER), env(names.ENV_HOST), env(names.ENV_KS_VERSION)
-    timeout, poll, progress = _timing()
+    asked, knobs = common.request(requests.JoinReady), common.knobs()
+    member, host, ks_version = asked.member, asked.host, asked.ks_version
+    timeout, poll, progress = asked.timeout, knobs.poll_seconds, knobs.progress_seconds
     kube = common._kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
 
     def probe():
@@ -165,11 +165,10 @@ def step_unjoin() -> None:
     """Delete the Cluster and wait (bounded) for the controller's unjoin. Upstream's unjoin runs with no
     member config: it removes only the host's KubeFedCluster and its secret, and the member keeps its
     kube-federation-system objects in every case (kubesphere@<tag>:pkg/controller/cluster/unjoin.go)."""
-    member, host = env(names.ENV_MEMBER), env(names.ENV_HOST)
-    ks_version = env(names.ENV_KS_VERSION)
-    _, poll, progress = _timing()
-    timeout = float(env(names.ENV_UNJOIN_TIMEOUT, "300"))
-    force = os.environ.get(names.ENV_FORCE_UNJOIN, "") in ("1", "true")
+    asked, knobs = common.request(requests.JoinReady), common.knobs()
+    member, host, ks_version = asked.member, asked.host, asked.ks_version
+    poll, progress, timeout = knobs.poll_seconds, knobs.progress_seconds, asked.unjoin_timeout
+    force = knobs.force_unjoin
     kube = common._kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
     _restore_saved_webhooks(kube, host)
     if kube.member_cluster(member) is None:

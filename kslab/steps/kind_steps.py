@@ -1,4 +1,4 @@
-"""The kind steps (`python -m kslab.steps <step>`, kslab/steps/programs.py): the machine's preflight before any
+"""The kind steps (`python -m kslab.steps <step>`, kslab/steps/dispatch.py): the machine's preflight before any
 cluster exists, and a kind cluster's create (or adoption), refresh and delete. What create and refresh print is
 the cluster's kubeconfigs and control-plane IP, which the resource stores as a secret."""
 from __future__ import annotations
@@ -11,20 +11,19 @@ import time
 
 from kslab.model import contract as names
 from kslab.model import kubeconfig as kc
-from kslab.model import preflight_rules
-from kslab.model.types import LAB_DEFAULTS
+from kslab.model import preflight_rules, requests
+from kslab.model.image_sources import LabRegistry
 from kslab.steps import common, kind_marks
-from kslab.steps.common import env, fail, log
+from kslab.steps.common import fail, log
 from kslab.steps.scratch import private_dir
 
 
 def step_preflight() -> None:
-    plan = json.loads(env(names.ENV_PLAN))
-    kind_clusters = plan.pop("kind_clusters", [])  # absent in the plan of a stack from before the lab mark
-    facts = preflight_rules.probe(plan["node_images"])
-    verdict = preflight_rules.evaluate(facts, preflight_rules.Plan(**plan))
+    plan = common.request(requests.Preflight).plan
+    facts = preflight_rules.probe(plan.node_images)
+    verdict = preflight_rules.evaluate(facts, preflight_rules.Plan(plan.node_images, plan.memory_estimate_mib))
     if facts.docker_ok and facts.kind_version:
-        verdict.errors.extend(kind_marks.preflight_problems(kind_clusters))
+        verdict.errors.extend(kind_marks.preflight_problems(plan.kind_clusters))
     for warning in verdict.warnings:
         log(f"WARNING: {warning}")
     if verdict.errors:
@@ -43,13 +42,12 @@ def _container_ip(name: str) -> str:
     return ip
 
 
-def _kind_create_env() -> dict[str, str]:
+def _kind_create_env(lab: LabRegistry | None) -> dict[str, str]:
     """kind hands the proxy variables to every node's containerd (kind: its proxy settings, with NO_PROXY for the
     node network); the lab registry is named by its container name, which that list lacks, so it is added."""
     environment = dict(os.environ)
-    if environment.get(names.ENV_LAB_REGISTRY):
-        from kslab.model.image_sources import LabRegistry
-        name = LabRegistry.from_env(environment[names.ENV_LAB_REGISTRY]).name
+    if lab is not None:
+        name = lab.name
         for key in ("NO_PROXY", "no_proxy"):
             if any(environment.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")):
                 environment[key] = ",".join(filter(None, (environment.get(key), name)))
@@ -76,7 +74,8 @@ def _adopt(name: str, image: str, lab: str | None) -> None:
 
 
 def step_kind_create() -> None:
-    name, image, this_lab = env(names.ENV_CLUSTER), env(names.ENV_NODE_IMAGE), kind_marks.this_lab()
+    asked = common.request(requests.KindCluster)
+    name, image, this_lab = asked.cluster, asked.node_image, kind_marks.this_lab()
     existing = common._kind("get", "clusters", timeout=60)
     if existing.returncode != 0:
         fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
@@ -94,18 +93,17 @@ def step_kind_create() -> None:
             with open(config_path, "w") as fh:
                 # The lab's mark on every node (the program's kind config input stays as it was, so no existing
                 # cluster is replaced); without a stack (a step of the dynamic provider) the cluster goes unmarked.
-                config = env(names.ENV_KIND_CONFIG)
+                config = asked.kind_config
                 fh.write(kind_marks.labelled_config(config, this_lab) if this_lab else config)
             proc = subprocess.run(["kind", "create", "cluster", "--name", name, "--config", config_path,
-                                   "--image", image, "--wait", env(names.ENV_KIND_WAIT, LAB_DEFAULTS["kindWait"]),
+                                   "--image", image, "--wait", asked.kind_wait,
                                    "--kubeconfig", os.path.join(scratch, "kubeconfig")],
-                                  stdout=sys.stderr, timeout=1800, env=_kind_create_env())
+                                  stdout=sys.stderr, timeout=1800, env=_kind_create_env(asked.lab_registry))
         if proc.returncode != 0:
             fail(f"`kind create cluster --name {name}` failed (exit {proc.returncode}); see the output above")
-    if os.environ.get(names.ENV_LAB_REGISTRY):
-        from kslab.model.image_sources import LabRegistry
+    lab = asked.lab_registry
+    if lab is not None:
         from kslab.steps import lab_registry
-        lab = LabRegistry.from_env(os.environ[names.ENV_LAB_REGISTRY])
         try:
             nodes = lab_registry.configure_nodes(lab, name)
         except lab_registry.RegistryError as error:
@@ -129,7 +127,7 @@ def _print_kind_access(name: str) -> None:
 def step_kind_read() -> None:
     """Refresh of a kind cluster: gone (deleted out of band) or what it is now (its IP may have changed
     after a restart, and kind then issues new certificates)."""
-    name = env(names.ENV_CLUSTER)
+    name = common.request(requests.KindCluster).cluster
     existing = common._kind("get", "clusters", timeout=60)
     if existing.returncode != 0:
         fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
@@ -147,7 +145,7 @@ KIND_DELETE_ATTEMPTS = 3
 
 
 def step_kind_delete() -> None:
-    name = env(names.ENV_CLUSTER)
+    name = common.request(requests.KindCluster).cluster
     existing = common._kind("get", "clusters", timeout=60)
     if existing.returncode == 0 and name not in existing.stdout.split():
         log(f"cluster '{name}' is already gone")

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from kslab.model import contract as names
-from kslab.model import versions
+from kslab.model import step_table, versions
 
 # The engine's markers (the same values pulumi and pulumi-policy use on the wire).
 SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -27,8 +27,8 @@ UNKNOWNS = {
 CC_TYPE = "kubernetes:installer.kubesphere.io/v1alpha1:ClusterConfiguration"
 JOIN_TYPE = "kubernetes:cluster.kubesphere.io/v1alpha1:Cluster"
 # kslab's apply-time steps (components/step_resources.py): one type per kind of step, each with a `step` input.
-STEP_TYPES = names.STEP_TYPES
-KIND_CLUSTER_TYPE = names.KIND_CLUSTER_TYPE
+STEP_TYPES = step_table.STEP_TYPES
+KIND_CLUSTER_TYPE = step_table.KIND_CLUSTER_TYPE
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 K8S_PROVIDER_TYPE = "pulumi:providers:kubernetes"
 

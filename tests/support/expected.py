@@ -2,8 +2,8 @@
 and the real-engine preview tests both check (type, name, parent name)."""
 from __future__ import annotations
 
-from kslab.model.contract import step_type as step
 from kslab.model.spec import LabSpec
+from kslab.model.step_table import step_type as step
 
 INSTALLER_TYPES = {
     "customresourcedefinition": "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",

@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc
 
 from kslab.model import contract as names
-from kslab.model.contract import STEP_TYPES
+from kslab.model.step_table import STEP_TYPES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAIN = os.path.join(ROOT, "__main__.py")
