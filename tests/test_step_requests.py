@@ -234,9 +234,10 @@ def test_no_step_module_reads_a_step_variable_by_hand():
     for path in glob.glob(os.path.join(root, "kslab", "steps", "*.py")):
         with open(path) as fh:
             text = fh.read()
-        # the plugin's own variables (the stack from the URN, the user's debug switch) are no request's
+        # the plugin's own variables (the stack from the URN, whether the resource is in the state, the user's debug
+        # switch) are no request's
         hits = [name for name in re.findall(r"(?:environ\.get\(|environ\[|\benv\()(?:names|contract)\.(ENV_[A-Z_]+)",
-                                            text) if name not in ("ENV_STACK_NAME", "ENV_DEBUG")]
+                                            text) if name not in ("ENV_STACK_NAME", "ENV_IN_STATE", "ENV_DEBUG")]
         if hits:
             found[os.path.relpath(path, root)] = hits
     assert found == {}

@@ -76,14 +76,29 @@ def _configs() -> dict[str, tuple[dict[str, str], list[str]]]:
 def _normalised(value: Any, harness: str) -> Any:
     """The recording holds no path of this machine: the checkout, its lab id digest and the harness folder."""
     text = json.dumps(value, sort_keys=True)
-    digest = contract.lab_id("x").rsplit("-", 1)[1]
+    digest = contract.lab_id("x", FIXED_CHECKOUT).rsplit("-", 1)[1]
     return json.loads(text.replace(contract.PROJECT_DIR, "<project>").replace(digest, "<digest>")
                       .replace(harness, HARNESS_DIR))
 
 
+FIXED_CHECKOUT = "/checkout"  # the lab id of every recorded lab is computed as if the checkout were here
+
+
 def record() -> dict[str, dict[str, Any]]:
-    """{lab: {step resource name: {type, props (wire form), secret outputs}}} for every lab above."""
+    """{lab: {step resource name: {type, props (wire form), secret outputs}}} for every lab above. A lab's id names
+    its checkout (contract.lab_id), and a hash of what holds it (an install's trigger) cannot be normalised after
+    the fact: the labs are recorded as if checked out at FIXED_CHECKOUT, whatever this clone's path."""
     out: dict[str, dict[str, Any]] = {}
+    real_lab_id = contract.lab_id
+    contract.lab_id = lambda stack, project_dir=FIXED_CHECKOUT: real_lab_id(stack, FIXED_CHECKOUT)
+    try:
+        _record(out)
+    finally:
+        contract.lab_id = real_lab_id
+    return out
+
+
+def _record(out: dict[str, dict[str, Any]]) -> None:
     with tempfile.TemporaryDirectory() as harness:
         for name in ("host", "member", "host2", "lab"):
             os.makedirs(os.path.join(harness, name))
@@ -103,7 +118,6 @@ def record() -> dict[str, dict[str, Any]]:
                 os.environ.pop("KSLAB_HARNESS_DIR", None)
             else:
                 os.environ["KSLAB_HARNESS_DIR"] = old
-    return out
 
 
 if __name__ == "__main__":
