@@ -10,7 +10,7 @@ import statistics
 import tempfile
 import time
 
-from kslab.cli.status import load_spec
+from kslab.cli.stack_spec import load_spec
 from kslab.model import images
 from kslab.steps import registry_check
 from tests.support.mock_run import ROOT

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from kslab.cli.registry import stored_bytes
-from kslab.cli.status import load_spec
+from kslab.cli.stack_spec import load_spec
 from kslab.model import images
 from kslab.model.image_sources import LabRegistry
 from kslab.model.spec import parse_lab
@@ -72,7 +72,7 @@ def served(source: SourceRegistry) -> tuple[int, int]:
 
 
 def volume_bytes(lab: LabRegistry) -> int:
-    proc = lab_registry._docker("volume", "inspect", "--format", "{{.Mountpoint}}", lab.volume)
+    proc = lab_registry.docker("volume", "inspect", "--format", "{{.Mountpoint}}", lab.volume)
     out = subprocess.run(["du", "-sb", proc.stdout.decode().strip()], capture_output=True, text=True)
     return int(out.stdout.split()[0]) if out.returncode == 0 else -1
 

@@ -44,7 +44,7 @@ class ExistingClusterArgs:
     kubeconfig: pulumi.Output[str]  # already a secret
 
 
-class _ClusterBase(pulumi.ComponentResource):
+class ClusterBase(pulumi.ComponentResource):
     spec: ClusterSpec
     kubeconfig: pulumi.Output[str]
     internal_kubeconfig: pulumi.Output[str]
@@ -68,7 +68,7 @@ class _ClusterBase(pulumi.ComponentResource):
         })
 
 
-class KindCluster(_ClusterBase):
+class KindCluster(ClusterBase):
     """`kind create cluster` with our rendered config; `kind delete cluster` on destroy."""
 
     def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None):
@@ -93,7 +93,7 @@ class KindCluster(_ClusterBase):
         self._finish(name)
 
 
-class ExistingCluster(_ClusterBase):
+class ExistingCluster(ClusterBase):
     """A cluster the user already has; kslab never creates or deletes it."""
 
     def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.clusters import _ClusterBase
+from components.clusters import ClusterBase
 from components.kubesphere import KubeSphereInstall
 from components.step_resources import ops_step, secret
 from kslab.model import contract as names
@@ -18,8 +18,8 @@ from kslab.render.lines import line_for
 
 @dataclass
 class KubeFedJoinArgs:
-    host: _ClusterBase
-    member: _ClusterBase
+    host: ClusterBase
+    member: ClusterBase
     host_install: KubeSphereInstall
     member_install: KubeSphereInstall
     timeout_seconds: int

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import pulumi
 
 from components.clusters import (
+    ClusterBase,
     ExistingCluster,
     ExistingClusterArgs,
     KindCluster,
     KindClusterArgs,
-    _ClusterBase,
     node_image_of,
 )
 from components.join import KubeFedJoin, KubeFedJoinArgs
@@ -171,8 +171,8 @@ class Lab(pulumi.ComponentResource):
 
     @staticmethod
     def _clusters(spec: LabSpec, args: LabArgs, before_clusters: list[LabStep],
-                  child: pulumi.ResourceOptions) -> dict[str, _ClusterBase]:
-        clusters: dict[str, _ClusterBase] = {}
+                  child: pulumi.ResourceOptions) -> dict[str, ClusterBase]:
+        clusters: dict[str, ClusterBase] = {}
         for c in spec.clusters:
             if c.is_kind:
                 lab_registry = spec.image_sources.lab if spec.image_sources and spec.uses_lab_registry(c) else None

@@ -15,7 +15,7 @@ import tomllib
 import pytest
 
 from kslab.cli import main as cli
-from kslab.cli import needs, project
+from kslab.cli import needs, project, stack_spec
 from kslab.cli.config_value import UsageError, split_value_source
 from tests.support.mock_run import ROOT
 from tests.test_lab_sh import _env, _fake_pulumi, _records
@@ -164,7 +164,7 @@ def test_a_kind_test_stack_runs_on_the_kind_tier(tmp_path, stack, action, tools)
 
 
 def test_a_lab_of_your_own_on_kind_uses_your_docker_and_kind():
-    lab = needs.load_spec(ROOT, "standalone")
+    lab = stack_spec.load_spec(ROOT, "standalone")
     assert any(c.is_kind for c in lab.clusters) and needs.tools_for("up", [], lab, False) == []
 
 

@@ -17,7 +17,7 @@ def step(monkeypatch, tmp_path):
     """dev-down of ks-controller-manager on cluster 'lab', whose API answers 503 whatever is asked."""
     def unavailable(kube, c, ns):
         raise Transient("cluster 'lab': API server answered 503 Service Unavailable")
-    monkeypatch.setattr(common, "_kube", lambda var, label: object())
+    monkeypatch.setattr(common, "kube", lambda var, label: object())
     monkeypatch.setattr(dev_steps, "_give_back", unavailable)
     monkeypatch.setenv("KSLAB_CLUSTER", "lab")
     monkeypatch.setenv("KSLAB_DEV_COMPONENT", "ks-controller-manager")
@@ -31,7 +31,7 @@ def step(monkeypatch, tmp_path):
     def run(kubeconfig, kind_lists=("lab",)):
         monkeypatch.setenv("KSLAB_KUBECONFIG", kubeconfig)
         listed = "\n".join(kind_lists)
-        monkeypatch.setattr(common, "_kind", lambda *a, **k: subprocess.CompletedProcess(a, 0, listed, ""))
+        monkeypatch.setattr(common, "kind", lambda *a, **k: subprocess.CompletedProcess(a, 0, listed, ""))
         dev_steps.step_dev_down()
     return run
 

@@ -174,7 +174,7 @@ def test_image_sources_refuse_a_gap_before_any_cluster_then_fill_the_lab_registr
 
         # An image of your own, from this machine's Docker, overrides the plan's entry, even one already held.
         own = "kslab-test/ks-controller-manager:dev"
-        lab_registry._docker("import", "-c", "LABEL io.kslab.test=own-build", "-", own,
+        lab_registry.docker("import", "-c", "LABEL io.kslab.test=own-build", "-", own,
                              stdin=_one_file_tar(b"built here\n"))
         doc["config"]["kslab:imageOverrides"] = {"kubesphere/ks-controller-manager": f"docker:{own}"}
         with open(os.path.join(project.dir, "stacks", f"Pulumi.{STACK}.yaml"), "w") as fh:
@@ -192,7 +192,7 @@ def test_image_sources_refuse_a_gap_before_any_cluster_then_fill_the_lab_registr
         copies = held["this machine's copies of the sources (fetched once, shared by digest)"]
         assert mine[kcm] in copies.values(), "the source's image is still this machine's copy, untouched"
     finally:
-        lab_registry._docker("rmi", "kslab-test/ks-controller-manager:dev")
+        lab_registry.docker("rmi", "kslab-test/ks-controller-manager:dev")
         remove_lab_registry(registry)
 
 
@@ -368,5 +368,5 @@ def test_a_token_realm_that_redirects_elsewhere_never_gets_the_credentials_there
         source.close()
         elsewhere.close()
         if lab_registry.container_state(registry) is not None:
-            lab_registry._docker("rm", "-f", registry.name)
-            lab_registry._docker("volume", "rm", registry.volume)
+            lab_registry.docker("rm", "-f", registry.name)
+            lab_registry.docker("volume", "rm", registry.volume)

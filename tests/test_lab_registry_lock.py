@@ -101,7 +101,7 @@ def test_docker_gets_no_step_variable(tmp_path, monkeypatch):
                                                                                 "password": password}}))
     monkeypatch.setenv(contract.ENV_KUBECONFIG, "apiVersion: v1\nkind: Config\n")
     monkeypatch.setenv("DOCKER_HOST", "unix:///run/kslab-test.sock")
-    assert lab_registry._docker("version").returncode == 0
+    assert lab_registry.docker("version").returncode == 0
     seen = (tmp_path / "docker-env").read_text()
     assert password not in seen and contract.ENV_REGISTRY_AUTH not in seen and contract.ENV_KUBECONFIG not in seen
     assert "DOCKER_HOST=unix:///run/kslab-test.sock" in seen, "what docker needs is still passed on"

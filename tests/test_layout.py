@@ -103,3 +103,58 @@ def test_the_program_loads_the_step_plugin_only_for_a_legacy_step():
     found = {_rel(f): sorted(m for m in _imports(f, top_level_only=True) if m.startswith(("kslab.steps", "kslab.cli")))
              for f in _files("components/*.py", "__main__.py")}
     assert {f: m for f, m in found.items() if m} == {}
+
+
+# --- the import graph (tests/support/imports.py): layers, no cycle, no private name across modules -------------
+# Each package may import only the packages at its own level or below it. components (the Pulumi component
+# resources) stand beside the steps and the commands, on the model and the renderers: the step plugin loads only
+# for a legacy step, inside the call (test above).
+LAYERS = {
+    "kslab.model": ("kslab.model",),
+    "kslab.render": ("kslab.model", "kslab.render"),
+    "kslab.steps": ("kslab.model", "kslab.render", "kslab.steps"),
+    "kslab.cli": ("kslab.model", "kslab.render", "kslab.steps", "kslab.cli"),
+    "components": ("kslab.model", "kslab.render", "components", "kslab.steps.plugin"),
+    "kslab_policies": ("kslab.model", "kslab_policies"),
+}
+
+
+def _package(module: str) -> str:
+    return next((p for p in sorted(LAYERS, key=len, reverse=True) if module == p or module.startswith(p + ".")),
+                module)
+
+
+def test_the_import_graph_has_no_cycle():
+    from tests.support.imports import cycles, graph
+    edges, _ = graph(ROOT)
+    assert cycles(edges) == []
+
+
+def test_no_package_imports_a_higher_one():
+    """The model and the renderers import neither steps nor commands nor components; the steps never import the
+    commands; nothing imports the commands but themselves."""
+    from tests.support.imports import graph
+    edges, _ = graph(ROOT)
+    wrong = sorted((a, b) for a, targets in edges.items() for b in targets
+                   if _package(a) in LAYERS and not any(b == p or b.startswith(p + ".") for p in LAYERS[_package(a)]))
+    assert wrong == []
+
+
+def test_no_module_takes_a_private_name_of_another():
+    from tests.support.imports import private_uses
+    assert private_uses(ROOT) == []
+
+
+def test_the_graph_finds_what_it_must(tmp_path):
+    """The checks above can fail: a cycle, an upward import and a private name across modules are each found."""
+    from tests.support.imports import cycles, graph, private_uses
+    (tmp_path / "kslab" / "model").mkdir(parents=True)
+    (tmp_path / "kslab" / "steps").mkdir(parents=True)
+    for package in ("kslab", "kslab/model", "kslab/steps"):
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "kslab" / "model" / "a.py").write_text("from kslab.steps import b\n")
+    (tmp_path / "kslab" / "steps" / "b.py").write_text("from kslab.model.a import _hidden\n")
+    edges, _ = graph(str(tmp_path))
+    assert cycles(edges) == [["kslab.model.a", "kslab.steps.b"]]
+    assert ("kslab.model.a", "kslab.steps.b") in {(a, b) for a, t in edges.items() for b in t}
+    assert private_uses(str(tmp_path)) == [("kslab.steps.b", "kslab.model.a", "_hidden")]

@@ -89,7 +89,7 @@ def env(monkeypatch):
 
 
 def test_wait_for_times_out_with_progress(capsys):
-    value, elapsed, summary = common._wait_for(lambda: (False, "core=pending", None), 0.3, 0.05, 0.1, "lab")
+    value, elapsed, summary = common.wait_for(lambda: (False, "core=pending", None), 0.3, 0.05, 0.1, "lab")
     assert value is None and 0.3 <= elapsed < 2 and summary == "core=pending"
     assert "lab: still waiting" in capsys.readouterr().err
 
@@ -102,7 +102,7 @@ def test_wait_for_waits_through_what_can_heal():
         if isinstance(item, Exception):
             raise item
         return item
-    assert common._wait_for(probe, 5, 0.01, 10, "x")[0] == 42
+    assert common.wait_for(probe, 5, 0.01, 10, "x")[0] == 42
 
 
 def test_wait_for_fails_at_once_on_what_cannot_heal():
@@ -112,13 +112,13 @@ def test_wait_for_fails_at_once_on_what_cannot_heal():
         calls.append(1)
         raise ApiFailure("API server answered 403 Forbidden")
     with pytest.raises(ApiFailure):
-        common._wait_for(probe, 5, 0.01, 10, "x")
+        common.wait_for(probe, 5, 0.01, 10, "x")
     assert len(calls) == 1
 
 
 def test_unjoin_waits_for_the_finalizer(env, capsys):
     host = FakeHost(finalizer_clears=True)
-    env.setattr(common, "_kube", lambda var, label: host)
+    env.setattr(common, "kube", lambda var, label: host)
     join_steps.step_unjoin()
     assert host.deleted and not host.stripped and "unjoined" in capsys.readouterr().err
     assert host.webhooks, "a normal unjoin never touches the webhook"
@@ -126,7 +126,7 @@ def test_unjoin_waits_for_the_finalizer(env, capsys):
 
 def test_unjoin_stuck_fails_with_the_way_out(env, capsys):
     host = FakeHost()
-    env.setattr(common, "_kube", lambda var, label: host)
+    env.setattr(common, "kube", lambda var, label: host)
     with pytest.raises(SystemExit):
         join_steps.step_unjoin()
     err = capsys.readouterr().err
@@ -136,7 +136,7 @@ def test_unjoin_stuck_fails_with_the_way_out(env, capsys):
 
 def test_forced_unjoin_on_v3_4_moves_the_webhook_aside_and_restores_it(env, capsys):
     host = FakeHost()
-    env.setattr(common, "_kube", lambda var, label: host)
+    env.setattr(common, "kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     join_steps.step_unjoin()
     assert host.stripped and host.webhooks, "the finalizer is gone and the webhook is back"
@@ -153,10 +153,10 @@ def test_forced_unjoin_restores_the_webhook_even_when_the_strip_fails(env):
     def refuse(name):
         raise ApiFailure("API server answered 422")
     host.strip_member_cluster_finalizers = refuse
-    env.setattr(common, "_kube", lambda var, label: host)
+    env.setattr(common, "kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     with pytest.raises(SystemExit):
-        common._fatal_api_errors(join_steps.step_unjoin)()
+        common.fatal_api_errors(join_steps.step_unjoin)()
     assert host.webhooks and host.events[-2:] == ["restore-webhook cluster.kubesphere.io", "forget-saved"]
 
 
@@ -171,7 +171,7 @@ def test_a_run_killed_with_the_webhook_out_of_the_way_is_restored_by_the_next(en
     def killed_here(saved):
         raise Killed()  # the process dies here: no finally of ours runs after a SIGKILL
     host.restore_webhook_configuration = killed_here
-    env.setattr(common, "_kube", lambda var, label: host)
+    env.setattr(common, "kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     with pytest.raises(Killed):
         join_steps.step_unjoin()
@@ -185,7 +185,7 @@ def test_a_run_killed_with_the_webhook_out_of_the_way_is_restored_by_the_next(en
 
 def test_forced_unjoin_on_v3_2_has_no_webhook_to_move(env):
     host = FakeHost(webhook=False)
-    env.setattr(common, "_kube", lambda var, label: host)
+    env.setattr(common, "kube", lambda var, label: host)
     env.setenv("KSLAB_FORCE_UNJOIN", "1")
     env.setenv("KSLAB_KS_VERSION", "v3.2.1")
     join_steps.step_unjoin()
@@ -195,7 +195,7 @@ def test_forced_unjoin_on_v3_2_has_no_webhook_to_move(env):
 def test_wait_join_timeout_names_the_member(env, capsys):
     host = FakeHost()
     host.obj["status"] = {"conditions": [{"type": "Ready", "status": "False", "message": "member down"}]}
-    env.setattr(common, "_kube", lambda var, label: host)
+    env.setattr(common, "kube", lambda var, label: host)
     with pytest.raises(SystemExit):
         join_steps.step_wait_join()
     err = capsys.readouterr().err
@@ -217,7 +217,7 @@ def test_read_jwt_retries_until_the_installer_wrote_it(env, capsys):
     env.setenv("KSLAB_CLUSTER", "host")
     env.setenv("KSLAB_JWT_READ_SECONDS", "5")
     cluster = FakeCluster([None, Transient("unreachable"), "s3cr3t-value"])
-    env.setattr(common, "_kube", lambda var, label: cluster)
+    env.setattr(common, "kube", lambda var, label: cluster)
     install_steps.step_read_jwt()
     out = capsys.readouterr()
     assert out.out.strip() == "s3cr3t-value" and "s3cr3t" not in out.err
@@ -227,7 +227,7 @@ def test_read_jwt_gives_up_within_its_bound(env, capsys):
     env.setenv("KSLAB_CLUSTER", "host")
     env.setenv("KSLAB_JWT_READ_SECONDS", "0.2")
     cluster = FakeCluster([None] * 100)
-    env.setattr(common, "_kube", lambda var, label: cluster)
+    env.setattr(common, "kube", lambda var, label: cluster)
     with pytest.raises(SystemExit):
         install_steps.step_read_jwt()
     assert "no authentication.jwtSecret in kubesphere-config yet" in capsys.readouterr().err
@@ -253,7 +253,7 @@ def test_install_wait_fails_at_once_on_a_failed_component(env, capsys):
     env.setenv("KSLAB_WAIT_KEYS", "servicemesh")
     env.setenv("KSLAB_TIMEOUT", "30")
     cluster = FakeInstalled({"core": {"status": "enabled", "enabledTime": "t1"}, "servicemesh": {"status": "failed"}})
-    env.setattr(common, "_kube", lambda var, label: cluster)
+    env.setattr(common, "kube", lambda var, label: cluster)
     with pytest.raises(SystemExit):
         install_steps.step_wait_install()
     assert "marked servicemesh failed" in capsys.readouterr().err
@@ -265,7 +265,7 @@ def test_install_wait_ignores_a_run_older_than_the_change(env, capsys):
     env.setenv("KSLAB_KS_VERSION", "v3.2.1")
     env.setenv("KSLAB_BASELINE", json.dumps({"enabledTime": "t1"}))
     cluster = FakeInstalled({"core": {"status": "enabled", "enabledTime": "t1", "version": "v3.2.1"}})
-    env.setattr(common, "_kube", lambda var, label: cluster)
+    env.setattr(common, "kube", lambda var, label: cluster)
     with pytest.raises(SystemExit):
         install_steps.step_wait_install()
     assert "run=not started" in capsys.readouterr().err
@@ -280,7 +280,7 @@ def test_a_bug_in_a_step_is_said_as_such_without_a_traceback(monkeypatch, capsys
         return {}["missing"]
     monkeypatch.delenv("KSLAB_DEBUG", raising=False)
     with pytest.raises(SystemExit):
-        common._fatal_api_errors(broken)()
+        common.fatal_api_errors(broken)()
     err = capsys.readouterr().err
     assert "[kslab] ERROR: step broken failed unexpectedly (KeyError: 'missing')" in err and "kslab bug" in err
     assert "Traceback" not in err
@@ -292,8 +292,8 @@ def test_saved_webhooks_are_put_back_only_when_their_run_is_gone_and_only_the_cl
     import os
     import socket
 
-    from kslab.cli.processes import process_identity
     from kslab.steps import kube
+    from kslab.steps.procfs import process_identity
     me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "start": process_identity(os.getpid())[1]})
     assert kube._owner_runs(me)
     assert not kube._owner_runs(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "start": 1}))

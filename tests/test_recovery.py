@@ -18,6 +18,7 @@ from kslab.cli.stack_state import (
     pending_operations,
     sidecar_is_broken,
 )
+from kslab.steps import procfs
 
 HOST = "labhost"
 GOOD_ATTRS = json.dumps({"user.content_type": "text/plain; charset=utf-8", "md5": "yzX7IaqAo1MnMJc8uef1Uw=="})
@@ -191,7 +192,7 @@ def test_the_command_line_never_shows_a_traceback(tmp_path, capsys, monkeypatch)
     def unwritable(path, data):
         raise PermissionError(13, "Permission denied", path)
     put(f.checkpoint + ".bak", checkpoint())
-    monkeypatch.setattr(recovery, "_write_atomic", unwritable)
+    monkeypatch.setattr(recovery, "write_atomic", unwritable)
     assert recovery.main(["up", "s", "--backend", f"file://{tmp_path}", "--project-dir", str(project)]) == \
         recovery.EXIT_STOP
     err = capsys.readouterr().err
@@ -232,7 +233,7 @@ def test_a_restored_state_needs_an_up_before_a_destroy(tmp_path):
 def _fake_proc(monkeypatch, tmp_path, table):
     """A /proc of `table` {pid: (ppid, program)}: every process of this user, started in `tmp_path`."""
     real_readlink = os.readlink
-    monkeypatch.setattr(processes, "_listdir", lambda d: [str(p) for p in table] if d == "/proc" else [])
+    monkeypatch.setattr(processes, "listdir", lambda d: [str(p) for p in table] if d == "/proc" else [])
     monkeypatch.setattr(processes, "_ppid", lambda pid: table[pid][0] if pid in table else None)
     monkeypatch.setattr(processes, "_owner", lambda pid: os.getuid())
     monkeypatch.setattr(processes, "_is_plugin", lambda pid: table[pid][1].startswith("pulumi-resource-"))
@@ -280,7 +281,7 @@ def test_a_reused_pid_is_never_hit():
     import subprocess
     victim = subprocess.Popen(["sleep", "60"])
     try:
-        uid, start = processes.process_identity(victim.pid)
+        uid, start = procfs.process_identity(victim.pid)
         assert processes.stop_processes({victim.pid: (uid, start - 1)}, grace=0.5) == []  # the scan saw another
         assert victim.poll() is None
         assert processes.stop_processes({victim.pid: (uid, start)}, grace=2) == [victim.pid]

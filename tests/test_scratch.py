@@ -23,7 +23,7 @@ exec sleep 600
 """
 
 
-def _wait_for(path: str, proc: subprocess.Popen, seconds: float = 60) -> None:
+def wait_for(path: str, proc: subprocess.Popen, seconds: float = 60) -> None:
     """Until the fake tool runs (bounded); a step that ended before it is shown with its output."""
     deadline = time.monotonic() + seconds
     while not os.path.exists(path):
@@ -52,7 +52,7 @@ def _step(tmp_path, script: str, fake: str, extra_env: dict | None = None) -> tu
            "FAKE_ARGS": args_file, **(extra_env or {})}
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(args_file, proc)
+    wait_for(args_file, proc)
     with open(args_file) as fh:
         return proc, fh.read().splitlines()
 
@@ -76,7 +76,7 @@ KIND_DELETE = """
     os.environ.update(requests.KindCluster(cluster="lab", node_image="kindest/node:v1.25.16", kind_config="{}",
                                            kind_wait="1m").to_env())
     from kslab.steps import common, kind_steps
-    common._kind = lambda *a, **k: (__import__("subprocess").run(["kind", *a], capture_output=True, text=True)
+    common.kind = lambda *a, **k: (__import__("subprocess").run(["kind", *a], capture_output=True, text=True)
                                     if a[0] == "delete" else type("P", (), {"returncode": 0, "stdout": "lab"})())
     kind_steps.step_kind_delete()
 """

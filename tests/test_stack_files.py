@@ -152,7 +152,7 @@ def test_a_config_that_is_not_a_mapping_is_named_without_a_traceback(tmp_path, c
 @pytest.mark.parametrize("config", ["5", "[kslab:clusters]"])
 def test_the_read_only_commands_name_a_config_that_is_not_a_mapping(tmp_path, capsys, config):
     """make images/status read the stack file themselves: the same mistake, the same words (#25 item 12)."""
-    from kslab.cli.status import load_spec_or_say_why
+    from kslab.cli.stack_spec import load_spec_or_say_why
     (tmp_path / "Pulumi.yaml").write_text("name: kslab\nstackConfigDir: stacks\n")
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / "Pulumi.t.yaml").write_text(f"config: {config}\n")

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from kslab.cli import findings as st
-from kslab.cli import graph
+from kslab.cli import graph, stack_spec
 from kslab.cli import status as ops_status
 from tests.support.mock_run import ROOT
 
@@ -255,7 +255,7 @@ def _stack_and_project(path, test_stacks_project):
 @pytest.mark.parametrize("path", STACKS, ids=os.path.basename)
 def test_status_reads_every_stack_file_before_any_up(path, test_stacks_project):
     stack, project = _stack_and_project(path, test_stacks_project)
-    spec = ops_status.load_spec(project, stack)
+    spec = stack_spec.load_spec(project, stack)
     lab = ops_status.collect(spec, stack, {}, 0)
     assert [c.name for c in lab.clusters] == [c.name for c in spec.clusters] and kinds(lab) == ["not-up"]
 
@@ -288,7 +288,7 @@ def test_graph_draws_every_stack_from_its_file_alone(path, tmp_path, test_stacks
                            "--project-dir", project, "--out-dir", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    spec = ops_status.load_spec(project, stack)
+    spec = stack_spec.load_spec(project, stack)
     nodes, edges, legend = _svg(tmp_path / f"{stack}.svg")
     unknown = graph.STATE_COLOURS[st.UNKNOWN]
     assert set(nodes) == {c.name for c in spec.clusters}

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from kslab.cli.status import load_spec_or_say_why
+from kslab.cli.stack_spec import load_spec_or_say_why
 from kslab.model import image_sources, images
 from kslab.model.spec import LabSpec
 from kslab.steps import registry_check

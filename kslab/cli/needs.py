@@ -9,22 +9,14 @@ import sys
 
 import yaml
 
-from kslab.model.spec import LabConfigError, LabSpec, parse_lab_problems, settle
-from kslab.model.stack_config import read_stack_file
+from kslab.cli.stack_spec import load_spec
+from kslab.model.spec import LabConfigError, LabSpec
 
 ENGINE = "tools/engine/build.sh"
 REGISTRY_TOOLS = "tools/registry/build.sh"  # distribution's registry and crane
 KIND_TIER = "tools/kind/tier.sh"  # the Docker engine, kind and the node image kslab builds
 ENGINE_STAMP = ".complete"  # tools/engine/build.sh writes it beside bin/ once the engine is built and checked
 ENGINE_ONLY_PROGRAM = "pulumi-language-python-host"  # the language host wrapper only that build installs
-
-
-def load_spec(project_dir: str, stack: str) -> LabSpec:
-    """The stack file's lab, read without the engine. LabConfigError, OSError or yaml.YAMLError otherwise."""
-    raw, keys = read_stack_file(project_dir, stack)
-    lab, problems = parse_lab_problems(raw, keys)
-    # kslab:jwtSecret is encrypted in the stack file and not needed to read the lab: its problems are up's.
-    return settle(lab, [p for p in problems if p.field != "kslab:jwtSecret"]).of_stack(stack)
 
 
 def lab_or_none(project_dir: str, stack: str) -> LabSpec | None:

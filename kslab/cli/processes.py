@@ -1,13 +1,14 @@
 """Processes as /proc shows them: is a pid a pulumi CLI, what a pid names (its identity), the engine plugins a
-killed pulumi left behind, and stopping exactly those through pidfds (kslab/cli/recovery.py; kslab/steps/kube.py
-uses `process_identity`). Only the standard library is used."""
+killed pulumi left behind, and stopping exactly those through pidfds (kslab/cli/recovery.py). What a pid names
+(its identity) is kslab/steps/procfs.py's, which the steps use too. Only the standard library is used."""
 from __future__ import annotations
 
 import os
 import signal
 import time
 
-from kslab.cli.stack_state import _listdir
+from kslab.cli.stack_state import listdir
+from kslab.steps.procfs import process_identity
 
 PLUGIN_PROGRAMS = ("pulumi-resource-", "pulumi-language-", "pulumi-analyzer-")
 # The policy pack's and kslab's provider's Python; components.provider is the provider's module before the kslab
@@ -74,23 +75,13 @@ def _owner(pid: int) -> int | None:
         return None
 
 
-def process_identity(pid: int) -> tuple[int, int] | None:
-    """(owner uid, start time in clock ticks since boot): what a pid names, which a reused pid cannot repeat."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            start = int(fh.read().rsplit(")", 1)[1].split()[19])
-        return os.stat(f"/proc/{pid}").st_uid, start
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def orphaned_processes(project_dir: str) -> dict[int, tuple[int, int] | None]:
     """Pulumi plugins started from `project_dir` whose pulumi CLI is gone (their ancestry reaches no `pulumi`),
     plus everything of this user they started, each with its identity as the scan saw it. A killed CLI leaves
     them behind: each plugin runs in its own process group."""
     project_dir = os.path.realpath(project_dir)
     roots = []
-    for entry in _listdir("/proc"):
+    for entry in listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         pid = int(entry)
@@ -113,7 +104,7 @@ def orphaned_processes(project_dir: str) -> dict[int, tuple[int, int] | None]:
             roots.append(pid)
     # and their descendants of this user (a step's own commands)
     children: dict[int, list[int]] = {}
-    for entry in _listdir("/proc"):
+    for entry in listdir("/proc"):
         if entry.isdigit():
             parent = _ppid(int(entry))
             if parent:

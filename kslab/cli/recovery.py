@@ -33,15 +33,15 @@ from kslab.cli.stack_state import (
     PULUMI_DIR,
     Candidate,
     StackFiles,
-    _read,
-    _write_atomic,
     backend_dir,
     best_restore,
     checkpoint_problem,
     lock_verdict,
     parse_lock,
     pending_operations,
+    read_bytes,
     sidecar_is_broken,
+    write_atomic,
 )
 from kslab.steps.scratch import sweep
 
@@ -126,7 +126,7 @@ def _stale_locks(run: _Run, this_host: str, is_pulumi: Callable[[int], bool],
     for path in run.files.lock_files():
         try:
             age = now - os.path.getmtime(path)
-            data = _read(path)
+            data = read_bytes(path)
         except OSError:
             continue
         lock = parse_lock(path, data, age)
@@ -151,7 +151,7 @@ def _stop_leftovers(report: Report, project_dir: str) -> None:
 def _repair_sidecars(run: _Run) -> None:
     for path in run.files.sidecars():
         try:
-            broken = sidecar_is_broken(_read(path))
+            broken = sidecar_is_broken(read_bytes(path))
         except OSError:
             continue
         if broken:
@@ -165,7 +165,7 @@ def _checkpoint_data(run: _Run, action: str) -> bytes | None:
     files, report = run.files, run.report
     if not os.path.exists(files.checkpoint):
         return None  # a new stack, or one kept in another form (e.g. compressed): nothing to check here
-    data = _read(files.checkpoint)
+    data = read_bytes(files.checkpoint)
     problem = checkpoint_problem(data)
     if not problem:
         return data
@@ -192,7 +192,7 @@ def _restore(run: _Run, best: Candidate, problem: str) -> None:
     os.makedirs(run.aside_dir, mode=0o700, exist_ok=True)
     kept = os.path.join(run.aside_dir, os.path.basename(files.checkpoint) + ".unreadable")
     shutil.copy2(files.checkpoint, kept)
-    _write_atomic(files.checkpoint, best.data)
+    write_atomic(files.checkpoint, best.data)
     if os.path.exists(files.checkpoint + ".attrs"):
         run.aside(files.checkpoint + ".attrs", "moved aside the checkpoint's metadata file (it described the bad copy)")
     saved = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(best.mtime))

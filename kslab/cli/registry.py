@@ -17,8 +17,9 @@ import sys
 import urllib.error
 import urllib.request
 
+from kslab.cli.stack_spec import load_spec_or_say_why
 from kslab.model.image_sources import LAB_REGISTRY_LABEL, LAB_REPOSITORIES, SOURCE_COPIES, LabRegistry
-from kslab.steps.lab_registry import RegistryError, _docker, _text, container_state, is_running
+from kslab.steps.lab_registry import RegistryError, container_state, docker, is_running, stderr_text
 from kslab.steps.registry_auth import push_credentials
 from kslab.steps.registry_check import MANIFEST_ACCEPT
 
@@ -140,18 +141,18 @@ def remove(lab: LabRegistry) -> list[str]:
             continue
         if LAB_REGISTRY_LABEL not in ((state.get("Config") or {}).get("Labels") or {}):
             raise RegistryError(f"container '{name}' is not a kslab lab registry; left alone")
-        proc = _docker("rm", "-f", state["Id"])
+        proc = docker("rm", "-f", state["Id"])
         if proc.returncode != 0:
-            raise RegistryError(f"`docker rm -f {name}` failed: {_text(proc)}")
+            raise RegistryError(f"`docker rm -f {name}` failed: {stderr_text(proc)}")
         removed.append(f"container {name}")
-    volume = _docker("volume", "inspect", lab.volume)
+    volume = docker("volume", "inspect", lab.volume)
     if volume.returncode == 0:
         labels = json.loads(volume.stdout)[0].get("Labels") or {}
         if LAB_REGISTRY_LABEL not in labels:
             raise RegistryError(f"volume '{lab.volume}' is not a kslab lab registry's; left alone")
-        proc = _docker("volume", "rm", lab.volume)
+        proc = docker("volume", "rm", lab.volume)
         if proc.returncode != 0:
-            raise RegistryError(f"`docker volume rm {lab.volume}` failed: {_text(proc)}")
+            raise RegistryError(f"`docker volume rm {lab.volume}` failed: {stderr_text(proc)}")
         removed.append(f"volume {lab.volume}")
     return removed
 
@@ -161,7 +162,6 @@ def lab_registry_of(project_dir: str, stack: str | None) -> LabRegistry | None:
     stack file cannot be read (the reason is printed)."""
     if not stack:
         return LabRegistry()
-    from kslab.cli.status import load_spec_or_say_why
     spec = load_spec_or_say_why(project_dir, stack)
     if spec is None:
         return None

@@ -124,21 +124,21 @@ class StackFiles:
     def lock_files(self) -> list[str]:
         found = []
         locks = os.path.join(self.pulumi, "locks")
-        for org in _listdir(locks):
+        for org in listdir(locks):
             d = os.path.join(locks, org, self.project, self.stack)
             # a lock is written as <id>.json.<hex>.tmp and renamed; the backend counts a leftover temp as a lock too
-            found += [os.path.join(d, f) for f in _listdir(d) if f.endswith(".json") or f.endswith(".tmp")]
+            found += [os.path.join(d, f) for f in listdir(d) if f.endswith(".json") or f.endswith(".tmp")]
         return sorted(found)
 
     def restore_candidates(self) -> list[Candidate]:
         paths = [self.checkpoint + ".bak"]
-        paths += [os.path.join(self.backups_dir, f) for f in _listdir(self.backups_dir) if f.endswith(".json")]
-        paths += [os.path.join(self.history_dir, f) for f in _listdir(self.history_dir)
+        paths += [os.path.join(self.backups_dir, f) for f in listdir(self.backups_dir) if f.endswith(".json")]
+        paths += [os.path.join(self.history_dir, f) for f in listdir(self.history_dir)
                   if f.endswith(".checkpoint.json")]
         out = []
         for p in paths:
             try:
-                out.append(Candidate(p, os.path.getmtime(p), _read(p)))
+                out.append(Candidate(p, os.path.getmtime(p), read_bytes(p)))
             except OSError:
                 continue
         return out
@@ -147,34 +147,34 @@ class StackFiles:
         """This stack's metadata sidecars only: its checkpoint's (and that file's .bak), its backups, its history
         and its locks. Another stack's (or project's) sidecar may be mid-rewrite by a live run of its own."""
         prefix = f"{self.stack}.json"
-        out = [os.path.join(self.stacks_dir, f) for f in _listdir(self.stacks_dir)
+        out = [os.path.join(self.stacks_dir, f) for f in listdir(self.stacks_dir)
                if f.startswith(prefix) and f.endswith(".attrs")]
         locks = os.path.join(self.pulumi, "locks")
         dirs = [self.backups_dir, self.history_dir] + [os.path.join(locks, org, self.project, self.stack)
-                                                       for org in _listdir(locks)]
+                                                       for org in listdir(locks)]
         for d in dirs:
-            out += [os.path.join(d, f) for f in _listdir(d) if f.endswith(".attrs")]
+            out += [os.path.join(d, f) for f in listdir(d) if f.endswith(".attrs")]
         return sorted(out)
 
     def leftover_temps(self) -> list[str]:
         prefix = f"{self.stack}.json."
-        return [os.path.join(self.stacks_dir, f) for f in _listdir(self.stacks_dir)
+        return [os.path.join(self.stacks_dir, f) for f in listdir(self.stacks_dir)
                 if f.startswith(prefix) and f.endswith(".tmp")]
 
 
-def _listdir(d: str) -> list[str]:
+def listdir(d: str) -> list[str]:
     try:
         return sorted(os.listdir(d))
     except OSError:
         return []
 
 
-def _read(path: str) -> bytes:
+def read_bytes(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes) -> None:
     tmp = f"{path}.kslab-{os.getpid()}.tmp"
     with open(tmp, "wb") as fh:
         fh.write(data)

@@ -22,28 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 import yaml
 
 from kslab.cli import findings as st
-from kslab.cli.needs import load_spec
+from kslab.cli.stack_spec import load_spec_or_say_why
 from kslab.model import versions
-from kslab.model.spec import LabConfigError, LabSpec
+from kslab.model.spec import LabSpec
 from kslab.render.lines import line_for
 from kslab.steps.errors import ApiFailure, Transient
 from kslab.steps.kube import Kube
 
 OUTPUT_TIMEOUT = 120  # seconds for `pulumi stack output`
-
-
-def load_spec_or_say_why(project_dir: str, stack: str) -> LabSpec | None:
-    """The stack file's lab, or None after saying on stderr why it cannot be read (for the read-only commands)."""
-    try:
-        return load_spec(project_dir, stack)
-    except LabConfigError as exc:
-        print(f"kslab: the stack file of {stack} has problems (make preview STACK={stack} lists them):\n{exc}",
-              file=sys.stderr)
-    except FileNotFoundError:
-        print(f"kslab: no stack file for {stack} (stacks/Pulumi.{stack}.yaml)", file=sys.stderr)
-    except (OSError, yaml.YAMLError) as exc:
-        print(f"kslab: the stack file of {stack} cannot be read: {str(exc).splitlines()[0][:200]}", file=sys.stderr)
-    return None
 
 
 def stack_outputs(project_dir: str, stack: str) -> dict:

@@ -2,9 +2,9 @@
 (kslab/model/requests.py) and the user's knobs, the cluster client and the `kind` binary, the bounded wait, and the
 one error boundary a step runs in.
 
-`_kube` and `_kind` are the steps' ways out of the process (a cluster's API, the kind binary). Every step module
-calls them through this module (`common._kube(...)`, never a name imported from it), so one stand-in set here
-(monkeypatch.setattr(common, "_kube", ...)) reaches every step.
+`kube` and `kind` are the steps' ways out of the process (a cluster's API, the kind binary). Every step module
+calls them through this module (`common.kube(...)`, never a name imported from it), so one stand-in set here
+(monkeypatch.setattr(common, "kube", ...)) reaches every step.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def knobs() -> requests.UserKnobs:
     return read
 
 
-def _kube(var: str, label: str):
+def kube(var: str, label: str):
     """A client of the cluster whose kubeconfig the step's variable `var` holds (a field of its request)."""
     from kslab.steps.kube import Kube  # the client library loads only for steps that need it
     kubeconfig = os.environ.get(var)
@@ -67,11 +67,11 @@ def _kube(var: str, label: str):
     return Kube(kubeconfig, label)
 
 
-def _kind(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def kind(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(["kind", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def _wait_for(probe, timeout: float, poll: float, progress: float, label: str):
+def wait_for(probe, timeout: float, poll: float, progress: float, label: str):
     """Poll `probe() -> (done, summary, value)` until done; a progress line every `progress` seconds.
     Only what can heal is waited through: an unreachable API server or a 5xx answer (kube.Transient) counts
     as not done yet; any other error propagates at once. Returns (value, elapsed, summary), or
@@ -94,7 +94,7 @@ def _wait_for(probe, timeout: float, poll: float, progress: float, label: str):
         time.sleep(poll)
 
 
-def _fatal_api_errors(step):
+def fatal_api_errors(step):
     """Run a step; an API answer that waiting cannot change ends it with that answer, not a traceback.
     Anything else is a kslab bug: said as such, with the traceback only when asked for (KSLAB_DEBUG=1)."""
     def run() -> None:

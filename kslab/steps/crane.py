@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 from kslab.steps import scratch
-from kslab.steps.lab_registry import RegistryError, _docker, _text
+from kslab.steps.lab_registry import RegistryError, docker, stderr_text
 
 
 def crane_platform() -> str:
@@ -64,15 +64,15 @@ def write_docker_config(directory: str, credentials: dict[str, tuple[str, str]])
 
 
 def docker_has(image: str) -> bool:
-    return _docker("image", "inspect", image, timeout=60).returncode == 0
+    return docker("image", "inspect", image, timeout=60).returncode == 0
 
 
 def push_from_docker(image: str, destination: str, docker_config: str | None) -> None:
     """An image of this machine's Docker (one you built) into the lab registry: `docker save`, then `crane push`."""
     with scratch.private_dir("docker") as folder:
         tarball = os.path.join(folder, "image.tar")
-        saved = _docker("save", "-o", tarball, image, timeout=900)
+        saved = docker("save", "-o", tarball, image, timeout=900)
         if saved.returncode != 0:
-            raise RegistryError(f"`docker save {image}` failed: {_text(saved)}")
+            raise RegistryError(f"`docker save {image}` failed: {stderr_text(saved)}")
         crane(f"pushing {image} into the lab registry", "push", tarball, destination, docker_config=docker_config,
               timeout=900)

@@ -101,7 +101,7 @@ def step_dev_up() -> None:
     name, version, directory, kubeconfig = asked.cluster, asked.ks_version, asked.directory, asked.kubeconfig
     c = devworkspace.component(asked.component)
     marker = devworkspace.marker(name, c.name)
-    kube = common._kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
+    kube = common.kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
     ns = devworkspace.NAMESPACE
     config_yaml = kube.kubesphere_yaml()
     deployment = kube.deployment(c.name, ns)
@@ -159,7 +159,7 @@ def step_dev_down() -> None:
     asked = common.request(requests.DevWorkspace)
     name, directory = asked.cluster, asked.directory
     c = devworkspace.component(asked.component)
-    kube = common._kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
+    kube = common.kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
     try:
         replicas = _give_back(kube, c, devworkspace.NAMESPACE)
     except Transient as exc:
@@ -188,7 +188,7 @@ def _cluster_gone(name: str, kubeconfig: str) -> str | None:
         return None
     if context != f"kind-{name}":
         return None
-    listed = common._kind("get", "clusters", timeout=60)
+    listed = common.kind("get", "clusters", timeout=60)
     if listed.returncode == 0 and name not in listed.stdout.split():
         return "kind no longer lists it"
     return None

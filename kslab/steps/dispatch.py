@@ -8,8 +8,8 @@ the step failed, with the reason on stderr.
 This module is the dispatcher: it runs the function the one table of steps names (kslab/model/step_table.py). The
 steps themselves live by family: kind_steps (preflight, kind clusters), image_steps (image check, lab registry),
 install_steps (KubeSphere's install), join_steps (multicluster join and unjoin), dev_steps (developer workspaces);
-what they share is in common. The stand-ins a test sets go on the module that holds the seam (common._kube,
-common._kind, dev_steps._give_back), and tests call a step from its family's module.
+what they share is in common. The stand-ins a test sets go on the module that holds the seam (common.kube,
+common.kind, dev_steps._give_back), and tests call a step from its family's module.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from kslab.model.step_table import STEPS
 from kslab.steps import common
-from kslab.steps.common import _fatal_api_errors, fail
+from kslab.steps.common import fail, fatal_api_errors
 
 
 def function_of(step: str) -> Callable[[], None]:
@@ -32,4 +32,4 @@ def main(argv: list[str]) -> None:
     if len(argv) != 1 or argv[0] not in STEPS:
         fail("usage: python -m kslab.steps {" + ",".join(STEPS) + "}")
     common.STEP = argv[0]
-    _fatal_api_errors(function_of(argv[0]))()
+    fatal_api_errors(function_of(argv[0]))()

@@ -10,7 +10,7 @@ from kslab.model import contract as names
 from kslab.model import requests
 from kslab.render.lines import line_for
 from kslab.steps import common
-from kslab.steps.common import _wait_for, fail, log
+from kslab.steps.common import fail, log, wait_for
 
 
 def step_gen_secret() -> None:
@@ -20,7 +20,7 @@ def step_gen_secret() -> None:
 def step_role_guard() -> None:
     asked = common.request(requests.ClusterAccess)
     name, wanted = asked.cluster, asked.role
-    cc = common._kube(names.ENV_KUBECONFIG, f"cluster '{name}'").cluster_configuration()
+    cc = common.kube(names.ENV_KUBECONFIG, f"cluster '{name}'").cluster_configuration()
     current = ((cc or {}).get("spec", {}).get("multicluster") or {}).get("clusterRole")
     if cc is None or current in (None, "", "none", wanted):
         print(json.dumps({"cluster": name, "role": wanted, "previous": current or "none"}))
@@ -35,7 +35,7 @@ def step_install_baseline() -> None:
     """Before kslab changes the cc: the status.core.enabledTime of the last run that started, so the wait
     after the change can tell a newer run (every run rewrites it; roles/ks-core/ks-core/tasks/main.yaml)."""
     name = common.request(requests.ClusterAccess).cluster
-    cc = common._kube(names.ENV_KUBECONFIG, f"cluster '{name}'").cluster_configuration() or {}
+    cc = common.kube(names.ENV_KUBECONFIG, f"cluster '{name}'").cluster_configuration() or {}
     core = (cc.get("status") or {}).get("core") or {}
     print(json.dumps({"enabledTime": core.get("enabledTime"), "uid": (cc.get("metadata") or {}).get("uid")}))
 
@@ -45,7 +45,7 @@ def step_wait_install() -> None:
     name, role, version, wait_keys = asked.cluster, asked.role, asked.ks_version, asked.wait_keys
     baseline_enabled_time = requests.InstallWait.enabled_time(asked.baseline)
     timeout, knobs = asked.timeout, common.knobs()
-    kube = common._kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
+    kube = common.kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
 
     def probe():
         cc = kube.cluster_configuration() or {}
@@ -60,7 +60,7 @@ def step_wait_install() -> None:
         return state.done, state.summary, cc.get("status")
 
     log(f"waiting up to {timeout:.0f}s for ks-installer's run on '{name}' (role {role}, {version})")
-    status, elapsed, summary = _wait_for(probe, timeout, knobs.poll_seconds, knobs.progress_seconds,
+    status, elapsed, summary = wait_for(probe, timeout, knobs.poll_seconds, knobs.progress_seconds,
                                          f"KubeSphere on '{name}'")
     if status is None:
         fail(f"KubeSphere on cluster '{name}' not ready after {timeout:.0f}s ({summary}). Check "
@@ -76,12 +76,12 @@ def step_read_jwt() -> None:
     """The effective jwtSecret, read only after the install wait; retried (bounded) while the map is not
     there yet or the API server is briefly away, since the installer applies it at the end of a run."""
     name, knobs = common.request(requests.ClusterAccess).cluster, common.knobs()
-    kube = common._kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
+    kube = common.kube(names.ENV_KUBECONFIG, f"cluster '{name}'")
     def probe():
         secret = kube.kubesphere_jwt_secret()
         return bool(secret), "no authentication.jwtSecret in kubesphere-config yet", secret
 
-    secret, _, summary = _wait_for(probe, knobs.jwt_read_seconds, knobs.poll_seconds, knobs.progress_seconds,
+    secret, _, summary = wait_for(probe, knobs.jwt_read_seconds, knobs.poll_seconds, knobs.progress_seconds,
                                    f"jwtSecret of '{name}'")
     if not secret:
         fail(f"cluster '{name}': {summary} (configmap kubesphere-system/kubesphere-config)")

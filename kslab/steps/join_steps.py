@@ -11,7 +11,7 @@ from kslab.model import kubeconfig as kc
 from kslab.model import requests, versions
 from kslab.render.lines import line_for
 from kslab.steps import common
-from kslab.steps.common import _wait_for, fail, log
+from kslab.steps.common import fail, log, wait_for
 from kslab.steps.errors import Transient
 
 
@@ -68,8 +68,8 @@ def step_join_check() -> None:
     allow_loopback, join_kubeconfig = asked.allow_loopback, asked.join_kubeconfig
     problems = [f"member '{member}': {p}" for p in kc.join_problems(join_kubeconfig, allow_loopback)]
     try:
-        member_kube = common._kube(names.ENV_MEMBER_KUBECONFIG, f"member '{member}'")
-        host_kube = common._kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
+        member_kube = common.kube(names.ENV_MEMBER_KUBECONFIG, f"member '{member}'")
+        host_kube = common.kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
         member_uid = member_kube.kube_system_uid()
         try:
             server = kc.server_of(join_kubeconfig)
@@ -115,7 +115,7 @@ def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_s
     _restore_saved_webhooks(kube, host)
     if delete:
         kube.delete_member_cluster(member)
-    gone, _, _ = _wait_for(lambda: (kube.member_cluster(member) is None, "finalizer pending", True),
+    gone, _, _ = wait_for(lambda: (kube.member_cluster(member) is None, "finalizer pending", True),
                            wait_seconds, poll, progress, f"Cluster '{member}' on '{host}'")
     if not gone:
         saved = kube.cluster_webhook_configurations() if line_for(ks_version).unjoin_moves_webhook(ks_version) \
@@ -135,7 +135,7 @@ def _remove_cluster_object(kube, member: str, host: str, ks_version: str, wait_s
                 log(f"restored ValidatingWebhookConfiguration {item.metadata.name} on '{host}'")
             if saved:
                 kube.forget_saved_webhook_configurations()
-        _wait_for(lambda: (kube.member_cluster(member) is None, "being deleted", True), 30, poll, progress,
+        wait_for(lambda: (kube.member_cluster(member) is None, "being deleted", True), 30, poll, progress,
                   f"Cluster '{member}' on '{host}'")
     left = kube.remove_kubefed_cluster(member)
     if left:
@@ -146,14 +146,14 @@ def step_wait_join() -> None:
     asked, knobs = common.request(requests.JoinReady), common.knobs()
     member, host, ks_version = asked.member, asked.host, asked.ks_version
     timeout, poll, progress = asked.timeout, knobs.poll_seconds, knobs.progress_seconds
-    kube = common._kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
+    kube = common.kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
 
     def probe():
         obj = kube.member_cluster(member) or {}
         return (*line_for(ks_version).join_state((obj.get("status") or {}).get("conditions")), True)
 
     log(f"waiting up to {timeout:.0f}s for member '{member}' to be Ready on host '{host}'")
-    ready, elapsed, summary = _wait_for(probe, timeout, poll, progress, f"member '{member}' on host '{host}'")
+    ready, elapsed, summary = wait_for(probe, timeout, poll, progress, f"member '{member}' on host '{host}'")
     if ready is None:
         fail(f"member '{member}' did not become Ready on host '{host}' within {timeout:.0f}s ({summary}). "
              f"Check that '{member}' is reachable from '{host}' and raise kslab:joinTimeoutSeconds if needed.")
@@ -169,14 +169,14 @@ def step_unjoin() -> None:
     member, host, ks_version = asked.member, asked.host, asked.ks_version
     poll, progress, timeout = knobs.poll_seconds, knobs.progress_seconds, asked.unjoin_timeout
     force = knobs.force_unjoin
-    kube = common._kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
+    kube = common.kube(names.ENV_HOST_KUBECONFIG, f"host '{host}'")
     _restore_saved_webhooks(kube, host)
     if kube.member_cluster(member) is None:
         log(f"member '{member}' is not joined to '{host}' (already gone)")
         return
     log(f"unjoining member '{member}' from host '{host}' (waiting up to {timeout:.0f}s for its finalizer)")
     kube.delete_member_cluster(member)
-    gone, _, _ = _wait_for(lambda: (kube.member_cluster(member) is None, "finalizer pending", True),
+    gone, _, _ = wait_for(lambda: (kube.member_cluster(member) is None, "finalizer pending", True),
                            timeout, poll, progress, f"unjoin of '{member}' from '{host}'")
     if gone:
         log(f"member '{member}' unjoined from '{host}'")

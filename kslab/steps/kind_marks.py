@@ -127,7 +127,7 @@ def preflight_problems(planned: list[str]) -> list[str]:
     """Before anything of the lab exists: every planned kind cluster that exists and is not this lab's own. An
     unmarked cluster that publishes more than its API server may be one an earlier kslab made for this stack
     (still in the stack's state, so never adopted): it passes here, and kind-create refuses it if it is not."""
-    existing = common._kind("get", "clusters", timeout=60)
+    existing = common.kind("get", "clusters", timeout=60)
     if existing.returncode != 0:
         return []  # kind's own trouble is the preflight's other rules' to report
     lab, problems = this_lab(), []

@@ -76,7 +76,7 @@ def _adopt(name: str, image: str, lab: str | None) -> None:
 def step_kind_create() -> None:
     asked = common.request(requests.KindCluster)
     name, image, this_lab = asked.cluster, asked.node_image, kind_marks.this_lab()
-    existing = common._kind("get", "clusters", timeout=60)
+    existing = common.kind("get", "clusters", timeout=60)
     if existing.returncode != 0:
         fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
     if name in existing.stdout.split():
@@ -114,7 +114,7 @@ def step_kind_create() -> None:
 
 def _print_kind_access(name: str) -> None:
     """The cluster's kubeconfigs (the user's, and the host-facing one on the container IP) as the result."""
-    raw = common._kind("get", "kubeconfig", "--name", name, timeout=60)
+    raw = common.kind("get", "kubeconfig", "--name", name, timeout=60)
     if raw.returncode != 0:
         fail(f"`kind get kubeconfig --name {name}` failed: {raw.stderr.strip()[:300]}")
     ip = _container_ip(name)
@@ -128,7 +128,7 @@ def step_kind_read() -> None:
     """Refresh of a kind cluster: gone (deleted out of band) or what it is now (its IP may have changed
     after a restart, and kind then issues new certificates)."""
     name = common.request(requests.KindCluster).cluster
-    existing = common._kind("get", "clusters", timeout=60)
+    existing = common.kind("get", "clusters", timeout=60)
     if existing.returncode != 0:
         fail(f"`kind get clusters` failed: {existing.stderr.strip()[:300]}")
     if name not in existing.stdout.split():
@@ -146,7 +146,7 @@ KIND_DELETE_ATTEMPTS = 3
 
 def step_kind_delete() -> None:
     name = common.request(requests.KindCluster).cluster
-    existing = common._kind("get", "clusters", timeout=60)
+    existing = common.kind("get", "clusters", timeout=60)
     if existing.returncode == 0 and name not in existing.stdout.split():
         log(f"cluster '{name}' is already gone")
         return
@@ -162,7 +162,7 @@ def step_kind_delete() -> None:
     # the user's kubeconfig, so a scratch one keeps theirs untouched.
     for attempt in range(1, KIND_DELETE_ATTEMPTS + 1):
         with private_dir("kind") as scratch:
-            proc = common._kind("delete", "cluster", "--name", name,
+            proc = common.kind("delete", "cluster", "--name", name,
                                 "--kubeconfig", os.path.join(scratch, "kubeconfig"), timeout=600)
         if proc.returncode == 0:
             log(f"deleted kind cluster '{name}'")

@@ -10,10 +10,10 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from kslab.cli.processes import process_identity
 from kslab.model import contract
 from kslab.render import manifests as render
 from kslab.steps.errors import ApiFailure, Transient
+from kslab.steps.procfs import process_identity
 
 REQUEST_TIMEOUT = 15  # seconds per API call, so an unreachable server fails fast
 KUBEFED_NAMESPACE = "kube-federation-system"

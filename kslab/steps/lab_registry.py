@@ -50,7 +50,7 @@ PULL_ROLE, PUSH_ROLE, DATA_ROLE = "pull", "push", "data"
 START_SECONDS = 30.0
 
 
-def _docker(*args: str, timeout: float = 120, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def docker(*args: str, timeout: float = 120, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """`docker ...` with the step's environment minus every step variable (the sources' credentials above all:
     the docker CLI and its plugins need none of them)."""
     environment = {k: v for k, v in os.environ.items() if k not in STEP_ENV}
@@ -64,7 +64,7 @@ def _docker(*args: str, timeout: float = 120, stdin: bytes | None = None) -> sub
                             "engine running?") from None
 
 
-def _text(proc: subprocess.CompletedProcess) -> str:
+def stderr_text(proc: subprocess.CompletedProcess) -> str:
     return (proc.stderr or b"").decode(errors="replace").strip()[:300]
 
 
@@ -102,7 +102,7 @@ def ensure_image() -> str:
     configs = _configs()
     digest = hashlib.sha256(b"".join(configs[k] for k in sorted(configs))).hexdigest()[:8]
     image = f"{IMAGE_REPOSITORY}:{version}-{digest}"
-    if _docker("image", "inspect", image, timeout=60).returncode == 0:
+    if docker("image", "inspect", image, timeout=60).returncode == 0:
         return image
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -115,17 +115,17 @@ def ensure_image() -> str:
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
             tar.addfile(info)
-    proc = _docker("import", "-c", 'ENTRYPOINT ["/registry", "serve"]', "-c", f'CMD ["{PULL_CONFIG}"]',
+    proc = docker("import", "-c", 'ENTRYPOINT ["/registry", "serve"]', "-c", f'CMD ["{PULL_CONFIG}"]',
                    "-c", f"EXPOSE {LAB_REGISTRY_CONTAINER_PORT}", "-c", f"LABEL {LAB_REGISTRY_LABEL}=image",
                    "-", image, stdin=buffer.getvalue(), timeout=300)
     if proc.returncode != 0:
-        raise RegistryError(f"`docker import` of the lab registry image failed: {_text(proc)}")
+        raise RegistryError(f"`docker import` of the lab registry image failed: {stderr_text(proc)}")
     return image
 
 
 def container_state(lab: LabRegistry, name: str | None = None) -> dict | None:
     """`docker container inspect` of the pull endpoint (or of the container `name`), None when there is none."""
-    proc = _docker("container", "inspect", name or lab.name, timeout=60)
+    proc = docker("container", "inspect", name or lab.name, timeout=60)
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout)[0]
@@ -186,7 +186,7 @@ def _check_port(lab: LabRegistry, push: dict) -> None:
 
 def _ensure_volume(lab: LabRegistry) -> None:
     """The data volume: created with kslab's label, or an existing one of kslab's; any other is refused."""
-    found = _docker("volume", "inspect", lab.volume, timeout=60)
+    found = docker("volume", "inspect", lab.volume, timeout=60)
     if found.returncode == 0:
         labels = json.loads(found.stdout)[0].get("Labels") or {}
         if labels.get(LAB_REGISTRY_LABEL) != DATA_ROLE:
@@ -194,9 +194,9 @@ def _ensure_volume(lab: LabRegistry) -> None:
                                 "kslab will not use it. Fix: set kslab:labRegistry.name to another name, or remove "
                                 f"the volume yourself (`docker volume rm {lab.volume}`) if it holds nothing of yours")
         return
-    made = _docker("volume", "create", "--label", f"{LAB_REGISTRY_LABEL}={DATA_ROLE}", lab.volume, timeout=60)
+    made = docker("volume", "create", "--label", f"{LAB_REGISTRY_LABEL}={DATA_ROLE}", lab.volume, timeout=60)
     if made.returncode != 0:
-        raise RegistryError(f"`docker volume create {lab.volume}` failed: {_text(made)}")
+        raise RegistryError(f"`docker volume create {lab.volume}` failed: {stderr_text(made)}")
 
 
 def _create(lab: LabRegistry, role: str, image: str, password: str) -> None:
@@ -207,38 +207,39 @@ def _create(lab: LabRegistry, role: str, image: str, password: str) -> None:
     else:
         args = ["--name", lab.push_container, "-p", f"127.0.0.1:{lab.host_port}:{LAB_REGISTRY_CONTAINER_PORT}",
                 "-v", f"{lab.volume}:{DATA_DIR}", image, PUSH_CONFIG]
-    created = _docker("create", "--restart", "unless-stopped", "--label", f"{LAB_REGISTRY_LABEL}={role}", *args,
+    created = docker("create", "--restart", "unless-stopped", "--label", f"{LAB_REGISTRY_LABEL}={role}", *args,
                       timeout=120)
     if created.returncode != 0:
-        raise RegistryError(f"`docker create` of the lab registry's {role} endpoint failed: {_text(created)}")
+        raise RegistryError(f"`docker create` of the lab registry's {role} endpoint failed: {stderr_text(created)}")
     container = created.stdout.decode().strip()
     if role == PUSH_ROLE:
-        copied = _docker("cp", "-", f"{container}:/", stdin=htpasswd_tar(password), timeout=60)
+        copied = docker("cp", "-", f"{container}:/", stdin=htpasswd_tar(password), timeout=60)
         if copied.returncode != 0:
             _remove_container(container)
-            raise RegistryError(f"cannot give the lab registry's push endpoint its password file: {_text(copied)}")
-    proc = _docker("start", container, timeout=120)
+            raise RegistryError("cannot give the lab registry's push endpoint its password file: "
+                                f"{stderr_text(copied)}")
+    proc = docker("start", container, timeout=120)
     if proc.returncode != 0:
         _remove_container(container)  # the one just created, by its id
         raise RegistryError(f"starting the lab registry's {role} endpoint failed: "
-                            f"{_text(proc)}.{_port_hint(proc, lab)}")
+                            f"{stderr_text(proc)}.{_port_hint(proc, lab)}")
 
 
 def _start(name: str, lab: LabRegistry) -> None:
-    proc = _docker("start", name, timeout=120)
+    proc = docker("start", name, timeout=120)
     if proc.returncode != 0:
-        raise RegistryError(f"`docker start {name}` failed: {_text(proc)}.{_port_hint(proc, lab)}")
+        raise RegistryError(f"`docker start {name}` failed: {stderr_text(proc)}.{_port_hint(proc, lab)}")
 
 
 def _port_hint(proc: subprocess.CompletedProcess, lab: LabRegistry) -> str:
-    taken = "port is already allocated" in _text(proc) or "address already in use" in _text(proc)
+    taken = "port is already allocated" in stderr_text(proc) or "address already in use" in stderr_text(proc)
     return f" Fix: free port {lab.host_port} or set kslab:labRegistry.hostPort" if taken else ""
 
 
 def _remove_container(container: str) -> None:
-    proc = _docker("rm", "-f", container, timeout=60)
-    if proc.returncode != 0 and "No such container" not in _text(proc):
-        raise RegistryError(f"`docker rm -f {container}` failed: {_text(proc)}")
+    proc = docker("rm", "-f", container, timeout=60)
+    if proc.returncode != 0 and "No such container" not in stderr_text(proc):
+        raise RegistryError(f"`docker rm -f {container}` failed: {stderr_text(proc)}")
 
 
 @contextlib.contextmanager
@@ -324,39 +325,39 @@ def _pull_listening(lab: LabRegistry) -> bool:
     state = container_state(lab)
     if not is_running(state):
         return False
-    logs = _docker("logs", lab.name, timeout=60)
+    logs = docker("logs", lab.name, timeout=60)
     return b"listening on" in (logs.stdout or b"") + (logs.stderr or b"")
 
 
 def connect_to_kind_network(lab: LabRegistry) -> None:
     """Put the registry on kind's network, where every node resolves its name (once kind made that network)."""
-    if _docker("network", "inspect", KIND_NETWORK, timeout=60).returncode != 0:
+    if docker("network", "inspect", KIND_NETWORK, timeout=60).returncode != 0:
         return  # no kind cluster yet: the first kind-create connects it
     state = container_state(lab) or {}
     if KIND_NETWORK in ((state.get("NetworkSettings") or {}).get("Networks") or {}):
         return
-    proc = _docker("network", "connect", KIND_NETWORK, lab.name, timeout=60)
-    if proc.returncode != 0 and "already exists" not in _text(proc):
-        raise RegistryError(f"`docker network connect {KIND_NETWORK} {lab.name}` failed: {_text(proc)}")
+    proc = docker("network", "connect", KIND_NETWORK, lab.name, timeout=60)
+    if proc.returncode != 0 and "already exists" not in stderr_text(proc):
+        raise RegistryError(f"`docker network connect {KIND_NETWORK} {lab.name}` failed: {stderr_text(proc)}")
 
 
 def configure_nodes(lab: LabRegistry, cluster: str) -> list[str]:
     """Tell every node's containerd to pull the lab registry's names over plain HTTP (a hosts.toml, read on
     each pull: no restart). The nodes of a kind cluster carry the label io.x-k8s.kind.cluster=<name>."""
-    proc = _docker("ps", "-q", "--filter", f"label=io.x-k8s.kind.cluster={cluster}", timeout=60)
+    proc = docker("ps", "-q", "--filter", f"label=io.x-k8s.kind.cluster={cluster}", timeout=60)
     nodes = proc.stdout.decode().split()
     if proc.returncode != 0 or not nodes:
-        raise RegistryError(f"cannot list the nodes of kind cluster '{cluster}': {_text(proc) or 'none found'}")
+        raise RegistryError(f"cannot list the nodes of kind cluster '{cluster}': {stderr_text(proc) or 'none found'}")
     directory = f"{CONTAINERD_CERTS_DIR}/{lab.in_network}"
     for node in nodes:
-        reads = _docker("exec", node, "grep", "-qF", CONTAINERD_CERTS_DIR, "/etc/containerd/config.toml", timeout=60)
+        reads = docker("exec", node, "grep", "-qF", CONTAINERD_CERTS_DIR, "/etc/containerd/config.toml", timeout=60)
         if reads.returncode != 0:
             raise RegistryError(f"node {node} was made without the containerd setting the lab registry needs "
                                 f"(config_path = \"{CONTAINERD_CERTS_DIR}\"): a cluster made before kslab:imageSources "
                                 f"was set. Fix: `kind delete cluster --name {cluster}`, then up again")
-        write = _docker("exec", "-i", node, "sh", "-c", f'mkdir -p "{directory}" && cat > "{directory}/hosts.toml"',
+        write = docker("exec", "-i", node, "sh", "-c", f'mkdir -p "{directory}" && cat > "{directory}/hosts.toml"',
                         stdin=lab.hosts_toml().encode(), timeout=60)
         if write.returncode != 0:
-            raise RegistryError(f"cannot write {directory}/hosts.toml on node {node}: {_text(write)}")
+            raise RegistryError(f"cannot write {directory}/hosts.toml on node {node}: {stderr_text(write)}")
     connect_to_kind_network(lab)
     return nodes

@@ -21,7 +21,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
-from kslab.cli.processes import process_identity
+from kslab.steps.procfs import process_identity
 
 _NAME = re.compile(r"^kslab-[a-z]+\.(\d+)-(\d+)\.[A-Za-z0-9_]+$")
 _live: set[str] = set()  # this process's folders, removed on a signal
