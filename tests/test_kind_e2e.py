@@ -64,8 +64,8 @@ def _check_kind_clusters(lab):
         node = core.list_node().items[0]
         assert {cond.type: cond.status for cond in node.status.conditions}["Ready"] == "True"
         # The lab's mark (#25 item 1): on the node, and in the kubeadm config kind wrote into it, where kslab reads it.
-        assert node.metadata.labels[contract.LAB_LABEL] == contract.lab_id(lab.stack)
-        assert kind_marks.owner(name).is_of(contract.lab_id(lab.stack))
+        assert node.metadata.labels[contract.LAB_LABEL] == contract.lab_id(lab.stack, lab.project.dir)
+        assert kind_marks.owner(name).is_of(contract.lab_id(lab.stack, lab.project.dir))
         kubeadm = yaml.safe_load(core.read_namespaced_config_map("kubeadm-config", "kube-system")
                                  .data["ClusterConfiguration"])
         if c.get("podSubnet"):
@@ -226,7 +226,7 @@ def _kind_create_marked(lab, name, image):
     """A kind cluster with the lab's console port and its mark, as kind-create makes it."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as cfg:
         cfg.write("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n"
-                  f"  labels:\n    {contract.LAB_LABEL}: {contract.lab_id(lab.stack)}\n"
+                  f"  labels:\n    {contract.LAB_LABEL}: {contract.lab_id(lab.stack, lab.project.dir)}\n"
                   "  extraPortMappings:\n  - containerPort: 30880\n    hostPort: 31880\n")
         cfg.flush()
         return kind("create", "cluster", "--name", name, "--image", image, "--config", cfg.name, "--wait", "3m")

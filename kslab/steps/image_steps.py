@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from kslab.model import contract as names
 from kslab.model import requests
@@ -26,6 +27,9 @@ def step_image_check() -> None:
     log(f"image check: all {len(answers)} planned images found in {time.monotonic() - started:.1f}s")
     print(json.dumps({"images": len(answers), "registries": sorted({registry_check.ImageRef.parse(r).registry
                                                                    for r in answers})}))
+
+
+PLACE_CONCURRENCY = 4  # images put into the lab's repositories at once
 
 
 def _before_anything(wanted: dict[str, LabImage], archive_files: list[str]) -> tuple[dict[str, tuple], dict[str, str]]:
@@ -76,8 +80,8 @@ def _fill_lab_registry(lab, lab_id: str, wanted: dict[str, LabImage], archive_fi
             crane.push_from_docker(image, store.own(path), docker_config)
             placer.counts["pushed"] += 1
             log(f"pushed docker:{image} from this machine's Docker into the lab's {path}")
-        for item in found.values():
-            placer.place(item)
+        with ThreadPoolExecutor(max_workers=PLACE_CONCURRENCY) as pool:  # crane copies wait on I/O, not the CPU
+            list(pool.map(placer.place, found.values()))
         for path in wanted:
             digests[path] = store.digest(store.own(path))
     sources = {p: f"{i.how}:{i.source}" for p, i in found.items()} | {

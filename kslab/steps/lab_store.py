@@ -17,6 +17,7 @@ ones go straight into the lab's own repositories.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -105,6 +106,11 @@ class Placer:
     def __init__(self, store: LabStore, docker_config: str | None, log: Callable[[str], None]):
         self.store, self.docker_config, self.log = store, docker_config, log
         self.counts = {"fetched": 0, "linked": 0, "unchanged": 0, "pushed": 0}
+        self._lock = threading.Lock()  # images are placed side by side
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.counts[what] += 1
 
     def _copy(self, source: str, destination: str) -> None:
         crane.copy(source, destination, self.docker_config)
@@ -113,10 +119,10 @@ class Placer:
         """The machine copy into the lab's own repository, unless it already holds that very manifest."""
         held, wanted = self.store.digest(own), self.store.digest(copy_ref)
         if held and held == wanted and held != "?":
-            self.counts["unchanged"] += 1
+            self._count("unchanged")
             return
         self._copy(copy_ref, own)  # inside the registry: blobs are mounted, not uploaded
-        self.counts["linked"] += 1
+        self._count("linked")
 
     def from_source(self, item: Resolved) -> None:
         store, own = self.store, self.store.own(item.path)
@@ -127,7 +133,7 @@ class Placer:
                 if item.digest else item.source
             target = exact or store.machine_copy(item.source, tag)
             self._copy(pinned, target)
-            self.counts["fetched"] += 1
+            self._count("fetched")
             self.log(f"fetched {item.source} ({item.digest or 'no digest given'}) into this machine's copies")
             if exact and tag:
                 self._copy(exact, store.machine_copy(item.source, tag))  # the copy an offline up falls back to
