@@ -11,6 +11,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from kslab.model import requests
 from tests.harness.live_cluster import LiveCluster, find_bin_dir
 from tests.support.mock_run import ROOT
 
@@ -38,9 +39,8 @@ def _token_kubeconfig(cluster: LiveCluster) -> str:
 
 
 def test_a_403_fails_the_install_wait_in_seconds_with_its_cause(cluster):
-    env = {"PATH": os.environ["PATH"], "KSLAB_CLUSTER": "forbidden", "KSLAB_ROLE": "none",
-           "KSLAB_KS_VERSION": "v3.4.1", "KSLAB_KUBECONFIG": _token_kubeconfig(cluster),
-           "KSLAB_TIMEOUT": "600", "KSLAB_POLL_SECONDS": "0.5"}
+    request = requests.InstallWait("forbidden", "none", _token_kubeconfig(cluster), "v3.4.1", 600, [], "{}")
+    env = {"PATH": os.environ["PATH"], **request.to_env(), "KSLAB_POLL_SECONDS": "0.5"}
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "kslab.steps", "wait-install"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)

@@ -80,9 +80,17 @@ def test_a_source_that_says_missing_is_never_stood_in_for(registry):
     assert (item.how, item.source, item.digest) == (lab_store.FROM_SOURCE, "b.corp/ks/x:1", D2)
 
 
-def test_an_image_nothing_has_is_reported_with_every_answer():
-    found = lab_store.resolve({"ks/x:1": ["a.corp/ks/x:1"]}, Checker({}), None)
-    assert lab_store.unresolved(found) == {"ks/x:1": [("a.corp/ks/x:1", Answer(MISSING, "404"))]}
+def test_an_image_nothing_has_is_reported_with_every_answer_among_all_the_lab_asked(registry):
+    from kslab.steps.registry_check import report_sources
+    store = _store()
+    registry.held[store.machine_copy("c.corp/ks/z:1", "1")] = D1
+    checker = Checker({"b.corp/ks/y:1": Answer(FOUND, "200", D1), "c.corp/ks/z:1": Answer(UNREACHABLE, "refused")})
+    found = lab_store.resolve({"ks/x:1": ["a.corp/ks/x:1"], "ks/y:1": ["b.corp/ks/y:1"],
+                               "ks/z:1": ["c.corp/ks/z:1"]}, checker, store)
+    asked = lab_store.as_asked(found)
+    assert asked["ks/x:1"] == [("a.corp/ks/x:1", Answer(MISSING, "404"))]
+    refusal = report_sources(asked, {})
+    assert refusal is not None and refusal.startswith("1 of 3 planned images are in none of the image sources")
 
 
 def test_an_image_is_fetched_by_its_digest_once_and_linked_into_the_labs_own_repository(registry):

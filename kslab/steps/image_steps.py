@@ -62,7 +62,7 @@ def _fill_lab_registry(lab, lab_id: str, wanted: dict[str, LabImage], archive_fi
     store = lab_store.LabStore(lab, lab_id, registry_auth.push_credentials(lab))
     ask = {path: wanted[path].candidates for path in wanted if path not in in_archive and path not in from_docker}
     found = lab_store.resolve(ask, registry_check.Checker(credentials=credentials), store if running else None)
-    refusal = registry_check.report_sources(lab_store.unresolved(found), {p: wanted[p].clusters for p in wanted},
+    refusal = registry_check.report_sources(lab_store.as_asked(found), {p: wanted[p].clusters for p in wanted},
                                             archive_files)
     if refusal:
         fail("image sources: " + refusal)

@@ -95,9 +95,15 @@ def resolve(wanted: dict[str, list[str]], checker: Checker, store: LabStore | No
         return dict(zip(paths, pool.map(one, paths), strict=True))
 
 
-def unresolved(found: dict[str, Resolved]) -> dict[str, list[tuple[str, Answer]]]:
-    """What every candidate of each image nothing has answered (registry_check.report_sources takes it)."""
-    return {path: list(r.asked) for path, r in found.items() if not r.how}
+def as_asked(found: dict[str, Resolved]) -> dict[str, list[tuple[str, Answer]]]:
+    """What every candidate of each image answered, as registry_check.report_sources takes it (an image stood in for
+    by this machine's copy counts as found there)."""
+    asked: dict[str, list[tuple[str, Answer]]] = {}
+    for path, item in found.items():
+        asked[path] = list(item.asked)
+        if item.how == FROM_MACHINE_COPY:
+            asked[path].append((item.source, Answer(FOUND, "this machine's copy")))
+    return asked
 
 
 class Placer:
