@@ -61,6 +61,16 @@ def test_a_value_source_is_resolved_from_where_the_command_was_typed(tmp_path):
     assert split_value_source(["set", "--type", "string", "k", "--from-stdin"], "x", str(tmp_path))[1] == "-"
 
 
+def test_registry_credentials_on_the_command_line_are_refused_before_pulumi_runs(tmp_path):
+    """#25 item 5: the credentials never ride on a command line, even when typed there; the fix names the file."""
+    with pytest.raises(UsageError, match="never given on the command line.*--from-file PATH.*--from-stdin"):
+        split_value_source(["set", "--secret", "kslab:registryCredentials", '{"h.corp": {"password": "p"}}'],
+                           "kslab config s", str(tmp_path))
+    assert split_value_source(["set", "--secret", "kslab:jwtSecret", "v"], "x", str(tmp_path)) == (
+        ["set", "--secret", "kslab:jwtSecret", "v"], None), "other settings as before"
+    assert split_value_source(["get", "kslab:registryCredentials"], "x", str(tmp_path))[1] is None
+
+
 # (action as typed, the pulumi command it runs after the stack's name)
 PULUMI_ACTIONS = [
     (["preview"], ["preview", "--stack", "standalone", "--policy-pack", "policies"]),

@@ -125,6 +125,8 @@ def test_each_lab_pulls_from_repositories_of_its_own():
     roots = {parse_lab(raw).of_stack(stack, checkout).image_sources.root
              for stack, checkout in (("a", "/work/x"), ("b", "/work/x"), ("a", "/work/y"))}
     assert len(roots) == 3 and all(r.startswith("kslab-registry:5000/labs/") for r in roots)
+    # names that read alike are still three labs
+    assert len({contract.lab_id(stack, "/work/x") for stack in ("lab_a", "lab-a", "Lab.A")}) == 3
 
 
 def test_the_lab_path_is_upstream_name():

@@ -34,3 +34,22 @@ def test_the_htpasswd_entry_opens_with_the_password_at_bcrypts_least_cost():
     assert hashed.startswith(f"$2b${registry_auth.BCRYPT_ROUNDS:02d}$") and registry_auth.BCRYPT_ROUNDS == 4
     assert bcrypt.checkpw(b"s3cret-token", hashed.encode())
     assert not bcrypt.checkpw(b"another", hashed.encode())
+
+
+def test_a_state_folder_that_cannot_be_made_is_a_clear_error(tmp_path, monkeypatch):
+    import pytest
+
+    from kslab.steps.errors import RegistryError
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker))
+    with pytest.raises(RegistryError, match="cannot make .*where kslab keeps its private state"):
+        registry_auth.push_password(LabRegistry("kt-auth", 5199), create=True)
+
+
+def test_a_leftover_of_a_killed_write_never_blocks_the_next(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    folder = tmp_path / "kslab" / "lab-registry"
+    folder.mkdir(parents=True, mode=0o700)
+    (folder / f"kt-auth.password.{os.getpid()}").write_text("half")
+    assert registry_auth.push_password(LabRegistry("kt-auth", 5199), create=True)

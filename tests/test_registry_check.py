@@ -291,6 +291,19 @@ def test_a_token_does_not_follow_a_manifest_redirect_to_a_cdn_and_the_image_is_s
     assert ("HEAD", "/v2/a/b/manifests/1", "Bearer t0k") in registry.requests
 
 
+def test_a_challenge_from_the_host_a_redirect_led_to_gets_no_credentials(played):
+    """#25 item 3: a registry redirects the manifest to another host, which answers 401 naming a token realm of its
+    own choosing: the source's credentials never go there; the image is refused as denied."""
+    thief = played(lambda m, p, h: (200, [], json.dumps({"token": "stolen"}).encode()), host="127.0.0.2")
+    other = played(lambda m, p, h: (401, [("WWW-Authenticate", f'Bearer realm="{thief.url}/token",service="x"')],
+                                    UNAUTHORIZED), host="127.0.0.2")
+    registry = played(lambda m, p, h: (307, [("Location", f"{other.url}{p}")], b""))
+    checker = rc.Checker(timeout=2, attempts=1, credentials={registry.address: ("robot", "s3cret-Pa55")})
+    assert checker.ask(f"{registry.address}/a/b:1").state == rc.DENIED
+    assert thief.requests == [], "no token was asked of a realm another host named"
+    assert {auth for _, _, auth in other.requests} == {None}
+
+
 def test_a_redirect_on_the_same_host_keeps_the_token(played):
     registry = None
 

@@ -100,7 +100,7 @@ LAB_IMAGES = """
     registry_auth.push_credentials = lambda lab: {}
     lab_store.LabStore = lambda *args: None
     lab_store.resolve = lambda ask, checker, store: {path: None for path in ask}
-    lab_store.unresolved = lambda found: {}
+    lab_store.as_asked = lambda found: {}
     registry_check.report_sources = lambda *args: None
 
     class Placer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 STDIN = "-"
+CREDENTIALS = "kslab:registryCredentials"  # the one setting that holds passwords (model/image_sources.py)
 # `pulumi config` options that take a value (the value is not a word of the command).
 _TAKES_VALUE = {"--type", "--config-file", "-s", "--stack", "-C", "--cwd"}
 
@@ -34,9 +35,13 @@ def split_value_source(args: list[str], how: str, caller_dir: str) -> tuple[list
             source = STDIN
         else:
             rest.append(arg)
-    if source is None:
-        return rest, None
     usage = f"{how} set [--secret] KEY --from-file PATH"
+    if source is None:
+        if rest[:1] == ["set"] and CREDENTIALS in rest and _words(rest[1:]) > 1:
+            raise UsageError(f"{CREDENTIALS} is never given on the command line (any user can read it in /proc, and "
+                             f"it stays in your shell's history): {usage} (a file of yours, chmod 600), or "
+                             "--from-stdin")
+        return rest, None
     if rest[:1] != ["set"]:
         raise UsageError(f"--from-file and --from-stdin go with 'set' only: {usage}")
     if _words(rest[1:]) != 1:  # KEY alone: with a value argument too, pulumi would take that one

@@ -20,7 +20,8 @@ def lab_id(stack: str, project_dir: str = PROJECT_DIR) -> str:
     stacks of the same name side by side). It marks what the lab owns on the machine: its kind clusters' nodes
     (the node label LAB_LABEL) and its repositories in the shared lab registry. A Kubernetes label value and a
     registry path component: lower-case alphanumerics and '-', at most 63 characters."""
-    digest = hashlib.sha256(os.path.realpath(project_dir).encode()).hexdigest()[:8]
+    # The digest covers the exact stack name: `lab_a`, `lab-a` and `Lab.A` read alike but are three labs.
+    digest = hashlib.sha256(f"{os.path.realpath(project_dir)}\0{stack}".encode()).hexdigest()[:10]
     readable = re.sub(r"[^a-z0-9]+", "-", stack.lower()).strip("-")[:40] or "stack"
     return f"{readable}-{digest}"
 

@@ -74,7 +74,8 @@ def registry_binary() -> tuple[str, str]:
     if not path:
         raise RegistryError("the `registry` binary is not on PATH. Fix: run through make (tools/lab.sh builds it "
                             "with tools/registry/build.sh), or eval \"$(tools/registry/build.sh)\"")
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
+                         env={k: v for k, v in os.environ.items() if k not in STEP_ENV}).stdout
     match = re.search(r"v\d+\.\d+\.\d+", out)
     if not match:
         raise RegistryError(f"{path} does not report a version ({out.strip()[:100]!r}); rebuild it with "

@@ -30,10 +30,13 @@ def push_password(lab: LabRegistry, create: bool) -> str | None:
         if not create:
             return None
     password = secrets.token_urlsafe(32)
-    tmp = f"{path}.{os.getpid()}"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "w") as fh:
-        fh.write(password)
-    os.replace(tmp, path)
+    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"  # a killed run's leftover never blocks a new one
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "w") as fh:
+            fh.write(password)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise RegistryError(f"cannot keep the lab registry's password in {path}: {error.strerror}") from None
     return password
 
 

@@ -155,6 +155,9 @@ class Checker:
             status, response_headers, body = self._send(url, method, headers)
             location = _header(response_headers, "Location")
             if status not in REDIRECTS or not location:
+                if _origin(url) != origin:  # another host's challenge never names where credentials may go
+                    response_headers = {k: v for k, v in response_headers.items()
+                                        if k.lower() != "www-authenticate"}
                 return status, response_headers, body
             url = urllib.parse.urljoin(url, location)
             if urllib.parse.urlsplit(url).scheme not in ("http", "https"):

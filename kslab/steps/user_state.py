@@ -16,8 +16,12 @@ def private_dir(*parts: str) -> str:
     keeps in it)."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     path = os.path.join(base, "kslab", *parts)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    info = os.lstat(path)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as error:
+        raise UnsafeStateDir(f"cannot make {path}, where kslab keeps its private state: {error.strerror}. Fix: "
+                             "make it writable (or set XDG_STATE_HOME to a folder of your own)") from None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise UnsafeStateDir(f"{path} is not a folder of this user's; kslab keeps its private state there. Fix: "
                             "remove it (or set XDG_STATE_HOME to a folder of your own)")
