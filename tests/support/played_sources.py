@@ -22,7 +22,9 @@ class PlayedSources:
     installer's one runs), and the lab's settings pointing kslab at it, with a lab registry of the test's own."""
 
     def __init__(self, lab, tmp_path):
-        self.source = SourceRegistry(str(tmp_path / "source"))
+        self.registry = image_sources.LabRegistry("kt-lab-registry", free_port())
+        assert lab_registry.container_state(self.registry) is None, "a lab registry of a crashed run is left"
+        self.source = SourceRegistry(str(tmp_path / "source"))  # from here on, close() stops it
         spec = parse_lab({k.split(":", 1)[1]: v for k, v in lab.config.items()})
         self.paths = sorted({i.ref for c in spec.clusters
                              for i in images.plan(c.kubesphere_version, c.role, c.kubernetes_version, images.Naming())})
@@ -35,8 +37,6 @@ class PlayedSources:
             else:
                 self.source.push_stand_in(ref)
         self.program = program
-        self.registry = image_sources.LabRegistry("kt-lab-registry", free_port())
-        assert lab_registry.container_state(self.registry) is None, "a lab registry of a crashed run is left"
         self.point(lab)
         self.source.mark()
 
