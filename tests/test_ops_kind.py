@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from kslab.model import contract
+from kslab.model import kubeconfig as kc
 from tests.support.mock_run import ROOT, fake_kubeconfig
 
 FAKE_KIND = r"""
@@ -41,7 +42,9 @@ elif args[:2] == ["create", "cluster"]:
                                                      for m in n.get("extraPortMappings") or []]}
     print("Creating cluster ...", file=sys.stderr)
 elif args[:2] == ["get", "kubeconfig"]:
-    print(KUBECONFIG.replace("NAME", arg("--name")))
+    # each cluster kind makes has a certificate authority of its own
+    ca = db["clusters"].get(arg("--name"), {}).get("ca", "Q0E=")
+    print(KUBECONFIG.replace("NAME", arg("--name")).replace("Q0E=", ca))
 elif args[:2] == ["delete", "cluster"]:
     db["clusters"].pop(arg("--name"), None)
 save()
@@ -122,12 +125,13 @@ def fakes(tmp_path):
     return run, db
 
 
-def made_by_hand(run, name="host", labels=None, ports=("6443/tcp",)):
+def made_by_hand(run, name="host", labels=None, ports=("6443/tcp",), ca="Q0E="):
     """A kind cluster that exists before the step: `kind create cluster --name host` by hand (no labels, the API
     server's port only), or one with the given node labels and published ports."""
     db = json.loads(run.state.read_text()) if run.state.exists() else {"clusters": {}, "calls": []}
     db["clusters"][name] = {"image": "kindest/node:v1.25.16", "config": "",
-                            "nodes": [{"role": "control-plane", "labels": labels or {}}], "ports": list(ports)}
+                            "nodes": [{"role": "control-plane", "labels": labels or {}}], "ports": list(ports),
+                            "ca": ca}
     run.state.write_text(json.dumps(db))
 
 
@@ -217,7 +221,7 @@ def test_a_rerun_of_create_refuses_another_labs_cluster(fakes):
     run, db = fakes
     assert run("kind-create", KSLAB_STACK="other-stack").returncode == 0
     proc = run("kind-create", KSLAB_STEP_IN_STATE="1")
-    assert proc.returncode == 1 and "belongs to another kslab lab" in proc.stderr
+    assert proc.returncode == 1 and "is another kslab lab's" in proc.stderr
 
 
 def test_another_labs_cluster_is_refused_by_create_and_kept_by_delete(fakes):
@@ -244,6 +248,52 @@ def test_a_cluster_an_earlier_kslab_made_is_refreshed_and_deleted_as_before(fake
     read = run("kind-read")
     assert read.returncode == 0 and json.loads(read.stdout)["containerIp"] == "172.18.0.7"
     assert run("kind-delete").returncode == 0 and "host" not in db()["clusters"]
+
+
+def _state_ca(ca="Q0E="):
+    """What the plugin hands a kind step from the stack's state: the CA fingerprint of the stored kubeconfig."""
+    stored = fake_kubeconfig("host", "https://127.0.0.1:1").replace("Q0E=", ca)
+    return {contract.ENV_STATE_CA: kc.ca_fingerprint(stored)}
+
+
+def test_a_cluster_made_by_hand_in_place_of_the_labs_is_neither_refreshed_nor_deleted_nor_adopted(fakes):
+    """The lab's cluster (made by an earlier kslab, so unmarked) was deleted, and someone made another of its name by
+    hand, with the same published ports: its certificate authority is not the one in the stack's state, so refresh
+    forgets the lab's cluster, destroy leaves the other alone, and a re-run of create refuses it."""
+    run, db = fakes
+    made_by_hand(run, ports=("6443/tcp", "30880/tcp"), ca="b3RoZXI=")
+    read = run("kind-read", **_state_ca())
+    assert read.returncode == contract.GONE_EXIT and "is not the one this lab made" in read.stderr
+    deleted = run("kind-delete", **_state_ca())
+    assert deleted.returncode == 1 and "is not deleted" in deleted.stderr and "refresh" in deleted.stderr
+    rerun = run("kind-create", KSLAB_STEP_IN_STATE="1", **_state_ca())
+    assert rerun.returncode == 1 and "will not take it" in rerun.stderr
+    assert "host" in db()["clusters"] and [c[:2] for c in db()["calls"] if c[0] in ("create", "delete")] == []
+
+
+def test_the_labs_own_cluster_is_known_by_its_ca_or_its_mark(fakes):
+    """The same checks pass the cluster the state holds: an earlier kslab's (unmarked) with the stored CA, and this
+    lab's marked one whatever the CA (its mark says kslab made it for this lab)."""
+    run, db = fakes
+    made_by_hand(run, ports=("6443/tcp", "30880/tcp"))
+    assert run("kind-read", **_state_ca()).returncode == 0
+    assert run("kind-create", KSLAB_STEP_IN_STATE="1", **_state_ca()).returncode == 0
+    assert run("kind-delete", **_state_ca()).returncode == 0 and "host" not in db()["clusters"]
+    assert run("kind-create").returncode == 0
+    assert run("kind-read", **_state_ca("bWFya2Vk")).returncode == 0
+    assert run("kind-delete", **_state_ca("bWFya2Vk")).returncode == 0 and "host" not in db()["clusters"]
+
+
+def test_the_labs_cluster_is_still_its_own_after_the_checkout_moved(fakes):
+    """Moving the checkout changes the lab id, so the lab's clusters carry an old mark: the stack's state still knows
+    them by their certificate authority, so refresh reads them, a re-run of create keeps them and destroy deletes them.
+    Without a CA to compare, a cluster under another mark stays another lab's."""
+    run, db = fakes
+    assert run("kind-create", KSLAB_STACK="kt-lab-at-the-old-path").returncode == 0
+    assert run("kind-read").returncode == contract.GONE_EXIT
+    assert run("kind-read", **_state_ca()).returncode == 0
+    assert run("kind-create", KSLAB_STEP_IN_STATE="1", **_state_ca()).returncode == 0
+    assert run("kind-delete", **_state_ca()).returncode == 0 and "host" not in db()["clusters"]
 
 
 def test_adoption_needs_the_stack(fakes):

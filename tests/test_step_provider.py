@@ -41,7 +41,7 @@ class RecordingRunner:
         self.runs: list[str] = []
         self.gone = gone
 
-    def run(self, p, step_key="step", urn="", in_state=False):
+    def run(self, p, step_key="step", urn="", in_state=False, stored=None):
         self.runs.append(p[step_key])
         if self.gone:
             raise Gone()

@@ -3,7 +3,10 @@
 kind steps know which lab they work for.)"""
 from __future__ import annotations
 
+import json
+
 from kslab.model import contract
+from kslab.model import kubeconfig as kc
 from kslab.steps.plugin import Steps, step_environment
 
 URN = "urn:pulumi:dev-lab::kslab::kslab:lab:Lab$kslab:lab:KindCluster$kslab:steps:KindCluster::host-kind"
@@ -20,10 +23,12 @@ class UrnRunner:
     def __init__(self):
         self.seen: list[tuple[str, str]] = []
         self.in_state: list[bool] = []
+        self.stored: list[str | None] = []
 
-    def run(self, props, step_key="step", urn="", in_state=False):
+    def run(self, props, step_key="step", urn="", in_state=False, stored=None):
         self.seen.append((props[step_key], urn))
         self.in_state.append(in_state)
+        self.stored.append(stored)
         return "{}"
 
 
@@ -51,3 +56,23 @@ def test_an_update_tells_the_step_its_resource_is_in_the_state_and_a_request_can
     forged = {contract.ENV_CLUSTER: "host", contract.ENV_IN_STATE: "1"}
     assert contract.ENV_IN_STATE not in step_environment(forged, {}, URN)
     assert step_environment(forged, {}, URN, in_state=True)[contract.ENV_IN_STATE] == "1"
+
+
+def test_read_delete_and_update_hand_the_step_the_ca_of_the_cluster_in_the_state_and_a_request_cannot_forge_it():
+    """(#25 item 1, a cluster made anew under the lab's cluster's name) The kind steps tell the cluster the state holds
+    from another of its name by its certificate authority: the plugin names the stored kubeconfig's, never a request."""
+    from tests.support.mock_run import fake_kubeconfig
+    stored = json.dumps({"kubeconfig": fake_kubeconfig("host", "https://127.0.0.1:1"), "containerIp": "172.18.0.2"})
+    steps = Steps(UrnRunner())
+    props = {"step": "kind-create", "read_step": "kind-read", "delete_step": "kind-delete",
+             "environment": {contract.ENV_CLUSTER: "host"}, "triggers": [], "rerun_on_change": True}
+    steps.create(props, URN)
+    steps.update({**props, "environment": {}, "stdout": stored}, props, URN)
+    steps.read("id", {**props, "stdout": stored}, URN)
+    steps.delete({**props, "stdout": stored}, URN)
+    assert steps.runner.stored == [None, stored, stored, stored]
+    fingerprint = kc.ca_fingerprint(fake_kubeconfig("host", "https://127.0.0.1:1"))
+    assert fingerprint and step_environment({}, {}, URN, stored=stored)[contract.ENV_STATE_CA] == fingerprint
+    forged = {contract.ENV_CLUSTER: "host", contract.ENV_STATE_CA: "forged"}
+    assert contract.ENV_STATE_CA not in step_environment(forged, {}, URN)
+    assert contract.ENV_STATE_CA not in step_environment({}, {}, URN, stored="not json")

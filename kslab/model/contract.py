@@ -32,6 +32,9 @@ LAB_LABEL = "kslab.io/lab"
 ENV_STACK_NAME = "KSLAB_STACK"
 # Set by the step plugin when it runs a step whose resource is already in the stack's state (an update).
 ENV_IN_STATE = "KSLAB_STEP_IN_STATE"
+# Set by the step plugin from the stack's state: a fingerprint of the certificate authority of the cluster the step's
+# stored kubeconfig names (kubeconfig.ca_fingerprint), which tells that cluster from another made under its name.
+ENV_STATE_CA = "KSLAB_STEP_STATE_CA"
 # The namespace of kslab's component resource types (kslab:lab:Lab, kslab:lab:KindCluster, ...).
 TYPE_PREFIX = "kslab:lab"
 

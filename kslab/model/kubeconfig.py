@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import os
 from collections.abc import Callable
@@ -57,6 +58,17 @@ def server_of(text: str) -> str:
     if not server or not isinstance(server, str):
         raise KubeconfigError("kubeconfig cluster has no server URL")
     return server
+
+
+def ca_fingerprint(text: str) -> str | None:
+    """A short digest of the certificate authority the kubeconfig's current cluster trusts, or None if it names none.
+    Every cluster kind makes gets a CA of its own (kubeadm's certs phase), kept for the cluster's life (a restart
+    renews the serving certificate only): two clusters of one name have different ones."""
+    try:
+        ca = _current_cluster(load(text)).get("certificate-authority-data")
+    except KubeconfigError:
+        return None
+    return hashlib.sha256(ca.encode()).hexdigest()[:16] if isinstance(ca, str) and ca else None
 
 
 def server_host(server: str) -> str:

@@ -54,16 +54,55 @@ def _kind_create_env(lab: LabRegistry | None) -> dict[str, str]:
     return environment
 
 
+def _state_match(name: str) -> bool | None:
+    """Whether the cluster now under this name is the one the stack's state holds, by its certificate authority
+    against the one the stored kubeconfig trusts; None when either is unknown (no stored kubeconfig: a first create)."""
+    stored = os.environ.get(names.ENV_STATE_CA)
+    if not stored:
+        return None
+    raw = common.kind("get", "kubeconfig", "--name", name, timeout=60)
+    live = kc.ca_fingerprint(raw.stdout) if raw.returncode == 0 else None
+    return None if live is None else live == stored
+
+
+def _not_the_state_cluster(name: str, lab: str | None) -> str | None:
+    """Why the cluster of this name is not the lab's cluster the stack's state holds, or None if it is (or may be).
+
+    Its own CA proves it the state's cluster, even under another lab's mark (the checkout moved, which changes the lab
+    id). A CA that differs proves it another, unless it carries this lab's mark (kslab made it for this lab). With no
+    CA to compare, an unmarked cluster is taken for one an earlier kslab made, and another lab's mark refuses it."""
+    found = kind_marks.owner(name)
+    match = _state_match(name)
+    if match is True or found.is_of(lab):
+        return None
+    if match is False:
+        return (f"the kind cluster '{name}' is not the one this lab made: it carries no {names.LAB_LABEL} mark of this "
+                "lab, and its certificate authority is not the one in the stack's state (this lab's cluster was "
+                "deleted, and another was made under its name)")
+    others = found.other_labs(lab)
+    if others:
+        return (f"the kind cluster '{name}' is another kslab lab's: its nodes carry {names.LAB_LABEL}="
+                f"{', '.join(others)} (another stack, or this stack in another checkout)")
+    return None
+
+
 def _adopt(name: str, image: str, lab: str | None) -> None:
     """An existing cluster of this name is taken only if kslab created it for this lab (its nodes carry this lab's
-    mark, kslab/steps/kind_marks.py), with the same node image. kind-create runs only for a cluster that is not in
-    the stack's state: a cluster an earlier kslab made (unmarked) is in it, never comes here, and keeps working."""
-    found = kind_marks.owner(name)
+    mark, kslab/steps/kind_marks.py), with the same node image, or, when the step runs again for a cluster in the
+    stack's state, if it is that cluster (_not_the_state_cluster: an earlier kslab's, unmarked, keeps working)."""
+    in_state = os.environ.get(names.ENV_IN_STATE) == "1"
     # A re-run of the create step (its settings changed) acts on the cluster the stack's state holds: the lab's own,
-    # marked or, if an earlier kslab made it, not; only another lab's mark refuses it then.
-    in_state = os.environ.get(names.ENV_IN_STATE) == "1" and not found.other_labs(lab)
-    if not found.is_of(lab) and not in_state:
-        fail(kind_marks.refusal(found, lab))
+    # marked or, if an earlier kslab made it, not, or under an old lab id if the checkout moved.
+    if in_state:
+        why_not = _not_the_state_cluster(name, lab)
+        if why_not:
+            fail(f"{why_not}. kslab will not take it. Fix: `tools/lab.sh refresh <stack> --yes` makes this lab forget "
+                 f"its old cluster; then rename the cluster in the stack file, or save what '{name}' holds and delete "
+                 f"it yourself: `kind delete cluster --name {name}`.")
+    else:
+        found = kind_marks.owner(name)
+        if not found.is_of(lab):
+            fail(kind_marks.refusal(found, lab))
     running = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", f"{name}-control-plane"],
                              capture_output=True, text=True, timeout=30).stdout.strip()
     if running and running != image and running.split("@")[0] != image.split("@")[0]:
@@ -134,9 +173,9 @@ def step_kind_read() -> None:
     if name not in existing.stdout.split():
         log(f"kind cluster '{name}' is gone")
         sys.exit(names.GONE_EXIT)
-    others = kind_marks.owner(name).other_labs(kind_marks.this_lab())
-    if others:  # the name now belongs to another lab: this one's cluster was deleted out of band
-        log(f"kind cluster '{name}' is gone: the cluster of that name is another lab's ({', '.join(others)})")
+    why_not = _not_the_state_cluster(name, kind_marks.this_lab())
+    if why_not:  # this lab's cluster was deleted out of band, and the name now belongs to another
+        log(f"kind cluster '{name}' is gone: {why_not}. This lab forgets it and leaves the other alone.")
         sys.exit(names.GONE_EXIT)
     _print_kind_access(name)
 
@@ -153,11 +192,13 @@ def step_kind_delete() -> None:
     # The cluster is in this stack's state. One marked for another lab is never deleted (the name now belongs to
     # that lab: this one's cluster was deleted out of band, and the other made anew); an unmarked one is one an
     # earlier kslab made for this stack, deleted as before.
-    others = kind_marks.owner(name).other_labs(kind_marks.this_lab())
-    if others:
-        fail(f"kind cluster '{name}' is not deleted: its nodes carry {names.LAB_LABEL}={', '.join(others)}, another "
-             "kslab lab's (another stack, or this stack in another checkout). This lab's cluster of that name is "
-             "gone. Fix: `tools/lab.sh refresh <stack> --yes` makes this lab forget it, then destroy again.")
+    # The cluster is in this stack's state. One that is provably not the state's (another lab's, or one made anew
+    # under its name) is never deleted; an unmarked one with no CA to compare is one an earlier kslab made.
+    why_not = _not_the_state_cluster(name, kind_marks.this_lab())
+    if why_not:
+        fail(f"kind cluster '{name}' is not deleted: {why_not}. This lab's cluster of that name is gone. Fix: "
+             "`tools/lab.sh refresh <stack> --yes` makes this lab forget it, then destroy again; the other cluster "
+             "stays as it is.")
     # As for create: kind edits (and locks) the kubeconfig it is given; kslab never added the cluster to
     # the user's kubeconfig, so a scratch one keeps theirs untouched.
     for attempt in range(1, KIND_DELETE_ATTEMPTS + 1):

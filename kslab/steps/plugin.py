@@ -15,6 +15,7 @@ secret through the resource's additionalSecretOutputs where it holds one.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from concurrent import futures
 from typing import Any
 
 from kslab.model import contract
+from kslab.model import kubeconfig as kc
 from kslab.steps.redaction import redact, secret_fragments
 
 PROJECT_DIR = contract.PROJECT_DIR
@@ -48,7 +50,7 @@ class Gone(Exception):
 # --- pure parts: environment, redaction, diff ---------------------------------------------------
 
 def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str], urn: str = "",
-                     in_state: bool = False) -> dict[str, str]:
+                     in_state: bool = False, stored: str | None = None) -> dict[str, str]:
     """What a step's process gets: the few machine variables its programs need, the user's kslab knobs, and
     the step's own settings, by name from contract.STEP_ENV only (a request naming LD_PRELOAD or PATH gets
     nothing of it). Never the Pulumi passphrase or any other PULUMI_* variable, never the user's KUBECONFIG,
@@ -63,7 +65,22 @@ def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str], ur
     env.pop(contract.ENV_IN_STATE, None)  # the plugin's word alone, never a request's
     if in_state:
         env[contract.ENV_IN_STATE] = "1"
+    env.pop(contract.ENV_STATE_CA, None)
+    fingerprint = stored_ca_fingerprint(stored)
+    if fingerprint:
+        env[contract.ENV_STATE_CA] = fingerprint
     return env
+
+
+def stored_ca_fingerprint(stored: str | None) -> str | None:
+    """The CA fingerprint of the cluster a step's stored result (its stdout in the stack's state) names through its
+    "kubeconfig", if it has one: what the kind steps compare a cluster of that name with."""
+    try:
+        result = json.loads(stored) if stored else None
+    except ValueError:
+        return None
+    text = result.get("kubeconfig") if isinstance(result, dict) else None
+    return kc.ca_fingerprint(text) if isinstance(text, str) else None
 
 
 def undeclared(step_env: Mapping[str, Any]) -> list[str]:
@@ -147,15 +164,16 @@ class StepRunner:
         self.machine = os.environ if machine is None else machine
         self.python = python
 
-    def run(self, props: Mapping[str, Any], step_key: str = "step", urn: str = "", in_state: bool = False) -> str:
+    def run(self, props: Mapping[str, Any], step_key: str = "step", urn: str = "", in_state: bool = False,
+            stored: str | None = None) -> str:
         step = props.get(step_key)
         step_env = props.get("environment") or {}
         fragments = secret_fragments(step_env)
         for name in undeclared(step_env):
             self.log(f"[kslab] step {step}: ignored {name}, which is no kslab step variable")
-        proc = subprocess.Popen([self.python, "-m", "kslab.steps", str(step)], cwd=PROJECT_DIR,
-                                env=step_environment(step_env, self.machine, urn, in_state), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        env = step_environment(step_env, self.machine, urn, in_state, stored)
+        proc = subprocess.Popen([self.python, "-m", "kslab.steps", str(step)], cwd=PROJECT_DIR, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         progress: list[str] = []
         held: list[str] = []  # the error the step ends with: shown once, as the failure, not as progress too
 
@@ -210,20 +228,21 @@ class Steps:
             # Only the legacy keys changed, or only its triggers re-run this step (by replacing it): a new
             # kubeconfig or the like is stored.
             return {**inputs_of(news), "stdout": olds.get("stdout")}
-        return {**inputs_of(news), "stdout": self.runner.run(news, urn=urn, in_state=True)}
+        return {**inputs_of(news), "stdout": self.runner.run(news, urn=urn, in_state=True, stored=olds.get("stdout"))}
 
     def read(self, id_: str, props: dict, urn: str = "") -> tuple[str, dict]:
         """Refresh: a step with a read step reports what is there now, or that it is gone ("" id)."""
         if not props.get("read_step"):
             return id_, props
         try:
-            return id_, {**inputs_of(props), "stdout": self.runner.run(props, "read_step", urn)}
+            return id_, {**inputs_of(props), "stdout": self.runner.run(props, "read_step", urn,
+                                                                        stored=props.get("stdout"))}
         except Gone:
             return "", {}
 
     def delete(self, props: dict, urn: str = "") -> None:
         if props.get("delete_step"):
-            self.runner.run(props, "delete_step", urn)
+            self.runner.run(props, "delete_step", urn, stored=props.get("stdout"))
 
 
 # --- the gRPC plugin -----------------------------------------------------------------------------
