@@ -16,6 +16,7 @@ import tempfile
 
 import pytest
 import yaml
+from kubernetes.client import VersionApi
 
 from kslab.model import contract
 from kslab.model.spec import parse_lab
@@ -26,7 +27,7 @@ from tests.support.played_sources import PlayedSources
 from tests.support.registry import (
     lab_images_counts,
 )
-from tests.support.status_cli import finding, kinds, quiet, status
+from tests.support.status_cli import eventually, finding, kinds, quiet, status
 
 pytestmark = [pytest.mark.engine, pytest.mark.kind]
 
@@ -89,7 +90,8 @@ def _check_lab(lab, first):
         assert yaml.safe_load(internal[name])["clusters"][0]["cluster"]["server"] == f"https://{ip}:6443"
         cc = lab.custom(name).get_namespaced_custom_object("installer.kubesphere.io", "v1alpha1", "kubesphere-system",
                                                            "clusterconfigurations", "ks-installer")
-        assert cc["spec"]["multicluster"]["clusterRole"] == c["role"] and cc["status"]["core"]["version"] == "v3.4.1"
+        assert cc["spec"]["multicluster"]["clusterRole"] == c["role"]
+        assert cc["status"]["core"]["version"] == lab.config["kslab:kubesphereVersion"]
         jwts.add(cc["spec"]["authentication"]["jwtSecret"])
     assert len(jwts) == 1
     for join in lab.config.get("kslab:joins") or []:
@@ -108,6 +110,27 @@ def _check_lab(lab, first):
     text = _out(first)
     for name in clusters:
         assert f"creating kind cluster '{name}'" in text
+
+
+def _check_the_notes_lab(lab, sources):
+    """The original notes' lab (#27): KubeSphere v3.2.1 on real Kubernetes v1.19.16 nodes, the member joined to both
+    hosts, and `make status` telling of the flapping two hosts cause on their member (kubesphere#6466)."""
+    for name in lab.names:
+        node = lab.core(name).list_node().items[0]
+        assert node.status.node_info.kubelet_version == "v1.19.16"
+        # kubeadm v1.19 labels a control-plane node with the `master` role (the `control-plane` one came in 1.20)
+        assert "node-role.kubernetes.io/master" in node.metadata.labels
+        assert VersionApi(lab.core(name).api_client).get_code().git_version == "v1.19.16"
+    # the kubectl image ks-installer picks for a 1.19 cluster (kslab/model/images.py KUBECTL_TAGS: roles/ks-core/config)
+    assert "kubesphere/kubectl:v1.19.1" in sources.paths
+    # Each host federates its own admin to the shared member: an untouched dual-host lab already flaps there.
+    member = next(c["name"] for c in lab.config["kslab:clusters"] if c["role"] == "member")
+    flapping = eventually(lab, "churn", "--sample-seconds", "4", seconds=90)
+    assert {(f["kind"], f["subject"]) for f in flapping["findings"]} == {
+        ("federated-clash", f"member {member}"), ("churn", f"member {member}")}, flapping["findings"]
+    clash = finding(flapping, "federated-clash")
+    assert "kubesphere#6466" in clash["message"] and "do not delete it" in clash["fix"]
+    assert {j["state"] for j in flapping["joins"]} == {"ready"}
 
 
 def _assert_no_secret_leak(lab, *texts):
@@ -142,6 +165,8 @@ def _lifecycle(lab, sources):
     _check_lab(lab, first)
     if sources is not None:
         sources.check_first_up(lab, _out(first))
+    if lab.stack == "kind-dual-host":
+        _check_the_notes_lab(lab, sources)
 
     again = lab.up("--expect-no-changes")
     _assert_ok(again, "second up")
