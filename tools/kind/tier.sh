@@ -9,5 +9,12 @@ docker_env=$("$HERE/../docker/docker.sh" start | tail -n1)
 eval "$docker_env"
 kind_env=$("$HERE/build.sh" | tail -n1)
 image_env=$("$HERE/node-image/build.sh" | tail -n1)
+# and a node image of every other Kubernetes minor kslab knows (the original notes' 1.19: tests/stacks run it)
+default_minor=$(cat "$HERE/../kube/minors/DEFAULT")
+for facts in "$HERE"/../kube/minors/*.env; do
+  [[ $(basename "$facts" .env) == "$default_minor" ]] && continue
+  version=$(sed -n 's/^K8S_VERSION=//p' "$facts")
+  image_env+="; $("$HERE/node-image/build.sh" --kubernetes "$version" | tail -n1)"
+done
 "$HERE/host-limits.sh"
 printf '%s; %s; %s\n' "$docker_env" "$kind_env" "$image_env"

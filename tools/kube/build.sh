@@ -10,6 +10,9 @@
 #                                  versions, then build if needed
 #   tools/kube/build.sh --check    never build: print the export line if the binaries are built and
 #                                  current, else exit 3
+#   tools/kube/build.sh --node --kubernetes v1.19.16
+#                                  the node set of another Kubernetes minor (tools/kube/minors/<minor>.env holds
+#                                  every fact that differs; default: the 1.26 of the live tier)
 #   eval "$(tools/kube/build.sh | tail -n1)"
 #
 # Environment:
@@ -22,17 +25,11 @@
 set -euo pipefail
 
 # ---- pinned versions -------------------------------------------------------------------------------
-# KubeSphere 3.4.1 supports Kubernetes 1.21-1.26. v1.26.13 is the newest 1.26 patch whose every
-# staging module the kind node image needs is served by the Go module proxy: at v0.26.15 and
-# v0.26.14, k8s.io/controller-manager, k8s.io/kube-controller-manager and k8s.io/kube-proxy are not
-# (403), so kube-controller-manager and kube-proxy cannot be built at those patches. One version
-# for both sets keeps the live tier and the kind tier on the same Kubernetes.
-K8S_VERSION="v1.26.13"
-# etcd 3.5 is the line Kubernetes 1.26 is tested with; take the newest 3.5 patch release.
+# KubeSphere 3.4.1 supports Kubernetes 1.21-1.26; the live tier and the default kind node image run the minor
+# tools/kube/minors/DEFAULT names (1.26). One version for both keeps the two tiers on the same Kubernetes.
+DEFAULT_MINOR="$(cat "$(dirname "${BASH_SOURCE[0]}")/minors/DEFAULT")"
+# etcd 3.5 is the line Kubernetes 1.26 is tested with; take the newest 3.5 patch release (the API-server set's).
 ETCD_VERSION="v3.5.35"
-# The etcd kubeadm v1.26.13 deploys (cmd/kubeadm/app/constants/constants.go, SupportedEtcdVersion[26]
-# = "3.5.10-0"): the node image carries that exact version under the name kubeadm asks for.
-NODE_ETCD_VERSION="v3.5.10"
 # Bump when the way binaries are built changes (flags, ldflags, layout): forces a rebuild.
 RECIPE="3"
 
@@ -52,15 +49,36 @@ WITH_KUBECTL=1
 REGEN=0
 CHECK=0
 SET=apiserver
-for arg in "$@"; do
-  case "$arg" in
+MINOR="$DEFAULT_MINOR"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
     --regen) REGEN=1 ;;
     --check) CHECK=1 ;;
     --node) SET=node ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
-    *) echo "build.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    --kubernetes)
+      [[ $# -ge 2 && $2 =~ ^v?([0-9]+\.[0-9]+)\.[0-9]+$ ]] || { echo "build.sh: --kubernetes needs a version such as v1.19.16" >&2; exit 2; }
+      MINOR="${BASH_REMATCH[1]}"; WANTED="${2#v}"; shift ;;
+    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    *) echo "build.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
+  shift
 done
+MINOR_FILE="$HERE/minors/$MINOR.env"
+if [[ ! -f "$MINOR_FILE" ]]; then
+  known=("$HERE"/minors/*.env); known=("${known[@]##*/}")
+  echo "build.sh: no facts for Kubernetes $MINOR (tools/kube/minors has: ${known[*]%.env})" >&2; exit 2
+fi
+# shellcheck source=tools/kube/minors/1.26.env
+source "$MINOR_FILE"
+[[ -z "${WANTED:-}" || "v$WANTED" == "$K8S_VERSION" ]] || { echo "build.sh: kslab builds Kubernetes $K8S_VERSION of the $MINOR line, not v$WANTED" >&2; exit 2; }
+[[ "$SET" == "node" || "$MINOR" == "$DEFAULT_MINOR" ]] || { echo "build.sh: --kubernetes is for the node set (--node)" >&2; exit 2; }
+
+if [[ "$SET" == "node" && "$K8S_BUILD" == "source" ]]; then
+  # shellcheck source=tools/kube/from-source.sh
+  source "$HERE/from-source.sh"
+  build_node_from_source
+  exit 0
+fi
 
 if [[ "$SET" == "node" ]]; then
   SET_ETCD_VERSION="$NODE_ETCD_VERSION"

@@ -4,6 +4,7 @@
 # those images preloaded into the node's containerd (k8s.io namespace), so nothing is ever pulled.
 #
 #   eval "$(tools/kind/node-image/build.sh)"   # last stdout line: export KSLAB_NODE_IMAGE=<image>
+#   tools/kind/node-image/build.sh --kubernetes v1.19.16   # another minor's node (tools/kube/minors/<minor>.env)
 #
 # Needs a Docker engine (DOCKER_HOST from tools/docker/docker.sh) and, for a cold build, root (debootstrap)
 # and Go. A warm run (the image present with this recipe's digest in its label) builds nothing.
@@ -16,10 +17,25 @@ CACHE_ROOT=${KSLAB_CACHE:-$HOME/.cache/kslab}
 WORK_ROOT=$CACHE_ROOT/kind/node-image
 MIRROR=${KSLAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
-# ---- pinned versions: what kubeadm v1.26 deploys (k8s.io/kubernetes cmd/kubeadm/app/constants) ----------
-COREDNS_VERSION=v1.9.3            # CoreDNSVersion
-PAUSE_TAG=3.9                     # PauseVersion
-ETCD_TAG=3.5.10-0                 # SupportedEtcdVersion[26]; the binary is tools/kube/build.sh --node's etcd
+# ---- pinned versions -------------------------------------------------------------------------------------
+# What kubeadm deploys differs by Kubernetes minor (image repository, pause, etcd, CoreDNS, the cgroup driver):
+# tools/kube/minors/<minor>.env holds it, for this script and tools/kube/build.sh alike.
+MINOR=$(cat "$TOOLS/kube/minors/DEFAULT")
+DEFAULT_MINOR=$MINOR
+KUBE_ARGS=()
+if [[ ${1:-} == --kubernetes ]]; then
+  [[ ${2:-} =~ ^v?([0-9]+\.[0-9]+)\.[0-9]+$ ]] || { echo "build.sh: --kubernetes needs a version such as v1.19.16" >&2; exit 2; }
+  MINOR=${BASH_REMATCH[1]}; KUBE_ARGS=(--kubernetes "$2")
+elif [[ $# -gt 0 ]]; then
+  echo "build.sh: unknown argument: $1 (usage: build.sh [--kubernetes v1.19.16])" >&2; exit 2
+fi
+MINOR_FILE=$TOOLS/kube/minors/$MINOR.env
+[[ -f $MINOR_FILE ]] || { echo "build.sh: no facts for Kubernetes $MINOR in tools/kube/minors" >&2; exit 2; }
+# shellcheck source=tools/kube/minors/1.26.env
+source "$MINOR_FILE"
+# The export the caller evals: KSLAB_NODE_IMAGE for the default minor, KSLAB_NODE_IMAGE_1_19 and so on for another.
+IMAGE_VAR=KSLAB_NODE_IMAGE
+[[ $MINOR == "$DEFAULT_MINOR" ]] || IMAGE_VAR=KSLAB_NODE_IMAGE_${MINOR/./_}
 LOCAL_PATH_VERSION=v0.0.30        # rancher/local-path-provisioner: the node's default StorageClass
 DEBIAN_SUITE=bookworm             # systemd 252 boots on cgroup v1 hosts (systemd >= 258 has no cgroup v1)
 NODE_PACKAGES=systemd,systemd-sysv,dbus,iproute2,procps,iptables,conntrack,ebtables,ethtool,socat,kmod,mount,util-linux,containerd,runc,containernetworking-plugins,ca-certificates,busybox-static
@@ -29,6 +45,8 @@ RECIPE=1
 
 log() { printf '[node-image] %s\n' "$*" >&2; }
 die() { printf '[node-image] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tools/lib/gotoolchain.sh
+source "$TOOLS/lib/gotoolchain.sh"
 now() { date +%s; }
 timed() { # <label> <command...>: run, and record the seconds it took
   local label=$1 t0; shift; t0=$(now)
@@ -41,20 +59,20 @@ command -v docker >/dev/null || die "docker is not installed (tools/docker/docke
 docker info >/dev/null 2>&1 || die "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-unset}). Fix: eval \"\$(tools/docker/docker.sh start)\""
 
 # The Kubernetes programs (kubelet, kubeadm, control plane, etcd) for this image.
-NODE_BIN=$("$TOOLS/kube/build.sh" --node | sed -n 's/^export PATH="\(.*\):\$PATH"$/\1/p')
+NODE_BIN=$("$TOOLS/kube/build.sh" --node "${KUBE_ARGS[@]}" | sed -n 's/^export PATH="\(.*\):\$PATH"$/\1/p')
 [[ -x $NODE_BIN/kubelet ]] || die "tools/kube/build.sh --node did not produce kubelet"
 K8S_VERSION=$("$NODE_BIN/kubelet" --version | awk '{print $2}')
 IMAGE=$IMAGE_REPO:$K8S_VERSION
 
 digest=$( { cat "${BASH_SOURCE[0]}"; find "$HERE/files" "$HERE/cmd" "$HERE/go.mod" "$TOOLS/docker/runtime-wrapper" -type f \
             -print0 | sort -z | xargs -0 cat; sha256sum "$NODE_BIN"/* | awk '{print $1}'; \
-            echo "$COREDNS_VERSION $PAUSE_TAG $ETCD_TAG $LOCAL_PATH_VERSION $DEBIAN_SUITE $NODE_PACKAGES $RECIPE"; } \
+            cat "$MINOR_FILE"; echo "$LOCAL_PATH_VERSION $DEBIAN_SUITE $NODE_PACKAGES $RECIPE"; } \
           | sha256sum | cut -c1-16)
 
 current=$(docker image inspect "$IMAGE" --format '{{ index .Config.Labels "kslab.recipe" }}' 2>/dev/null || true)
 if [[ $current == "$digest" ]]; then
   log "$IMAGE is current (recipe $digest)"
-  printf 'export KSLAB_NODE_IMAGE=%s\n' "$IMAGE"
+  printf 'export %s=%s\n' "$IMAGE_VAR" "$IMAGE"
   exit 0
 fi
 
@@ -79,11 +97,15 @@ build_programs() {
   (cd "$HERE" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$WORK/bin/pause" ./cmd/pause \
     && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$WORK/bin/cni-config" ./cmd/cni-config)
   (cd "$TOOLS/docker/runtime-wrapper" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$WORK/bin/kslab-runc" .)
-  # Neither module has replace directives, so `go install module@version` builds them as published.
-  # coredns v1.9.3's golang.org/x/net pulls syscall.recvmsg by go:linkname, which Go >= 1.23's linker
-  # refuses unless told not to check (-checklinkname=0).
-  GOBIN=$WORK/bin CGO_ENABLED=0 GOWORK=off go install -trimpath -ldflags='-s -w -checklinkname=0' \
-    "github.com/coredns/coredns@$COREDNS_VERSION"
+  # Neither module has replace directives, so `go install module@version` builds them as published; an older
+  # CoreDNS builds with the Go its minor names (COREDNS_GO_TOOLCHAIN).
+  if [[ -n ${COREDNS_GO_TOOLCHAIN:-} ]]; then
+    toolchain_build "$COREDNS_GO_TOOLCHAIN" github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns \
+      "$WORK/bin/coredns" "$COREDNS_LDFLAGS" "$WORK/coredns-module"
+  else
+    GOBIN=$WORK/bin CGO_ENABLED=0 GOWORK=off go install -trimpath -ldflags="$COREDNS_LDFLAGS" \
+      "github.com/coredns/coredns@$COREDNS_VERSION"
+  fi
   GOBIN=$WORK/bin CGO_ENABLED=0 GOWORK=off go install -trimpath -ldflags='-s -w' \
     "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
 }
@@ -116,13 +138,13 @@ build_images() {
   local name
   for name in kube-apiserver kube-controller-manager kube-scheduler; do
     CTX=$WORK/ctx-$name; mkdir -p "$CTX"; cp "$NODE_BIN/$name" "$CTX/"
-    image "registry.k8s.io/$name:$K8S_VERSION" "FROM scratch
+    image "$IMAGE_REPOSITORY/$name:$K8S_VERSION" "FROM scratch
 COPY $name /usr/local/bin/$name
 ENV PATH=/usr/local/bin
 ENTRYPOINT [\"/usr/local/bin/$name\"]"
   done
   CTX=$WORK/ctx-etcd; mkdir -p "$CTX"; cp "$NODE_BIN/etcd" "$CTX/"
-  image "registry.k8s.io/etcd:$ETCD_TAG" "FROM scratch
+  image "$IMAGE_REPOSITORY/etcd:$ETCD_TAG" "FROM scratch
 COPY etcd /usr/local/bin/etcd
 ENV PATH=/usr/local/bin
 ENTRYPOINT [\"/usr/local/bin/etcd\"]"
@@ -138,17 +160,17 @@ ENTRYPOINT [\"/usr/local/bin/etcd\"]"
   for name in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
     ln -sf xtables-nft-multi "$CTX/usr/sbin/$name"
   done
-  image "registry.k8s.io/kube-proxy:$K8S_VERSION" "FROM scratch
+  image "$IMAGE_REPOSITORY/kube-proxy:$K8S_VERSION" "FROM scratch
 COPY . /
 ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ENTRYPOINT [\"/usr/local/bin/kube-proxy\"]"
   CTX=$WORK/ctx-coredns; mkdir -p "$CTX"; cp "$WORK/bin/coredns" "$CTX/"
-  image "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" 'FROM scratch
+  image "$COREDNS_IMAGE" 'FROM scratch
 COPY coredns /coredns
 EXPOSE 53 53/udp
 ENTRYPOINT ["/coredns"]'
   CTX=$WORK/ctx-pause; mkdir -p "$CTX"; cp "$WORK/bin/pause" "$CTX/"
-  image "registry.k8s.io/pause:$PAUSE_TAG" 'FROM scratch
+  image "$IMAGE_REPOSITORY/pause:$PAUSE_TAG" 'FROM scratch
 COPY pause /pause
 ENTRYPOINT ["/pause"]'
   CTX=$WORK/ctx-cni; mkdir -p "$CTX"; cp "$WORK/bin/cni-config" "$CTX/"
@@ -174,6 +196,10 @@ timed images build_images
 build_node() {
   CTX=$WORK/ctx-node; mkdir -p "$CTX"
   cp "$NODE_BIN/kubelet" "$NODE_BIN/kubeadm" "$NODE_BIN/kubectl" "$WORK/bin/kslab-runc" "$HERE"/files/* "$CTX/"
+  # containerd's sandbox image and cgroup driver are the minor's (kind sets the kubelet's driver by minor)
+  sed -e "s|@SANDBOX_IMAGE@|$IMAGE_REPOSITORY/pause:$PAUSE_TAG|" -e "s|@SYSTEMD_CGROUP@|$SYSTEMD_CGROUP|" \
+    "$HERE/files/containerd-config.toml" >"$CTX/containerd-config.toml"
+  ! grep -q @ "$CTX/containerd-config.toml" || die "containerd-config.toml has a placeholder left"
   printf '%s\n' "$K8S_VERSION" >"$CTX/version"
   cat >"$CTX/Dockerfile" <<EOF
 FROM $ROOTFS_IMAGE
@@ -232,4 +258,4 @@ timed preload preload
 
 printf 'total=%ss\n' "$(( $(now) - T_START ))" >>"$TIMES"
 log "built $IMAGE in $(( $(now) - T_START )) s ($(docker image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"
-printf 'export KSLAB_NODE_IMAGE=%s\n' "$IMAGE"
+printf 'export %s=%s\n' "$IMAGE_VAR" "$IMAGE"
