@@ -91,7 +91,7 @@ def _check_lab(lab, first):
         cc = lab.custom(name).get_namespaced_custom_object("installer.kubesphere.io", "v1alpha1", "kubesphere-system",
                                                            "clusterconfigurations", "ks-installer")
         assert cc["spec"]["multicluster"]["clusterRole"] == c["role"]
-        assert cc["status"]["core"]["version"] == lab.config["kslab:kubesphereVersion"]
+        assert cc["status"]["core"]["version"] == lab.kubesphere_version(name)
         jwts.add(cc["spec"]["authentication"]["jwtSecret"])
     assert len(jwts) == 1
     for join in lab.config.get("kslab:joins") or []:
@@ -103,7 +103,10 @@ def _check_lab(lab, first):
         assert server == f"https://{member_ip}:6443", "joined over the container IP"
         assert "kslab.io/loopback-join-reason" not in obj["metadata"]["annotations"]
         assert {c["type"]: c["status"] for c in obj["status"]["conditions"]}["Ready"] == "True"
-        assert obj["status"]["uid"] == lab.core(join["member"]).read_namespace("kube-system").metadata.uid
+        if lab.kubesphere_version(join["host"]) == "v3.4.1":  # v3.2.1 records no member uid (the fixture's notes)
+            assert obj["status"]["uid"] == lab.core(join["member"]).read_namespace("kube-system").metadata.uid
+        else:
+            assert "uid" not in obj["status"]
         kubefed = lab.custom(join["host"]).get_namespaced_custom_object(
             "core.kubefed.io", "v1beta1", "kube-federation-system", "kubefedclusters", join["member"])
         assert kubefed["spec"]["apiEndpoint"] == f"https://{member_ip}:6443"

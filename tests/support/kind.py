@@ -12,6 +12,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from kslab.model.spec import parse_lab
 from tests.harness.ks_operators import Operator
 from tests.support.engine import StackLab, make_project, policy_pack
 from tests.support.live import kill_project_processes
@@ -81,6 +82,11 @@ class KindLab(StackLab):
             "KSLAB_POLL_SECONDS": "1", "KSLAB_PROGRESS_SECONDS": "15"})
         self.project.add_stack_file(stack_file, stack)
         self.project.init(stack)
+
+    def kubesphere_version(self, name: str) -> str:
+        """The release a cluster of the lab installs (its own kubesphereVersion, else the lab's)."""
+        spec = parse_lab({k.split(":", 1)[1]: v for k, v in self.config.items()})
+        return next(c.kubesphere_version for c in spec.clusters if c.name == name)
 
     def up(self, *extra, timeout: float = 1500, **kw):
         return self.pulumi("up", "--yes", "--skip-preview", "--policy-pack", policy_pack(), *extra,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import time
 
-from kslab.model import contract, image_sources, images
+from kslab.model import contract, image_sources, images, versions
 from kslab.model.spec import parse_lab
 from kslab.steps import lab_registry
 from tests.support.registry import (
@@ -80,12 +80,17 @@ class PlayedSources:
     def _installer_running(lab, name):
         deadline = time.monotonic() + 180
         while True:
-            pods = lab.core(name).list_namespaced_pod("kubesphere-system", label_selector="app=ks-installer").items
+            # the installer Deployment's pod label is the release's (ks-install at v3.2.1, ks-installer at v3.4.1)
+            label = versions.KUBESPHERE_RELEASES[lab.kubesphere_version(name)].installer_pod_label
+            pods = lab.core(name).list_namespaced_pod("kubesphere-system", label_selector=f"app={label}").items
             if pods and pods[0].status.phase == "Running":
                 return pods[0]
             if time.monotonic() > deadline:
                 detail = [(p.status.phase, [(c.state.waiting.reason, c.state.waiting.message) for c in
                                             p.status.container_statuses or [] if c.state.waiting]) for p in pods]
+                if not pods:  # why the Deployment made none: the namespace's events say
+                    events = lab.core(name).list_namespaced_event("kubesphere-system").items
+                    detail = [(e.involved_object.kind, e.reason, (e.message or "")[:300]) for e in events[-12:]]
                 raise AssertionError(f"the installer pod of {name} never ran from the lab registry: {detail}")
             time.sleep(2)
 

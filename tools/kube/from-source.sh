@@ -58,13 +58,13 @@ generate_openapi() { # <src dir> <go>
   modcache=$(go env GOMODCACHE)
   staging="v0.${K8S_VERSION#v1.}"
   inputs=$(openapi_packages "$src" "$K8S_MODULE")
-  for module in $(sed -n -E "s#^[[:space:]]*(k8s\\.io/[a-z0-9-]+) => k8s\\.io/[a-z0-9-]+ $staging\$#\\1#p" "$src/go.mod"); do
+  while IFS= read -r module; do
     case $module in k8s.io/code-generator|k8s.io/sample-apiserver) continue ;; esac
     # a staging module nothing builds on may not be published (at 1.19: controller-manager, sample-cli-plugin and
     # sample-controller); the report check below shows whether anything was missed
     (cd "$SCRATCH" && go mod download "$module@$staging" 2>/dev/null) || { log "openapi: $module@$staging is not served; skipped"; continue; }
     inputs+=$'\n'$(openapi_packages "$modcache/$module@$staging" "$module")
-  done
+  done < <(sed -n -E "s#^[[:space:]]*(k8s\\.io/[a-z0-9-]+) => k8s\\.io/[a-z0-9-]+ $staging\$#\\1#p" "$src/go.mod")
   out="$SCRATCH/openapi"
   (cd "$src" && old_go_env "$K8S_GO_TOOLCHAIN" "$gobin" build -o "$SCRATCH/openapi-gen" k8s.io/kube-openapi/cmd/openapi-gen) \
     || die "building openapi-gen failed"
@@ -101,7 +101,7 @@ build_node_from_source() {
   (cd "$src" && old_go_env "$K8S_GO_TOOLCHAIN" "$gobin" mod download) || die "go mod download failed for $K8S_MODULE@$K8S_VERSION"
   generate_openapi "$src" "$gobin"
   echo "prepare+openapi=$(( $(date +%s) - t0 ))s" >"$SCRATCH/build-times"
-  major=${K8S_VERSION#v}; major=${major%%.*}; minor=${MINOR#*.}
+  major=${K8S_VERSION#v}; major=${major%%.*}; minor=${K8S_VERSION#v*.}; minor=${minor%%.*}
   date=$(info_field "$K8S_MODULE" "$K8S_VERSION" Time)
   ldflags="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do   # as hack/lib/version.sh sets them
