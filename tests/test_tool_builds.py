@@ -56,3 +56,49 @@ def test_every_shell_script_passes_shellcheck():
     proc = subprocess.run([os.path.join(ROOT, "tools", "lib", "shellcheck.sh")], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]
+
+
+# --- the Kubernetes minors (tools/kube/minors/<minor>.env, #27) ---------------------------------------------------
+
+MINOR_FACTS = ("K8S_VERSION", "K8S_BUILD", "NODE_ETCD_MODULE", "NODE_ETCD_VERSION", "ETCD_TAG", "IMAGE_REPOSITORY",
+               "PAUSE_TAG", "COREDNS_VERSION", "COREDNS_IMAGE", "COREDNS_LDFLAGS", "SYSTEMD_CGROUP")
+
+
+@pytest.mark.parametrize("minor, version, cgroup", [("1.26", "v1.26.13", "true"), ("1.19", "v1.19.16", "false")])
+def test_every_minor_file_holds_every_fact(minor, version, cgroup):
+    script = 'source "tools/kube/minors/$1.env"; for n in "${@:2}"; do printf "%s=%s\\n" "$n" "${!n-UNSET}"; done'
+    proc = subprocess.run(["bash", "-c", script, "-", minor, *MINOR_FACTS], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    facts = dict(line.split("=", 1) for line in proc.stdout.splitlines())
+    assert "UNSET" not in facts.values(), facts
+    assert facts["K8S_VERSION"] == version and facts["SYSTEMD_CGROUP"] == cgroup
+    assert facts["COREDNS_IMAGE"].startswith(facts["IMAGE_REPOSITORY"] + "/coredns")
+
+
+def test_the_default_minor_has_a_file():
+    with open(os.path.join(ROOT, "tools", "kube", "minors", "DEFAULT")) as fh:
+        assert os.path.exists(os.path.join(ROOT, "tools", "kube", "minors", f"{fh.read().strip()}.env"))
+
+
+@pytest.mark.parametrize("script", ["tools/kube/build.sh --node", "tools/kind/node-image/build.sh"])
+@pytest.mark.parametrize("version, says", [
+    ("v1.20.1", "no facts for Kubernetes 1.20"),
+    ("v1.19.15", "kslab builds Kubernetes v1.19.16 of the 1.19 line, not v1.19.15"),
+    ("1.19.x", "--kubernetes needs a version such as v1.19.16"),
+])
+def test_a_minor_without_facts_or_another_patch_is_refused_before_anything_runs(tmp_path, script, version, says):
+    env = _no_go_env(tmp_path)
+    os.symlink(shutil.which("basename"), os.path.join(env["PATH"], "basename"))
+    proc = subprocess.run([os.path.join(ROOT, script.split()[0]), *script.split()[1:], "--kubernetes", version],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert says in proc.stderr
+    assert not (tmp_path / "cache").exists(), "nothing was built or cached"
+
+
+def test_check_names_the_minors_build(tmp_path):
+    command = [os.path.join(ROOT, "tools", "kube", "build.sh"), "--check", "--node", "--kubernetes", "v1.19.16"]
+    proc = subprocess.run(command, env=_no_go_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and proc.stdout == "", proc.stderr
+    assert f"not built or out of date: {tmp_path}/cache/kube/node-k8s-v1.19.16_etcd-3.4.13" in proc.stderr
+    assert "build.sh --node --kubernetes v1.19.16" in proc.stderr

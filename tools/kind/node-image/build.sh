@@ -33,6 +33,8 @@ MINOR_FILE=$TOOLS/kube/minors/$MINOR.env
 [[ -f $MINOR_FILE ]] || { echo "build.sh: no facts for Kubernetes $MINOR in tools/kube/minors" >&2; exit 2; }
 # shellcheck source=tools/kube/minors/1.26.env
 source "$MINOR_FILE"
+[[ ${#KUBE_ARGS[@]} -eq 0 || v${KUBE_ARGS[1]#v} == "$K8S_VERSION" ]] \
+  || { echo "build.sh: kslab builds Kubernetes $K8S_VERSION of the $MINOR line, not ${KUBE_ARGS[1]}" >&2; exit 2; }
 # The export the caller evals: KSLAB_NODE_IMAGE for the default minor, KSLAB_NODE_IMAGE_1_19 and so on for another.
 IMAGE_VAR=KSLAB_NODE_IMAGE
 [[ $MINOR == "$DEFAULT_MINOR" ]] || IMAGE_VAR=KSLAB_NODE_IMAGE_${MINOR/./_}
@@ -148,12 +150,16 @@ ENTRYPOINT [\"/usr/local/bin/$name\"]"
 COPY etcd /usr/local/bin/etcd
 ENV PATH=/usr/local/bin
 ENTRYPOINT [\"/usr/local/bin/etcd\"]"
-  # kube-proxy runs iptables: its image carries the node base's iptables/conntrack and their libraries.
+  # kube-proxy runs iptables: its image carries the node base's iptables/conntrack and their libraries, and the
+  # libraries of the iptables extensions they load (kube-proxy's `-m statistic`, for a Service with two or more
+  # endpoints, loads libxt_statistic.so, which needs libm: without it every such sync fails).
   CTX=$WORK/ctx-kube-proxy; mkdir -p "$CTX/usr/local/bin"; cp "$NODE_BIN/kube-proxy" "$CTX/usr/local/bin/"
   docker run --rm --entrypoint /bin/bash "$ROOTFS_IMAGE" -c '
     set -e
     files=(/usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi /usr/sbin/conntrack)
-    for f in "${files[@]}"; do ldd "$f" | awk "/=>/ {print \$3} /^\t\// {print \$1}"; done | sort -u > /tmp/libs
+    for f in "${files[@]}" /usr/lib/x86_64-linux-gnu/xtables/*.so; do
+      ldd "$f" | awk "/=>/ {print \$3} /^\t\// {print \$1}"
+    done | sort -u > /tmp/libs
     tar -ch -f - "${files[@]}" $(cat /tmp/libs) /usr/lib/x86_64-linux-gnu/xtables 2>/dev/null' \
     | tar -C "$CTX" -x
   mkdir -p "$CTX/usr/sbin"
