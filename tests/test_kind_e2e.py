@@ -11,8 +11,10 @@ pod's image cannot be pulled here.
 import base64
 import json
 import os
+import re
 import subprocess
 import tempfile
+import time
 
 import pytest
 import yaml
@@ -74,6 +76,20 @@ def _check_kind_clusters(lab):
             assert kubeadm["networking"]["serviceSubnet"] == c["serviceSubnet"]
         pods = core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns").items
         assert pods and all(p.status.phase == "Running" for p in pods), "CoreDNS runs on real pod networking"
+        _check_service_rules(name)
+
+
+def _check_service_rules(name, seconds=60):
+    """kube-proxy programs a Service of two endpoints (kube-dns: two CoreDNS pods), which needs iptables' statistic
+    match: its extension's libraries must be in kube-proxy's image (tools/kind/node-image/build.sh)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        rules = subprocess.run(["docker", "exec", f"{name}-control-plane", "iptables-save", "-t", "nat"],
+                               capture_output=True, text=True, timeout=60).stdout
+        if re.search(r"-A KUBE-SVC-\S+ .*kube-system/kube-dns:dns\b.*-m statistic --mode random", rules):
+            return
+        assert time.monotonic() < deadline, f"{name}: kube-proxy wrote no load-balancing rule for kube-dns"
+        time.sleep(2)
 
 
 def _check_lab(lab, first):
