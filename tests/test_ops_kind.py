@@ -2,6 +2,7 @@
 create is idempotent (adopts its own cluster, never duplicates), refuses a same-named cluster it did not make for
 this lab or with another image, delete tolerates a cluster that is already gone and never deletes another lab's,
 and kubeconfigs never reach stderr."""
+import base64
 import json
 import os
 import stat
@@ -42,9 +43,14 @@ elif args[:2] == ["create", "cluster"]:
                                                      for m in n.get("extraPortMappings") or []]}
     print("Creating cluster ...", file=sys.stderr)
 elif args[:2] == ["get", "kubeconfig"]:
+    if db["clusters"].get(arg("--name"), {}).get("stopped"):  # kind reads admin.conf with a docker exec
+        print("ERROR: failed to get cluster internal kubeconfig: command \"docker exec\" failed", file=sys.stderr)
+        sys.exit(1)
     # each cluster kind makes has a certificate authority of its own
-    ca = db["clusters"].get(arg("--name"), {}).get("ca", "Q0E=")
-    print(KUBECONFIG.replace("NAME", arg("--name")).replace("Q0E=", ca))
+    import base64
+    tag = db["clusters"].get(arg("--name"), {}).get("ca", "lab-ca") or "unreadable"
+    pem = "-----BEGIN CERTIFICATE-----\n" + base64.b64encode(tag.encode()).decode() + "\n-----END CERTIFICATE-----\n"
+    print(KUBECONFIG.replace("NAME", arg("--name")).replace("Q0E=", base64.b64encode(pem.encode()).decode()))
 elif args[:2] == ["delete", "cluster"]:
     db["clusters"].pop(arg("--name"), None)
 save()
@@ -73,6 +79,12 @@ elif args[:1] == ["cp"]:
     name, cluster, spec = find(args[1].split(":")[0])
     labels = ",".join(f"{k}={v}" for k, v in spec["labels"].items())
     body = f'nodeRegistration:\n  kubeletExtraArgs:\n    node-labels: "{labels}"\n'.encode()
+    if args[1].endswith("/etc/kubernetes/pki/ca.crt"):  # the node's CA, as kubeadm wrote it (stopped nodes too)
+        import base64
+        if cluster.get("ca", "lab-ca") is None:
+            sys.exit(1)
+        tag = cluster.get("ca", "lab-ca").encode()
+        body = b"-----BEGIN CERTIFICATE-----\n" + base64.b64encode(tag) + b"\n-----END CERTIFICATE-----\n"
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
         info = tarfile.TarInfo("kubeadm.conf")
@@ -125,13 +137,13 @@ def fakes(tmp_path):
     return run, db
 
 
-def made_by_hand(run, name="host", labels=None, ports=("6443/tcp",), ca="Q0E="):
+def made_by_hand(run, name="host", labels=None, ports=("6443/tcp",), ca="lab-ca", stopped=False):
     """A kind cluster that exists before the step: `kind create cluster --name host` by hand (no labels, the API
     server's port only), or one with the given node labels and published ports."""
     db = json.loads(run.state.read_text()) if run.state.exists() else {"clusters": {}, "calls": []}
     db["clusters"][name] = {"image": "kindest/node:v1.25.16", "config": "",
                             "nodes": [{"role": "control-plane", "labels": labels or {}}], "ports": list(ports),
-                            "ca": ca}
+                            "ca": ca, "stopped": stopped}
     run.state.write_text(json.dumps(db))
 
 
@@ -250,9 +262,13 @@ def test_a_cluster_an_earlier_kslab_made_is_refreshed_and_deleted_as_before(fake
     assert run("kind-delete").returncode == 0 and "host" not in db()["clusters"]
 
 
-def _state_ca(ca="Q0E="):
+def _pem(tag: str) -> bytes:
+    return b"-----BEGIN CERTIFICATE-----\n" + base64.b64encode(tag.encode()) + b"\n-----END CERTIFICATE-----\n"
+
+
+def _state_ca(ca="lab-ca"):
     """What the plugin hands a kind step from the stack's state: the CA fingerprint of the stored kubeconfig."""
-    stored = fake_kubeconfig("host", "https://127.0.0.1:1").replace("Q0E=", ca)
+    stored = fake_kubeconfig("host", "https://127.0.0.1:1").replace("Q0E=", base64.b64encode(_pem(ca)).decode())
     return {contract.ENV_STATE_CA: kc.ca_fingerprint(stored)}
 
 
@@ -261,7 +277,7 @@ def test_a_cluster_made_by_hand_in_place_of_the_labs_is_neither_refreshed_nor_de
     hand, with the same published ports: its certificate authority is not the one in the stack's state, so refresh
     forgets the lab's cluster, destroy leaves the other alone, and a re-run of create refuses it."""
     run, db = fakes
-    made_by_hand(run, ports=("6443/tcp", "30880/tcp"), ca="b3RoZXI=")
+    made_by_hand(run, ports=("6443/tcp", "30880/tcp"), ca="made-by-hand")
     read = run("kind-read", **_state_ca())
     assert read.returncode == contract.GONE_EXIT and "is not the one this lab made" in read.stderr
     deleted = run("kind-delete", **_state_ca())
@@ -269,6 +285,26 @@ def test_a_cluster_made_by_hand_in_place_of_the_labs_is_neither_refreshed_nor_de
     rerun = run("kind-create", KSLAB_STEP_IN_STATE="1", **_state_ca())
     assert rerun.returncode == 1 and "will not take it" in rerun.stderr
     assert "host" in db()["clusters"] and [c[:2] for c in db()["calls"] if c[0] in ("create", "delete")] == []
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_cluster_made_by_hand_is_told_apart_by_the_ca_on_its_node_even_when_stopped(fakes, stopped):
+    """The CA is read from the node container (docker cp works on a stopped one; `kind get kubeconfig` does not)."""
+    run, db = fakes
+    made_by_hand(run, ports=("6443/tcp", "30880/tcp"), ca="made-by-hand", stopped=stopped)
+    assert run("kind-read", **_state_ca()).returncode == contract.GONE_EXIT
+    deleted = run("kind-delete", **_state_ca())
+    assert deleted.returncode == 1 and "/etc/kubernetes/pki/ca.crt" in deleted.stderr and "host" in db()["clusters"]
+
+
+def test_a_cluster_whose_ca_cannot_be_read_is_not_taken_for_the_labs(fakes):
+    """Fail closed: with a CA in the state and none readable on the node, an unmarked cluster is neither deleted nor
+    taken again."""
+    run, db = fakes
+    made_by_hand(run, ports=("6443/tcp", "30880/tcp"), ca=None)
+    assert run("kind-delete", **_state_ca()).returncode == 1 and "host" in db()["clusters"]
+    assert run("kind-create", KSLAB_STEP_IN_STATE="1", **_state_ca()).returncode == 1
+    assert [c[:2] for c in db()["calls"] if c[0] in ("create", "delete")] == []
 
 
 def test_the_labs_own_cluster_is_known_by_its_ca_or_its_mark(fakes):
@@ -280,8 +316,8 @@ def test_the_labs_own_cluster_is_known_by_its_ca_or_its_mark(fakes):
     assert run("kind-create", KSLAB_STEP_IN_STATE="1", **_state_ca()).returncode == 0
     assert run("kind-delete", **_state_ca()).returncode == 0 and "host" not in db()["clusters"]
     assert run("kind-create").returncode == 0
-    assert run("kind-read", **_state_ca("bWFya2Vk")).returncode == 0
-    assert run("kind-delete", **_state_ca("bWFya2Vk")).returncode == 0 and "host" not in db()["clusters"]
+    assert run("kind-read", **_state_ca("another-ca")).returncode == 0
+    assert run("kind-delete", **_state_ca("another-ca")).returncode == 0 and "host" not in db()["clusters"]
 
 
 def test_the_labs_cluster_is_still_its_own_after_the_checkout_moved(fakes):

@@ -3,6 +3,7 @@
 kind steps know which lab they work for.)"""
 from __future__ import annotations
 
+import base64
 import json
 
 from kslab.model import contract
@@ -62,7 +63,9 @@ def test_read_delete_and_update_hand_the_step_the_ca_of_the_cluster_in_the_state
     """(#25 item 1, a cluster made anew under the lab's cluster's name) The kind steps tell the cluster the state holds
     from another of its name by its certificate authority: the plugin names the stored kubeconfig's, never a request."""
     from tests.support.mock_run import fake_kubeconfig
-    stored = json.dumps({"kubeconfig": fake_kubeconfig("host", "https://127.0.0.1:1"), "containerIp": "172.18.0.2"})
+    pem = b"-----BEGIN CERTIFICATE-----\nbGFiLWNh\n-----END CERTIFICATE-----\n"
+    kubeconfig = fake_kubeconfig("host", "https://127.0.0.1:1").replace("Q0E=", base64.b64encode(pem).decode())
+    stored = json.dumps({"kubeconfig": kubeconfig, "containerIp": "172.18.0.2"})
     steps = Steps(UrnRunner())
     props = {"step": "kind-create", "read_step": "kind-read", "delete_step": "kind-delete",
              "environment": {contract.ENV_CLUSTER: "host"}, "triggers": [], "rerun_on_change": True}
@@ -71,7 +74,7 @@ def test_read_delete_and_update_hand_the_step_the_ca_of_the_cluster_in_the_state
     steps.read("id", {**props, "stdout": stored}, URN)
     steps.delete({**props, "stdout": stored}, URN)
     assert steps.runner.stored == [None, stored, stored, stored]
-    fingerprint = kc.ca_fingerprint(fake_kubeconfig("host", "https://127.0.0.1:1"))
+    fingerprint = kc.certificate_fingerprint(pem)
     assert fingerprint and step_environment({}, {}, URN, stored=stored)[contract.ENV_STATE_CA] == fingerprint
     forged = {contract.ENV_CLUSTER: "host", contract.ENV_STATE_CA: "forged"}
     assert contract.ENV_STATE_CA not in step_environment(forged, {}, URN)

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import ipaddress
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,15 +61,32 @@ def server_of(text: str) -> str:
     return server
 
 
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.S)
+
+
+def certificate_fingerprint(pem: bytes) -> str | None:
+    """A short digest of the first certificate of a PEM file (of its DER bytes, so line breaks do not count), or None
+    if it holds none."""
+    found = _PEM_CERTIFICATE.search(pem)
+    if found is None:
+        return None
+    try:
+        der = base64.b64decode(b"".join(found.group(1).split()), validate=True)
+    except ValueError:
+        return None
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
 def ca_fingerprint(text: str) -> str | None:
-    """A short digest of the certificate authority the kubeconfig's current cluster trusts, or None if it names none.
-    Every cluster kind makes gets a CA of its own (kubeadm's certs phase), kept for the cluster's life (a restart
-    renews the serving certificate only): two clusters of one name have different ones."""
+    """certificate_fingerprint of the certificate authority the kubeconfig's current cluster trusts, or None if it
+    names none. Every cluster kind makes gets a CA of its own (kubeadm's certs phase, /etc/kubernetes/pki/ca.crt on
+    the node), kept for the cluster's life (a restart renews the serving certificate only): two clusters of one name
+    have different ones."""
     try:
         ca = _current_cluster(load(text)).get("certificate-authority-data")
-    except KubeconfigError:
+        return certificate_fingerprint(base64.b64decode(ca)) if isinstance(ca, str) and ca else None
+    except (KubeconfigError, ValueError):
         return None
-    return hashlib.sha256(ca.encode()).hexdigest()[:16] if isinstance(ca, str) and ca else None
 
 
 def server_host(server: str) -> str:

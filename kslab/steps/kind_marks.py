@@ -10,7 +10,9 @@ the node container with `docker cp`: no API server is needed, and a stopped node
 
 Clusters made by kslab before the mark existed carry none. They keep working because a cluster already in the
 stack's state never runs kind-create again (no adoption is involved); refresh reads it and destroy deletes it as
-before. Only a cluster with another lab's mark is never deleted.
+before. For a cluster in the state, the kind steps also compare its certificate authority with the one the stored
+kubeconfig trusts (kind_steps._not_the_state_cluster): that tells the lab's cluster from another made under its
+name, marked or not, running or stopped.
 """
 from __future__ import annotations
 
@@ -67,18 +69,24 @@ def _docker(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, timeout=60)
 
 
-def _kubeadm_config(node: str) -> str:
-    """The node's kubeadm config, or "" when it cannot be read (`docker cp` of one file writes a tar stream)."""
-    proc = _docker("cp", f"{node}:{KUBEADM_CONFIG}", "-")
+def node_file(node: str, path: str) -> bytes | None:
+    """A file of a node container, running or stopped, or None when it cannot be read (`docker cp` of one file writes a
+    tar stream)."""
+    proc = _docker("cp", f"{node}:{path}", "-")
     if proc.returncode != 0:
-        return ""
+        return None
     try:
         with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
             member = archive.next()
             fh = archive.extractfile(member) if member is not None and member.isfile() else None
-            return fh.read(1 << 20).decode("utf-8", "replace") if fh is not None else ""
+            return fh.read(1 << 20) if fh is not None else None
     except tarfile.TarError:
-        return ""
+        return None
+
+
+def _kubeadm_config(node: str) -> str:
+    """The node's kubeadm config, or "" when it cannot be read."""
+    return (node_file(node, KUBEADM_CONFIG) or b"").decode("utf-8", "replace")
 
 
 def _nodes(name: str) -> list[tuple[str, str]]:

@@ -54,15 +54,18 @@ def _kind_create_env(lab: LabRegistry | None) -> dict[str, str]:
     return environment
 
 
+NODE_CA = "/etc/kubernetes/pki/ca.crt"  # kubeadm's cluster CA on a control-plane node
+
+
 def _state_match(name: str) -> bool | None:
-    """Whether the cluster now under this name is the one the stack's state holds, by its certificate authority
-    against the one the stored kubeconfig trusts; None when either is unknown (no stored kubeconfig: a first create)."""
+    """Whether the cluster now under this name is the one the stack's state holds, by its certificate authority (read
+    from the node container, which works on a stopped one too) against the one the stored kubeconfig trusts; None when
+    nothing is stored (a first create, or a step from before the check)."""
     stored = os.environ.get(names.ENV_STATE_CA)
     if not stored:
         return None
-    raw = common.kind("get", "kubeconfig", "--name", name, timeout=60)
-    live = kc.ca_fingerprint(raw.stdout) if raw.returncode == 0 else None
-    return None if live is None else live == stored
+    live = kc.certificate_fingerprint(kind_marks.node_file(f"{name}-control-plane", NODE_CA) or b"")
+    return live == stored  # a CA that cannot be read proves nothing of the lab's: not the state's cluster
 
 
 def _not_the_state_cluster(name: str, lab: str | None) -> str | None:
@@ -77,8 +80,8 @@ def _not_the_state_cluster(name: str, lab: str | None) -> str | None:
         return None
     if match is False:
         return (f"the kind cluster '{name}' is not the one this lab made: it carries no {names.LAB_LABEL} mark of this "
-                "lab, and its certificate authority is not the one in the stack's state (this lab's cluster was "
-                "deleted, and another was made under its name)")
+                f"lab, and its certificate authority ({NODE_CA} on {name}-control-plane) is not the one in the stack's "
+                "state (this lab's cluster was deleted, and another was made under its name)")
     others = found.other_labs(lab)
     if others:
         return (f"the kind cluster '{name}' is another kslab lab's: its nodes carry {names.LAB_LABEL}="
@@ -189,9 +192,6 @@ def step_kind_delete() -> None:
     if existing.returncode == 0 and name not in existing.stdout.split():
         log(f"cluster '{name}' is already gone")
         return
-    # The cluster is in this stack's state. One marked for another lab is never deleted (the name now belongs to
-    # that lab: this one's cluster was deleted out of band, and the other made anew); an unmarked one is one an
-    # earlier kslab made for this stack, deleted as before.
     # The cluster is in this stack's state. One that is provably not the state's (another lab's, or one made anew
     # under its name) is never deleted; an unmarked one with no CA to compare is one an earlier kslab made.
     why_not = _not_the_state_cluster(name, kind_marks.this_lab())
