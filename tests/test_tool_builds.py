@@ -61,16 +61,21 @@ def test_every_shell_script_passes_shellcheck():
 # --- the Kubernetes minors (tools/kube/minors/<minor>.env, #27) ---------------------------------------------------
 
 MINOR_FACTS = ("K8S_VERSION", "K8S_BUILD", "NODE_ETCD_MODULE", "NODE_ETCD_VERSION", "ETCD_TAG", "IMAGE_REPOSITORY",
-               "PAUSE_TAG", "COREDNS_VERSION", "COREDNS_IMAGE", "COREDNS_LDFLAGS", "SYSTEMD_CGROUP")
+               "PAUSE_TAG", "COREDNS_VERSION", "COREDNS_IMAGE", "COREDNS_LDFLAGS", "COREDNS_GO_TOOLCHAIN",
+               "SYSTEMD_CGROUP")
+# what a minor built from a copy of its source needs besides (tools/kube/from-source.sh)
+SOURCE_FACTS = ("K8S_GO_TOOLCHAIN", "K8S_GOMOD_REPLACES", "K8S_UNPUBLISHED_STAGING", "K8S_OPENAPI_DEFINITIONS",
+                "NODE_ETCD_REPORTS")
 
 
 @pytest.mark.parametrize("minor, version, cgroup", [("1.26", "v1.26.13", "true"), ("1.19", "v1.19.16", "false")])
 def test_every_minor_file_holds_every_fact(minor, version, cgroup):
     script = 'source "tools/kube/minors/$1.env"; for n in "${@:2}"; do printf "%s=%s\\n" "$n" "${!n-UNSET}"; done'
-    proc = subprocess.run(["bash", "-c", script, "-", minor, *MINOR_FACTS], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(["bash", "-c", script, "-", minor, *MINOR_FACTS, *SOURCE_FACTS], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
     facts = dict(line.split("=", 1) for line in proc.stdout.splitlines())
-    assert "UNSET" not in facts.values(), facts
+    needed = MINOR_FACTS + (SOURCE_FACTS if facts["K8S_BUILD"] == "source" else ())
+    assert [n for n in needed if facts[n] == "UNSET"] == [], facts
     assert facts["K8S_VERSION"] == version and facts["SYSTEMD_CGROUP"] == cgroup
     assert facts["COREDNS_IMAGE"].startswith(facts["IMAGE_REPOSITORY"] + "/coredns")
 

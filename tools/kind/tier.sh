@@ -13,7 +13,7 @@ image_env=$("$HERE/node-image/build.sh" | tail -n1)
 default_minor=$(cat "$HERE/../kube/minors/DEFAULT")
 for facts in "$HERE"/../kube/minors/*.env; do
   [[ $(basename "$facts" .env) == "$default_minor" ]] && continue
-  version=$(sed -n 's/^K8S_VERSION=//p' "$facts")
+  version=$(bash -c 'source "$1"; printf "%s" "$K8S_VERSION"' _ "$facts")
   image_env+="; $("$HERE/node-image/build.sh" --kubernetes "$version" | tail -n1)"
 done
 "$HERE/host-limits.sh"

@@ -50,6 +50,7 @@ REGEN=0
 CHECK=0
 SET=apiserver
 MINOR="$DEFAULT_MINOR"
+WANTED=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --regen) REGEN=1 ;;

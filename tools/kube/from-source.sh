@@ -42,6 +42,7 @@ prepare_source() { # <dir>
   ! grep -q '=> \./' "$src/go.mod" || die "a local replace is left in $K8S_MODULE@$K8S_VERSION's go.mod"
   for pair in $K8S_GOMOD_REPLACES; do
     sed -i -E "s#^([[:space:]]*)${pair%%=*} => ${pair%%=*} #\\1${pair%%=*} => ${pair#*=} #" "$src/go.mod"
+    grep -q "${pair%%=*} => ${pair#*=} " "$src/go.mod" || die "no replace of ${pair%%=*} to point at ${pair#*=} in $K8S_MODULE's go.mod"
   done
 }
 
@@ -60,9 +61,10 @@ generate_openapi() { # <src dir> <go>
   inputs=$(openapi_packages "$src" "$K8S_MODULE")
   while IFS= read -r module; do
     case $module in k8s.io/code-generator|k8s.io/sample-apiserver) continue ;; esac
-    # a staging module nothing builds on may not be published (at 1.19: controller-manager, sample-cli-plugin and
-    # sample-controller); the report check below shows whether anything was missed
-    (cd "$SCRATCH" && go mod download "$module@$staging" 2>/dev/null) || { log "openapi: $module@$staging is not served; skipped"; continue; }
+    # a staging module nothing builds on may not be published (the minor's K8S_UNPUBLISHED_STAGING); any other that
+    # cannot be had is an error, not a package less
+    if [[ " ${K8S_UNPUBLISHED_STAGING:-} " == *" $module "* ]]; then log "openapi: $module@$staging is not published; skipped"; continue; fi
+    (cd "$SCRATCH" && go mod download "$module@$staging") || die "could not download $module@$staging for openapi-gen"
     inputs+=$'\n'$(openapi_packages "$modcache/$module@$staging" "$module")
   done < <(sed -n -E "s#^[[:space:]]*(k8s\\.io/[a-z0-9-]+) => k8s\\.io/[a-z0-9-]+ $staging\$#\\1#p" "$src/go.mod")
   out="$SCRATCH/openapi"
@@ -76,7 +78,9 @@ generate_openapi() { # <src dir> <go>
     || die "openapi-gen's API rule report differs from the release's api/api-rules/violation_exceptions.list"
   mkdir -p "$src/pkg/generated/openapi"
   cp "$out/$K8S_MODULE/pkg/generated/openapi/zz_generated.openapi.go" "$src/pkg/generated/openapi/"
-  log "openapi: $(grep -c . <<<"$inputs") packages, $(grep -c '^		"k8s.io' "$src/pkg/generated/openapi/zz_generated.openapi.go") definitions"
+  local made; made=$(grep -c '^		"k8s.io' "$src/pkg/generated/openapi/zz_generated.openapi.go")
+  log "openapi: $(grep -c . <<<"$inputs") packages, $made definitions"
+  [[ "$made" == "$K8S_OPENAPI_DEFINITIONS" ]] || die "openapi-gen made $made definitions, not the release's $K8S_OPENAPI_DEFINITIONS"
 }
 
 build_node_from_source() {

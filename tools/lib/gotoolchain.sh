@@ -18,6 +18,9 @@ toolchain_go() { # <toolchain>
   local root
   root=$(old_go_env "$1" go env GOROOT) || die "could not fetch Go toolchain $1 from the module proxy ($(go env GOPROXY))"
   [[ -x $root/bin/go ]] || die "Go toolchain $1 has no go program under $root"
+  # a go older than 1.21 ignores GOTOOLCHAIN and would answer with its own root
+  [[ $(old_go_env "$1" "$root/bin/go" version) == "go version $1 "* ]] \
+    || die "the Go found for $1 is $(old_go_env "$1" "$root/bin/go" version); Go >= 1.21 on PATH fetches the toolchain"
   printf '%s\n' "$root/bin/go"
 }
 

@@ -23,7 +23,7 @@ MIRROR=${KSLAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 MINOR=$(cat "$TOOLS/kube/minors/DEFAULT")
 DEFAULT_MINOR=$MINOR
 KUBE_ARGS=()
-if [[ ${1:-} == --kubernetes ]]; then
+if [[ ${1:-} == --kubernetes && $# -le 2 ]]; then
   [[ ${2:-} =~ ^v?([0-9]+\.[0-9]+)\.[0-9]+$ ]] || { echo "build.sh: --kubernetes needs a version such as v1.19.16" >&2; exit 2; }
   MINOR=${BASH_REMATCH[1]}; KUBE_ARGS=(--kubernetes "$2")
 elif [[ $# -gt 0 ]]; then
@@ -31,6 +31,7 @@ elif [[ $# -gt 0 ]]; then
 fi
 MINOR_FILE=$TOOLS/kube/minors/$MINOR.env
 [[ -f $MINOR_FILE ]] || { echo "build.sh: no facts for Kubernetes $MINOR in tools/kube/minors" >&2; exit 2; }
+unset COREDNS_GO_TOOLCHAIN  # every fact comes from the minor's file, none from the environment
 # shellcheck source=tools/kube/minors/1.26.env
 source "$MINOR_FILE"
 [[ ${#KUBE_ARGS[@]} -eq 0 || v${KUBE_ARGS[1]#v} == "$K8S_VERSION" ]] \
@@ -66,7 +67,7 @@ NODE_BIN=$("$TOOLS/kube/build.sh" --node "${KUBE_ARGS[@]}" | sed -n 's/^export P
 K8S_VERSION=$("$NODE_BIN/kubelet" --version | awk '{print $2}')
 IMAGE=$IMAGE_REPO:$K8S_VERSION
 
-digest=$( { cat "${BASH_SOURCE[0]}"; find "$HERE/files" "$HERE/cmd" "$HERE/go.mod" "$TOOLS/docker/runtime-wrapper" -type f \
+digest=$( { cat "${BASH_SOURCE[0]}"; find "$HERE/files" "$HERE/cmd" "$HERE/go.mod" "$TOOLS/docker/runtime-wrapper" "$TOOLS/lib/gotoolchain.sh" -type f \
             -print0 | sort -z | xargs -0 cat; sha256sum "$NODE_BIN"/* | awk '{print $1}'; \
             cat "$MINOR_FILE"; echo "$LOCAL_PATH_VERSION $DEBIAN_SUITE $NODE_PACKAGES $RECIPE"; } \
           | sha256sum | cut -c1-16)
