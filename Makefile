@@ -53,7 +53,7 @@ test: venv
 	trap '[ -z "$${KSLAB_DOCKER_STARTED:-}" ] || tools/docker/docker.sh stop' EXIT; \
 	eval "$$(tools/registry/build.sh)"; \
 	tools/graph/dot.sh; \
-	tools/lib/test-tiers.sh $(VENV)/bin/python -q -rfs
+	$(PYTEST) -q -rfs
 
 kind-tier:
 	@tools/kind/tier.sh
