@@ -74,9 +74,11 @@ def _not_the_state_cluster(name: str, lab: str | None) -> str | None:
     Its own CA proves it the state's cluster, even under another lab's mark (the checkout moved, which changes the lab
     id). A CA that differs proves it another, unless it carries this lab's mark (kslab made it for this lab). With no
     CA to compare, an unmarked cluster is taken for one an earlier kslab made, and another lab's mark refuses it."""
-    found = kind_marks.owner(name)
     match = _state_match(name)
-    if match is True or found.is_of(lab):
+    if match is True:  # its own CA: no need to read the marks of every node
+        return None
+    found = kind_marks.owner(name)
+    if found.is_of(lab):
         return None
     if match is False:
         return (f"the kind cluster '{name}' is not the one this lab made: it carries no {names.LAB_LABEL} mark of this "
