@@ -27,7 +27,6 @@ set -euo pipefail
 # ---- pinned versions -------------------------------------------------------------------------------
 # KubeSphere 3.4.1 supports Kubernetes 1.21-1.26; the live tier and the default kind node image run the minor
 # tools/kube/minors/DEFAULT names (1.26). One version for both keeps the two tiers on the same Kubernetes.
-DEFAULT_MINOR="$(cat "$(dirname "${BASH_SOURCE[0]}")/minors/DEFAULT")"
 # etcd 3.5 is the line Kubernetes 1.26 is tested with; take the newest 3.5 patch release (the API-server set's).
 ETCD_VERSION="v3.5.35"
 # Bump when the way binaries are built changes (flags, ldflags, layout): forces a rebuild.
@@ -49,7 +48,6 @@ WITH_KUBECTL=1
 REGEN=0
 CHECK=0
 SET=apiserver
-MINOR="$DEFAULT_MINOR"
 WANTED=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -57,21 +55,16 @@ while [[ $# -gt 0 ]]; do
     --check) CHECK=1 ;;
     --node) SET=node ;;
     --kubernetes)
-      [[ $# -ge 2 && $2 =~ ^v?([0-9]+\.[0-9]+)\.[0-9]+$ ]] || { echo "build.sh: --kubernetes needs a version such as v1.19.16" >&2; exit 2; }
-      MINOR="${BASH_REMATCH[1]}"; WANTED="${2#v}"; shift ;;
+      [[ $# -ge 2 && -n $2 ]] || { echo "build.sh: --kubernetes needs a version such as v1.19.16" >&2; exit 2; }
+      WANTED="$2"; shift ;;
     -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     *) echo "build.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
-MINOR_FILE="$HERE/minors/$MINOR.env"
-if [[ ! -f "$MINOR_FILE" ]]; then
-  known=("$HERE"/minors/*.env); known=("${known[@]##*/}")
-  echo "build.sh: no facts for Kubernetes $MINOR (tools/kube/minors has: ${known[*]%.env})" >&2; exit 2
-fi
-# shellcheck source=tools/kube/minors/1.26.env
-source "$MINOR_FILE"
-[[ -z "${WANTED:-}" || "v$WANTED" == "$K8S_VERSION" ]] || { echo "build.sh: kslab builds Kubernetes $K8S_VERSION of the $MINOR line, not v$WANTED" >&2; exit 2; }
+# shellcheck source=tools/lib/kubeminor.sh
+source "$HERE/../lib/kubeminor.sh"
+load_kube_minor "$WANTED"
 [[ "$SET" == "node" || "$MINOR" == "$DEFAULT_MINOR" ]] || { echo "build.sh: --kubernetes is for the node set (--node)" >&2; exit 2; }
 
 if [[ "$SET" == "node" && "$K8S_BUILD" == "source" ]]; then

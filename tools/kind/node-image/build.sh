@@ -20,22 +20,15 @@ MIRROR=${KSLAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # ---- pinned versions -------------------------------------------------------------------------------------
 # What kubeadm deploys differs by Kubernetes minor (image repository, pause, etcd, CoreDNS, the cgroup driver):
 # tools/kube/minors/<minor>.env holds it, for this script and tools/kube/build.sh alike.
-MINOR=$(cat "$TOOLS/kube/minors/DEFAULT")
-DEFAULT_MINOR=$MINOR
 KUBE_ARGS=()
-if [[ ${1:-} == --kubernetes && $# -le 2 ]]; then
-  [[ ${2:-} =~ ^v?([0-9]+\.[0-9]+)\.[0-9]+$ ]] || { echo "build.sh: --kubernetes needs a version such as v1.19.16" >&2; exit 2; }
-  MINOR=${BASH_REMATCH[1]}; KUBE_ARGS=(--kubernetes "$2")
+if [[ ${1:-} == --kubernetes && $# -eq 2 ]]; then
+  KUBE_ARGS=(--kubernetes "$2")
 elif [[ $# -gt 0 ]]; then
   echo "build.sh: unknown argument: $1 (usage: build.sh [--kubernetes v1.19.16])" >&2; exit 2
 fi
-MINOR_FILE=$TOOLS/kube/minors/$MINOR.env
-[[ -f $MINOR_FILE ]] || { echo "build.sh: no facts for Kubernetes $MINOR in tools/kube/minors" >&2; exit 2; }
-unset COREDNS_GO_TOOLCHAIN  # every fact comes from the minor's file, none from the environment
-# shellcheck source=tools/kube/minors/1.26.env
-source "$MINOR_FILE"
-[[ ${#KUBE_ARGS[@]} -eq 0 || v${KUBE_ARGS[1]#v} == "$K8S_VERSION" ]] \
-  || { echo "build.sh: kslab builds Kubernetes $K8S_VERSION of the $MINOR line, not ${KUBE_ARGS[1]}" >&2; exit 2; }
+# shellcheck source=tools/lib/kubeminor.sh
+source "$TOOLS/lib/kubeminor.sh"
+load_kube_minor "${KUBE_ARGS[1]:-}"
 # The export the caller evals: KSLAB_NODE_IMAGE for the default minor, KSLAB_NODE_IMAGE_1_19 and so on for another.
 IMAGE_VAR=KSLAB_NODE_IMAGE
 [[ $MINOR == "$DEFAULT_MINOR" ]] || IMAGE_VAR=KSLAB_NODE_IMAGE_${MINOR/./_}
