@@ -18,12 +18,12 @@ config = pulumi.Config("kslab")
 try:
     # Everything is validated and read before the first resource is registered.
     # The stack file is the one Pulumi reads, in the project it runs (tools/lab.sh: a scratch project).
-    lab_spec, kubeconfigs, registry_credentials = load_lab(config, PROJECT_DIR, pulumi.get_stack(),
-                                                           stack_dir=os.getcwd())
+    lab_spec, kubeconfigs, registry_credentials, passwords = load_lab(config, PROJECT_DIR, pulumi.get_stack(),
+                                                                      stack_dir=os.getcwd())
 except LabConfigError as error:
     raise pulumi.RunError(str(error)) from None
 
 lab = Lab("lab", LabArgs(spec=lab_spec, existing_kubeconfigs=kubeconfigs, jwt_secret=config.get_secret("jwtSecret"),
-                         registry_credentials=registry_credentials))
+                         registry_credentials=registry_credentials, user_passwords=passwords))
 for key, value in lab.outputs().items():
     pulumi.export(key, value)

@@ -22,6 +22,15 @@ from components.clusters import (
 from components.join import KubeFedJoin, KubeFedJoinArgs
 from components.kubesphere import KubeSphereInstall, KubeSphereInstallArgs, MulticlusterRole, MulticlusterRoleArgs
 from components.step_resources import LabStep, ops_step, secret
+from components.tenants import (
+    KubeSphereProject,
+    KubeSphereUser,
+    KubeSphereWorkspace,
+    ProjectArgs,
+    TenantTarget,
+    UserArgs,
+    WorkspaceArgs,
+)
 from kslab.model import contract as names
 from kslab.model import requests, versions
 from kslab.model.spec import ClusterSpec, DevWorkspaceSpec, LabSpec
@@ -67,11 +76,14 @@ class LabArgs:
     jwt_secret: pulumi.Output[str] | None = None
     # kslab:registryCredentials (secret JSON: {host: {username, password}}) for the image sources, or None.
     registry_credentials: pulumi.Output[str] | None = None
+    # Each user's password from its passwordSecret key (secrets); a user without one gets a generated password.
+    user_passwords: dict[str, pulumi.Output[str]] | None = None
 
 
 class Lab(pulumi.ComponentResource):
     """The whole lab. Resources are registered in this order: the checks that run before any cluster (preflight,
-    image check, lab images), the shared jwtSecret, the clusters, roles, installs, joins and workspaces."""
+    image check, lab images), the shared jwtSecret, the clusters, roles, installs, joins, developer workspaces, and
+    the tenants (users, workspaces, projects)."""
 
     def __init__(self, name: str, args: LabArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{names.TYPE_PREFIX}:Lab", name, None, opts)
@@ -108,7 +120,38 @@ class Lab(pulumi.ComponentResource):
                 cluster_address=self.clusters[w.cluster].address, install=self.installs[w.cluster]), child)
             for w in spec.dev_workspaces
         }
+        self._add_tenants(spec, args.user_passwords or {}, child)
         self.register_outputs({"clusters": sorted(self.clusters), "joins": sorted(self.joins)})
+
+    def _target(self, spec: LabSpec, cluster: str) -> TenantTarget:
+        """A tenant's cluster, ready once its install and every join to it are."""
+        joins = [j for j in self.joins.values() if cluster in (j.host_name, j.member_name)]
+        return TenantTarget(cluster, spec.cluster(cluster).kubesphere_version, self.clusters[cluster].kubeconfig,
+                            [self.installs[cluster], *joins])
+
+    def _add_tenants(self, spec: LabSpec, passwords: dict[str, pulumi.Output[str]],
+                     child: pulumi.ResourceOptions) -> None:
+        lab_id = names.lab_id(pulumi.get_stack())
+        timeout = spec.join_timeout_seconds
+        self.users = {
+            u.name: KubeSphereUser(f"user-{u.name}", UserArgs(
+                spec=u, hosts=[self._target(spec, h) for h in u.hosts], lab_id=lab_id, timeout_seconds=timeout,
+                password=passwords.get(u.name)), child)
+            for u in spec.users
+        }
+        self.workspaces: dict[str, KubeSphereWorkspace] = {}
+        for w in spec.workspaces:
+            named = [w.manager, *(m.user for m in w.members)]
+            self.workspaces[w.name] = KubeSphereWorkspace(f"workspace-{w.name}", WorkspaceArgs(
+                spec=w, host=self._target(spec, w.host), placement=[spec.federation_name(c) for c in w.clusters],
+                users=[self.users[n].steps[w.host] for n in named if n in self.users], lab_id=lab_id,
+                timeout_seconds=timeout), child)
+        self.projects = {
+            (p.name, p.cluster): KubeSphereProject(f"project-{p.name}-on-{p.cluster}", ProjectArgs(
+                spec=p, cluster=self._target(spec, p.cluster), workspace=self.workspaces[p.workspace].step,
+                lab_id=lab_id, timeout_seconds=timeout), child)
+            for p in spec.projects
+        }
 
     @staticmethod
     def _preflight(spec: LabSpec, child: pulumi.ResourceOptions) -> LabStep | None:
@@ -243,6 +286,20 @@ class Lab(pulumi.ComponentResource):
         }
         for name, cluster in self.clusters.items():
             outputs[f"kubeconfig-{name}"] = cluster.kubeconfig
+        if self.users:
+            # Each user's login: where (each host's console) and as what; the passwords only as a secret.
+            outputs["users"] = {name: {"hosts": sorted(u.steps), "globalRole": u.spec.global_role,
+                                       "email": u.spec.email,
+                                       "consoleUrls": [self.clusters[h].console_url for h in sorted(u.steps)]}
+                                for name, u in self.users.items()}
+            outputs["userPasswords"] = pulumi.Output.secret({name: u.password for name, u in self.users.items()})
+        if self.workspaces:
+            outputs["workspaces"] = {name: {"host": w.spec.host, "clusters": list(w.spec.clusters),
+                                            "manager": w.spec.manager,
+                                            "projects": sorted(f"{p.spec.name}@{p.spec.cluster}"
+                                                               for p in self.projects.values()
+                                                               if p.spec.workspace == name)}
+                                     for name, w in self.workspaces.items()}
         if self.dev_workspaces:
             outputs["devWorkspaces"] = {name: {"dir": w.directory, "takeover": w.step.stdout}
                                         for name, w in self.dev_workspaces.items()}

@@ -291,14 +291,14 @@ def test_a_top_level_components_mistake_is_reported_once_at_the_top(tmp_path):
 
 
 def test_the_string_false_turns_nothing_on(tmp_path):
-    lab, _, _ = _load(tmp_path, "  kslab:clusters:\n    - {name: a, allowLoopbackJoin: 'false', components: "
+    lab, _, _, _ = _load(tmp_path, "  kslab:clusters:\n    - {name: a, allowLoopbackJoin: 'false', components: "
                              "{devops: 'false'}}\n  kslab:allowMultipleHosts: 'false'\n")
     assert lab.clusters[0].allow_loopback_join is False and lab.clusters[0].components["devops"] is False
     assert lab.allow_multiple_hosts is False
 
 
 def test_secret_keys_the_config_names_are_allowed(tmp_path):
-    lab, kubeconfigs, _ = _load(
+    lab, kubeconfigs, _, _ = _load(
         tmp_path, "  kslab:clusters:\n    - {name: host, role: host}\n    - {name: member, role: member, "
         "backend: existing, kubernetesVersion: v1.26.13, kubeconfigSecret: memberKubeconfig}\n" + JOIN
         + "  kslab:jwtSecret: abcdefghijklmnopqrstuvwxyz012345\n"
@@ -326,7 +326,7 @@ def test_no_message_carries_the_jwt_secret_or_a_kubeconfig_secret(tmp_path):
 
 def test_an_ipv6_lab_renders_kinds_ipv6_family(tmp_path):
     from kslab.render import manifests as render
-    lab, _, _ = _load(tmp_path, "  kslab:clusters:\n    - {name: a, podSubnet: 'fd00:10:245::/56', "
+    lab, _, _, _ = _load(tmp_path, "  kslab:clusters:\n    - {name: a, podSubnet: 'fd00:10:245::/56', "
                              "serviceSubnet: 'fd00:10:97::/112'}\n")
     assert render.kind_config(lab.clusters[0])["networking"]["ipFamily"] == "ipv6"
 
@@ -347,12 +347,12 @@ def test_the_secret_key_a_broken_cluster_names_is_not_called_unknown(tmp_path):
 
 
 def test_kind_wait_0s_is_kinds_own_do_not_wait(tmp_path):
-    lab, _, _ = _load(tmp_path, "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kindWait: 0s\n")
+    lab, _, _, _ = _load(tmp_path, "  kslab:clusters:\n" + GOOD_KIND + "  kslab:kindWait: 0s\n")
     assert lab.kind_wait == "0s"
 
 
 def test_a_workspace_is_parsed_with_its_defaults(tmp_path):
-    lab, _, _ = _load(tmp_path, "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
+    lab, _, _, _ = _load(tmp_path, "  kslab:clusters:\n" + GOOD_KIND + "  kslab:devWorkspaces: [{cluster: host, "
                              "component: ks-controller-manager, dir: dev/kcm}]\n")
     [w] = lab.dev_workspaces
     assert (w.cluster, w.component, w.dir, w.keep_files, w.name) == (

@@ -72,6 +72,12 @@ SAMPLES: list[requests.StepRequest] = [
     requests.JoinCheck("member", "host", KUBECONFIG, KUBECONFIG + "#m", KUBECONFIG + "#j", True, "v3.4.1"),
     requests.JoinReady("member", "host", KUBECONFIG, KUBECONFIG, KUBECONFIG, False, "v3.2.1", 300, 120),
     requests.DevWorkspace("lab", "v3.4.1", "ks-apiserver", "/work/a/dev/api", True, KUBECONFIG, "172.18.0.10"),
+    requests.TenantObjects("host", "v3.4.1", KUBECONFIG, [{"apiVersion": "iam.kubesphere.io/v1alpha2", "kind": "User",
+                                                           "metadata": {"name": "pat"}, "spec": {"email": "p@x.io"}}],
+                           600, "demo-0123abcd", password="Pw0rd-123456", wait_for=None),
+    requests.TenantObjects("member", "v3.2.1", KUBECONFIG, [{"apiVersion": "v1", "kind": "Namespace",
+                                                             "metadata": {"name": "shop"}}], 30, "demo-0123abcd",
+                           wait_for=[["tenant.kubesphere.io", "v1alpha1", "workspaces", "shop"]]),
     requests.UserKnobs(0.05, 0.1, 5, 0, True, "lab"),
     requests.UserKnobs(),
 ]

@@ -56,6 +56,9 @@ class PolicyName(StrEnum):
     MEMORY_BUDGET = "kslab-memory-budget"
     UNPINNED_VERSIONS = "kslab-unpinned-versions"
     INOTIFY_NOTE = "kslab-inotify-note"
+    USER_ON_SHARED_MEMBER = "kslab-user-on-shared-member"
+    WORKSPACE_UNJOINED_CLUSTER = "kslab-workspace-unjoined-cluster"
+    WEAK_ADMIN_PASSWORD = "kslab-weak-admin-password"
 
 
 # --- step resources --------------------------------------------------------------------------
@@ -112,6 +115,11 @@ ENV_DEV_COMPONENT = "KSLAB_DEV_COMPONENT"
 ENV_DEV_DIR = "KSLAB_DEV_DIR"
 ENV_DEV_KEEP_FILES = "KSLAB_DEV_KEEP_FILES"
 ENV_DEV_CLUSTER_ADDRESS = "KSLAB_DEV_CLUSTER_ADDRESS"  # the API server's host as the lab's hosts reach it
+# A tenant step (requests.TenantObjects): the objects it applies (JSON list), a user's password (a secret), the
+# KubeSphere objects it waits for first (JSON list of [group, version, plural, name]).
+ENV_TENANT_OBJECTS = "KSLAB_TENANT_OBJECTS"
+ENV_TENANT_PASSWORD = "KSLAB_TENANT_PASSWORD"
+ENV_TENANT_WAIT_FOR = "KSLAB_TENANT_WAIT_FOR"
 # Set by the user (or a test) around `pulumi up`/`destroy`, and passed on to the steps.
 ENV_FORCE_UNJOIN = "KSLAB_FORCE_UNJOIN"
 ENV_POLL_SECONDS = "KSLAB_POLL_SECONDS"
@@ -136,7 +144,7 @@ MACHINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "T
                "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 # A step variable whose name holds one of these words carries a secret (a kubeconfig, a token): it is kept
 # secret in the state, checked so by the policy pack, and blotted out of any message a step prints.
-SECRET_ENV_WORDS = ("KUBECONFIG", "JWT", "TOKEN", "SECRET", "CREDENTIALS")
+SECRET_ENV_WORDS = ("KUBECONFIG", "JWT", "TOKEN", "SECRET", "CREDENTIALS", "PASSWORD")
 
 
 def is_secret_env(name: str) -> bool:
@@ -155,3 +163,5 @@ JWT_SOURCE_ANNOTATION = "kslab.io/jwt-secret-source"
 MULTI_HOST_ANNOTATION = "kslab.io/allow-multiple-hosts"
 LOOPBACK_ANNOTATION = "kslab.io/loopback-join-reason"
 MEMBER_UID_ANNOTATION = "kslab.io/member-kube-system-uid"
+# The field manager of every tenant object kslab applies (server-side apply): the fields it owns, and no others.
+FIELD_MANAGER = "kslab"

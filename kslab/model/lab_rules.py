@@ -95,3 +95,33 @@ def unsupported_versions(cluster: str, kubesphere_version: str, kubernetes_versi
     supported = (versions.supported_range_text(kubesphere_version)
                  if kubesphere_version in versions.KUBESPHERE_RELEASES else "unknown release")
     return Finding(PolicyName.UNSUPPORTED_VERSIONS, cluster, supported)
+
+
+def users_on_shared_members(user_hosts: Iterable[tuple[str, tuple[str, ...]]],
+                            joins: Iterable[tuple[str, str]]) -> list[Finding]:
+    """(user, hosts it is declared on) and (member, host) of each join: each user declared on two hosts that share a
+    member. Both hosts federate their own User of that name to the member, which flaps for ever (the notes' trap,
+    kubesphere#6466); the value is (member, its hosts the user is on)."""
+    several = hosts_per_member(joins)
+    found = []
+    for user, hosts in user_hosts:
+        for member, member_hosts in sorted(several.items()):
+            shared = [h for h in member_hosts if h in hosts]
+            if len(shared) > 1:
+                found.append(Finding(PolicyName.USER_ON_SHARED_MEMBER, user, (member, tuple(shared))))
+    return found
+
+
+def workspace_unjoined_clusters(workspace: str, host: str, clusters: Iterable[str],
+                                joins: Iterable[tuple[str, str]]) -> list[Finding]:
+    """A workspace placed on a cluster that is neither its host nor a member joined to it: KubeFed of that host
+    never reaches it, so the workspace never appears there."""
+    joined = {m for m, h in joins if h == host}
+    return [Finding(PolicyName.WORKSPACE_UNJOINED_CLUSTER, workspace, c, host)
+            for c in clusters if c != host and c not in joined]
+
+
+def weak_admin_password(user: str, global_role: str, weak: bool) -> Finding | None:
+    """A platform-admin whose password is the chart's default or a well-known first try (`weak`, from
+    tenants.is_weak): anyone who reaches the console owns every cluster of the lab."""
+    return Finding(PolicyName.WEAK_ADMIN_PASSWORD, user) if global_role == "platform-admin" and weak else None

@@ -274,6 +274,36 @@ class DevWorkspace(StepRequest, Generic[L]):
     cluster_address: L = var(names.ENV_DEV_CLUSTER_ADDRESS)  # the API server's host as the lab's hosts reach it
 
 
+def _objects(doc: Any) -> list[dict[str, Any]]:
+    if not isinstance(doc, list) or not all(isinstance(o, dict) and {"apiVersion", "kind", "metadata"} <= set(o)
+                                            for o in doc):
+        raise ValueError(doc)
+    return doc
+
+
+def _wait_for(doc: Any) -> list[list[str]]:
+    if not isinstance(doc, list) or not all(isinstance(w, list) and len(w) == 4 for w in doc):
+        raise ValueError(doc)
+    return [_strings(w) for w in doc]
+
+
+@dataclass(frozen=True)
+class TenantObjects(StepRequest, Generic[L]):
+    """KubeSphere tenant objects (a user and its GlobalRoleBinding, a workspace template and its members' bindings,
+    a project's namespace) applied on one cluster by kslab's field manager, in order (kslab/render/tenants.py)."""
+    cluster: str = var(names.ENV_CLUSTER)
+    ks_version: str = var(names.ENV_KS_VERSION)
+    kubeconfig: L = var(names.ENV_KUBECONFIG)
+    objects: list[dict[str, Any]] = var(names.ENV_TENANT_OBJECTS, _json_of(_objects))
+    timeout: float = var(names.ENV_TIMEOUT, SECONDS)  # how long a delete waits for KubeSphere's finalizers
+    lab_id: str = var(names.ENV_LAB_ID)  # the label kslab marks its tenant objects with (contract.lab_id)
+    # a user's password (a secret): sent only when the cluster's hash is not of it
+    password: L | None = optional(names.ENV_TENANT_PASSWORD)
+    # what must exist on the cluster first, [group, version, plural, name] (a project's Workspace, which KubeFed
+    # places there; without it KubeSphere's namespace controller takes the project's workspace label off again)
+    wait_for: list[list[str]] | None = optional(names.ENV_TENANT_WAIT_FOR, _json_of(_wait_for))
+
+
 # --- what the user may set around `up` and `destroy` (never the program) --------------------------------------
 
 @dataclass(frozen=True)

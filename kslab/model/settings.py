@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kslab.model import versions
+from kslab.model import tenants, versions
 from kslab.model.contract import PolicyName
 from kslab.model.fields import WRONG_TYPE, Problem, as_bool, as_int, as_text
 from kslab.model.lab_rules import ROLES
@@ -141,6 +141,11 @@ LAB = _declare(
     Setting("labRegistry", Table("name, hostPort"), None, "The machine's lab registry (below)"),
     Setting("imageArchives", Items("archive files"), None,
             "Image archives (make images-save) the lab registry is filled from first"),
+    Setting("users", Items("users"), None,
+            "KubeSphere users the lab declares on its hosts (per user below; README 'Tenants')"),
+    Setting("workspaces", Items("workspaces"), None,
+            "KubeSphere workspaces, each placed on clusters of one host (per workspace below)"),
+    Setting("projects", Items("projects"), None, "Projects: a namespace of a workspace on one cluster (below)"),
     Setting("jwtSecret", Secret(), None, "Your own jwtSecret for jwtSecretMode shared, else kslab makes one "
             "(`tools/lab.sh config <stack> set --secret kslab:jwtSecret ...`)"),
     Setting("registryCredentials", Secret(), None,
@@ -199,8 +204,43 @@ LAB_REGISTRY = _declare(
     Setting("hostPort", Port(1024, 65535), 5100, "This machine's loopback port of its push endpoint"),
 )
 
+USER = _declare(
+    Setting("name", Text("alice"), None, "The user's login name, a DNS-1123 label (required)"),
+    Setting("email", Text("alice@example.com"), None, "Its email, unique in the lab (default <name>@kslab.local)"),
+    Setting("globalRole", Text(tenants.DEFAULT_GLOBAL_ROLE), tenants.DEFAULT_GLOBAL_ROLE,
+            "Its platform role, one of the release's GlobalRoles"),
+    Setting("passwordSecret", Text("alicePassword"), None,
+            "The secret config key holding its password (`tools/lab.sh config <stack> set --secret kslab:<key> "
+            "--from-stdin`); absent: kslab makes one, given back by `make outputs ARGS=--show-secrets`"),
+    Setting("hosts", Items("cluster names"), None,
+            "The clusters it is declared on: hosts (default every host; a lab without hosts: every cluster)"),
+)
+
+WORKSPACE = _declare(
+    Setting("name", Text("demo"), None, "The workspace's name, a DNS-1123 label (required)"),
+    Setting("host", Text("host"), None, "The host it is declared on (default the lab's only host)"),
+    Setting("manager", Text("alice"), None, "Its manager, a user declared on its host (required)"),
+    Setting("clusters", Items("cluster names"), None,
+            "The clusters it is placed on: its host and members joined to it (default its host)"),
+    Setting("members", Items("{user, role}"), None, "Users given a workspace role (per member below)"),
+)
+
+WORKSPACE_MEMBER = _declare(
+    Setting("user", Text("bob"), None, "A user declared on the workspace's host (required)"),
+    Setting("role", OneOf(tenants.WORKSPACE_ROLES, tenants.DEFAULT_WORKSPACE_ROLE, "is not a workspace role",
+                          "use one of " + ", ".join(tenants.WORKSPACE_ROLES)),
+            tenants.DEFAULT_WORKSPACE_ROLE, "Its role in the workspace (" + ", ".join(tenants.WORKSPACE_ROLES) + ")"),
+)
+
+PROJECT = _declare(
+    Setting("name", Text("demo-host"), None, "The project's namespace, a DNS-1123 label (required)"),
+    Setting("workspace", Text("demo"), None, "The workspace it belongs to (required)"),
+    Setting("cluster", Text("member"), None, "The cluster it is on, one of its workspace's (default the host)"),
+)
+
 SECTIONS = {"kslab": LAB, "clusters[]": CLUSTER, "joins[]": JOIN, "devWorkspaces[]": DEV_WORKSPACE,
-            "labRegistry": LAB_REGISTRY}
+            "labRegistry": LAB_REGISTRY, "users[]": USER, "workspaces[]": WORKSPACE,
+            "workspaces[].members[]": WORKSPACE_MEMBER, "projects[]": PROJECT}
 
 
 def default_of(section: dict[str, Setting], key: str) -> Any:
@@ -269,8 +309,12 @@ def text_keys(section: dict[str, Setting]) -> tuple[str, ...]:
 
 _SECTION_TITLES = {"kslab": "top level (`kslab:<field>`)", "clusters[]": "per cluster (`kslab:clusters[i].<field>`)",
                    "joins[]": "per join (`kslab:joins[i].<field>`)",
-                   "devWorkspaces[]": "per workspace (`kslab:devWorkspaces[i].<field>`)",
-                   "labRegistry": "the lab registry (`kslab:labRegistry.<field>`)"}
+                   "devWorkspaces[]": "per developer workspace (`kslab:devWorkspaces[i].<field>`)",
+                   "labRegistry": "the lab registry (`kslab:labRegistry.<field>`)",
+                   "users[]": "per user (`kslab:users[i].<field>`)",
+                   "workspaces[]": "per workspace (`kslab:workspaces[i].<field>`)",
+                   "workspaces[].members[]": "per workspace member (`kslab:workspaces[i].members[j].<field>`)",
+                   "projects[]": "per project (`kslab:projects[i].<field>`)"}
 
 
 def _kind_text(kind: Kind) -> str:

@@ -18,6 +18,7 @@ from kslab.model.contract import PolicyName
 from kslab.model.dev_workspace_spec import parse_dev_workspaces
 from kslab.model.fields import WRONG_TYPE, LabConfigError, Problem, yaml_kind
 from kslab.model.settings import JOIN, LAB, Secret, read, text_keys, valid
+from kslab.model.tenant_spec import parse_tenants
 from kslab.model.types import (
     JOIN_FIELDS,
     ROLES,
@@ -100,9 +101,14 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
     problems.extend(source_problems)
     kind_wait = valid(LAB["kindWait"], _lab(problems, raw, "kindWait"))
     _check_jwt_secret(problems, jwt_secret, jwt_mode)
+    users, workspaces, projects = parse_tenants(problems, raw, clusters, joins, allow_multiple_hosts is True,
+                                                warnings)
     if config_keys is not None:
-        # Every secret key a cluster entry names, even of an entry with other problems.
+        # Every secret key a cluster or user entry names, even of an entry with other problems.
         named = [item.get("kubeconfigSecret") for item in clusters_raw if isinstance(item, dict)]
+        users_raw = raw.get("users")
+        named += [item.get("passwordSecret") for item in (users_raw if isinstance(users_raw, list) else [])
+                  if isinstance(item, dict)]
         problems.extend(check_config_keys(config_keys, [k for k in named if isinstance(k, str)]))
     mode = _lab(problems, raw, "validationMode")
     lab = LabSpec(
@@ -116,7 +122,7 @@ def parse_lab_problems(raw: dict[str, Any], config_keys: list[str] | None = None
         kind_wait=kind_wait, registry=registry, namespace_override=namespace_override, zone=zone,
         warnings=tuple(warnings),
         dev_workspaces=parse_dev_workspaces(problems, raw.get("devWorkspaces"), {c.name for c in clusters}),
-        image_sources=sources,
+        image_sources=sources, users=users, workspaces=workspaces, projects=projects,
     )
     return lab, problems
 

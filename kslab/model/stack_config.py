@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import yaml
 
-from kslab.model import image_sources
+from kslab.model import image_sources, lab_rules, tenants
 from kslab.model import kubeconfig as kc
 from kslab.model.fields import yaml_kind
 from kslab.model.spec import JWT_SECRET_KEY, STRING_KEYS, STRUCTURED_KEYS, LabSpec, Problem, parse_lab_problems, settle
@@ -95,9 +96,12 @@ def _read_bytes(path: str) -> bytes:
 
 
 def load_lab_values(config: ConfigValues, project_dir: str, stack: str | None, stack_dir: str | None = None, *,
-                    credentials_are_secret: bool) -> tuple[LabSpec, dict[str, str], str | None]:
+                    credentials_are_secret: bool, is_secret: Callable[[str], bool] = lambda key: True,
+                    passwords: dict[str, str] | None = None) -> tuple[LabSpec, dict[str, str], str | None]:
     """The validated lab, each existing cluster's kubeconfig and the image sources' credentials, in memory only
-    (the program makes both Pulumi secrets: components/config.py). Every problem of the settings and of every
+    (the program makes both Pulumi secrets: components/config.py). `passwords`, when given, is filled with each
+    user's password from its passwordSecret key (`is_secret(key)` says whether the stack keeps it encrypted).
+    Every problem of the settings and of every
     kubeconfig is raised together in one LabConfigError, before anything is registered. `stack_dir` is the Pulumi
     project the stack file is read from (default: `project_dir`)."""
     keys = stack_config_keys(stack_dir or project_dir, stack) if stack else None
@@ -107,10 +111,48 @@ def load_lab_values(config: ConfigValues, project_dir: str, stack: str | None, s
     credentials, credential_problems = image_sources.parse_credentials(
         config.get(image_sources.CREDENTIALS_KEY), credentials_are_secret,
         image_sources.source_hosts(lab.image_sources))
-    problems = (problems + kubeconfig_problems + credential_problems
+    found_passwords, password_problems = read_user_passwords(config, lab, is_secret)
+    if passwords is not None:
+        passwords.update(found_passwords)
+    problems = (problems + kubeconfig_problems + credential_problems + password_problems
                 + archive_file_problems(lab, project_dir))
     settled = settle(lab, problems)
     return (settled.of_stack(stack) if stack else settled), kubeconfigs, credentials
+
+
+def read_user_passwords(config: ConfigValues, lab: LabSpec,
+                        is_secret: Callable[[str], bool]) -> tuple[dict[str, str], list[Problem]]:
+    """Each user's password from its passwordSecret key, in memory only, and every problem with one: not set, not a
+    secret, against the rule of a host's release (tenants.password_problems), or a weak one for a platform-admin
+    (the policy kslab-weak-admin-password guards the same). A value is never shown."""
+    found: dict[str, str] = {}
+    problems: list[Problem] = []
+    for user in lab.users:
+        key = user.password_secret
+        if key is None:
+            continue
+        field = f"kslab:users[{user.name}].passwordSecret"
+        value = config.get(key)  # decrypted in memory only; never shown
+        fix = f"tools/lab.sh config <stack> set --secret kslab:{key} --from-stdin"
+        if value is None:
+            problems.append(Problem(field, key, f"names config key kslab:{key}, which is not set", fix))
+            continue
+        if not is_secret(key):
+            problems.append(Problem(field, key, f"names config key kslab:{key}, which is plain text in the stack file",
+                                    "set it again as a secret: " + fix))
+            continue
+        for version in sorted({lab.cluster(h).kubesphere_version for h in user.hosts}):
+            wrong = tenants.password_problems(value, version)
+            if wrong:
+                problems.append(Problem(field, key, f"holds a password KubeSphere {version} refuses: it needs "
+                                        + ", ".join(wrong), f"set one of {tenants.password_rule(version)}: " + fix))
+        weak = lab_rules.weak_admin_password(user.name, user.global_role, tenants.is_weak(value))
+        if weak is not None:
+            problems.append(Problem(field, key, "holds a weak or default password for a platform-admin (anyone who "
+                                    "reaches the console owns every cluster of the lab)",
+                                    "set a strong one, or leave passwordSecret out and kslab makes one", weak.policy))
+        found[user.name] = value
+    return found, problems
 
 
 def archive_file_problems(lab: LabSpec, project_dir: str) -> list[Problem]:

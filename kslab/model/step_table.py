@@ -25,8 +25,8 @@ class Step:
     purpose: str
 
 
-_K, _I, _J, _D, _M = ("kslab.steps.kind_steps", "kslab.steps.install_steps", "kslab.steps.join_steps",
-                      "kslab.steps.dev_steps", "kslab.steps.image_steps")
+_K, _I, _J, _D, _M, _T = ("kslab.steps.kind_steps", "kslab.steps.install_steps", "kslab.steps.join_steps",
+                          "kslab.steps.dev_steps", "kslab.steps.image_steps", "kslab.steps.tenant_steps")
 STEPS: dict[str, Step] = {step.name: step for step in (
     Step("preflight", "Preflight", r.Preflight, f"{_K}:step_preflight",
          "refuse, before any cluster exists, a machine that cannot hold the lab"),
@@ -36,6 +36,14 @@ STEPS: dict[str, Step] = {step.name: step for step in (
          "put every image of the kind clusters into the lab registry"),
     Step("lab-images-read", None, r.LabImages, f"{_M}:step_lab_images_read",
          "refresh: gone unless the lab registry holds every image"),
+    Step("gen-password", "GeneratedPassword", r.GeneratedSecret, f"{_T}:step_gen_password",
+         "a random password every KubeSphere release takes (a user without passwordSecret)"),
+    Step("tenant-apply", "TenantObjects", r.TenantObjects, f"{_T}:step_tenant_apply",
+         "apply a user, workspace or project with kslab's field manager; a password only when it changed"),
+    Step("tenant-delete", None, r.TenantObjects, f"{_T}:step_tenant_delete",
+         "delete the lab's tenant objects and wait (bounded) for KubeSphere's finalizers"),
+    Step("tenant-read", None, r.TenantObjects, f"{_T}:step_tenant_read",
+         "refresh: gone when the cluster no longer holds the lab's tenant objects"),
     Step("gen-secret", "GeneratedSecret", r.GeneratedSecret, f"{_I}:step_gen_secret",
          "a random 32-character secret (the lab's shared jwtSecret)"),
     Step("kind-create", "KindCluster", r.KindCluster, f"{_K}:step_kind_create",

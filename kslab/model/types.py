@@ -92,6 +92,40 @@ class DevWorkspaceSpec:
 
 
 @dataclass(frozen=True)
+class UserSpec:
+    """A KubeSphere user, declared on each of `hosts` (kslab/model/tenant_spec.py)."""
+    name: str
+    email: str
+    global_role: str
+    hosts: tuple[str, ...]
+    password_secret: str | None = None  # the secret config key of its password; None: kslab makes one
+
+
+@dataclass(frozen=True)
+class WorkspaceMemberSpec:
+    user: str
+    role: str
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """A workspace template on `host`, placed on `clusters` (the host and members joined to it)."""
+    name: str
+    host: str
+    manager: str
+    clusters: tuple[str, ...]
+    members: tuple[WorkspaceMemberSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    """A project: a namespace of `workspace` on `cluster`."""
+    name: str
+    workspace: str
+    cluster: str
+
+
+@dataclass(frozen=True)
 class LabSpec:
     clusters: tuple[ClusterSpec, ...]
     joins: tuple[JoinSpec, ...]
@@ -109,6 +143,10 @@ class LabSpec:
     dev_workspaces: tuple[DevWorkspaceSpec, ...] = field(default=())
     # kslab:imageSources: kind clusters pull from the lab registry, filled from these (kslab/model/image_sources.py)
     image_sources: image_sources.ImageSources | None = None
+    # Tenants (kslab/model/tenant_spec.py): applied on their hosts once the lab's joins are Ready.
+    users: tuple[UserSpec, ...] = field(default=())
+    workspaces: tuple[WorkspaceSpec, ...] = field(default=())
+    projects: tuple[ProjectSpec, ...] = field(default=())
 
     @property
     def naming(self) -> images.Naming:
@@ -143,6 +181,21 @@ class LabSpec:
 
     def hosts_of(self, member: str) -> list[str]:
         return [j.host for j in self.joins if j.member == member]
+
+    def federation_name(self, cluster: str) -> str:
+        """The name a host's KubeSphere knows a cluster by in a placement: a member's Cluster object is named after
+        it; the host's own is its hostClusterName."""
+        c = self.cluster(cluster)
+        return (c.host_cluster_name or c.name) if c.role == "host" else c.name
+
+    def members_of(self, host: str) -> list[str]:
+        return [j.member for j in self.joins if j.host == host]
+
+    def user(self, name: str) -> UserSpec:
+        return next(u for u in self.users if u.name == name)
+
+    def workspace(self, name: str) -> WorkspaceSpec:
+        return next(w for w in self.workspaces if w.name == name)
 
     @property
     def multi_host_members(self) -> list[str]:

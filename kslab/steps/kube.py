@@ -177,6 +177,40 @@ class Kube:
                            **({"label_selector": label_selector} if label_selector else {}))
         return (found or {}).get("items", [])
 
+    # --- any cluster-scoped object (the tenant steps) -----------------------------------------------
+    def _path(self, api_version: str, plural: str, name: str | None = None) -> str:
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        return f"{base}/{plural}" + (f"/{name}" if name else "")
+
+    def _object_call(self, method: str, path: str, *, allow=(404,), body=None, query=None,
+                     content_type: str = "application/json"):
+        def call(_request_timeout):
+            _, url, headers, payload, _ = self.api.param_serialize(
+                method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
+                header_params={"Accept": "application/json", "Content-Type": content_type})
+            response = self.api.call_api(method, url, header_params=headers, body=payload,
+                                         _request_timeout=_request_timeout)
+            response.read()
+            if not 200 <= response.status < 300:
+                raise ApiException(http_resp=response)
+            return json.loads(response.data or b"null")
+        return self._call(call, allow=allow)
+
+    def get_object(self, api_version: str, plural: str, name: str) -> dict | None:
+        return self._object_call("GET", self._path(api_version, plural, name))
+
+    def apply_object(self, body: dict, plural: str, field_manager: str) -> dict:
+        """Server-side apply of `body` by `field_manager`: the fields it names become that manager's, and every
+        other field (a controller's annotations, finalizers, a hashed password) stays whose it is. `force` takes
+        a field over from a manager that changed it by hand."""
+        return self._object_call("PATCH", self._path(body["apiVersion"], plural, body["metadata"]["name"]),
+                                 body=body, query=[("fieldManager", field_manager), ("force", "true")],
+                                 content_type="application/apply-patch+yaml", allow=())
+
+    def delete_object(self, api_version: str, plural: str, name: str) -> bool:
+        """Delete; False when it was not there."""
+        return self._object_call("DELETE", self._path(api_version, plural, name)) is not None
+
     # --- the v3.4 Cluster webhook ---------------------------------------------------------------
     def cluster_webhook_configurations(self) -> list:
         """ValidatingWebhookConfigurations with a webhook on UPDATE of clusters.cluster.kubesphere.io

@@ -89,6 +89,8 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from tests.harness import ks_tenants
+
 NS = "kubesphere-system"
 KUBEFED_NS = "kube-federation-system"
 FINALIZER = "finalizer.cluster.kubesphere.io"                  # cluster_types.go
@@ -440,6 +442,7 @@ class ClusterActor:
         self.health_checked = 0.0
         self.health_failures: dict[str, int] = {}  # KubeFedCluster -> failed probes in a row
         self.propagated: dict[tuple[str, str], str] = {}  # (member, user) -> resourceVersion kubefed wrote
+        self.tenants = ks_tenants.Tenants(self)  # the tenant controllers (tests/harness/ks_tenants.py)
 
     # --- ks-installer -------------------------------------------------------------------------------
     def _installer_version(self) -> str | None:
@@ -568,7 +571,7 @@ class ClusterActor:
                 metadata=client.V1ObjectMeta(name="kubesphere-secret"),
                 string_data={"secret": value, "token": "played-admin-token"}), _request_timeout=5)
         # the ks-core chart
-        for crd in KS_CORE_CRDS + (USER_CRD,):
+        for crd in KS_CORE_CRDS + (ks_tenants.user_crd(self.version or ""),) + ks_tenants.KS_CORE_TENANT_CRDS:
             self._ensure_crd(crd)
         # the chart's account.yaml: User admin (only if absent), password getOrDefaultPass, not yet encrypted
         _create(lambda: self.custom.create_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users", {
@@ -589,6 +592,8 @@ class ClusterActor:
             self._ensure_namespace(KUBEFED_NS)
             self._ensure_crd(KUBEFED_CRD)
             self._ensure_crd(FEDERATED_USER_CRD)
+            for crd in ks_tenants.FEDERATED_TENANT_CRDS:
+                self._ensure_crd(crd)
         self._patch_status({key: {"status": "enabled", "enabledTime": _now()}})
 
     def _write_kubesphere_config(self, version: str, spec: dict) -> None:
@@ -1064,25 +1069,9 @@ class ClusterActor:
                                     "contexts": [{"name": "m", "context": {"cluster": "m", "user": "m"}}]})), token
 
     def reconcile_users(self) -> None:
-        """The user controller's encryptPassword, on every cluster: a password that is not a bcrypt hash is
-        replaced by one (bcrypt.GenerateFromPassword, a random salt: each cluster's hash of one password differs).
-        A stand-in hash of bcrypt's shape is enough here: nothing logs in."""
-        if self.version is None:
-            return
-        try:
-            users = self.custom.list_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users",
-                                                           _request_timeout=5)["items"]
-        except ApiException as exc:
-            if exc.status == 404:  # the ks-core chart (and its CRDs) is not installed yet
-                return
-            raise
-        for user in users:
-            password = (user.get("spec") or {}).get("password")
-            if password and not password.startswith("$2a$"):
-                alphabet = string.ascii_letters + string.digits + "./"
-                user["spec"]["password"] = "$2a$10$" + "".join(random.choice(alphabet) for _ in range(53))
-                self.custom.replace_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users",
-                                                          user["metadata"]["name"], user, _request_timeout=5)
+        """The tenant controllers on every cluster (tests/harness/ks_tenants.py), the user controller's
+        encryptPassword among them: bcrypt with a random salt, so each cluster's hash of one password differs."""
+        self.tenants.tick()
 
     def reconcile_kubefed(self) -> None:
         if self.version is None or not self.multicluster_enabled():
@@ -1155,7 +1144,9 @@ class ClusterActor:
         names = {u["metadata"]["name"] for u in users
                  if (u["metadata"].get("labels") or {}).get(KUBEFED_MANAGED) != "true"}
         for item in [f for f in federated if f["metadata"]["name"] not in names]:
-            # the User owns its FederatedUser (SetControllerReference): the garbage collector removes it
+            # the User owns its FederatedUser (SetControllerReference): the garbage collector removes it, and
+            # kubefed's sync controller first deletes the copies it placed (its finalizer kubefed.io/sync-controller)
+            self._unpropagate_user(item["metadata"]["name"])
             self.custom.delete_cluster_custom_object("types.kubefed.io", "v1beta1", "federatedusers",
                                                      item["metadata"]["name"], _request_timeout=5)
         federated = [f for f in federated if f["metadata"]["name"] in names]
@@ -1172,6 +1163,22 @@ class ClusterActor:
                     self._propagate(api, member, item)
             except Exception as exc:  # the member went away meanwhile: the next health check marks it
                 self.log(f"{self.name}: kubefed sync to {member}: {exc.__class__.__name__}")
+
+    def _unpropagate_user(self, name: str) -> None:
+        for fed in self._kubefed_clusters():
+            member = fed["metadata"]["name"]
+            if (member, name) not in self.propagated:
+                continue
+            try:
+                api = client.CustomObjectsApi(self._member_api(fed)[0])
+                current = api.get_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users", name,
+                                                        _request_timeout=5)
+                if (current["metadata"].get("labels") or {}).get(KUBEFED_MANAGED) == "true":
+                    api.delete_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users", name,
+                                                     _request_timeout=5)
+            except Exception as exc:  # gone already, or the member went away
+                self.log(f"{self.name}: kubefed removal of user {name} from {member}: {exc.__class__.__name__}")
+            self.propagated.pop((member, name), None)
 
     def _propagate(self, api: client.CustomObjectsApi, member: str, fed_user: dict) -> None:
         name = fed_user["metadata"]["name"]
@@ -1194,6 +1201,9 @@ class ClusterActor:
             return  # explicitly unmanaged (util.IsExplicitlyUnmanaged, dispatch/managed.go Update): left alone
         elif current["metadata"]["resourceVersion"] != self.propagated.get((member, name)):  # ObjectNeedsUpdate
             desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            # dispatch/retain.go RetainClusterFields: the member's finalizers and annotations are its controllers'
+            desired["metadata"]["finalizers"] = current["metadata"].get("finalizers") or []
+            desired["metadata"]["annotations"] = current["metadata"].get("annotations") or {}
             written = api.replace_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users", name, desired,
                                                         _request_timeout=5)
         else:

@@ -44,4 +44,15 @@ def expected_resources(lab: LabSpec) -> set[tuple[str, str, str]]:
         out |= {("kslab:lab:KubeFedJoin", j.name, "lab"), (step("join-check"), f"{j.name}-check", j.name),
                 ("kubernetes:cluster.kubesphere.io/v1alpha1:Cluster", f"{j.name}-cluster", j.name),
                 (step("wait-join"), f"{j.name}-ready", j.name)}
+    for u in lab.users:
+        out.add(("kslab:lab:KubeSphereUser", f"user-{u.name}", "lab"))
+        if u.password_secret is None:
+            out.add((step("gen-password"), f"user-{u.name}-password", f"user-{u.name}"))
+        out |= {(step("tenant-apply"), f"user-{u.name}-on-{h}", f"user-{u.name}") for h in u.hosts}
+    for w in lab.workspaces:
+        out |= {("kslab:lab:KubeSphereWorkspace", f"workspace-{w.name}", "lab"),
+                (step("tenant-apply"), f"workspace-{w.name}-on-{w.host}", f"workspace-{w.name}")}
+    for p in lab.projects:
+        name = f"project-{p.name}-on-{p.cluster}"
+        out |= {("kslab:lab:KubeSphereProject", name, "lab"), (step("tenant-apply"), f"{name}-namespace", name)}
     return out

@@ -66,8 +66,13 @@ def stack_files() -> dict[str, str]:
     return {os.path.relpath(p, ROOT): p for p in sorted(paths) if not p.endswith("Pulumi.broken.yaml")}
 
 
+# Secrets a stack file names but holds no value of (a user's password the test sets with `config set --secret`).
+STACK_SECRETS = {"tests/stacks/Pulumi.live-demo.yaml": {"kslab:wendyPassword": "Wendy-Demo-2026"}}
+
+
 def _configs() -> dict[str, tuple[dict[str, str], list[str]]]:
-    out = {name: (stack_config(path), []) for name, path in stack_files().items()}
+    out = {name: ({**stack_config(path), **STACK_SECRETS.get(name, {})}, sorted(STACK_SECRETS.get(name, {})))
+           for name, path in stack_files().items()}
     for name, (settings, secret) in EXTRA.items():
         out[name] = ({f"kslab:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}, secret)
     return out
@@ -100,7 +105,7 @@ def record() -> dict[str, dict[str, Any]]:
 
 def _record(out: dict[str, dict[str, Any]]) -> None:
     with tempfile.TemporaryDirectory() as harness:
-        for name in ("host", "member", "host2", "lab"):
+        for name in ("host", "member", "host2", "lab", "member1", "member2"):
             os.makedirs(os.path.join(harness, name))
             with open(os.path.join(harness, name, "kubeconfig"), "w") as fh:
                 fh.write(fake_kubeconfig(name, f"https://127.0.0.1:{6443 + len(name)}"))

@@ -1,0 +1,73 @@
+"""The objects kslab applies for the lab's tenants, as KubeSphere's own console and API make them (pure).
+
+What kslab writes, and only that (its field manager owns these fields and no others): a User's email, labels and
+(at create or on a change) password; a GlobalRoleBinding `<user>-<role>`; a WorkspaceTemplate with its manager and
+placement; a WorkspaceRoleBinding `<user>-<ws>-<role>` per member; a project's Namespace. What KubeSphere's
+controllers add is theirs (kslab/model/tenants.py cites them): the password's hash and its change time, the
+`kubefed.io/managed` label, finalizers, owner references, the Federated objects and the manager's binding `<ws>-admin`.
+The ks-apiserver handler is what turns a User's `iam.kubesphere.io/globalrole` annotation into a binding; no
+controller does, so kslab writes the binding itself, named and labelled as the handler names it (am.go).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from kslab.model import contract, tenants
+from kslab.model.types import ProjectSpec, UserSpec, WorkspaceSpec
+
+IAM = "iam.kubesphere.io/v1alpha2"
+TENANT_TEMPLATE = "tenant.kubesphere.io/v1alpha2"
+TENANT = "tenant.kubesphere.io/v1alpha1"
+# What a tenant step checks for on the cluster, as [group, version, plural] (for its wait and `make status`).
+WORKSPACE_KIND = ("tenant.kubesphere.io", "v1alpha1", "workspaces")
+USER_KIND = ("iam.kubesphere.io", "v1alpha2", "users")
+
+
+def _meta(name: str, lab_id: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"name": name, "labels": {contract.LAB_LABEL: lab_id, **(labels or {})}}
+
+
+def user_objects(user: UserSpec, lab_id: str) -> list[dict[str, Any]]:
+    """The User (its password is the step's to send) and its one GlobalRoleBinding."""
+    return [
+        {"apiVersion": IAM, "kind": "User", "metadata": _meta(user.name, lab_id),
+         "spec": {"email": user.email}},
+        {"apiVersion": IAM, "kind": "GlobalRoleBinding",
+         "metadata": _meta(tenants.global_role_binding_name(user.name, user.global_role), lab_id,
+                           {tenants.USER_REF_LABEL: user.name}),
+         "roleRef": {"apiGroup": "iam.kubesphere.io", "kind": "GlobalRole", "name": user.global_role},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user.name}]},
+    ]
+
+
+def workspace_objects(workspace: WorkspaceSpec, placement: list[str], lab_id: str) -> list[dict[str, Any]]:
+    """The WorkspaceTemplate placed on `placement` (the names the host's KubeSphere knows the clusters by) and a
+    WorkspaceRoleBinding per member. The workspace's own WorkspaceRoles and its manager's binding are the
+    workspacetemplate controller's (initWorkspaceRoles, initManagerRoleBinding)."""
+    template = {
+        "apiVersion": TENANT_TEMPLATE, "kind": "WorkspaceTemplate", "metadata": _meta(workspace.name, lab_id),
+        "spec": {"template": {"spec": {"manager": workspace.manager}},
+                 "placement": {"clusters": [{"name": name} for name in placement]}},
+    }
+    bindings = [
+        {"apiVersion": IAM, "kind": "WorkspaceRoleBinding",
+         "metadata": _meta(tenants.workspace_role_binding_name(m.user, workspace.name, m.role), lab_id,
+                           {tenants.USER_REF_LABEL: m.user, tenants.WORKSPACE_LABEL: workspace.name}),
+         "roleRef": {"apiGroup": "iam.kubesphere.io", "kind": "WorkspaceRole",
+                     "name": tenants.workspace_role_name(workspace.name, m.role)},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": m.user}]}
+        for m in workspace.members
+    ]
+    return [template, *bindings]
+
+
+def project_objects(project: ProjectSpec, lab_id: str) -> list[dict[str, Any]]:
+    """A project: its namespace, labelled with its workspace (tenant.go labelNamespaceWithWorkspaceName)."""
+    return [{"apiVersion": "v1", "kind": "Namespace",
+             "metadata": _meta(project.name, lab_id, {tenants.WORKSPACE_LABEL: project.workspace})}]
+
+
+def project_waits_for(project: ProjectSpec) -> list[list[str]]:
+    """The project's Workspace on its cluster, which KubeFed puts there: until it exists, the namespace controller
+    unbinds a namespace labelled with it (namespace_controller.go unbindWorkspace)."""
+    return [[*WORKSPACE_KIND, project.workspace]]
