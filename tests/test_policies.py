@@ -19,7 +19,7 @@ def runs():
 
 
 def test_every_policy_has_name_description_level():
-    assert len({p.name for p in POLICIES}) == len(POLICIES) == 14
+    assert len({p.name for p in POLICIES}) == len(POLICIES) == 17
     for p in POLICIES:
         assert p.name.startswith("kslab-") and p.description and p.enforcement_level is not None
 
@@ -44,7 +44,7 @@ def test_dual_host_reports_only_advisories(runs):
 def test_broken_stack_trips_every_mandatory_policy_it_can():
     run = run_program(stack_config(BROKEN))
     v = run_policies(run)
-    expected = MANDATORY - {"kslab-plaintext-secret"}
+    expected = MANDATORY - {"kslab-plaintext-secret", "kslab-weak-admin-password"}
     assert expected <= v.mandatory, f"missing: {expected - v.mandatory}"
     assert "role 'master'" in v.messages("kslab-invalid-role") or "'master'" in v.messages("kslab-invalid-role")
     assert "member" in v.messages("kslab-jwt-secret-mismatch") and "host2" in v.messages("kslab-jwt-secret-mismatch")
@@ -54,12 +54,46 @@ def test_broken_stack_trips_every_mandatory_policy_it_can():
     assert "loopback" in v.messages("kslab-join-loopback-server")
     assert "insecure-skip-tls-verify" in v.messages("kslab-join-insecure-tls")
     assert "6466" in v.messages("kslab-member-multiple-hosts")
+    assert "user 'ops'" in v.messages("kslab-user-on-shared-member") and "6466" in v.messages(
+        "kslab-user-on-shared-member")
+    assert "'old'" in v.messages("kslab-workspace-unjoined-cluster")
+
+
+def test_the_demo_stack_passes_every_policy():
+    v = run_policies(run_program(stack_config("demo")))
+    assert v.mandatory == set() and not v.unknown, (dict(v.violations), dict(v.unknown))
+
+
+def _admin(password: str, role: str = "platform-admin"):
+    config = {**stack_config("host-member"), "kslab:validationMode": "warn", "kslab:adminPassword": password,
+              "kslab:users": json.dumps([{"name": "root", "globalRole": role, "passwordSecret": "adminPassword"}])}
+    return run_policies(run_program(config, secret_keys=["kslab:adminPassword"]))
+
+
+@pytest.mark.parametrize("password", ["P@88w0rd", "Password1", "Kubesphere123"])
+def test_a_platform_admin_with_a_weak_password_is_refused(password):
+    v = _admin(password)
+    assert v.mandatory == {"kslab-weak-admin-password"}
+    assert "'root'" in v.messages("kslab-weak-admin-password") and password not in v.messages(
+        "kslab-weak-admin-password")
+
+
+def test_a_strong_admin_password_and_a_weak_regular_one_pass():
+    assert _admin("Strong-Lab-Pass-42").mandatory == set()
+    assert _admin("P@88w0rd", role="platform-regular").mandatory == set()
+
+
+def test_the_opted_in_experiment_names_the_flapping_user():
+    config = {**stack_config("dual-host"), "kslab:users": json.dumps([{"name": "ops"}])}
+    v = run_policies(run_program(config))
+    assert "kslab-user-on-shared-member" not in v.mandatory
+    assert "user(s) ops" in v.messages("kslab-dual-host-experiment")
 
 
 def test_stack_policies_use_registered_inputs_when_outputs_are_empty(runs):
     assert not run_policies(runs["host-member"], empty_stack_props=True).violations
     v = run_policies(run_program(stack_config(BROKEN)), empty_stack_props=True)
-    assert MANDATORY - {"kslab-plaintext-secret"} <= v.mandatory
+    assert MANDATORY - {"kslab-plaintext-secret", "kslab-weak-admin-password"} <= v.mandatory
 
 
 def test_broken_stack_is_refused_by_the_program_in_strict_mode():

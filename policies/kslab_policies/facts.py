@@ -4,6 +4,7 @@ components register. No Pulumi engine or policy server is needed to use this mod
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ STEP_TYPES = step_table.STEP_TYPES
 KIND_CLUSTER_TYPE = step_table.KIND_CLUSTER_TYPE
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 K8S_PROVIDER_TYPE = "pulumi:providers:kubernetes"
+TENANT_TYPE = step_table.step_type("tenant-apply")
 
 
 # --- secret markers --------------------------------------------------------------------------
@@ -236,11 +238,41 @@ def record(args: Any) -> None:
 
 
 @dataclass
+class Tenant:
+    """A tenant step: the cluster it applies on and the objects it applies (kslab/render/tenants.py)."""
+    cluster: str
+    urn: str
+    name: str
+    objects: list[dict]
+    password: Any  # a user's password (secret; unknown in preview when kslab generates it), else None
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [o for o in self.objects if o.get("kind") == kind]
+
+
+def tenant_of(r: Res) -> Tenant | None:
+    env = r.props.get("environment") or {}
+    text = env.get(names.ENV_TENANT_OBJECTS) if isinstance(env, dict) else None
+    if not isinstance(text, str) or is_unknown(text):
+        return None
+    try:
+        objects = json.loads(text)
+    except ValueError:
+        return None
+    return Tenant(cluster=str(env.get(names.ENV_CLUSTER) or ""), urn=r.urn, name=r.name,
+                  objects=objects if isinstance(objects, list) else [], password=env.get(names.ENV_TENANT_PASSWORD))
+
+
+@dataclass
 class LabView:
     clusters: dict[str, Cluster]
     kind_nodes: dict[str, KindNode]
     joins: list[Join]
     resources: list[Res]
+
+    @property
+    def tenants(self) -> list[Tenant]:
+        return [t for r in self.resources if r.type == TENANT_TYPE and (t := tenant_of(r)) is not None]
 
     @classmethod
     def of(cls, resources: Iterable[Any]) -> LabView:

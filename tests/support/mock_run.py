@@ -127,6 +127,8 @@ class LabMocks(pulumi.runtime.Mocks):
                 state["stdout"] = json.dumps({"cluster": name, "state": "enabled", "version": "v3"})
             elif create.endswith("read-jwt") or create.endswith("gen-secret"):
                 state["stdout"] = "mock-jwt-secret-0123456789abcdef"
+            elif create.endswith("gen-password"):
+                state["stdout"] = "MockGenerated0Password1xyz"
             elif create.endswith("wait-join"):
                 state["stdout"] = json.dumps({"state": "Ready"})
             else:
