@@ -215,7 +215,7 @@ def test_the_json_shape():
     lab.joins[0].jwt_matches = False
     doc = json.loads(json.dumps(st.as_json(lab, st.findings(lab))))
     assert set(doc) == {"stack", "up", "clusters", "joins", "sharedObjects", "churning", "sampleSeconds",
-                        "findings"}
+                        "findings", "tenants"}
     assert set(doc["clusters"][0]) == {
         "name", "backend", "role", "kubesphereVersion", "kubernetesVersion", "consoleUrl", "reachable",
         "unreachableReason", "refused", "inOutputs", "ccFound", "ccRole", "reportedRole", "installedVersion",
@@ -345,3 +345,74 @@ def test_graph_never_writes_or_removes_a_file_through_a_link_in_the_out_dir(tmp_
     assert outside.read_text() == "mine" and (out / "mine.gv").is_symlink()
     assert not (out / "mine.svg").is_symlink() and (out / "mine.svg").read_text().startswith("<?xml")
     assert sorted(p.name for p in out.iterdir()) == ["mine.gv", "mine.png", "mine.svg"]
+
+
+# --- tenants --------------------------------------------------------------------------------------------------
+
+def _with_tenant(kind="user", cluster="member", present=False, federated=True):
+    lab = healthy_lab()
+    lab.tenants = [st.TenantPlacement(kind, "ann", "host", "host", present=True),
+                   st.TenantPlacement(kind, "ann", "host", cluster, present=present, federated=federated)]
+    return lab
+
+
+def test_tenants_everywhere_they_are_placed_are_no_finding():
+    assert st.findings(_with_tenant(present=True)) == []
+
+
+def test_a_tenant_missing_on_its_home_says_make_up():
+    lab = _with_tenant(cluster="host")
+    (f,) = st.findings(lab)
+    assert f.kind == "tenant-missing" and f.subject == "user ann on host" and "make up STACK=s" in f.fix
+
+
+def test_a_tenant_on_a_member_not_joined_says_the_join_is_why():
+    lab = _with_tenant()
+    lab.joins[0].conditions = {"Ready": "False"}
+    f = [f for f in st.findings(lab) if f.kind == "tenant-missing"][0]
+    assert "not joined to host" in f.message and "member-to-host" in f.fix
+
+
+def test_a_tenant_its_host_never_federated_says_so():
+    (f,) = st.findings(_with_tenant(kind="workspace", federated=False))
+    assert "no FederatedWorkspace on host" in f.message
+
+
+def test_a_federated_tenant_not_propagated_yet_says_kubefed():
+    (f,) = st.findings(_with_tenant())
+    assert "not propagated there yet by KubeFed of host" in f.message
+
+
+def test_a_tenant_on_an_unreachable_cluster_is_left_to_that_clusters_finding():
+    lab = _with_tenant(present=None)
+    lab.clusters[1].reachable = False
+    assert "tenant-missing" not in kinds(lab)
+
+
+def test_a_user_declared_on_two_hosts_that_flaps_is_named_with_the_fix():
+    lab = healthy_lab()
+    lab.tenants = [st.TenantPlacement("user", "ann", h, h, present=True) for h in ("host", "host2")]
+    lab.shared_objects = [st.SharedObject("member", "users", "ann", ["host", "host2"], False)]
+    f = [f for f in st.findings(lab) if f.kind == "tenant-flapping"][0]
+    assert f.subject == "user ann" and "kubesphere#6466" in f.message and "one host" in f.fix
+
+
+def test_the_demo_stack_declares_where_each_tenant_goes():
+    from kslab.model.spec import parse_lab
+    from kslab.model.stack_config import read_stack_file
+    raw, keys = read_stack_file(ROOT, "demo")
+    placed = {(t.kind, t.name, t.cluster) for t in st.declared(parse_lab(raw, keys), "demo").tenants}
+    assert ("user", "pat", "member2") in placed and ("workspace", "lab-only", "member2") in placed
+    assert ("workspace", "lab-only", "host") not in placed and ("project", "sandbox", "member2") in placed
+
+
+def test_the_graph_draws_each_workspace_placement_coloured_by_whether_it_is_there():
+    lab = healthy_lab()
+    lab.tenants = [st.TenantPlacement("workspace", "shop", "host", "host", present=True),
+                   st.TenantPlacement("workspace", "shop", "host", "member", present=False),
+                   st.TenantPlacement("project", "web", "member", "member", workspace="shop")]
+    source = graph.dot_source(lab).source
+    assert 'id="workspace-shop"' in source and "projects: web@member" in source
+    assert 'id="placement-shop-host"' in source and 'id="placement-shop-member"' in source
+    member_edge = next(line for line in source.splitlines() if 'id="placement-shop-member"' in line)
+    assert graph.STATE_COLOURS[st.WAITING].line in member_edge

@@ -6,6 +6,7 @@ each behaviour citing kubesphere@v3.2.1/v3.4.1): the user, workspacetemplate, ro
 controllers, and KubeFed's propagation to every Ready cluster a placement selects.
 """
 import json
+import time
 
 import bcrypt
 import pytest
@@ -13,6 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from kslab.model import contract
 from tests.support.live import LiveLab
+from tests.support.status_cli import run_status_command, status
 
 pytestmark = [pytest.mark.engine, pytest.mark.live]
 
@@ -38,7 +40,6 @@ def _get(lab, cluster, group, version, plural, name):
 
 
 def _eventually(check, seconds=30.0):
-    import time
     deadline = time.monotonic() + seconds
     while True:
         missing = check()
@@ -113,6 +114,23 @@ def test_the_demo_tenants_reach_every_placed_cluster_stay_put_and_go_before_the_
         ns = lab.core(cluster).read_namespace(project)
         assert ns.metadata.labels["kubesphere.io/workspace"] == workspace
         assert [r.kind for r in ns.metadata.owner_references or []] == ["Workspace"], (cluster, project)
+
+    # `make status`: every tenant on every cluster it is placed on, no finding; the table lists them
+    doc = status(lab, "--sample-seconds", "0")
+    assert doc["findings"] == [] and doc["tenants"], doc["findings"]
+    assert {(t["kind"], t["name"], t["cluster"]) for t in doc["tenants"] if not t["present"]} == set()
+    assert ("workspace", "lab-only", "member2") in {(t["kind"], t["name"], t["cluster"]) for t in doc["tenants"]}
+    assert "workspace lab-only  host" in run_status_command(lab, "status", "--sample-seconds", "0").stdout
+    # a workspace removed behind kslab's back is found, with why and the fix
+    host_kubefed = lab.operator.actor("host").tenants
+    host_kubefed.sync_paused = True  # KubeFed's sync controller of the host stops (an outage)
+    time.sleep(1)
+    lab.custom("member1").delete_cluster_custom_object("tenant.kubesphere.io", "v1alpha1", "workspaces", "shop")
+    missing = status(lab, "--sample-seconds", "0")
+    assert [(f["kind"], f["subject"]) for f in missing["findings"]] == [("tenant-missing", "workspace shop on member1")]
+    assert "KubeFed of host" in missing["findings"][0]["message"]
+    host_kubefed.sync_paused = False
+    assert _eventually(lambda: _placed(lab)) == []
 
     # a no-change up and a refresh change nothing, whatever KubeSphere added (hash, finalizers, labels)
     again = lab.up("--expect-no-changes")

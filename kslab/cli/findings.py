@@ -26,6 +26,7 @@ from kslab.cli.status_facts import (
     JoinStatus,
     LabStatus,
     SharedObject,
+    TenantPlacement,
     declared,
     expected_status_keys,
     is_built_in,
@@ -36,7 +37,8 @@ __all__ = [
     "BUILT_IN_IAM", "BUILT_IN_PREFIX", "CHURN_CHANGES", "DEFAULT_SAMPLE_SECONDS", "FAILED", "FEDERATED_GROUP",
     "FEDERATED_IAM_KINDS", "FEDERATED_VERSION", "KUBEFED_MANAGED_SELECTOR", "MAX_SAMPLE_SECONDS", "MEMBER_GROUP",
     "MEMBER_VERSION", "READY", "STATES", "STUCK_DELETING_SECONDS", "UNKNOWN", "WAITING", "ChurningObject",
-    "ClusterStatus", "Finding", "JoinStatus", "LabStatus", "SharedObject", "as_json", "cluster_state", "declared",
+    "ClusterStatus", "Finding", "JoinStatus", "LabStatus", "SharedObject", "TenantPlacement", "as_json",
+    "cluster_state", "declared",
     "expected_status_keys", "findings", "is_built_in", "join_state", "reported_role", "table",
 ]
 
@@ -78,6 +80,7 @@ def findings(lab: LabStatus) -> list[Finding]:
         found += _join_findings(stack, j, by_name, refresh_up)
     found += [_shared_object_finding(stack, s) for s in lab.shared_objects]
     found += [_churn_finding(o) for o in lab.churning]
+    found += tenant_findings(lab)
     return found
 
 
@@ -217,6 +220,45 @@ def _shared_object_finding(stack: str, s: SharedObject) -> Finding:
                    f"delete {s.kind}.{MEMBER_GROUP} {s.name})")
 
 
+_FEDERATED_KIND = {"user": "FederatedUser", "workspace": "FederatedWorkspace"}
+
+
+def tenant_findings(lab: LabStatus) -> list[Finding]:
+    """Each tenant not on a cluster it should be on, with why; each declared user that flaps on a shared member."""
+    stack = lab.stack
+    by_name = {c.name: c for c in lab.clusters}
+    joins = {(j.member, j.host): j for j in lab.joins}
+    found = []
+    for t in lab.tenants:
+        if t.present is not False:
+            continue
+        join = joins.get((t.cluster, t.home))
+        if t.cluster == t.home:
+            why, fix = "is not there", f"run `make up STACK={stack}` (kslab applies it there)"
+        elif join is not None and join_state(join) != READY:
+            why = f"cannot be placed: the member is not joined to {t.home} (join {join_state(join)})"
+            fix = f"see the join {join.name} above; KubeFed places it once the join is Ready"
+        elif t.federated is False:
+            why = (f"has no {_FEDERATED_KIND[t.kind]} on {t.home}: KubeSphere's controller there has not federated it "
+                   "yet")
+            fix = f"check ks-controller-manager runs on {t.home} with multicluster on"
+        else:
+            why = f"is not propagated there yet by KubeFed of {t.home}"
+            fix = f"wait a sync period; if it stays, check the KubeFedCluster {t.cluster} on {t.home} is Ready"
+        if by_name.get(t.cluster) and by_name[t.cluster].reachable is False:
+            continue  # the cluster's own finding says it
+        found.append(Finding("tenant-missing", t.subject, why, fix))
+    users = {(t.name, t.home) for t in lab.tenants if t.kind == "user"}
+    for s in lab.shared_objects:
+        hosts = [h for h in s.hosts if (s.name, h) in users]
+        if s.kind == "users" and len(hosts) > 1:
+            found.append(Finding("tenant-flapping", f"user {s.name}",
+                                 f"is declared on hosts {', '.join(hosts)}, which both place it on member {s.member}: "
+                                 "its copy there flaps for ever (kubesphere#6466)",
+                                 f"declare it on one host in kslab:users[].hosts (stack {stack})"))
+    return found
+
+
 def _churn_finding(o: ChurningObject) -> Finding:
     return Finding("churn", f"member {o.member}",
                    f"{o.kind} {o.name!r} changed {o.changes} times in {o.seconds:g} s with no one "
@@ -265,6 +307,7 @@ def as_json(lab: LabStatus, found: list[Finding]) -> dict:
         "joins": [{**_camel(asdict(j)), "name": j.name, "state": join_state(j)} for j in lab.joins],
         "sharedObjects": [_camel(asdict(s)) for s in lab.shared_objects],
         "churning": [_camel(asdict(o)) for o in lab.churning],
+        "tenants": [_camel(asdict(t)) for t in lab.tenants],
         "sampleSeconds": lab.sample_seconds,
         "findings": [asdict(f) for f in found],
     }
@@ -303,6 +346,11 @@ def table(lab: LabStatus, found: list[Finding]) -> str:
             jrows.append((j.name, conds + (" (DELETING)" if j.deleting_since else ""), j.kubefed_ready or "-",
                           _yes_no(reaches), join_state(j)))
         lines += _columns(jrows)
+    if lab.tenants:
+        lines.append("")
+        trows = [("TENANT", "DECLARED ON", "CLUSTER", "THERE")]
+        trows += [(f"{t.kind} {t.name}", t.home, t.cluster, _yes_no(t.present, "yes", "NO")) for t in lab.tenants]
+        lines += _columns(trows)
     lines.append("")
     if lab.sample_seconds:
         lines.append(f"sampled members of several hosts for {lab.sample_seconds:g} s")

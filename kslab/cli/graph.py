@@ -1,7 +1,9 @@
 """`make graph`: the lab's topology as a picture, laid out by Graphviz (`dot`), coloured by the last status.
 
 Clusters are boxes (name, role, KubeSphere and Kubernetes versions, console URL); each join is an arrow from the
-member to its host. Colours come from kslab.cli.findings's states, so the picture and `make status` agree.
+member to its host; each workspace is a note with a dashed arrow to every cluster it is placed on (ready where the
+workspace is there, waiting where it is not yet, unknown where that was not read). Colours come from
+kslab.cli.findings's states, so the picture and `make status` agree.
 The DOT source is pure (dot_source); write() needs Graphviz's `dot` program.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ STATE_COLOURS = {
     st.UNKNOWN: Colour("#eeeeee", "#757575"),
 }
 NODE_ID, EDGE_ID = "cluster-{}", "join-{}"  # SVG ids of a cluster's box and a join's arrow
+WORKSPACE_ID, PLACEMENT_ID = "workspace-{}", "placement-{}-{}"  # a workspace's note and its arrow to a cluster
 
 
 class GraphError(RuntimeError):
@@ -67,12 +70,31 @@ def dot_source(lab: st.LabStatus) -> graphviz.Digraph:
         colour = STATE_COLOURS[state]
         g.edge(j.member, j.host, label=f"joined: {state}", id=EDGE_ID.format(j.name), color=colour.line,
                fontcolor=colour.line, tooltip=f"{j.name}: {state}")
+    _workspaces(g, lab)
     with g.subgraph(name="cluster_legend") as legend:
         legend.attr(label="state", fontsize="10", color="#bbbbbb")
         for state, colour in STATE_COLOURS.items():
             legend.node(f"legend-{state}", label=state, id=f"legend-{state}", fillcolor=colour.fill,
                         color=colour.line, shape="box", fontsize="9")
     return g
+
+
+def _workspaces(g: graphviz.Digraph, lab: st.LabStatus) -> None:
+    placed: dict[str, list[st.TenantPlacement]] = {}
+    for t in lab.tenants:
+        if t.kind == "workspace":
+            placed.setdefault(t.name, []).append(t)
+    for name, where in placed.items():
+        projects = sorted(f"{p.name}@{p.cluster}" for p in lab.tenants if p.kind == "project"
+                          and p.workspace == name)
+        label = f"workspace {name}\n(on {where[0].home})" + (f"\nprojects: {', '.join(projects)}" if projects else "")
+        g.node(WORKSPACE_ID.format(name), label=label, id=WORKSPACE_ID.format(name), shape="note",
+               style="filled", fillcolor="#e8eaf6", color="#3949ab", fontsize="10")
+        for t in where:
+            state = st.UNKNOWN if t.present is None else st.READY if t.present else st.WAITING
+            colour = STATE_COLOURS[state]
+            g.edge(WORKSPACE_ID.format(name), t.cluster, id=PLACEMENT_ID.format(name, t.cluster), style="dashed",
+                   color=colour.line, tooltip=f"workspace {name} on {t.cluster}: {state}")
 
 
 def write(spec: LabSpec, lab: st.LabStatus, out_dir: str, name: str) -> list[str]:

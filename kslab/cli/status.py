@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import functools
 import json
 import subprocess
 import sys
@@ -201,6 +202,31 @@ def churning(member: str, kube: Kube, seconds: float) -> list[st.ChurningObject]
             if len(rvs) - 1 >= st.CHURN_CHANGES]
 
 
+# Where each tenant kind is read on a cluster (kslab/render/tenants.py), and its Federated kind on a host.
+_TENANT_OBJECTS = {"user": ("iam.kubesphere.io/v1alpha2", "users"), "workspace": ("tenant.kubesphere.io/v1alpha1",
+                                                                               "workspaces"),
+                   "project": ("v1", "namespaces")}
+_FEDERATED = {"user": "federatedusers", "workspace": "federatedworkspaces"}
+
+
+def read_tenants(lab: st.LabStatus, kubes: dict[str, Kube], spec: LabSpec) -> None:
+    """Whether each tenant is on each cluster it should be on, and whether its home federates it."""
+    by_name = {c.name: c for c in lab.clusters}
+    for t in lab.tenants:
+        kube = kubes.get(t.cluster)
+        if kube is None or not by_name[t.cluster].reachable:
+            continue
+        api_version, plural = _TENANT_OBJECTS[t.kind]
+        found, error = _read(functools.partial(kube.get_object, api_version, plural, t.name))
+        t.present = None if error is not None else found is not None
+        home = kubes.get(t.home)
+        if t.kind in _FEDERATED and t.cluster != t.home and home is not None and by_name[t.home].reachable \
+                and spec.cluster(t.home).role == "host":
+            fed, error = _read(functools.partial(home.get_object, "types.kubefed.io/v1beta1", _FEDERATED[t.kind],
+                                                 t.name))
+            t.federated = None if error is not None else fed is not None
+
+
 def collect(spec: LabSpec, stack: str, outputs: dict, sample_seconds: float) -> st.LabStatus:
     lab = st.declared(spec, stack)
     kubeconfigs = outputs.get("kubeconfigs") or {}
@@ -226,6 +252,7 @@ def collect(spec: LabSpec, stack: str, outputs: dict, sample_seconds: float) -> 
     for j in lab.joins:
         host_kube = kubes.get(j.host) if by_name[j.host].reachable else None
         read_join(j, host_kube, private[j.member], private[j.host], by_name[j.member])
+    read_tenants(lab, kubes, spec)
     multi = [m for m in spec.multi_host_members if by_name[m].reachable]
     if multi:
         lab.sample_seconds = sample_seconds

@@ -112,6 +112,23 @@ class ChurningObject:
 
 
 @dataclass
+class TenantPlacement:
+    """One tenant on one cluster it is declared or placed on (a user on its host and the host's members, a
+    workspace on its placement, a project on its cluster), and what reading the cluster found."""
+    kind: str                      # user, workspace or project
+    name: str
+    home: str                      # the cluster it is declared on (a project: its own)
+    cluster: str                   # where it should be
+    present: bool | None = None    # None: not read (the cluster cannot be read)
+    federated: bool | None = None  # the home has its Federated object (users, workspaces on a host), None: n/a
+    workspace: str | None = None   # a project's workspace
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind} {self.name} on {self.cluster}"
+
+
+@dataclass
 class LabStatus:
     stack: str
     up: bool  # the stack has outputs: `up` has run
@@ -120,6 +137,7 @@ class LabStatus:
     shared_objects: list[SharedObject] = field(default_factory=list)
     churning: list[ChurningObject] = field(default_factory=list)
     sample_seconds: float = 0.0
+    tenants: list[TenantPlacement] = field(default_factory=list)
 
 
 def reported_role(release: versions.KubeSphereRelease, kubesphere_config: dict) -> str | None:
@@ -154,4 +172,18 @@ def declared(spec: LabSpec, stack: str) -> LabStatus:
                               c.declared_console_url,
                               expected_components=expected_status_keys(c)) for c in spec.clusters]
     joins = [JoinStatus(j.member, j.host) for j in spec.joins]
-    return LabStatus(stack, False, clusters, joins)
+    return LabStatus(stack, False, clusters, joins, tenants=declared_tenants(spec))
+
+
+def declared_tenants(spec: LabSpec) -> list[TenantPlacement]:
+    """Where each tenant should be: a user on its hosts and every member joined to them (KubeSphere federates a
+    User to every cluster, createFederatedUser's empty clusterSelector), a workspace on its placement, a project on
+    its cluster."""
+    out = []
+    for u in spec.users:
+        for host in u.hosts:
+            out += [TenantPlacement("user", u.name, host, c) for c in (host, *spec.members_of(host))]
+    for w in spec.workspaces:
+        out += [TenantPlacement("workspace", w.name, w.host, c) for c in w.clusters]
+    out += [TenantPlacement("project", p.name, p.cluster, p.cluster, workspace=p.workspace) for p in spec.projects]
+    return out
