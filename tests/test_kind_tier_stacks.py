@@ -26,7 +26,8 @@ def _unprefixed(name: str) -> str:
 
 
 def _comparable(config: dict, tier: bool) -> dict:
-    out = {k: v for k, v in config.items() if k not in TIER_ONLY and k not in ("kslab:clusters", "kslab:joins")}
+    out = {k: v for k, v in config.items() if k not in TIER_ONLY and k not in (
+        "kslab:clusters", "kslab:joins", "kslab:users", "kslab:workspaces", "kslab:projects")}
     rename = _unprefixed if tier else str
     out["clusters"] = [{**{k: v for k, v in c.items() if k not in CLUSTER_TIER_ONLY}, "name": rename(c["name"]),
                         **({"hostClusterName": rename(c["hostClusterName"])} if "hostClusterName" in c else {})}
@@ -45,3 +46,17 @@ def test_the_kind_tier_runs_the_notes_versions():
     shipped, tier = _config("stacks/Pulumi.dual-host.yaml"), _config("tests/stacks/Pulumi.kind-dual-host.yaml")
     assert tier["kslab:kubesphereVersion"] == shipped["kslab:kubesphereVersion"] == "v3.2.1"
     assert tier["kslab:nodeImage"].rsplit(":", 1)[1] == shipped["kslab:nodeImage"].rsplit(":", 1)[1] == "v1.19.16"
+
+
+def _renamed_tenants(config: dict, rename) -> dict:
+    return {
+        "users": config["kslab:users"],
+        "workspaces": [{**w, "clusters": [rename(c) for c in w["clusters"]]} for w in config["kslab:workspaces"]],
+        "projects": [{**p, "cluster": rename(p["cluster"])} for p in config["kslab:projects"]],
+    }
+
+
+def test_the_kind_tiers_demo_lab_is_the_shipped_demo():
+    shipped, tier = _config("stacks/Pulumi.demo.yaml"), _config("tests/stacks/Pulumi.kind-demo.yaml")
+    assert _comparable(tier, tier=True) == _comparable(shipped, tier=False)
+    assert _renamed_tenants(tier, _unprefixed) == _renamed_tenants(shipped, str)

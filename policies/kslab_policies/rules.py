@@ -24,7 +24,7 @@ from pulumi_policy.proxy import UnknownValueError
 
 from kslab.model import contract as names
 from kslab.model import kubeconfig as kc
-from kslab.model import lab_rules, tenants, versions
+from kslab.model import lab_rules, versions
 from kslab.model.contract import PolicyName
 
 from .facts import (
@@ -34,7 +34,6 @@ from .facts import (
     K8S_PROVIDER_TYPE,
     KIND_CLUSTER_TYPE,
     STEP_TYPES,
-    TENANT_TYPE,
     UNKNOWN_STRING,
     LabView,
     Res,
@@ -44,8 +43,8 @@ from .facts import (
     is_unknown,
     record,
     secret_paths,
-    tenant_of,
 )
+from .tenant_rules import flapping_users, users_on_shared_member, weak_admin_password, workspace_unjoined
 
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 
@@ -265,16 +264,7 @@ def _dual_host_experiment(args: StackValidationArgs, report: ReportViolation):
                    "host leaves an undeletable Federated object that reappears; both hosts federate through the same "
                    f"ServiceAccount '{member}-kubesphere', and an unjoin removes only that host's KubeFedCluster "
                    "(the member keeps every host's kubefed objects). Avoid same-named resources across hosts."
-                   + _flapping_users(args, member), joins[0].urn)
-
-
-def _flapping_users(args: StackValidationArgs, member: str) -> str:
-    lab = LabView.of(args.resources)
-    users = [f.subject for f in lab_rules.users_on_shared_members(_users_by_host(lab).items(),
-                                                                  ((j.member, j.host) for j in lab.joins))
-             if f.value[0] == member]
-    return (f" The stack declares user(s) {', '.join(users)} on more than one of them: they will flap "
-            "(kubesphere#6466)." if users else "")
+                   + flapping_users(args, member), joins[0].urn)
 
 
 # 9 ------------------------------------------------------------------------------------------
@@ -334,63 +324,6 @@ def _inotify(args: StackValidationArgs, report: ReportViolation):
                "fs.inotify.max_user_instances=512. kslab's preflight checks this before creating clusters.")
 
 
-# 13 -----------------------------------------------------------------------------------------
-def _users_by_host(lab: LabView) -> dict[str, tuple[str, ...]]:
-    """Each user the lab declares, with the hosts it is applied on."""
-    hosts: dict[str, list[str]] = defaultdict(list)
-    for t in lab.tenants:
-        for user in t.of_kind("User"):
-            hosts[user["metadata"]["name"]].append(t.cluster)
-    return {u: tuple(h) for u, h in hosts.items()}
-
-
-def _users_on_shared_member(args: StackValidationArgs, report: ReportViolation):
-    lab = LabView.of(args.resources)
-    joined = [(j.member, j.host) for j in lab.joins]
-    for found in lab_rules.users_on_shared_members(_users_by_host(lab).items(), joined):
-        member, hosts = found.value
-        joins = [j for j in lab.joins if j.member == member]
-        if all(j.allow_multiple_hosts for j in joins):
-            continue  # the opted-in experiment: kslab-dual-host-experiment names the user
-        report(f"user '{found.subject}' is declared on hosts {', '.join(hosts)}, which share member '{member}': each "
-               "host federates its own User of that name there and it flaps for ever (kubesphere#6466). Fix: declare "
-               "it on one host, or set kslab:allowMultipleHosts: true to run the experiment knowingly.",
-               joins[0].urn)
-
-
-def _workspace_unjoined(args: StackValidationArgs, report: ReportViolation):
-    lab = LabView.of(args.resources)
-    for t in lab.tenants:
-        cluster = lab.clusters.get(t.cluster)
-        if cluster is None:
-            continue
-        own = str(cluster.host_cluster_name or t.cluster)
-        joined = [(j.member, own) for j in lab.joins if j.host == t.cluster]
-        for template in t.of_kind("WorkspaceTemplate"):
-            placed = [str(c.get("name")) for c in dig(template, "spec", "placement", "clusters", default=[]) or []]
-            for found in lab_rules.workspace_unjoined_clusters(template["metadata"]["name"], own, placed, joined):
-                report(f"workspace '{found.subject}' is placed on '{found.value}', which is not joined to its host "
-                       f"'{t.cluster}': KubeFed of '{t.cluster}' never places it there. Fix: join '{found.value}' to "
-                       f"'{t.cluster}' in kslab:joins, or drop it from the workspace's clusters.", t.urn)
-
-
-def _weak_admin_password(args: ResourceValidationArgs, report: ReportViolation):
-    r = Res.of(args)
-    if r.type != TENANT_TYPE:
-        return
-    t = tenant_of(r)
-    if t is None or not t.of_kind("User") or t.password is None or is_unknown(t.password):
-        return  # no user, or a password kslab generates (unknown until it is made; always strong)
-    roles = [dig(b, "roleRef", "name") for b in t.of_kind("GlobalRoleBinding")]
-    for user in t.of_kind("User"):
-        for role in roles:
-            found = lab_rules.weak_admin_password(user["metadata"]["name"], str(role), tenants.is_weak(str(t.password)))
-            if found is not None:
-                report(f"'{r.name}': platform-admin '{found.subject}' has a weak or default password (anyone who "
-                       "reaches the console owns every cluster of the lab). Fix: set a strong one in its "
-                       "passwordSecret key, or leave passwordSecret out and kslab makes one.")
-
-
 def _schema(properties: dict) -> PolicyConfigSchema:
     return PolicyConfigSchema(properties=properties)
 
@@ -443,13 +376,13 @@ POLICIES = [
         name=PolicyName.UNPINNED_VERSIONS, enforcement_level=ADVISORY, validate=_unpinned,
         description="Node images and the installer should be pinned to exact versions."),
     StackValidationPolicy(
-        name=PolicyName.USER_ON_SHARED_MEMBER, enforcement_level=MANDATORY, validate=_users_on_shared_member,
+        name=PolicyName.USER_ON_SHARED_MEMBER, enforcement_level=MANDATORY, validate=users_on_shared_member,
         description="A user declared on two hosts of one member flaps there for ever (kubesphere#6466)."),
     StackValidationPolicy(
-        name=PolicyName.WORKSPACE_UNJOINED_CLUSTER, enforcement_level=MANDATORY, validate=_workspace_unjoined,
+        name=PolicyName.WORKSPACE_UNJOINED_CLUSTER, enforcement_level=MANDATORY, validate=workspace_unjoined,
         description="A workspace is placed only on its host and members joined to that host."),
     ResourceValidationPolicy(
-        name=PolicyName.WEAK_ADMIN_PASSWORD, enforcement_level=MANDATORY, validate=_weak_admin_password,
+        name=PolicyName.WEAK_ADMIN_PASSWORD, enforcement_level=MANDATORY, validate=weak_admin_password,
         description="A platform-admin's password must not be weak or the chart's default (P@88w0rd)."),
     StackValidationPolicy(
         name=PolicyName.INOTIFY_NOTE, enforcement_level=ADVISORY, validate=_inotify,

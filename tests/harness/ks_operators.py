@@ -1137,8 +1137,10 @@ class ClusterActor:
                     "spec": {"template": {"metadata": {"labels": user["metadata"].get("labels") or {}},
                                           "spec": user.get("spec") or {}},
                              "placement": {"clusterSelector": {}}}}
-            _create(lambda body=body: self.custom.create_cluster_custom_object("types.kubefed.io", "v1beta1",
-                                                                     "federatedusers", body, _request_timeout=5))
+            # createFederatedUser, or its update when the template's spec or labels differ (the encrypted password
+            # reaches the FederatedUser, and so the members, on the reconcile after encryptPassword)
+            self.tenants.upsert("types.kubefed.io", "v1beta1", "federatedusers", body,
+                                lambda live, body: (live.get("spec") or {}).get("template") != body["spec"]["template"])
         federated = self.custom.list_cluster_custom_object("types.kubefed.io", "v1beta1", "federatedusers",
                                                            _request_timeout=5)["items"]
         names = {u["metadata"]["name"] for u in users

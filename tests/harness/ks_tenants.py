@@ -302,13 +302,13 @@ class Tenants:
                     template["metadata"]["labels"] = {**_labels(template), KUBEFED_MANAGED: "false"}
                     self._replace(*TEMPLATE, "workspacetemplates", template)
                     continue
-                self._upsert(*FEDERATED, "federatedworkspaces", {
+                self.upsert(*FEDERATED, "federatedworkspaces", {
                     "apiVersion": "types.kubefed.io/v1beta1", "kind": "FederatedWorkspace",
                     "metadata": {"name": name, "labels": _labels(template)}, "spec": spec},
                     lambda live, body: (live.get("spec"), _labels(live)) != (body["spec"], body["metadata"]["labels"]))
             else:
                 inner = spec.get("template") or {}
-                self._upsert(*TENANT, "workspaces", {
+                self.upsert(*TENANT, "workspaces", {
                     "apiVersion": "tenant.kubesphere.io/v1alpha1", "kind": "Workspace",
                     "metadata": {"name": name, "labels": (inner.get("metadata") or {}).get("labels") or {}},
                     "spec": inner.get("spec") or {}},
@@ -322,7 +322,7 @@ class Tenants:
                     "rules": []})
             manager = ((spec.get("template") or {}).get("spec") or {}).get("manager")
             if manager and manager in users:  # initManagerRoleBinding
-                self._upsert(*IAM, "workspacerolebindings", {
+                self.upsert(*IAM, "workspacerolebindings", {
                     "apiVersion": "iam.kubesphere.io/v1alpha2", "kind": "WorkspaceRoleBinding",
                     "metadata": {"name": f"{name}-admin", "labels": {WORKSPACE_LABEL: name, USER_REF: manager},
                                  "ownerReferences": [_owner(template, "tenant.kubesphere.io/v1alpha2",
@@ -348,7 +348,7 @@ class Tenants:
             self._delete(*TENANT, "workspaces", name)
         return self._finalize(*TEMPLATE, "workspacetemplates", template, TEMPLATE_FINALIZER)
 
-    def _upsert(self, group: str, version: str, plural: str, body: dict, differs) -> None:
+    def upsert(self, group: str, version: str, plural: str, body: dict, differs) -> None:
         try:
             live = self.custom.get_cluster_custom_object(group, version, plural, body["metadata"]["name"],
                                                          _request_timeout=5)
@@ -383,7 +383,7 @@ class Tenants:
                     if key in obj:
                         template[key] = obj[key]
                 kind = TARGETS[federated][3]
-                self._upsert(*FEDERATED, federated, {
+                self.upsert(*FEDERATED, federated, {
                     "apiVersion": "types.kubefed.io/v1beta1", "kind": f"Federated{kind}",
                     "metadata": {"name": obj["metadata"]["name"],
                                  "ownerReferences": [_owner(obj, "iam.kubesphere.io/v1alpha2", kind)]},
