@@ -150,6 +150,27 @@ def _check_the_notes_lab(lab, sources):
     clash = finding(flapping, "federated-clash")
     assert "kubesphere#6466" in clash["message"] and "do not delete it" in clash["fix"]
     assert {j["state"] for j in flapping["joins"]} == {"ready"}
+    _add_v321_tenants(lab, member)
+
+
+def _add_v321_tenants(lab, member):
+    """Tenants on the notes' v3.2.1 lab, on real 1.19 kubelets: a user with a role only v3.2.1 has
+    (workspaces-manager; v3.4.1 dropped it), declared on one host so nothing flaps, a workspace of that host placed on
+    the shared member, and a project there. The lifecycle's no-change `up` and destroy then cover them too."""
+    host = next(j["host"] for j in lab.config["kslab:joins"])
+    lab.set_config("kslab:users", [{"name": "ops", "globalRole": "workspaces-manager", "hosts": [host]}])
+    lab.set_config("kslab:workspaces", [{"name": "notes", "host": host, "manager": "ops",
+                                         "clusters": [host, member]}])
+    lab.set_config("kslab:projects", [{"name": "notes-app", "workspace": "notes", "cluster": member}])
+    _assert_ok(lab.up(), "up with tenants (v3.2.1)")
+    user = lab.custom(host).get_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "users", "ops")
+    assert user["status"]["state"] == "Active" and user["spec"]["password"].startswith("$2a$")
+    binding = lab.custom(member).get_cluster_custom_object("iam.kubesphere.io", "v1alpha2", "globalrolebindings",
+                                                           "ops-workspaces-manager")
+    assert binding["metadata"]["labels"]["kubefed.io/managed"] == "true"
+    ns = lab.core(member).read_namespace("notes-app")
+    assert ns.metadata.labels["kubesphere.io/workspace"] == "notes"
+    assert [r.kind for r in ns.metadata.owner_references or []] == ["Workspace"]
 
 
 def _assert_no_secret_leak(lab, *texts):

@@ -241,8 +241,8 @@ def test_no_step_module_reads_a_step_variable_by_hand():
         with open(path) as fh:
             text = fh.read()
         # the plugin's own variables (the stack from the URN, whether the resource is in the state, the user's debug
-        # switch, the CA of the cluster in the state) are no request's
-        PLUGIN_OWN = ("ENV_STACK_NAME", "ENV_IN_STATE", "ENV_STATE_CA", "ENV_DEBUG")
+        # switch, the CA of the cluster in the state, a tenant step's objects in the state) are no request's
+        PLUGIN_OWN = ("ENV_STACK_NAME", "ENV_IN_STATE", "ENV_STATE_CA", "ENV_STATE_OBJECTS", "ENV_DEBUG")
         hits = [name for name in re.findall(r"(?:environ\.get\(|environ\[|\benv\()(?:names|contract)\.(ENV_[A-Z_]+)",
                                             text) if name not in PLUGIN_OWN]
         if hits:

@@ -79,3 +79,13 @@ def test_read_delete_and_update_hand_the_step_the_ca_of_the_cluster_in_the_state
     forged = {contract.ENV_CLUSTER: "host", contract.ENV_STATE_CA: "forged"}
     assert contract.ENV_STATE_CA not in step_environment(forged, {}, URN)
     assert contract.ENV_STATE_CA not in step_environment({}, {}, URN, stored="not json")
+
+
+def test_a_tenant_steps_stored_objects_reach_only_its_rerun_and_never_from_a_request():
+    stored = json.dumps({"cluster": "host", "objects": ["User 'ann'", "GlobalRoleBinding 'ann-platform-admin'"]})
+    rerun = step_environment({}, {}, URN, in_state=True, stored=stored)
+    assert json.loads(rerun[contract.ENV_STATE_OBJECTS]) == ["User 'ann'", "GlobalRoleBinding 'ann-platform-admin'"]
+    assert contract.ENV_STATE_OBJECTS not in step_environment({}, {}, URN, stored=stored)  # a delete or read
+    forged = {contract.ENV_STATE_OBJECTS: json.dumps(["Namespace 'kube-system'"])}
+    assert contract.ENV_STATE_OBJECTS not in step_environment(forged, {}, URN, in_state=True)
+    assert contract.ENV_STATE_OBJECTS not in step_environment({}, {}, URN, in_state=True, stored='{"kubeconfig": "x"}')

@@ -244,17 +244,45 @@ def test_an_object_the_lab_did_not_make_is_refused_before_anything_is_written(mo
     assert "User 'ann' already exist" in capsys.readouterr().err
 
 
-def test_the_password_is_sent_to_a_new_user_and_not_again_once_hashed(monkeypatch):
+def test_a_password_reaches_the_cluster_only_as_its_hash_and_the_same_hash_while_it_holds(monkeypatch):
     cluster = FakeCluster()
     _run(monkeypatch, cluster, tenant_steps.step_tenant_apply)
-    assert cluster.applied[0]["spec"]["password"] == "Ann-Demo-1234"
-    user = cluster.get_object("iam.kubesphere.io/v1alpha2", "users", "ann")
-    user["spec"]["password"] = bcrypt.hashpw(b"Ann-Demo-1234", bcrypt.gensalt(4)).decode()  # the controller's hash
+    sent = cluster.applied[0]["spec"]["password"]
+    assert sent.startswith("$2a$10$") and bcrypt.checkpw(b"Ann-Demo-1234", sent.encode())
+    assert "Ann-Demo-1234" not in json.dumps(cluster.applied)
     cluster.applied.clear()
     _run(monkeypatch, cluster, tenant_steps.step_tenant_apply, in_state=True)
-    assert "password" not in cluster.applied[0]["spec"]
+    assert cluster.applied[0]["spec"]["password"] == sent, "kslab owns the hash: every apply sends it again"
     _run(monkeypatch, cluster, tenant_steps.step_tenant_apply, password="Ann-Changed-99", in_state=True)
-    assert cluster.applied[-2]["spec"]["password"] == "Ann-Changed-99"
+    changed = cluster.applied[-2]["spec"]["password"]
+    assert changed != sent and bcrypt.checkpw(b"Ann-Changed-99", changed.encode())
+
+
+def test_an_unlabelled_object_is_refused_even_on_a_rerun(monkeypatch, capsys):
+    """A member added to a workspace whose binding someone made in the console, under the very name kslab uses."""
+    cluster = FakeCluster([{**USER[1], "metadata": {"name": USER[1]["metadata"]["name"]}}])
+    with pytest.raises(SystemExit):
+        _run(monkeypatch, cluster, tenant_steps.step_tenant_apply, in_state=True)
+    assert cluster.applied == [] and "are not this lab's" in capsys.readouterr().err
+
+
+def test_a_rerun_deletes_what_the_stack_no_longer_declares(monkeypatch):
+    """A user's global role changed from platform-admin: the old binding must not keep it an admin."""
+    old = {**USER[1], "metadata": {**USER[1]["metadata"], "name": "ann-platform-admin"}}
+    cluster = FakeCluster([{**USER[0], "status": {"state": "Active"}}, old])
+    monkeypatch.setenv(contract.ENV_STATE_OBJECTS, json.dumps(["User 'ann'", "GlobalRoleBinding 'ann-platform-admin'"]))
+    _run(monkeypatch, cluster, tenant_steps.step_tenant_apply, in_state=True)
+    assert cluster.deleted == ["ann-platform-admin"]
+    assert cluster.get_object("iam.kubesphere.io/v1alpha2", "globalrolebindings", "ann-platform-regular")
+
+
+def test_delete_waits_for_kubefed_to_remove_the_members_copies(monkeypatch, capsys):
+    federated = {"apiVersion": "types.kubefed.io/v1beta1", "kind": "FederatedUser", "metadata": {"name": "ann"}}
+    cluster = FakeCluster([USER[0], USER[1]])
+    cluster.objects[("types.kubefed.io/v1beta1", "federatedusers", "ann")] = federated
+    with pytest.raises(SystemExit):
+        _run(monkeypatch, cluster, tenant_steps.step_tenant_delete)
+    assert "FederatedUser 'ann' (KubeFed removing its copies" in capsys.readouterr().err
 
 
 def test_delete_leaves_an_object_of_the_name_that_is_not_the_labs(monkeypatch):
@@ -279,3 +307,35 @@ def test_a_refresh_of_what_is_there_prints_what_the_apply_printed(monkeypatch, c
     cluster.objects[("iam.kubesphere.io/v1alpha2", "users", "ann")]["metadata"]["finalizers"] = ["theirs"]
     _run(monkeypatch, cluster, tenant_steps.step_tenant_read)
     assert capsys.readouterr().out == applied
+
+
+def test_kubesphere_s_own_user_and_workspace_are_refused_by_name():
+    raw = _with(HOST_MEMBERS, users=[{"name": "admin"}, {"name": "ann"}],
+                workspaces=[{"name": "system-workspace", "manager": "ann"}])
+    fields = {p.field for p in _problems(raw)}
+    assert {"kslab:users[0].name", "kslab:workspaces[0].name"} <= fields
+
+
+def test_two_tenants_whose_bindings_would_share_a_name_are_refused():
+    raw = _with(HOST_MEMBERS, users=[{"name": "a"}, {"name": "a-b"}, {"name": "m"}],
+                workspaces=[{"name": "b-c", "manager": "m", "members": [{"user": "a", "role": "regular"}]},
+                            {"name": "c", "manager": "m", "members": [{"user": "a-b", "role": "regular"}]}])
+    found = [p for p in _problems(raw) if p.value == "a-b-c-regular"]
+    assert len(found) == 1 and "member 'a' of 'b-c'" in found[0].message
+
+
+def test_a_password_key_that_holds_something_else_is_refused():
+    problems = _password_problem({**ANN, "users": [{**ANN["users"][0], "passwordSecret": "jwtSecret"}]},
+                                 secret_keys=("jwtSecret",))
+    assert "holds something else" in problems[0].message
+
+
+def test_the_name_of_a_password_key_is_never_shown_it_may_be_a_pasted_password():
+    pasted = {**ANN, "users": [{**ANN["users"][0], "passwordSecret": "Hunter2Hunter2"}]}
+    problems = _password_problem(pasted)
+    assert all("Hunter2Hunter2" not in str(p) for p in problems)
+
+
+def test_a_password_with_a_newline_is_refused():
+    problems = _password_problem({**ANN, "annPassword": "Ab1-xyzQQ\nmore"})
+    assert "no spaces or control characters" in problems[0].message

@@ -35,6 +35,9 @@ ENV_IN_STATE = "KSLAB_STEP_IN_STATE"
 # Set by the step plugin from the stack's state: a fingerprint of the certificate authority of the cluster the step's
 # stored kubeconfig names (kubeconfig.ca_fingerprint), which tells that cluster from another made under its name.
 ENV_STATE_CA = "KSLAB_STEP_STATE_CA"
+# Set by the step plugin from the stack's state: the objects a tenant step made on its last run (its stored result's
+# "objects", JSON), so a re-run removes what the stack no longer declares (a user's former role binding).
+ENV_STATE_OBJECTS = "KSLAB_STEP_STATE_OBJECTS"
 # The namespace of kslab's component resource types (kslab:lab:Lab, kslab:lab:KindCluster, ...).
 TYPE_PREFIX = "kslab:lab"
 

@@ -11,6 +11,7 @@ import yaml
 from kslab.model import image_sources, lab_rules, tenants
 from kslab.model import kubeconfig as kc
 from kslab.model.fields import yaml_kind
+from kslab.model.settings import LAB
 from kslab.model.spec import JWT_SECRET_KEY, STRING_KEYS, STRUCTURED_KEYS, LabSpec, Problem, parse_lab_problems, settle
 
 
@@ -127,18 +128,25 @@ def read_user_passwords(config: ConfigValues, lab: LabSpec,
     (the policy kslab-weak-admin-password guards the same). A value is never shown."""
     found: dict[str, str] = {}
     problems: list[Problem] = []
-    for user in lab.users:
+    # keys that hold something else: a setting of kslab's, or a cluster's kubeconfig
+    taken = set(LAB) | {c.kubeconfig_secret for c in lab.clusters if c.kubeconfig_secret}
+    for i, user in enumerate(lab.users):
         key = user.password_secret
         if key is None:
             continue
-        field = f"kslab:users[{user.name}].passwordSecret"
+        # The key is never shown: a password pasted where its key's name belongs would be.
+        field = f"kslab:users[{i}].passwordSecret"
+        fix = "tools/lab.sh config <stack> set --secret kslab:<its passwordSecret> --from-stdin"
+        if key in taken:
+            problems.append(Problem(field, key, "names a config key that holds something else (a kslab setting or a "
+                                    "cluster's kubeconfig)", "name a key of its own, e.g. <user>Password"))
+            continue
         value = config.get(key)  # decrypted in memory only; never shown
-        fix = f"tools/lab.sh config <stack> set --secret kslab:{key} --from-stdin"
         if value is None:
-            problems.append(Problem(field, key, f"names config key kslab:{key}, which is not set", fix))
+            problems.append(Problem(field, key, "names a config key that is not set", fix))
             continue
         if not is_secret(key):
-            problems.append(Problem(field, key, f"names config key kslab:{key}, which is plain text in the stack file",
+            problems.append(Problem(field, key, "names a config key that is plain text in the stack file",
                                     "set it again as a secret: " + fix))
             continue
         for version in sorted({lab.cluster(h).kubesphere_version for h in user.hosts}):

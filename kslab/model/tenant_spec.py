@@ -83,6 +83,7 @@ def parse_tenants(problems: list[Problem], raw: dict[str, Any], clusters: list[C
     users = _users(problems, raw.get("users"), by_name)
     _users_on_shared_members(problems, warnings, users, joins, allow_multiple_hosts)
     workspaces = _workspaces(problems, raw.get("workspaces"), by_name, joins, {u.name: u for u in users})
+    _binding_names(problems, users, workspaces)
     projects = _projects(problems, raw.get("projects"), by_name, {w.name: w for w in workspaces})
     return users, workspaces, projects
 
@@ -102,6 +103,10 @@ def _users(problems: list[Problem], raw: Any, clusters: dict[str, ClusterSpec]) 
         if not _mapping(problems, path, item, USER, "{name: alice, email: alice@example.com}"):
             continue
         name = _name(problems, f"{path}.name", item.get("name"), "user")
+        if name in tenants.RESERVED_USERS:
+            problems.append(Problem(f"{path}.name", name, "is KubeSphere's own user on every cluster (the ks-core "
+                                    "chart's), which kslab never takes over", "name the user otherwise"))
+            name = None
         email = read(problems, f"{path}.email", USER["email"], item.get("email"))
         role = read(problems, f"{path}.globalRole", USER["globalRole"], item.get("globalRole"))
         secret_key = read(problems, f"{path}.passwordSecret", USER["passwordSecret"], item.get("passwordSecret"))
@@ -151,6 +156,22 @@ def _users(problems: list[Problem], raw: Any, clusters: dict[str, ClusterSpec]) 
     return tuple(found)
 
 
+def _binding_names(problems: list[Problem], users: tuple[UserSpec, ...], workspaces: tuple[WorkspaceSpec, ...]) -> None:
+    """Role bindings are named by joining names with '-' (am.go): two different tenants could name one object, and
+    two steps would then fight over it. The workspace controller's manager binding `<ws>-admin` counts too."""
+    owners: dict[str, str] = {}
+    named = [(tenants.global_role_binding_name(u.name, u.global_role), f"user '{u.name}'") for u in users]
+    named += [(tenants.workspace_role_name(w.name, "admin"), f"workspace '{w.name}''s manager") for w in workspaces]
+    named += [(tenants.workspace_role_binding_name(m.user, w.name, m.role), f"member '{m.user}' of '{w.name}'")
+              for w in workspaces for m in w.members]
+    for binding, who in named:
+        if binding in owners:
+            problems.append(Problem("kslab:workspaces", binding, f"is the role binding of both {owners[binding]} and "
+                                    f"{who}: KubeSphere names bindings by joining names with '-'",
+                                    "rename a user or a workspace so their bindings differ"))
+        owners.setdefault(binding, who)
+
+
 def _users_on_shared_members(problems: list[Problem], warnings: list[str], users: tuple[UserSpec, ...],
                              joins: tuple[JoinSpec, ...], allow_multiple_hosts: bool) -> None:
     for found in lab_rules.users_on_shared_members(((u.name, u.hosts) for u in users),
@@ -176,6 +197,10 @@ def _workspaces(problems: list[Problem], raw: Any, clusters: dict[str, ClusterSp
         if not _mapping(problems, path, item, WORKSPACE, "{name: demo, manager: alice, clusters: [host]}"):
             continue
         name = _name(problems, f"{path}.name", item.get("name"), "workspace")
+        if name in tenants.RESERVED_WORKSPACES:
+            problems.append(Problem(f"{path}.name", name, "is KubeSphere's own workspace (role-templates.yaml), which "
+                                    "kslab never takes over", "name the workspace otherwise"))
+            name = None
         host = read(problems, f"{path}.host", WORKSPACE["host"], item.get("host"))
         manager = read(problems, f"{path}.manager", WORKSPACE["manager"], item.get("manager"))
         ok = name is not None and WRONG_TYPE not in (host, manager)
@@ -259,17 +284,20 @@ def _members(problems: list[Problem], path: str, raw: Any, host: str | None, use
             problems.append(Problem(f"{mpath}.role", role, "is not a workspace role",
                                     _did_you_mean(role, tenants.WORKSPACE_ROLES) + "use one of "
                                     + ", ".join(tenants.WORKSPACE_ROLES)))
-            ok = False
-            continue
-        role = read(problems, f"{mpath}.role", WORKSPACE_MEMBER["role"], role)
+            ok, role = False, WRONG_TYPE
+        else:
+            role = read(problems, f"{mpath}.role", WORKSPACE_MEMBER["role"], role)
         if user is None:
             problems.append(Problem(f"{mpath}.user", user, "is missing", "name a user of kslab:users"))
             ok = False
             continue
-        if WRONG_TYPE in (user, role):
+        if user is WRONG_TYPE:
             ok = False
             continue
         if host is not None and not _user_on_host(problems, f"{mpath}.user", user, host, users):
+            ok = False
+            continue
+        if role is WRONG_TYPE:
             ok = False
             continue
         if user == manager or any(m.user == user for m in found):
@@ -307,7 +335,7 @@ def _projects(problems: list[Problem], raw: Any, clusters: dict[str, ClusterSpec
                                     _did_you_mean(workspace, sorted(workspaces)) + "use one of "
                                     + (", ".join(sorted(workspaces)) or "(none declared)")))
             ok = False
-        if ws is not None:
+        if ws is not None and cluster is not WRONG_TYPE:
             cluster = ws.host if cluster is None else cluster
             if cluster not in ws.clusters:
                 problems.append(Problem(f"{path}.cluster", cluster, f"is not one of workspace '{ws.name}''s "
@@ -315,7 +343,8 @@ def _projects(problems: list[Problem], raw: Any, clusters: dict[str, ClusterSpec
                                         "names no cluster of this stack",
                                         f"use one of {', '.join(ws.clusters)}, or place the workspace there too"))
                 ok = False
-        if ok and name and ws is not None and any(p.name == name and p.cluster == cluster for p in found):
+        if ok and name and ws is not None and cluster is not WRONG_TYPE and any(
+                p.name == name and p.cluster == cluster for p in found):
             problems.append(Problem(f"{path}.name", name, f"is declared twice on cluster '{cluster}'",
                                     "give each project on a cluster its own name"))
             ok = False

@@ -44,6 +44,10 @@ _HAS = (("a lower-case letter", re.compile(r"[a-z]")), ("an upper-case letter", 
 USER_REF_LABEL = "iam.kubesphere.io/user-ref"
 WORKSPACE_LABEL = "kubesphere.io/workspace"
 KUBEFED_MANAGED_LABEL = "kubefed.io/managed"
+# Names KubeSphere's own objects have on every cluster (the ks-core chart's User admin; role-templates.yaml's
+# WorkspaceTemplate system-workspace): a tenant of the name would be refused as another's at apply time.
+RESERVED_USERS = frozenset({"admin"})
+RESERVED_WORKSPACES = frozenset({"system-workspace"})
 # Namespaces a project may not be: the clusters' own and KubeSphere's.
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease", "kubesphere-system",
                                "kubesphere-controls-system", "kubesphere-monitoring-system",
@@ -56,6 +60,8 @@ def password_problems(password: str, version: str) -> list[str]:
     lo, hi = _PASSWORD_LENGTH[version]
     problems = [] if lo <= len(password) <= hi else [f"{lo} to {hi} characters"]
     problems += [what for what, has in _HAS if not has.search(password)]
+    if any(c.isspace() or not c.isprintable() for c in password):
+        problems.append("no spaces or control characters")
     return problems
 
 

@@ -1,9 +1,9 @@
 """The objects kslab applies for the lab's tenants, as KubeSphere's own console and API make them (pure).
 
 What kslab writes, and only that (its field manager owns these fields and no others): a User's email, labels and
-(at create or on a change) password; a GlobalRoleBinding `<user>-<role>`; a WorkspaceTemplate with its manager and
-placement; a WorkspaceRoleBinding `<user>-<ws>-<role>` per member; a project's Namespace. What KubeSphere's
-controllers add is theirs (kslab/model/tenants.py cites them): the password's hash and its change time, the
+password hash (the step adds it: kslab/steps/tenant_steps.py); a GlobalRoleBinding `<user>-<role>`; a
+WorkspaceTemplate with its manager and placement; a WorkspaceRoleBinding `<user>-<ws>-<role>` per member; a
+project's Namespace. What KubeSphere's controllers add is theirs (kslab/model/tenants.py cites them): the
 `kubefed.io/managed` label, finalizers, owner references, the Federated objects and the manager's binding `<ws>-admin`.
 The ks-apiserver handler is what turns a User's `iam.kubesphere.io/globalrole` annotation into a binding; no
 controller does, so kslab writes the binding itself, named and labelled as the handler names it (am.go).

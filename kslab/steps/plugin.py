@@ -69,7 +69,21 @@ def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str], ur
     fingerprint = stored_ca_fingerprint(stored)
     if fingerprint:
         env[contract.ENV_STATE_CA] = fingerprint
+    env.pop(contract.ENV_STATE_OBJECTS, None)
+    objects = stored_objects(stored)
+    if objects is not None and in_state:
+        env[contract.ENV_STATE_OBJECTS] = json.dumps(objects)
     return env
+
+
+def stored_objects(stored: str | None) -> list[str] | None:
+    """The objects a tenant step's stored result names ("<Kind> '<name>'"), or None for any other step's."""
+    try:
+        result = json.loads(stored) if stored else None
+    except ValueError:
+        return None
+    objects = result.get("objects") if isinstance(result, dict) else None
+    return [o for o in objects if isinstance(o, str)] if isinstance(objects, list) else None
 
 
 def stored_ca_fingerprint(stored: str | None) -> str | None:

@@ -4,13 +4,20 @@ kslab keeps to what is its own: an object of a tenant's name that exists without
 (contract.LAB_LABEL) and that no earlier run of this step made is refused, never taken over; delete removes only
 objects carrying the lab's label. Objects are written by server-side apply with kslab's field manager, so the fields
 KubeSphere's controllers own (kslab/render/tenants.py lists them) are never written back: a no-change `up` runs no
-step and a refresh reads nothing it could change. A password is sent only while the cluster's User does not hold it
-(its bcrypt hash, kubesphere@<tag>:pkg/controller/user/user_controller.go encryptPassword, is checked here).
+step and a refresh reads nothing it could change. An object a re-run no longer declares (a user's former role
+binding, a member removed from a workspace) is deleted, if it is the lab's.
+
+A password never reaches a cluster in plain text: the step sends its bcrypt hash, which KubeSphere's user
+controller takes as already encrypted (kubesphere@<tag>:pkg/controller/user/user_controller.go encryptPassword:
+bcrypt.Cost > 0; v3.4.1's User CRD pattern allows `$2[ayb]$` + 56 characters), so neither the User nor the
+FederatedUser KubeFed copies to the members ever holds the text. kslab's field manager then owns the hash, so every
+apply sends it again: the cluster's own while it still matches the password, a new one when the password changed.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import string
 import sys
@@ -23,9 +30,17 @@ from kslab.model import requests, tenants
 from kslab.steps import common
 from kslab.steps.common import fail, log, wait_for
 
-# The plural of each kind a tenant step writes (all cluster-scoped).
+# The plural of each kind a tenant step writes (all cluster-scoped), its API version, and the Federated kind a host
+# makes of it (whose deletion waits for KubeFed to remove the copies on the members).
 PLURALS = {"User": "users", "GlobalRoleBinding": "globalrolebindings", "WorkspaceTemplate": "workspacetemplates",
            "WorkspaceRoleBinding": "workspacerolebindings", "Namespace": "namespaces"}
+API_VERSIONS = {"User": "iam.kubesphere.io/v1alpha2", "GlobalRoleBinding": "iam.kubesphere.io/v1alpha2",
+                "WorkspaceTemplate": "tenant.kubesphere.io/v1alpha2",
+                "WorkspaceRoleBinding": "iam.kubesphere.io/v1alpha2", "Namespace": "v1"}
+FEDERATED = {"User": "federatedusers", "GlobalRoleBinding": "federatedglobalrolebindings",
+             "WorkspaceTemplate": "federatedworkspaces", "WorkspaceRoleBinding": "federatedworkspacerolebindings"}
+FEDERATED_API = "types.kubefed.io/v1beta1"
+_NAMED = re.compile(r"^(\w+) '([^']+)'$")
 PASSWORD_LENGTH = 24
 
 
@@ -51,15 +66,25 @@ def _what(obj: dict[str, Any]) -> str:
     return f"{obj['kind']} '{obj['metadata']['name']}'"
 
 
-def holds_password(current: dict[str, Any] | None, password: str) -> bool:
-    """Whether the cluster's User already has `password`: its bcrypt hash, or (not hashed yet) the text itself."""
+def password_hash(current: dict[str, Any] | None, password: str) -> str:
+    """The bcrypt hash to send: the cluster's own while it is of `password`, else a new one (cost 10, Go's bcrypt
+    DefaultCost, and its `$2a$` prefix)."""
     stored = ((current or {}).get("spec") or {}).get("password") or ""
-    if stored.startswith(("$2a$", "$2b$", "$2y$")):
-        try:
-            return bcrypt.checkpw(password.encode(), stored.encode())
-        except ValueError:
-            return False
-    return bool(stored) and stored == password
+    try:
+        if bcrypt.checkpw(password.encode(), stored.encode()):
+            return str(stored)
+    except ValueError:  # not a bcrypt hash
+        pass
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(10, prefix=b"2a")).decode()
+
+
+def _foreign(found: dict[str, Any] | None, lab_id: str, in_state: bool) -> bool:
+    """An object the lab did not make: no lab label at all, or another lab's (unless this step made it before, under
+    a lab id of the checkout's earlier place)."""
+    if found is None:
+        return False
+    label = _label(found)
+    return label is None or (label != lab_id and not in_state)
 
 
 def step_tenant_apply() -> None:
@@ -77,18 +102,18 @@ def step_tenant_apply() -> None:
     in_state = os.environ.get(names.ENV_IN_STATE) == "1"
     current = {id(o): kube.get_object(o["apiVersion"], PLURALS[o["kind"]], o["metadata"]["name"])
                for o in asked.objects}
-    foreign = [o for o in asked.objects if current[id(o)] is not None and _label(current[id(o)]) != asked.lab_id]
-    if foreign and not in_state:  # checked before anything is written
+    foreign = [o for o in asked.objects if _foreign(current[id(o)], asked.lab_id, in_state)]
+    if foreign:  # checked before anything is written
         fail(f"{', '.join(_what(o) for o in foreign)} already exist on {label} and are not this lab's (no "
              f"{names.LAB_LABEL}={asked.lab_id} label); kslab does not take over objects it did not make. Fix: "
              "rename the tenant in the stack file, or remove the object yourself if it is a leftover")
     for obj in asked.objects:
         body = json.loads(json.dumps(obj))
-        if obj["kind"] == "User" and asked.password and not holds_password(current[id(obj)], asked.password):
-            body["spec"]["password"] = asked.password
+        if obj["kind"] == "User" and asked.password:
+            body["spec"]["password"] = password_hash(current[id(obj)], asked.password)
         kube.apply_object(body, PLURALS[obj["kind"]], names.FIELD_MANAGER)
-        log(f"applied {_what(obj)} on {label}" + (" with its password" if "password" in body.get("spec", {})
-                                                   else ""))
+        log(f"applied {_what(obj)} on {label}")
+    _remove_undeclared(kube, asked, label, knobs)
     for obj in asked.objects:
         if obj["kind"] == "User":
             _wait_active(kube, obj["metadata"]["name"], asked, knobs, label)
@@ -113,6 +138,64 @@ def _wait_active(kube, name: str, asked: requests.TenantObjects, knobs: requests
              "has not taken it. Fix: check ks-controller-manager runs on the cluster, then run `up` again")
 
 
+def _remove_undeclared(kube, asked: requests.TenantObjects, label: str, knobs: requests.UserKnobs) -> None:
+    """What the step's last run made and the stack no longer declares (its stored result, from the plugin)."""
+    try:
+        before = json.loads(os.environ.get(names.ENV_STATE_OBJECTS) or "[]")
+    except ValueError:
+        before = []
+    wanted = {_what(o) for o in asked.objects}
+    gone = []
+    for text in before:
+        match = _NAMED.match(str(text))
+        if match is None or text in wanted or match.group(1) not in PLURALS:
+            continue
+        kind, name = match.groups()
+        obj = {"apiVersion": API_VERSIONS[kind], "kind": kind, "metadata": {"name": name}}
+        if _delete_if_ours(kube, obj, asked.lab_id, label):
+            gone.append(obj)
+    _wait_gone(kube, gone, asked, knobs, label)
+
+
+def _delete_if_ours(kube, obj: dict[str, Any], lab_id: str, label: str) -> bool:
+    found = kube.get_object(obj["apiVersion"], PLURALS[obj["kind"]], obj["metadata"]["name"])
+    if found is None:
+        return False
+    if _label(found) != lab_id:
+        log(f"left {_what(obj)} on {label}: it is not this lab's")
+        return False
+    kube.delete_object(obj["apiVersion"], PLURALS[obj["kind"]], obj["metadata"]["name"])
+    log(f"deleting {_what(obj)} on {label}")
+    return True
+
+
+def _wait_gone(kube, deleted: list[dict[str, Any]], asked: requests.TenantObjects, knobs: requests.UserKnobs,
+               label: str) -> None:
+    """Until KubeSphere's finalizers let each deleted object go, and on a host KubeFed has removed its copies from
+    the members (its Federated object, whose sync finalizer waits for that, is gone too)."""
+    def left() -> list[str]:
+        out = []
+        for obj in deleted:
+            name = obj["metadata"]["name"]
+            found = kube.get_object(obj["apiVersion"], PLURALS[obj["kind"]], name)
+            if found is not None:
+                finalizers = ", ".join(found["metadata"].get("finalizers") or []) or "none"
+                out.append(f"{_what(obj)} (finalizers: {finalizers})")
+            elif obj["kind"] in FEDERATED and kube.get_object(FEDERATED_API, FEDERATED[obj["kind"]], name):
+                out.append(f"the Federated{obj['kind']} '{name}' (KubeFed removing its copies from the members)")
+        return out
+    if not deleted:
+        return
+    remaining, elapsed, summary = wait_for(lambda: (not (pending := left()), "; ".join(pending), []),
+                                           asked.timeout, knobs.poll_seconds, knobs.progress_seconds,
+                                           f"delete on {label}")
+    if remaining is None:
+        fail(f"still on {label} after {elapsed:.0f}s: {summary}. KubeSphere's controllers and KubeFed remove those "
+             "(are ks-controller-manager and kubefed running?). Fix: bring them back and run again")
+    for obj in deleted:
+        log(f"deleted {_what(obj)} on {label}")
+
+
 def step_tenant_read() -> None:
     """Refresh: gone (the step is dropped and the next `up` applies it again) when an object is no longer there or
     no longer the lab's; otherwise nothing changes, whatever the controllers have added."""
@@ -127,36 +210,11 @@ def step_tenant_read() -> None:
 
 
 def step_tenant_delete() -> None:
-    """Delete the lab's objects, last first, and wait (bounded) until KubeSphere's finalizers let them go. An
-    object of the name that is not the lab's (made by hand after the lab's was removed) is left alone."""
+    """Delete the lab's objects, last first, and wait (bounded) until KubeSphere's finalizers let them go and KubeFed
+    has removed their copies. An object of the name that is not the lab's (made by hand after the lab's was
+    removed) is left alone."""
     asked, knobs = common.request(requests.TenantObjects), common.knobs()
     label = f"cluster '{asked.cluster}'"
     kube = common.kube(names.ENV_KUBECONFIG, label)
-    deleted = []
-    for obj in reversed(asked.objects):
-        plural, name = PLURALS[obj["kind"]], obj["metadata"]["name"]
-        found = kube.get_object(obj["apiVersion"], plural, name)
-        if found is None:
-            continue
-        if _label(found) != asked.lab_id:
-            log(f"left {_what(obj)} on {label}: it is not this lab's")
-            continue
-        kube.delete_object(obj["apiVersion"], plural, name)
-        deleted.append(obj)
-
-    def left() -> list[str]:
-        out = []
-        for obj in deleted:
-            found = kube.get_object(obj["apiVersion"], PLURALS[obj["kind"]], obj["metadata"]["name"])
-            if found is not None:
-                finalizers = ", ".join(found["metadata"].get("finalizers") or []) or "none"
-                out.append(f"{_what(obj)} (finalizers: {finalizers})")
-        return out
-    remaining, elapsed, summary = wait_for(lambda: (not (pending := left()), "; ".join(pending), []),
-                                           asked.timeout, knobs.poll_seconds, knobs.progress_seconds,
-                                           f"delete on {label}")
-    if remaining is None:
-        fail(f"still on {label} after {elapsed:.0f}s: {summary}. KubeSphere's controllers remove those finalizers "
-             "(is ks-controller-manager running?). Fix: bring it back and run destroy again")
-    for obj in deleted:
-        log(f"deleted {_what(obj)} on {label}")
+    deleted = [obj for obj in reversed(asked.objects) if _delete_if_ours(kube, obj, asked.lab_id, label)]
+    _wait_gone(kube, deleted, asked, knobs, label)

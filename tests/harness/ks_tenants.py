@@ -112,6 +112,15 @@ FEDERATED_TENANT_CRDS = tuple(crd(FEDERATED[0], plural, f"Federated{kind}", FEDE
                               for plural, (_, _, _, kind) in TARGETS.items())
 
 
+def _is_encrypted(password: str) -> bool:
+    """isEncrypted: bcrypt.Cost(password) > 0, i.e. the text parses as a bcrypt hash."""
+    try:
+        bcrypt.checkpw(b"", password.encode())
+    except ValueError:
+        return False
+    return True
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -217,7 +226,7 @@ class Tenants:
                 continue  # a copy kubefed wrote: no encryption, no status sync
             spec, status = user.setdefault("spec", {}), user.get("status") or {}
             password = spec.get("password") or ""
-            if password and not password.startswith(("$2a$", "$2b$", "$2y$")):  # encryptPassword
+            if password and not _is_encrypted(password):  # encryptPassword
                 spec["password"] = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
                 annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
                 meta["annotations"] = {**annotations, LAST_PASSWORD_CHANGE: _now()}
