@@ -62,39 +62,25 @@ def step_environment(step_env: Mapping[str, Any], machine: Mapping[str, str], ur
     if urn.startswith("urn:pulumi:") and "::" in urn:
         env[contract.ENV_STACK_NAME] = urn[len("urn:pulumi:"):].split("::", 1)[0]
     # Whether the step's resource is already in the stack's state (an update): what it acts on is the lab's own.
-    env.pop(contract.ENV_IN_STATE, None)  # the plugin's word alone, never a request's
-    if in_state:
-        env[contract.ENV_IN_STATE] = "1"
-    env.pop(contract.ENV_STATE_CA, None)
-    fingerprint = stored_ca_fingerprint(stored)
-    if fingerprint:
-        env[contract.ENV_STATE_CA] = fingerprint
-    env.pop(contract.ENV_STATE_OBJECTS, None)
-    objects = stored_objects(stored)
-    if objects is not None and in_state:
-        env[contract.ENV_STATE_OBJECTS] = json.dumps(objects)
+    for name in (contract.ENV_IN_STATE, contract.ENV_STATE_CA, contract.ENV_STATE_OBJECTS):
+        env.pop(name, None)  # the plugin's word alone, never a request's
+    env.update({contract.ENV_IN_STATE: "1"} if in_state else {}, **state_facts(stored, in_state))
     return env
 
 
-def stored_objects(stored: str | None) -> list[str] | None:
-    """The objects a tenant step's stored result names ("<Kind> '<name>'"), or None for any other step's."""
+def state_facts(stored: str | None, in_state: bool) -> dict[str, str]:
+    """From a step's stored result (its stdout in the state): the CA fingerprint of the cluster its "kubeconfig" names
+    (kind steps), and on a re-run the "objects" a tenant step made, so it removes those no longer declared."""
     try:
-        result = json.loads(stored) if stored else None
+        result = json.loads(stored) if stored else {}
     except ValueError:
-        return None
-    objects = result.get("objects") if isinstance(result, dict) else None
-    return [o for o in objects if isinstance(o, str)] if isinstance(objects, list) else None
-
-
-def stored_ca_fingerprint(stored: str | None) -> str | None:
-    """The CA fingerprint of the cluster a step's stored result (its stdout in the stack's state) names through its
-    "kubeconfig", if it has one: what the kind steps compare a cluster of that name with."""
-    try:
-        result = json.loads(stored) if stored else None
-    except ValueError:
-        return None
-    text = result.get("kubeconfig") if isinstance(result, dict) else None
-    return kc.ca_fingerprint(text) if isinstance(text, str) else None
+        result = {}
+    result, facts = (result if isinstance(result, dict) else {}), {}
+    if isinstance(result.get("kubeconfig"), str) and (fingerprint := kc.ca_fingerprint(result["kubeconfig"])):
+        facts[contract.ENV_STATE_CA] = fingerprint
+    if in_state and isinstance(result.get("objects"), list):
+        facts[contract.ENV_STATE_OBJECTS] = json.dumps([o for o in result["objects"] if isinstance(o, str)])
+    return facts
 
 
 def undeclared(step_env: Mapping[str, Any]) -> list[str]:
