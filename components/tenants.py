@@ -4,7 +4,6 @@ install and every join to it are Ready (in jwtSecretMode copy, the members' inst
 that), a project after its workspace. Destroy removes them in the reverse order, before the joins."""
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -114,7 +113,3 @@ class KubeSphereProject(pulumi.ComponentResource):
                           self, [*args.cluster.ready, args.workspace])
         self.register_outputs({"cluster": p.cluster, "workspace": p.workspace})
 
-
-def objects_of(step: LabStep) -> pulumi.Output[list[str]]:
-    """What a tenant step made (its stdout)."""
-    return step.stdout.apply(lambda out: json.loads(out)["objects"] if out else [])

@@ -26,6 +26,7 @@ from kslab.cli import findings as st
 from kslab.cli.stack_spec import load_spec_or_say_why
 from kslab.model import versions
 from kslab.model.spec import LabSpec
+from kslab.render import tenants as tenant_render
 from kslab.render.lines import line_for
 from kslab.steps.errors import ApiFailure, Transient
 from kslab.steps.kube import Kube
@@ -202,11 +203,9 @@ def churning(member: str, kube: Kube, seconds: float) -> list[st.ChurningObject]
             if len(rvs) - 1 >= st.CHURN_CHANGES]
 
 
-# Where each tenant kind is read on a cluster (kslab/render/tenants.py), and its Federated kind on a host.
-_TENANT_OBJECTS = {"user": ("iam.kubesphere.io/v1alpha2", "users"), "workspace": ("tenant.kubesphere.io/v1alpha1",
-                                                                               "workspaces"),
-                   "project": ("v1", "namespaces")}
-_FEDERATED = {"user": "federatedusers", "workspace": "federatedworkspaces"}
+# The kind each tenant is on a cluster (kslab/render/tenants.py): a user's User, a workspace's Workspace (KubeFed's), a
+# project's Namespace.
+_TENANT_KINDS = {"user": "User", "workspace": "Workspace", "project": "Namespace"}
 
 
 def read_tenants(lab: st.LabStatus, kubes: dict[str, Kube], spec: LabSpec) -> None:
@@ -216,14 +215,13 @@ def read_tenants(lab: st.LabStatus, kubes: dict[str, Kube], spec: LabSpec) -> No
         kube = kubes.get(t.cluster)
         if kube is None or not by_name[t.cluster].reachable:
             continue
-        api_version, plural = _TENANT_OBJECTS[t.kind]
-        found, error = _read(functools.partial(kube.get_object, api_version, plural, t.name))
+        kind = tenant_render.KINDS[_TENANT_KINDS[t.kind]]
+        found, error = _read(functools.partial(kube.get_object, kind.api_version, kind.plural, t.name))
         t.present = None if error is not None else found is not None
         home = kubes.get(t.home)
-        if t.kind in _FEDERATED and t.cluster != t.home and home is not None and by_name[t.home].reachable \
+        if kind.federated and t.cluster != t.home and home is not None and by_name[t.home].reachable \
                 and spec.cluster(t.home).role == "host":
-            fed, error = _read(functools.partial(home.get_object, "types.kubefed.io/v1beta1", _FEDERATED[t.kind],
-                                                 t.name))
+            fed, error = _read(functools.partial(home.get_object, tenant_render.FEDERATED_API, kind.federated, t.name))
             t.federated = None if error is not None else fed is not None
 
 

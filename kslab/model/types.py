@@ -191,12 +191,6 @@ class LabSpec:
     def members_of(self, host: str) -> list[str]:
         return [j.member for j in self.joins if j.host == host]
 
-    def user(self, name: str) -> UserSpec:
-        return next(u for u in self.users if u.name == name)
-
-    def workspace(self, name: str) -> WorkspaceSpec:
-        return next(w for w in self.workspaces if w.name == name)
-
     @property
     def multi_host_members(self) -> list[str]:
         members = [j.member for j in self.joins]

@@ -10,7 +10,7 @@ controller does, so kslab writes the binding itself, named and labelled as the h
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from kslab.model import contract, tenants
 from kslab.model.types import ProjectSpec, UserSpec, WorkspaceSpec
@@ -18,9 +18,26 @@ from kslab.model.types import ProjectSpec, UserSpec, WorkspaceSpec
 IAM = "iam.kubesphere.io/v1alpha2"
 TENANT_TEMPLATE = "tenant.kubesphere.io/v1alpha2"
 TENANT = "tenant.kubesphere.io/v1alpha1"
-# What a tenant step checks for on the cluster, as [group, version, plural] (for its wait and `make status`).
-WORKSPACE_KIND = ("tenant.kubesphere.io", "v1alpha1", "workspaces")
-USER_KIND = ("iam.kubesphere.io", "v1alpha2", "users")
+FEDERATED_API = "types.kubefed.io/v1beta1"
+
+
+class Kind(NamedTuple):
+    """A cluster-scoped kind the tenants touch: its API version, plural, and the Federated kind's plural a host makes
+    of it (its deletion waits for KubeFed to remove the copies on the members; None: not federated)."""
+    api_version: str
+    plural: str
+    federated: str | None = None
+
+
+# What kslab writes, and the Workspace KubeFed places (what a project waits for and `make status` looks for).
+KINDS = {
+    "User": Kind(IAM, "users", "federatedusers"),
+    "GlobalRoleBinding": Kind(IAM, "globalrolebindings", "federatedglobalrolebindings"),
+    "WorkspaceTemplate": Kind(TENANT_TEMPLATE, "workspacetemplates", "federatedworkspaces"),
+    "WorkspaceRoleBinding": Kind(IAM, "workspacerolebindings", "federatedworkspacerolebindings"),
+    "Namespace": Kind("v1", "namespaces"),
+    "Workspace": Kind(TENANT, "workspaces", "federatedworkspaces"),
+}
 
 
 def _meta(name: str, lab_id: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -70,4 +87,5 @@ def project_objects(project: ProjectSpec, lab_id: str) -> list[dict[str, Any]]:
 def project_waits_for(project: ProjectSpec) -> list[list[str]]:
     """The project's Workspace on its cluster, which KubeFed puts there: until it exists, the namespace controller
     unbinds a namespace labelled with it (namespace_controller.go unbindWorkspace)."""
-    return [[*WORKSPACE_KIND, project.workspace]]
+    group, version = TENANT.split("/")
+    return [[group, version, KINDS["Workspace"].plural, project.workspace]]

@@ -27,19 +27,11 @@ import bcrypt
 
 from kslab.model import contract as names
 from kslab.model import requests, tenants
+from kslab.render import tenants as render
 from kslab.steps import common
 from kslab.steps.common import fail, log, wait_for
 
-# The plural of each kind a tenant step writes (all cluster-scoped), its API version, and the Federated kind a host
-# makes of it (whose deletion waits for KubeFed to remove the copies on the members).
-PLURALS = {"User": "users", "GlobalRoleBinding": "globalrolebindings", "WorkspaceTemplate": "workspacetemplates",
-           "WorkspaceRoleBinding": "workspacerolebindings", "Namespace": "namespaces"}
-API_VERSIONS = {"User": "iam.kubesphere.io/v1alpha2", "GlobalRoleBinding": "iam.kubesphere.io/v1alpha2",
-                "WorkspaceTemplate": "tenant.kubesphere.io/v1alpha2",
-                "WorkspaceRoleBinding": "iam.kubesphere.io/v1alpha2", "Namespace": "v1"}
-FEDERATED = {"User": "federatedusers", "GlobalRoleBinding": "federatedglobalrolebindings",
-             "WorkspaceTemplate": "federatedworkspaces", "WorkspaceRoleBinding": "federatedworkspacerolebindings"}
-FEDERATED_API = "types.kubefed.io/v1beta1"
+PLURALS = {kind: k.plural for kind, k in render.KINDS.items()}
 _NAMED = re.compile(r"^(\w+) '([^']+)'$")
 PASSWORD_LENGTH = 24
 
@@ -151,7 +143,7 @@ def _remove_undeclared(kube, asked: requests.TenantObjects, label: str, knobs: r
         if match is None or text in wanted or match.group(1) not in PLURALS:
             continue
         kind, name = match.groups()
-        obj = {"apiVersion": API_VERSIONS[kind], "kind": kind, "metadata": {"name": name}}
+        obj = {"apiVersion": render.KINDS[kind].api_version, "kind": kind, "metadata": {"name": name}}
         if _delete_if_ours(kube, obj, asked.lab_id, label):
             gone.append(obj)
     _wait_gone(kube, gone, asked, knobs, label)
@@ -181,7 +173,8 @@ def _wait_gone(kube, deleted: list[dict[str, Any]], asked: requests.TenantObject
             if found is not None:
                 finalizers = ", ".join(found["metadata"].get("finalizers") or []) or "none"
                 out.append(f"{_what(obj)} (finalizers: {finalizers})")
-            elif obj["kind"] in FEDERATED and kube.get_object(FEDERATED_API, FEDERATED[obj["kind"]], name):
+            elif (federated := render.KINDS[obj["kind"]].federated) and kube.get_object(render.FEDERATED_API,
+                                                                                          federated, name):
                 out.append(f"the Federated{obj['kind']} '{name}' (KubeFed removing its copies from the members)")
         return out
     if not deleted:
