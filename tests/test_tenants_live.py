@@ -136,8 +136,7 @@ def test_the_demo_tenants_reach_every_placed_cluster_stay_put_and_go_before_the_
     assert "workspace lab-only  host" in run_status_command(lab, "status", "--sample-seconds", "0").stdout
     # a workspace removed behind kslab's back is found, with why and the fix
     host_kubefed = lab.operator.actor("host").tenants
-    host_kubefed.sync_paused = True  # KubeFed's sync controller of the host stops (an outage)
-    time.sleep(1)
+    host_kubefed.pause_sync()  # KubeFed's sync controller of the host stops (an outage)
     lab.custom("member1").delete_cluster_custom_object("tenant.kubesphere.io", "v1alpha1", "workspaces", "shop")
     missing = status(lab, "--sample-seconds", "0")
     assert [(f["kind"], f["subject"]) for f in missing["findings"]] == [("tenant-missing", "workspace shop on member1")]

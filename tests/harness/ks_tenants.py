@@ -45,6 +45,7 @@ longer selects is deleted, and so is every copy when the federated object is del
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import bcrypt
@@ -144,6 +145,7 @@ class Tenants:
         # (cluster, federated plural, name) -> resourceVersion kubefed wrote there (ObjectNeedsUpdate)
         self.propagated: dict[tuple[str, str, str], str] = {}
         self.sync_paused = False  # a test stops this host's KubeFed sync (an outage), then lets it go on
+        self.ticks = 0  # ticks done (a test that paused the sync waits for one to end after it: no sync under way)
 
     # --- small API helpers ----------------------------------------------------------------------------------------
     def _list(self, group: str, version: str, plural: str, api=None) -> list[dict]:
@@ -192,6 +194,13 @@ class Tenants:
         return False
 
     # --- the controllers ---------------------------------------------------------------------------------------------
+    def pause_sync(self, seconds: float = 30.0) -> None:
+        """Stop KubeFed's sync here and return once no sync is under way (two ticks ended after the pause)."""
+        self.sync_paused = True
+        seen, deadline = self.ticks, time.monotonic() + seconds
+        while self.ticks < seen + 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def tick(self) -> None:
         if self.actor.version is None:
             return
@@ -207,6 +216,7 @@ class Tenants:
         else:
             self.templates(multicluster=False)
             self.collect_garbage()
+        self.ticks += 1
 
     def users(self) -> None:
         for user in self._list(*IAM, "users"):
